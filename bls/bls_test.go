@@ -98,9 +98,9 @@ func TestVerifyVectorsFailForTheRightReason(t *testing.T) {
 	t.Parallel()
 	f := loadVectors(t)
 	want := map[string]error{
-		"valid":                                      nil,
-		"wrong key":                                  bls.ErrVerify,
-		"wrong message":                              bls.ErrVerify,
+		"valid":         nil,
+		"wrong key":     bls.ErrVerify,
+		"wrong message": bls.ErrVerify,
 		"identity public key and identity signature": bls.ErrIdentity,
 		"signature under the NUL ciphersuite":        bls.ErrVerify,
 		"public key without compression flag":        bls.ErrEncoding,
