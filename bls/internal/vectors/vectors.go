@@ -4,6 +4,7 @@
 package vectors
 
 import (
+	_ "embed"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -79,10 +80,19 @@ func (h *Hex) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Path finds the vector file: $COSIGNER_SHARED/testdata/bls-vectors.json if
-// set, else ../shared/testdata/bls-vectors.json next to the module root,
-// found by walking up from the working directory to go.mod.
-func Path() (string, error) {
+// embedded is a copy of ../shared/testdata/bls-vectors.json, so the tests run
+// in any checkout; TestEmbeddedCopyMatchesShared keeps it from drifting.
+//
+//go:embed bls-vectors.json
+var embedded []byte
+
+// Embedded returns the raw bytes of the embedded vector file.
+func Embedded() []byte { return embedded }
+
+// SharedPath is where the original lives: $COSIGNER_SHARED/testdata, else
+// ../shared/testdata next to the module root (found by walking up from the
+// working directory to go.mod).
+func SharedPath() (string, error) {
 	if d := os.Getenv("COSIGNER_SHARED"); d != "" {
 		return filepath.Join(d, "testdata", "bls-vectors.json"), nil
 	}
@@ -102,22 +112,14 @@ func Path() (string, error) {
 	}
 }
 
-// Load reads and parses the vector file.
+// Load parses the embedded vector file.
 func Load() (*File, error) {
-	p, err := Path()
-	if err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil, fmt.Errorf("vectors: %w (set COSIGNER_SHARED to the shared/ folder)", err)
-	}
 	var f File
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("vectors: %s: %w", p, err)
+	if err := json.Unmarshal(embedded, &f); err != nil {
+		return nil, fmt.Errorf("vectors: %w", err)
 	}
 	if len(f.Sign) == 0 || len(f.Verify) == 0 || len(f.Threshold) == 0 {
-		return nil, fmt.Errorf("vectors: %s: a section is empty", p)
+		return nil, errors.New("vectors: a section is empty")
 	}
 	return &f, nil
 }

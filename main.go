@@ -1,0 +1,197 @@
+// Command cosigner is a terminal threshold-BLS co-signer console that talks to
+// the other signers over Signal.
+//
+// Today it offers offline signature verification (cosigner verify); the
+// console, the Signal device and the relay are not built yet.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0 // success (for verify: the signature is valid)
+	exitFailure = 1 // the command ran and failed (for verify: invalid)
+	exitUsage   = 2 // bad command line
+)
+
+// stdio is what a command may read from and write to.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
+
+// command is one subcommand of the binary.
+type command struct {
+	name    string
+	summary string // one line, shown in the overview
+	usage   string // full help: synopsis, description, flags
+	run     func(ctx context.Context, cmd command, args []string, sio stdio) int
+}
+
+// commands lists the subcommands that exist, in the order the overview shows
+// them. It is filled in by init because help refers back to it.
+var commands []command
+
+func init() {
+	commands = []command{
+		verifyCommand,
+		{
+			name:    "version",
+			summary: "print the version",
+			usage:   "Usage: cosigner version\n\nPrint the version of this binary.\n",
+			run:     runVersion,
+		},
+		{
+			name:    "help",
+			summary: "show help for a command",
+			usage:   "Usage: cosigner help [COMMAND]\n\nShow the list of commands, or the help of COMMAND.\n",
+			run:     runHelp,
+		},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes the command line args (without the program name) and returns
+// the process exit code.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	sio := stdio{in: stdin, out: stdout, err: stderr}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, overview())
+		fmt.Fprintln(stderr, "\ncosigner: the console is not built yet; run one of the commands above.")
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		fmt.Fprint(stdout, overview())
+		return exitOK
+	}
+	cmd, ok := lookup(args[0])
+	if !ok {
+		fmt.Fprintf(stderr, "cosigner: unknown command %q; run 'cosigner help'\n", args[0])
+		return exitUsage
+	}
+	return cmd.run(ctx, cmd, args[1:], sio)
+}
+
+func lookup(name string) (command, bool) {
+	for _, c := range commands {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+// overview is the top-level help: what the program is and its commands.
+func overview() string {
+	var b strings.Builder
+	b.WriteString("cosigner: a threshold-BLS co-signer console that talks over Signal.\n\n")
+	b.WriteString("Usage: cosigner COMMAND [flags]\n\nCommands:\n")
+	width := 0
+	for _, c := range commands {
+		width = max(width, len(c.name))
+	}
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-*s  %s\n", width, c.name, c.summary)
+	}
+	b.WriteString("\nRun 'cosigner help COMMAND' for the flags of a command.\n")
+	return b.String()
+}
+
+// newFlagSet returns a flag set for a subcommand that reports errors instead
+// of exiting and writes parse errors to stderr.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("cosigner "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {} // parseFlags prints the usage itself, to the right stream.
+	return fs
+}
+
+// parseFlags parses args into fs. It returns (code, false) when the command
+// must stop with that exit code: help was asked for (usage on stdout, exit 0)
+// or the command line is wrong (usage on stderr, exit 2).
+func parseFlags(fs *flag.FlagSet, cmd command, args []string, sio stdio) (int, bool) {
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(sio.out, cmd.usage)
+		return exitOK, false
+	case err != nil:
+		// The flag package has already printed the error itself.
+		printUsageHint(cmd, sio.err)
+		return exitUsage, false
+	case fs.NArg() > 0:
+		return usageError(cmd, sio, "unexpected argument %q", fs.Arg(0)), false
+	}
+	return 0, true
+}
+
+// usageError prints a command-line error and a pointer to the command's
+// help to stderr, and returns the usage exit code.
+func usageError(cmd command, sio stdio, format string, a ...any) int {
+	fmt.Fprintf(sio.err, "cosigner %s: %s\n", cmd.name, fmt.Sprintf(format, a...))
+	printUsageHint(cmd, sio.err)
+	return exitUsage
+}
+
+// printUsageHint prints the synopsis (the first line of the usage) and where
+// to find the rest.
+func printUsageHint(cmd command, w io.Writer) {
+	synopsis, _, _ := strings.Cut(cmd.usage, "\n")
+	fmt.Fprintf(w, "%s\nRun 'cosigner help %s' for details.\n", synopsis, cmd.name)
+}
+
+func runHelp(_ context.Context, cmd command, args []string, sio stdio) int {
+	switch len(args) {
+	case 0:
+		fmt.Fprint(sio.out, overview())
+		return exitOK
+	case 1:
+		topic, ok := lookup(args[0])
+		if !ok {
+			fmt.Fprintf(sio.err, "cosigner help: unknown command %q; run 'cosigner help'\n", args[0])
+			return exitUsage
+		}
+		fmt.Fprint(sio.out, topic.usage)
+		return exitOK
+	default:
+		return usageError(cmd, sio, "too many arguments")
+	}
+}
+
+func runVersion(_ context.Context, cmd command, args []string, sio stdio) int {
+	fs := newFlagSet(cmd.name, sio.err)
+	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
+		return code
+	}
+	fmt.Fprintf(sio.out, "cosigner %s\n", version())
+	return exitOK
+}
+
+// version is the module version stamped into the binary by the go command,
+// or "devel" when there is none (go run, go test, a build from a work tree
+// without version information).
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok || info.Main.Version == "" || info.Main.Version == "(devel)" {
+		return "devel"
+	}
+	return info.Main.Version
+}
