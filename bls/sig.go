@@ -124,6 +124,19 @@ func NewPublicKey(p *G1Point) (*PublicKey, error) {
 	return &k, nil
 }
 
+// NewPublicKeyFromSubgroupPoint wraps a point the caller knows to be in the
+// prime-order subgroup (it came from a strict decoder or from arithmetic on
+// such points), checking only that it is not the identity. Never use it on
+// a point from outside data.
+func NewPublicKeyFromSubgroupPoint(p *G1Point) (*PublicKey, error) {
+	if bls12381.NewG1().IsZero(p) {
+		return nil, fmt.Errorf("public key: %w", ErrIdentity)
+	}
+	var k PublicKey
+	k.p.Set(p)
+	return &k, nil
+}
+
 // Bytes encodes the public key compressed (48 bytes).
 func (pk *PublicKey) Bytes() []byte { return G1Bytes(&pk.p) }
 

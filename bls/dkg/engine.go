@@ -17,6 +17,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha512"
 	"encoding/binary"
 	"fmt"
@@ -145,6 +146,8 @@ type Engine struct {
 
 	result   *Result
 	keyHash  []byte
+	popHash  *bls.G2Point // hash_to_G2(X, PopDST), shared by all proofs
+	ownProof *bls.G2Point
 	abortErr *AbortError
 	lastOut  []Outgoing
 }
@@ -604,40 +607,21 @@ func (e *Engine) deriveScalar(label string, k uint32) *bls.Scalar {
 // deal is round 1: draw the polynomial, commit to it, prove knowledge of
 // its constant term, and deal the shares.
 func (e *Engine) deal() []Outgoing {
-	coeffs := make([]*bls.Scalar, e.t)
-	for k := range coeffs {
-		coeffs[k] = e.deriveScalar("coefficient", uint32(k))
-	}
-	poly, err := share.PolyFromCoefficients(coeffs)
-	for _, c := range coeffs {
-		bls.WipeScalar(c)
-	}
+	poly, comms, d, err := e.makeDeal()
 	if err != nil {
 		return e.internalFailure(err)
 	}
-	e.poly = poly
-	comms := poly.Commit()
-
-	// Schnorr proof of knowledge of a_0, bound to the ceremony and index.
-	k := e.deriveScalar("pok-nonce", 0)
-	r := bls.MulG1Blinded(bls.G1Generator(), k)
-	c := pokChallenge(e.id, e.self, bls.G1Bytes(&comms[0]), bls.G1Bytes(r))
-	a0 := poly.Secret()
-	mu := new(bls.Scalar)
-	mu.Mul(c, a0)
-	mu.Add(mu, k)
-	bls.WipeScalar(a0)
-	bls.WipeScalar(k)
-
-	d := &deal{Commitments: comms.Bytes(), R: bls.G1Bytes(r), Mu: bls.ScalarBytes(mu)}
 	payload, err := d.encode()
 	if err != nil {
+		poly.Wipe()
 		return e.internalFailure(err)
 	}
 	dealEnv, err := e.seal(wire.KindDeal, RoundDeal, 0, payload)
 	if err != nil {
+		poly.Wipe()
 		return e.internalFailure(err)
 	}
+	e.poly = poly
 	e.myDeal = dealEnv
 	e.comms[e.self] = comms
 	e.shares[e.self] = poly.Eval(e.self)
@@ -661,6 +645,34 @@ func (e *Engine) deal() []Outgoing {
 	return out
 }
 
+// makeDeal derives this party's polynomial from the seed and builds its
+// broadcast: commitments and a Schnorr proof of knowledge of a_0 bound to
+// the ceremony and this party's index.
+func (e *Engine) makeDeal() (*share.Poly, share.Commitments, *deal, error) {
+	coeffs := make([]*bls.Scalar, e.t)
+	for k := range coeffs {
+		coeffs[k] = e.deriveScalar("coefficient", uint32(k))
+	}
+	poly, err := share.PolyFromCoefficients(coeffs)
+	for _, c := range coeffs {
+		bls.WipeScalar(c)
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	comms := poly.Commit()
+	k := e.deriveScalar("pok-nonce", 0)
+	r := bls.MulG1Blinded(bls.G1Generator(), k)
+	c := pokChallenge(e.id, e.self, bls.G1Bytes(&comms[0]), bls.G1Bytes(r))
+	a0 := poly.Secret()
+	mu := new(bls.Scalar)
+	mu.Mul(c, a0)
+	mu.Add(mu, k)
+	bls.WipeScalar(a0)
+	bls.WipeScalar(k)
+	return poly, comms, &deal{Commitments: comms.Bytes(), R: bls.G1Bytes(r), Mu: bls.ScalarBytes(mu)}, nil
+}
+
 // pokChallenge is c = Hs("pok" || ceremony || i || C_0 || R).
 func pokChallenge(id [32]byte, i uint32, c0, r []byte) *bls.Scalar {
 	msg := make([]byte, 0, 3+32+4+2*bls.G1Size)
@@ -673,7 +685,7 @@ func pokChallenge(id [32]byte, i uint32, c0, r []byte) *bls.Scalar {
 }
 
 // checkDeal decodes a dealer's broadcast and verifies its commitments and
-// proof of knowledge: mu*P1 == R + c*C_0.
+// proof of knowledge.
 func (e *Engine) checkDeal(i uint32, payload []byte) (share.Commitments, error) {
 	d, err := decodeDeal(payload, e.t)
 	if err != nil {
@@ -691,15 +703,21 @@ func (e *Engine) checkDeal(i uint32, payload []byte) (share.Commitments, error) 
 	if err != nil {
 		return nil, fmt.Errorf("proof response: %w", err)
 	}
-	c := pokChallenge(e.id, i, d.Commitments[0], d.R)
+	if !verifyKnowledge(e.id, i, comms, d.Commitments[0], r, d.R, mu) {
+		return nil, fmt.Errorf("proof of knowledge of the secret does not verify")
+	}
+	return comms, nil
+}
+
+// verifyKnowledge checks the Schnorr proof mu*P1 == R + c*C_0, with c
+// computed over the encodings the dealer signed.
+func verifyKnowledge(id [32]byte, i uint32, comms share.Commitments, c0Bytes []byte, r *bls.G1Point, rBytes []byte, mu *bls.Scalar) bool {
+	c := pokChallenge(id, i, c0Bytes, rBytes)
 	g := bls12381.NewG1()
 	lhs := g.MulScalar(g.New(), g.One(), mu)
 	rhs := g.MulScalar(g.New(), &comms[0], c)
 	g.Add(rhs, rhs, r)
-	if !g.Equal(lhs, rhs) {
-		return nil, fmt.Errorf("proof of knowledge of the secret does not verify")
-	}
-	return comms, nil
+	return g.Equal(lhs, rhs)
 }
 
 // echo ends round 1: check every deal and the share each sent here, then
@@ -971,7 +989,9 @@ func (e *Engine) finalize() []Outgoing {
 		e.poly = nil
 	}
 	e.keyHash = e.hashKey(group, sum)
-	proof := bls.MulG2Blinded(bls.HashToG2(group.Key.Bytes(), bls.PopDST), x)
+	e.popHash = bls.HashToG2(group.Key.Bytes(), bls.PopDST)
+	proof := bls.MulG2Blinded(e.popHash, x)
+	e.ownProof = proof
 	e.result = &Result{Ceremony: e.id, Group: group, Commitments: sum, Share: share.Share{Index: e.self, Value: *x}}
 	bls.WipeScalar(x)
 	payload, err := (&confirm{KeyHash: e.keyHash, Proof: bls.G2Bytes(proof)}).encode()
@@ -1004,7 +1024,7 @@ func (e *Engine) hashKey(group *tbls.Group, sum share.Commitments) []byte {
 // of it, then assembles the group's proof of possession from t proofs.
 func (e *Engine) afterConfirm() []Outgoing {
 	group := e.result.Group
-	h := bls.HashToG2(group.Key.Bytes(), bls.PopDST)
+	h := e.popHash
 	partials := make([]*tbls.Partial, 0, e.n)
 	raws := make(map[uint32][]byte, e.n)
 	for _, j := range e.others() {
@@ -1030,16 +1050,17 @@ func (e *Engine) afterConfirm() []Outgoing {
 		}
 		return e.fail(ReasonBadConfirmation, bad, "key confirmation proof does not verify against the public share", evidence...)
 	}
-	own := tbls.Partial{Index: e.self, Sig: *bls.MulG2Blinded(h, &e.result.Share.Value)}
+	own := tbls.Partial{Index: e.self, Sig: *e.ownProof}
 	partials = append(partials, &own)
 	slices.SortFunc(partials, func(a, b *tbls.Partial) int { return int(a.Index) - int(b.Index) })
 	pt, err := tbls.Interpolate(partials[:e.t])
 	if err != nil {
 		return e.internalFailure(err)
 	}
+	// PopVerify(X, pop), with the hash already at hand.
 	pop, err := bls.NewSignature(pt)
-	if err == nil {
-		err = bls.PopVerify(group.Key, pop)
+	if err == nil && !bls.PairingCheck(group.Key.Point(), h, pt) {
+		err = bls.ErrVerify
 	}
 	if err != nil {
 		return e.internalFailure(fmt.Errorf("group proof of possession: %w", err))
@@ -1053,27 +1074,24 @@ func (e *Engine) afterConfirm() []Outgoing {
 
 // verifyProofs checks every confirmation proof against its public share with
 // one randomized batch check, e(sum r_j X_j, H) == e(P1, sum r_j pi_j), and
-// falls back to one check per proof only to name the bad ones.
+// falls back to one check per proof only to name the bad ones. With 64-bit
+// random weights a wrong proof passes the batch with probability 2^-64; the
+// short weights make each multiplication a quarter of a full one.
 func verifyProofs(group *tbls.Group, h *bls.G2Point, ps []*tbls.Partial) []uint32 {
 	if len(ps) == 0 {
 		return nil
 	}
 	g1, g2 := bls12381.NewG1(), bls12381.NewG2()
 	accX, accP := g1.Zero(), g2.Zero()
-	tx, tp := g1.New(), g2.New()
+	var seed [8]byte
 	for _, p := range ps {
 		xj, _ := group.PublicShare(p.Index)
-		r, _ := bls.RandomScalar(nil)
-		// 128-bit multipliers suffice for a 2^-128 soundness error and halve
-		// the cost of the multiplications.
-		r[2], r[3] = 0, 0
-		if r.IsZero() {
-			r[0] = 1
+		if _, err := rand.Read(seed[:]); err != nil {
+			panic(fmt.Sprintf("dkg: crypto/rand failed: %v", err))
 		}
-		g1.MulScalar(tx, xj.Point(), r)
-		g1.Add(accX, accX, tx)
-		g2.MulScalar(tp, &p.Sig, r)
-		g2.Add(accP, accP, tp)
+		r := binary.LittleEndian.Uint64(seed[:]) | 1 // odd, so never zero
+		g1.Add(accX, accX, mulG1Small(g1, xj.Point(), r))
+		g2.Add(accP, accP, mulG2Small(g2, &p.Sig, r))
 	}
 	if !g1.IsZero(accX) && !g2.IsZero(accP) && bls.PairingCheck(g1.Affine(accX), h, g2.Affine(accP)) {
 		return nil
@@ -1084,12 +1102,32 @@ func verifyProofs(group *tbls.Group, h *bls.G2Point, ps []*tbls.Partial) []uint3
 			bad = append(bad, p.Index)
 		}
 	}
-	if len(bad) == 0 {
-		// The batch failed only through a degenerate sum; the individual
-		// checks are authoritative.
-		return nil
-	}
 	return bad
+}
+
+// mulG1Small and mulG2Small multiply by a public 64-bit scalar with plain
+// double-and-add, which beats kilic's full-width GLV multiplication for
+// short scalars.
+func mulG1Small(g *bls12381.G1, p *bls.G1Point, k uint64) *bls.G1Point {
+	acc := g.Zero()
+	for i := 63; i >= 0; i-- {
+		g.Double(acc, acc)
+		if k>>uint(i)&1 == 1 {
+			g.Add(acc, acc, p)
+		}
+	}
+	return acc
+}
+
+func mulG2Small(g *bls12381.G2, p *bls.G2Point, k uint64) *bls.G2Point {
+	acc := g.Zero()
+	for i := 63; i >= 0; i-- {
+		g.Double(acc, acc)
+		if k>>uint(i)&1 == 1 {
+			g.Add(acc, acc, p)
+		}
+	}
+	return acc
 }
 
 func truncate(s string) string {
