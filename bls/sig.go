@@ -221,9 +221,16 @@ func verifyDST(pk *PublicKey, msg []byte, sig *Signature, dst []byte) error {
 
 // PairingCheck reports whether e(a, h) == e(P1, s). Callers must have
 // rejected identity points: kilic's Engine skips identity pairs silently.
+// kilic normalises the points it is given in place, so it gets copies: the
+// caller's points may be shared with other goroutines.
 func PairingCheck(a *G1Point, h *G2Point, s *G2Point) bool {
+	var ac G1Point
+	var hc, sc G2Point
+	ac.Set(a)
+	hc.Set(h)
+	sc.Set(s)
 	e := bls12381.NewEngine()
-	return e.AddPairInv(e.G1.One(), s).AddPair(a, h).Check()
+	return e.AddPairInv(e.G1.One(), &sc).AddPair(&ac, &hc).Check()
 }
 
 // AggregateSignatures adds signatures (over the same or different messages).
