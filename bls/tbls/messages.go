@@ -1,0 +1,214 @@
+package tbls
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	"github.com/signal-mpc/cosigner/bls"
+	"github.com/signal-mpc/cosigner/bls/share"
+	"github.com/signal-mpc/cosigner/bls/wire"
+)
+
+// The signing protocol's payloads. Each rides in a signed wire.Envelope
+// whose Ceremony field is the request id, so every partial, decline and
+// result is bound to exactly one request.
+
+// Limits on request fields.
+const (
+	// MaxMessageSize bounds the message to sign: it must fit one envelope
+	// with room for the rest of the request.
+	MaxMessageSize = 32 << 10
+	// MaxDescriptionLen bounds the human description shown with a request.
+	MaxDescriptionLen = 512
+	// MaxDeclineReasonLen bounds a decline's reason.
+	MaxDeclineReasonLen = 256
+)
+
+// ErrPayload: a signing payload is malformed.
+var ErrPayload = errors.New("tbls: malformed signing message")
+
+// KeyID names a group key: SHA-256 of its compressed encoding.
+func KeyID(pk *bls.PublicKey) [32]byte { return sha256.Sum256(pk.Bytes()) }
+
+// Request asks the group to sign Message with the key KeyID. The request id
+// is the envelope's ceremony id, drawn at random by the requester.
+type Request struct {
+	KeyID       [32]byte
+	Message     []byte
+	Description string    // what the requester says the message is (shown, not trusted)
+	Expires     time.Time // whole seconds; past it, the request counts as declined
+}
+
+// Encode returns the canonical encoding.
+func (r *Request) Encode() ([]byte, error) {
+	if err := r.validate(); err != nil {
+		return nil, err
+	}
+	var e wire.Encoder
+	e.Bytes(1, r.KeyID[:])
+	e.Bytes(2, r.Message)
+	e.Bytes(3, []byte(r.Description))
+	e.Uint(4, uint64(r.Expires.Unix()))
+	return e.Finish()
+}
+
+func (r *Request) validate() error {
+	if len(r.Message) > MaxMessageSize {
+		return fmt.Errorf("%w: message of %d bytes, at most %d", ErrPayload, len(r.Message), MaxMessageSize)
+	}
+	if len(r.Description) > MaxDescriptionLen || !utf8.ValidString(r.Description) {
+		return fmt.Errorf("%w: description must be UTF-8 of at most %d bytes", ErrPayload, MaxDescriptionLen)
+	}
+	if r.Expires.Unix() <= 0 || r.Expires.Unix() > 1<<40 {
+		return fmt.Errorf("%w: expiry out of range", ErrPayload)
+	}
+	if r.KeyID == ([32]byte{}) {
+		return fmt.Errorf("%w: no key id", ErrPayload)
+	}
+	return nil
+}
+
+// DecodeRequest strictly decodes a request. The empty message is allowed:
+// BLS signs any byte string.
+func DecodeRequest(b []byte) (*Request, error) {
+	d := wire.NewDecoder(b)
+	key, _ := d.Fixed(1, 32)
+	msg, _ := d.Bytes(2, MaxMessageSize)
+	desc, _ := d.Bytes(3, MaxDescriptionLen)
+	exp, _ := d.Uint(4)
+	if err := d.Done(); err != nil {
+		return nil, fmt.Errorf("%w: request: %w", ErrPayload, err)
+	}
+	if exp == 0 || exp > 1<<40 {
+		return nil, fmt.Errorf("%w: request expiry out of range", ErrPayload)
+	}
+	r := &Request{Message: msg, Description: string(desc), Expires: time.Unix(int64(exp), 0).UTC()}
+	copy(r.KeyID[:], key)
+	if err := r.validate(); err != nil {
+		return nil, err
+	}
+	if r.Message == nil {
+		r.Message = []byte{}
+	}
+	return r, nil
+}
+
+// EncodePartial is the payload of a partial signature: its 96-byte point.
+// The signer's index is the envelope's sender.
+func EncodePartial(p *Partial) ([]byte, error) {
+	var e wire.Encoder
+	e.Bytes(1, p.Bytes())
+	return e.Finish()
+}
+
+// DecodePartial decodes the payload of a partial from party index, with the
+// strict point decoding of PartialFromBytes.
+func DecodePartial(index uint32, b []byte) (*Partial, error) {
+	d := wire.NewDecoder(b)
+	sig, _ := d.Fixed(1, bls.G2Size)
+	if err := d.Done(); err != nil {
+		return nil, fmt.Errorf("%w: partial: %w", ErrPayload, err)
+	}
+	return PartialFromBytes(index, sig)
+}
+
+// Decline tells the group this party will not sign the request, so nobody
+// waits for its partial.
+type Decline struct {
+	Reason string
+}
+
+// Encode returns the canonical encoding.
+func (m *Decline) Encode() ([]byte, error) {
+	if len(m.Reason) > MaxDeclineReasonLen || !utf8.ValidString(m.Reason) {
+		return nil, fmt.Errorf("%w: decline reason must be UTF-8 of at most %d bytes", ErrPayload, MaxDeclineReasonLen)
+	}
+	var e wire.Encoder
+	e.Bytes(1, []byte(m.Reason))
+	return e.Finish()
+}
+
+// DecodeDecline strictly decodes a decline.
+func DecodeDecline(b []byte) (*Decline, error) {
+	d := wire.NewDecoder(b)
+	reason, _ := d.Bytes(1, MaxDeclineReasonLen)
+	if err := d.Done(); err != nil {
+		return nil, fmt.Errorf("%w: decline: %w", ErrPayload, err)
+	}
+	if !utf8.Valid(reason) {
+		return nil, fmt.Errorf("%w: decline reason is not UTF-8", ErrPayload)
+	}
+	return &Decline{Reason: string(reason)}, nil
+}
+
+// SignResult announces the combined signature and whose partials made it.
+// Receivers verify it themselves against the group key before trusting it.
+type SignResult struct {
+	Signature *bls.Signature
+	Signers   []uint32 // ascending party indices
+	Blamed    []uint32 // ascending; parties whose partials were bad
+}
+
+// Encode returns the canonical encoding.
+func (m *SignResult) Encode() ([]byte, error) {
+	for _, l := range [][]uint32{m.Signers, m.Blamed} {
+		if !strictlyAscending(l) {
+			return nil, fmt.Errorf("%w: party lists must ascend within 1..%d", ErrPayload, share.MaxParties)
+		}
+	}
+	var e wire.Encoder
+	e.Bytes(1, m.Signature.Bytes())
+	e.Bytes(2, packIndices(m.Signers))
+	e.Bytes(3, packIndices(m.Blamed))
+	return e.Finish()
+}
+
+// DecodeSignResult strictly decodes a result; the signature point is
+// subgroup-checked but not verified (the receiver knows the key and message).
+func DecodeSignResult(b []byte) (*SignResult, error) {
+	d := wire.NewDecoder(b)
+	sig, _ := d.Fixed(1, bls.G2Size)
+	signers, _ := d.Bytes(2, share.MaxParties)
+	blamed, _ := d.Bytes(3, share.MaxParties)
+	if err := d.Done(); err != nil {
+		return nil, fmt.Errorf("%w: result: %w", ErrPayload, err)
+	}
+	s, err := bls.SignatureFromBytes(sig)
+	if err != nil {
+		return nil, fmt.Errorf("%w: result: %w", ErrPayload, err)
+	}
+	m := &SignResult{Signature: s, Signers: unpackIndices(signers), Blamed: unpackIndices(blamed)}
+	if len(m.Signers) == 0 || !strictlyAscending(m.Signers) || !strictlyAscending(m.Blamed) {
+		return nil, fmt.Errorf("%w: result: party lists must be non-empty and ascend within 1..%d", ErrPayload, share.MaxParties)
+	}
+	return m, nil
+}
+
+func packIndices(idx []uint32) []byte {
+	out := make([]byte, len(idx))
+	for i, j := range idx {
+		out[i] = byte(j)
+	}
+	return out
+}
+
+func unpackIndices(b []byte) []uint32 {
+	out := make([]uint32, len(b))
+	for i, v := range b {
+		out[i] = uint32(v)
+	}
+	return out
+}
+
+func strictlyAscending(idx []uint32) bool {
+	for i, j := range idx {
+		if j == 0 || j > share.MaxParties || (i > 0 && j <= idx[i-1]) {
+			return false
+		}
+	}
+	return slices.IsSorted(idx)
+}
