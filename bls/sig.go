@@ -174,6 +174,19 @@ func NewSignature(p *G2Point) (*Signature, error) {
 	return &s, nil
 }
 
+// NewSignatureFromSubgroupPoint wraps a point the caller knows to be in the
+// prime-order subgroup (a combination of decoded, subgroup-checked points),
+// checking only that it is not the identity. Never use it on a point from
+// outside data.
+func NewSignatureFromSubgroupPoint(p *G2Point) (*Signature, error) {
+	if bls12381.NewG2().IsZero(p) {
+		return nil, fmt.Errorf("signature: %w", ErrIdentity)
+	}
+	var s Signature
+	s.p.Set(p)
+	return &s, nil
+}
+
 // Bytes encodes the signature compressed (96 bytes).
 func (s *Signature) Bytes() []byte { return G2Bytes(&s.p) }
 

@@ -1058,7 +1058,7 @@ func (e *Engine) afterConfirm() []Outgoing {
 		return e.internalFailure(err)
 	}
 	// PopVerify(X, pop), with the hash already at hand.
-	pop, err := bls.NewSignature(pt)
+	pop, err := bls.NewSignatureFromSubgroupPoint(pt)
 	if err == nil && !bls.PairingCheck(group.Key.Point(), h, pt) {
 		err = bls.ErrVerify
 	}

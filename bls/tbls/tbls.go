@@ -221,7 +221,9 @@ func (g *Group) combineVerified(h *bls.G2Point, ps []*Partial) (*bls.Signature, 
 	if err != nil {
 		return nil, err
 	}
-	sig, err := bls.NewSignature(sigma)
+	// Partials are subgroup points (strict decoding), so their combination
+	// is too: only the identity needs rejecting.
+	sig, err := bls.NewSignatureFromSubgroupPoint(sigma)
 	if err != nil {
 		return nil, err
 	}
