@@ -1,10 +1,20 @@
 module github.com/signal-mpc/cosigner
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/kilic/bls12-381 v0.1.0
 	google.golang.org/protobuf v1.36.10
 )
 
-require golang.org/x/sys v0.0.0-20201101102859-da207088b7d1 // indirect
+require (
+	filippo.io/edwards25519 v1.1.0 // indirect
+	github.com/cloudflare/circl v1.6.5 // indirect
+	github.com/gorilla/websocket v1.5.3 // indirect
+	go.etcd.io/bbolt v1.5.0 // indirect
+	go.mau.fi/libsignal v0.2.1 // indirect
+	golang.org/x/crypto v0.59.0 // indirect
+	golang.org/x/net v0.62.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+	golang.org/x/text v0.44.0 // indirect
+)
