@@ -1,0 +1,537 @@
+package ceremony
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/signal-mpc/cosigner/bls"
+	"github.com/signal-mpc/cosigner/bls/share"
+	"github.com/signal-mpc/cosigner/bls/tbls"
+	"github.com/signal-mpc/cosigner/bls/wire"
+)
+
+// Rounds of the signing protocol, as carried in envelopes.
+const (
+	SignRoundRequest uint32 = 0 // the request
+	SignRoundAnswer  uint32 = 1 // partials and declines
+	SignRoundResult  uint32 = 2 // the combined signature
+)
+
+// Sentinel errors of signing sessions.
+var (
+	ErrNotForSession = errors.New("ceremony: message for another request")
+	ErrUnexpected    = errors.New("ceremony: unexpected message")
+	ErrDuplicate     = errors.New("ceremony: duplicate message")
+	ErrDecided       = errors.New("ceremony: already decided")
+	ErrConfig        = errors.New("ceremony: invalid configuration")
+	ErrRequest       = errors.New("ceremony: invalid signing request")
+)
+
+// Decision is this party's answer to a request.
+type Decision uint8
+
+// Decisions. Moves: Pending -> Approved | Declined | Expired; the others
+// are final (the first answer wins).
+const (
+	// DecisionPending: shown to the human, not answered yet.
+	DecisionPending Decision = iota
+	// DecisionApproved: this party sent its partial signature.
+	DecisionApproved
+	// DecisionDeclined: this party declined and told the others.
+	DecisionDeclined
+	// DecisionExpired: nobody answered before the expiry: a decline.
+	DecisionExpired
+)
+
+func (d Decision) String() string {
+	return [...]string{"pending", "approved", "declined", "expired"}[min(int(d), 3)]
+}
+
+// Outcome is the request's fate as this party sees it.
+type Outcome uint8
+
+// Outcomes. Moves: Collecting -> Signed | Failed; both final.
+const (
+	// OutcomeCollecting: fewer than t valid partials so far.
+	OutcomeCollecting Outcome = iota
+	// OutcomeSigned: t valid partials combined into a signature that
+	// verifies under the group key.
+	OutcomeSigned
+	// OutcomeFailed: t approvals can no longer be reached (declines,
+	// blame) or the request expired first.
+	OutcomeFailed
+)
+
+func (o Outcome) String() string {
+	return [...]string{"collecting", "signed", "failed"}[min(int(o), 2)]
+}
+
+// SignConfig is what one party needs for signing with a key.
+type SignConfig struct {
+	Key        *Key
+	Self       uint32
+	Share      *share.Share // this party's secret share
+	ConsoleKey ed25519.PrivateKey
+}
+
+func (c *SignConfig) check() error {
+	if c.Key == nil || c.Share == nil || c.Self == 0 || int(c.Self) > c.Key.N() || c.Share.Index != c.Self {
+		return fmt.Errorf("%w: key, share and index disagree", ErrConfig)
+	}
+	if len(c.ConsoleKey) != ed25519.PrivateKeySize {
+		return fmt.Errorf("%w: console key", ErrConfig)
+	}
+	pub, _ := c.ConsoleKey.Public().(ed25519.PublicKey)
+	if own, _ := c.Key.consoleKey(c.Self); !bytes.Equal(pub, own) {
+		return fmt.Errorf("%w: console key is not party %d's", ErrConfig, c.Self)
+	}
+	return nil
+}
+
+// SignProgress is what a console shows for a request.
+type SignProgress struct {
+	Decision  Decision
+	Outcome   Outcome
+	Requester uint32
+	Approved  []uint32 // parties whose valid partial is here (self included)
+	Declined  []uint32
+	Blamed    []uint32 // parties whose partial was bad
+	Waiting   []uint32 // parties that have not answered
+	Reason    string   // why it failed, if it did
+}
+
+// SignSession is one party's view of one signing request. Not safe for
+// concurrent use: the event loop owns it.
+type SignSession struct {
+	cfg       SignConfig
+	id        [32]byte
+	req       *tbls.Request
+	reqEnv    []byte
+	requester uint32
+	h         *bls.G2Point
+
+	decision Decision
+	outcome  Outcome
+	reason   string
+
+	seen     map[wire.DedupKey]received
+	partials map[uint32]*tbls.Partial
+	declined map[uint32]string
+	blamed   map[uint32][][]byte // evidence: the signed bad partial
+	result   *tbls.Result
+	lastOut  []Outgoing
+	// partialEnv keeps the signed partials so that a bad one can be shown
+	// as evidence once the combination names it.
+	partialEnv map[uint32][]byte
+}
+
+type received struct {
+	env *wire.Envelope
+	raw []byte
+}
+
+// NewSignRequest starts a request from this party: it broadcasts the
+// request and, since asking is this human's approval, its own partial.
+func NewSignRequest(cfg SignConfig, id [32]byte, req tbls.Request) (*SignSession, []Outgoing, error) {
+	if err := cfg.check(); err != nil {
+		return nil, nil, err
+	}
+	req.KeyID = cfg.Key.ID
+	payload, err := req.Encode()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrRequest, err)
+	}
+	env, err := wire.Seal(&wire.Envelope{Kind: wire.KindSignRequest, Ceremony: id, Round: SignRoundRequest, From: cfg.Self, Payload: payload}, cfg.ConsoleKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	s := newSession(cfg, id, &req, env, cfg.Self)
+	out := []Outgoing{{Kind: wire.KindSignRequest, Round: SignRoundRequest, Envelope: env}}
+	more, err := s.approve()
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, append(out, more...), nil
+}
+
+// OpenSignRequest checks a received request envelope and starts this
+// party's session for it, pending the human's decision.
+func OpenSignRequest(cfg SignConfig, raw []byte) (*SignSession, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	env, err := wire.Open(raw, cfg.Key.consoleKey)
+	if err != nil {
+		return nil, fmt.Errorf("ceremony: sign request: %w", err)
+	}
+	if env.Kind != wire.KindSignRequest || env.Round != SignRoundRequest || env.To != 0 {
+		return nil, fmt.Errorf("%w: %s in round %d is not a request", ErrUnexpected, env.Kind, env.Round)
+	}
+	req, err := tbls.DecodeRequest(env.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRequest, err)
+	}
+	if req.KeyID != cfg.Key.ID {
+		return nil, fmt.Errorf("%w: for key %s, not %s", ErrRequest, ShortID(req.KeyID), ShortID(cfg.Key.ID))
+	}
+	return newSession(cfg, env.Ceremony, req, raw, env.From), nil
+}
+
+func newSession(cfg SignConfig, id [32]byte, req *tbls.Request, reqEnv []byte, requester uint32) *SignSession {
+	return &SignSession{
+		cfg: cfg, id: id, req: req, reqEnv: reqEnv, requester: requester,
+		h:        tbls.HashMessage(req.Message),
+		seen:     make(map[wire.DedupKey]received),
+		partials: make(map[uint32]*tbls.Partial),
+		declined: make(map[uint32]string),
+		blamed:   make(map[uint32][][]byte),
+	}
+}
+
+// ID is the request id.
+func (s *SignSession) ID() [32]byte { return s.id }
+
+// Request returns the request as signed by the requester.
+func (s *SignSession) Request() *tbls.Request { return s.req }
+
+// RequestEnvelope is the signed request, to relay or store.
+func (s *SignSession) RequestEnvelope() []byte { return s.reqEnv }
+
+// Requester is the index of the party that asked.
+func (s *SignSession) Requester() uint32 { return s.requester }
+
+// Result returns the combined signature once Signed.
+func (s *SignSession) Result() *tbls.Result { return s.result }
+
+// Evidence returns the signed bad partials of blamed parties.
+func (s *SignSession) Evidence() map[uint32][][]byte {
+	out := make(map[uint32][][]byte, len(s.blamed))
+	for k, v := range s.blamed {
+		out[k] = slices.Clone(v)
+	}
+	return out
+}
+
+// Approve sends this party's partial signature. The first answer wins.
+func (s *SignSession) Approve() ([]Outgoing, error) {
+	if s.decision != DecisionPending {
+		return nil, fmt.Errorf("%w: %s", ErrDecided, s.decision)
+	}
+	return s.approve()
+}
+
+func (s *SignSession) approve() ([]Outgoing, error) {
+	p, err := tbls.Sign(s.cfg.Share, s.req.Message)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := tbls.EncodePartial(p)
+	if err != nil {
+		return nil, err
+	}
+	env, err := s.seal(wire.KindPartial, SignRoundAnswer, payload)
+	if err != nil {
+		return nil, err
+	}
+	s.decision = DecisionApproved
+	s.partials[s.cfg.Self] = p
+	out := []Outgoing{{Kind: wire.KindPartial, Round: SignRoundAnswer, Envelope: env}}
+	s.lastOut = out
+	return append(out, s.tryCombine()...), nil
+}
+
+// Decline tells the others this party will not sign. The first answer wins.
+func (s *SignSession) Decline(reason string) ([]Outgoing, error) {
+	if s.decision != DecisionPending {
+		return nil, fmt.Errorf("%w: %s", ErrDecided, s.decision)
+	}
+	return s.decline(DecisionDeclined, reason)
+}
+
+func (s *SignSession) decline(d Decision, reason string) ([]Outgoing, error) {
+	payload, err := (&tbls.Decline{Reason: truncate(reason, tbls.MaxDeclineReasonLen)}).Encode()
+	if err != nil {
+		return nil, err
+	}
+	env, err := s.seal(wire.KindDecline, SignRoundAnswer, payload)
+	if err != nil {
+		return nil, err
+	}
+	s.decision = d
+	s.declined[s.cfg.Self] = reason
+	out := []Outgoing{{Kind: wire.KindDecline, Round: SignRoundAnswer, Envelope: env}}
+	s.lastOut = out
+	s.checkReachable()
+	return out, nil
+}
+
+// Tick applies the clock: past the expiry an unanswered request is declined
+// (expiry means decline) and a request still short of t partials fails.
+func (s *SignSession) Tick(now time.Time) ([]Outgoing, error) {
+	if now.Before(s.req.Expires) {
+		return nil, nil
+	}
+	var out []Outgoing
+	if s.decision == DecisionPending {
+		o, err := s.decline(DecisionExpired, "expired before an answer")
+		if err != nil {
+			return nil, err
+		}
+		out = o
+	}
+	if s.outcome == OutcomeCollecting {
+		s.outcome = OutcomeFailed
+		s.reason = fmt.Sprintf("expired with %d of %d partial signatures", len(s.partials), s.cfg.Key.T())
+	}
+	return out, nil
+}
+
+// Resend returns this party's last answer (and, for the requester, the
+// request), the same bytes, for the caller to send again while the request
+// is open.
+func (s *SignSession) Resend() []Outgoing {
+	if s.outcome != OutcomeCollecting {
+		return nil
+	}
+	out := slices.Clone(s.lastOut)
+	if s.requester == s.cfg.Self {
+		out = append([]Outgoing{{Kind: wire.KindSignRequest, Round: SignRoundRequest, Envelope: s.reqEnv}}, out...)
+	}
+	return out
+}
+
+// Handle takes a partial, a decline or a result for this request. Errors
+// that are not about misbehaviour leave the session unchanged.
+func (s *SignSession) Handle(raw []byte) ([]Outgoing, error) {
+	env, err := wire.Open(raw, s.cfg.Key.consoleKey)
+	if err != nil {
+		return nil, fmt.Errorf("ceremony: %w", err)
+	}
+	if env.Ceremony != s.id {
+		return nil, ErrNotForSession
+	}
+	if env.From == s.cfg.Self {
+		return nil, fmt.Errorf("%w: own message from the network", ErrUnexpected)
+	}
+	if env.To != 0 {
+		return nil, fmt.Errorf("%w: signing messages are broadcasts", ErrUnexpected)
+	}
+	key := env.Key()
+	if prev, ok := s.seen[key]; ok {
+		if !wire.Equivocation(prev.env, env) {
+			return nil, ErrDuplicate
+		}
+		s.blame(env.From, prev.raw, raw)
+		return nil, nil
+	}
+	switch {
+	case env.Kind == wire.KindSignRequest && env.Round == SignRoundRequest:
+		if bytes.Equal(raw, s.reqEnv) {
+			return nil, ErrDuplicate
+		}
+		return nil, fmt.Errorf("%w: a second request under the same id", ErrUnexpected)
+	case env.Kind == wire.KindPartial && env.Round == SignRoundAnswer:
+		return s.handlePartial(key, env, raw)
+	case env.Kind == wire.KindDecline && env.Round == SignRoundAnswer:
+		m, err := tbls.DecodeDecline(env.Payload)
+		if err != nil {
+			return nil, fmt.Errorf("ceremony: decline from party %d: %w", env.From, err)
+		}
+		if _, approved := s.partials[env.From]; approved {
+			// The first answer wins: the partial stands.
+			return nil, fmt.Errorf("%w: decline from party %d after its partial", ErrUnexpected, env.From)
+		}
+		s.seen[key] = received{env, raw}
+		s.declined[env.From] = m.Reason
+		s.checkReachable()
+		return nil, nil
+	case env.Kind == wire.KindSignResult && env.Round == SignRoundResult:
+		return nil, s.handleResult(key, env, raw)
+	}
+	return nil, fmt.Errorf("%w: %s in round %d", ErrUnexpected, env.Kind, env.Round)
+}
+
+func (s *SignSession) handlePartial(key wire.DedupKey, env *wire.Envelope, raw []byte) ([]Outgoing, error) {
+	if _, ok := s.declined[env.From]; ok {
+		// The first answer wins: the decline stands.
+		return nil, fmt.Errorf("%w: partial from party %d after its decline", ErrUnexpected, env.From)
+	}
+	p, err := tbls.DecodePartial(env.From, env.Payload)
+	if err != nil {
+		// Validly signed garbage is evidence against its sender.
+		s.seen[key] = received{env, raw}
+		s.blame(env.From, raw)
+		return nil, nil
+	}
+	s.seen[key] = received{env, raw}
+	if s.outcome != OutcomeCollecting {
+		return nil, nil
+	}
+	s.partials[env.From] = p
+	s.rawPartial(env.From, raw)
+	return s.tryCombine(), nil
+}
+
+func (s *SignSession) rawPartial(from uint32, raw []byte) {
+	if s.partialEnv == nil {
+		s.partialEnv = make(map[uint32][]byte)
+	}
+	s.partialEnv[from] = raw
+}
+
+// tryCombine combines once t partials are here (optimistic path: one final
+// verification; partials are checked one by one only to blame).
+func (s *SignSession) tryCombine() []Outgoing {
+	if s.outcome != OutcomeCollecting || len(s.partials) < s.cfg.Key.T() {
+		return nil
+	}
+	ps := make([]*tbls.Partial, 0, len(s.partials))
+	for _, j := range sortedKeys(s.partials) {
+		ps = append(ps, s.partials[j])
+	}
+	res, err := s.cfg.Key.Group.Combine(s.req.Message, ps)
+	var blame *tbls.BlameError
+	if errors.As(err, &blame) {
+		for _, j := range blame.Parties {
+			s.dropBad(j)
+		}
+		s.checkReachable()
+		return nil
+	}
+	if err != nil {
+		s.outcome, s.reason = OutcomeFailed, err.Error()
+		return nil
+	}
+	for _, j := range res.Blamed {
+		s.dropBad(j)
+	}
+	s.result = res
+	s.outcome = OutcomeSigned
+	if s.requester != s.cfg.Self {
+		return nil
+	}
+	payload, err := (&tbls.SignResult{Signature: res.Signature, Signers: res.Signers, Blamed: res.Blamed}).Encode()
+	if err != nil {
+		return nil
+	}
+	env, err := s.seal(wire.KindSignResult, SignRoundResult, payload)
+	if err != nil {
+		return nil
+	}
+	out := []Outgoing{{Kind: wire.KindSignResult, Round: SignRoundResult, Envelope: env}}
+	s.lastOut = append(s.lastOut, out...)
+	return out
+}
+
+func (s *SignSession) dropBad(j uint32) {
+	if raw, ok := s.partialEnv[j]; ok {
+		s.blame(j, raw)
+	} else {
+		s.blame(j)
+	}
+	delete(s.partials, j)
+}
+
+func (s *SignSession) blame(j uint32, evidence ...[]byte) {
+	s.blamed[j] = append(s.blamed[j], evidence...)
+	delete(s.partials, j)
+	s.checkReachable()
+}
+
+// checkReachable fails the request once fewer than t parties can still
+// contribute a valid partial.
+func (s *SignSession) checkReachable() {
+	if s.outcome != OutcomeCollecting {
+		return
+	}
+	out := map[uint32]bool{}
+	for j := range s.declined {
+		out[j] = true
+	}
+	for j := range s.blamed {
+		out[j] = true
+	}
+	if s.cfg.Key.N()-len(out) < s.cfg.Key.T() {
+		s.outcome = OutcomeFailed
+		s.reason = fmt.Sprintf("%d of %d parties declined or were blamed; %d signatures are needed", len(out), s.cfg.Key.N(), s.cfg.Key.T())
+	}
+}
+
+// handleResult accepts the requester's result only if it verifies: a
+// result is a claim, checked here against the group key.
+func (s *SignSession) handleResult(key wire.DedupKey, env *wire.Envelope, raw []byte) error {
+	if env.From != s.requester {
+		return fmt.Errorf("%w: result from party %d, not the requester", ErrUnexpected, env.From)
+	}
+	m, err := tbls.DecodeSignResult(env.Payload)
+	if err != nil {
+		return fmt.Errorf("ceremony: result: %w", err)
+	}
+	if err := bls.Verify(s.cfg.Key.Group.Key, s.req.Message, m.Signature); err != nil {
+		s.seen[key] = received{env, raw}
+		s.blame(env.From, raw)
+		return nil
+	}
+	s.seen[key] = received{env, raw}
+	if s.outcome == OutcomeCollecting {
+		s.result = &tbls.Result{Signature: m.Signature, Signers: m.Signers, Blamed: m.Blamed}
+		s.outcome = OutcomeSigned
+	}
+	return nil
+}
+
+// Progress reports the request for display.
+func (s *SignSession) Progress() SignProgress {
+	p := SignProgress{Decision: s.decision, Outcome: s.outcome, Requester: s.requester, Reason: s.reason}
+	for j := uint32(1); j <= uint32(s.cfg.Key.N()); j++ {
+		_, approved := s.partials[j]
+		_, declined := s.declined[j]
+		_, blamed := s.blamed[j]
+		switch {
+		case blamed:
+			p.Blamed = append(p.Blamed, j)
+		case approved:
+			p.Approved = append(p.Approved, j)
+		case declined:
+			p.Declined = append(p.Declined, j)
+		default:
+			p.Waiting = append(p.Waiting, j)
+		}
+	}
+	if s.result != nil {
+		p.Approved = slices.Clone(s.result.Signers)
+	}
+	return p
+}
+
+func (s *SignSession) seal(kind wire.Kind, round uint32, payload []byte) ([]byte, error) {
+	b, err := wire.Seal(&wire.Envelope{Kind: kind, Ceremony: s.id, Round: round, From: s.cfg.Self, Payload: payload}, s.cfg.ConsoleKey)
+	if err != nil {
+		return nil, fmt.Errorf("ceremony: seal %s: %w", kind, err)
+	}
+	return b, nil
+}
+
+func sortedKeys[V any](m map[uint32]V) []uint32 {
+	out := make([]uint32, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return s[:cut]
+}
