@@ -1,0 +1,247 @@
+// Package config loads cosigner's TOML configuration strictly: an unknown
+// key is an error that names it, every value is validated, and defaults are
+// filled in one place. config.example.toml at the repository root documents
+// every key; a test loads it so it cannot drift from this code.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// ErrConfig is wrapped by every configuration error.
+var ErrConfig = errors.New("config")
+
+// Duration is a time.Duration written as a string ("90s", "10m").
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration back.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Config is the whole configuration.
+type Config struct {
+	Server  Server  `toml:"server"`
+	Device  Device  `toml:"device"`
+	Store   Store   `toml:"store"`
+	Keygen  Keygen  `toml:"keygen"`
+	Signing Signing `toml:"signing"`
+	Log     Log     `toml:"log"`
+	Relay   Relay   `toml:"relay"`
+}
+
+// Server is the Signal-compatible server this console talks through.
+type Server struct {
+	URL       string `toml:"url"`
+	CAFile    string `toml:"ca_file"`
+	Transport string `toml:"transport"`
+}
+
+// Device is this console as a Signal device.
+type Device struct {
+	Name    string `toml:"name"`
+	DataDir string `toml:"data_dir"`
+}
+
+// Store says how secrets at rest are keyed.
+type Store struct {
+	PassphraseEnv string `toml:"passphrase_env"`
+	KeyFile       string `toml:"key_file"`
+}
+
+// Keygen holds the defaults of key generation.
+type Keygen struct {
+	Threshold    int      `toml:"threshold"`
+	Parties      int      `toml:"parties"`
+	RoundTimeout Duration `toml:"round_timeout"`
+	Resend       Duration `toml:"resend"`
+}
+
+// Signing holds the signing policy.
+type Signing struct {
+	RequestTTL    Duration `toml:"request_ttl"`
+	ApprovalGrace Duration `toml:"approval_grace"`
+	AutoApprove   bool     `toml:"auto_approve"`
+	Resend        Duration `toml:"resend"`
+}
+
+// Log says where log lines go while the console owns the terminal.
+type Log struct {
+	File  string `toml:"file"`
+	Level string `toml:"level"`
+}
+
+// Relay configures `cosigner relay`.
+type Relay struct {
+	Listen                   string `toml:"listen"`
+	DataDir                  string `toml:"data_dir"`
+	TLSCert                  string `toml:"tls_cert"`
+	TLSKey                   string `toml:"tls_key"`
+	RegistrationToken        string `toml:"registration_token"`
+	AllowInsecureNonLoopback bool   `toml:"allow_insecure_nonloopback"`
+}
+
+// Default returns the configuration used when no file exists; dataDir is
+// the default data directory (XDG).
+func Default(dataDir string) *Config {
+	c := &Config{
+		Server:  Server{Transport: "auto"},
+		Device:  Device{Name: "cosigner", DataDir: dataDir},
+		Keygen:  Keygen{Threshold: 2, Parties: 3, RoundTimeout: Duration{10 * time.Minute}, Resend: Duration{30 * time.Second}},
+		Signing: Signing{RequestTTL: Duration{15 * time.Minute}, ApprovalGrace: Duration{time.Second}, Resend: Duration{30 * time.Second}},
+		Log:     Log{Level: "info"},
+		Relay:   Relay{Listen: "127.0.0.1:8443"},
+	}
+	c.fill(dataDir)
+	return c
+}
+
+// Load reads path over the defaults and validates the result. Relative
+// file names in the file are taken relative to the file's directory.
+func Load(path, dataDir string) (*Config, error) {
+	c := Default(dataDir)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	md, err := toml.Decode(string(b), c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return nil, fmt.Errorf("%w: %s: unknown key %s", ErrConfig, path, strings.Join(keys, ", "))
+	}
+	c.resolve(filepath.Dir(path))
+	c.fill(dataDir)
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// fill gives the keys whose empty value means "the default" their value.
+func (c *Config) fill(dataDir string) {
+	if c.Device.DataDir == "" {
+		c.Device.DataDir = dataDir
+	}
+	if c.Server.Transport == "" {
+		c.Server.Transport = "auto"
+	}
+	if c.Store.KeyFile == "" && c.Device.DataDir != "" {
+		c.Store.KeyFile = filepath.Join(c.Device.DataDir, "store.key")
+	}
+	if c.Log.File == "" && c.Device.DataDir != "" {
+		c.Log.File = filepath.Join(c.Device.DataDir, "cosigner.log")
+	}
+	if c.Relay.DataDir == "" && c.Device.DataDir != "" {
+		c.Relay.DataDir = filepath.Join(c.Device.DataDir, "relay")
+	}
+}
+
+func (c *Config) resolve(base string) {
+	for _, p := range []*string{&c.Server.CAFile, &c.Store.KeyFile, &c.Log.File, &c.Relay.TLSCert, &c.Relay.TLSKey, &c.Device.DataDir, &c.Relay.DataDir} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+}
+
+// Validate checks every value; the error names the key.
+func (c *Config) Validate() error {
+	bad := func(key, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrConfig, key, fmt.Sprintf(format, args...))
+	}
+	if c.Server.URL != "" {
+		u, err := url.Parse(c.Server.URL)
+		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			return bad("server.url", "%q is not an https:// (or http:// for a local relay) URL", c.Server.URL)
+		}
+		if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+			return bad("server.url", "plain http is only for a relay on loopback; use https")
+		}
+	}
+	switch c.Server.Transport {
+	case "auto", "http1", "http2":
+	default:
+		return bad("server.transport", "%q, want auto, http1 or http2", c.Server.Transport)
+	}
+	for key, f := range map[string]string{"server.ca_file": c.Server.CAFile, "relay.tls_cert": c.Relay.TLSCert, "relay.tls_key": c.Relay.TLSKey} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return bad(key, "file %s does not exist", f)
+			}
+			return bad(key, "%v", err)
+		}
+	}
+	if (c.Relay.TLSCert == "") != (c.Relay.TLSKey == "") {
+		return bad("relay.tls_cert", "tls_cert and tls_key go together")
+	}
+	if c.Device.Name == "" || len(c.Device.Name) > 64 {
+		return bad("device.name", "must be 1..64 bytes")
+	}
+	if c.Keygen.Parties < 1 || c.Keygen.Parties > 255 {
+		return bad("keygen.parties", "%d, want 1..255", c.Keygen.Parties)
+	}
+	if c.Keygen.Threshold < 1 || c.Keygen.Threshold > c.Keygen.Parties {
+		return bad("keygen.threshold", "%d, want 1..parties (%d): the number of signatures needed", c.Keygen.Threshold, c.Keygen.Parties)
+	}
+	for key, d := range map[string]Duration{
+		"keygen.round_timeout": c.Keygen.RoundTimeout, "keygen.resend": c.Keygen.Resend,
+		"signing.request_ttl": c.Signing.RequestTTL, "signing.resend": c.Signing.Resend,
+	} {
+		if d.Duration < time.Second {
+			return bad(key, "%v, want at least 1s", d.Duration)
+		}
+	}
+	if c.Keygen.RoundTimeout.Duration%time.Second != 0 {
+		return bad("keygen.round_timeout", "whole seconds only")
+	}
+	if c.Signing.ApprovalGrace.Duration < 0 || c.Signing.ApprovalGrace.Duration > 10*time.Second {
+		return bad("signing.approval_grace", "%v, want 0..10s", c.Signing.ApprovalGrace.Duration)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("log.level", "%q, want debug, info, warn or error", c.Log.Level)
+	}
+	if c.Store.PassphraseEnv != "" && strings.ContainsAny(c.Store.PassphraseEnv, "= \t") {
+		return bad("store.passphrase_env", "%q is not an environment variable name", c.Store.PassphraseEnv)
+	}
+	if _, _, err := net.SplitHostPort(c.Relay.Listen); err != nil {
+		return bad("relay.listen", "%v", err)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

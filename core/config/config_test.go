@@ -1,0 +1,99 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The example documents every key; loading it proves it parses, has no key
+// this code does not know, and passes validation.
+func TestExampleConfigLoads(t *testing.T) {
+	t.Parallel()
+	c, err := Load(filepath.Join("..", "..", "config.example.toml"), "/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Keygen.Threshold != 2 || c.Keygen.Parties != 3 || c.Keygen.RoundTimeout.Duration != 10*time.Minute {
+		t.Fatalf("keygen %+v", c.Keygen)
+	}
+	if c.Signing.AutoApprove {
+		t.Fatal("the example turns auto-approval on")
+	}
+	if c.Device.DataDir != "/data" {
+		t.Fatalf("data dir %q: an empty value must keep the default", c.Device.DataDir)
+	}
+}
+
+// Every field of Config must appear in the example, so it documents them all.
+func TestExampleDocumentsEveryKey(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join("..", "..", "config.example.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{
+		"url", "ca_file", "transport", "name", "data_dir", "passphrase_env", "key_file", "threshold", "parties",
+		"round_timeout", "resend", "request_ttl", "approval_grace", "auto_approve", "file", "level", "listen",
+		"tls_cert", "tls_key", "registration_token", "allow_insecure_nonloopback",
+	} {
+		if !strings.Contains(string(b), "\n"+key+" = ") {
+			t.Errorf("config.example.toml does not document %s", key)
+		}
+	}
+}
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "c.toml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestBadConfigsAreRefusedNamingTheKey(t *testing.T) {
+	t.Parallel()
+	cases := map[string]struct{ body, want string }{
+		"unknown key":       {"[server]\nurll = \"x\"\n", "server.urll"},
+		"unknown section":   {"[servre]\nurl = \"x\"\n", "servre"},
+		"threshold > n":     {"[keygen]\nthreshold = 4\nparties = 3\n", "keygen.threshold"},
+		"threshold 0":       {"[keygen]\nthreshold = 0\n", "keygen.threshold"},
+		"bad duration":      {"[signing]\nrequest_ttl = \"soon\"\n", "request_ttl"},
+		"tiny timeout":      {"[keygen]\nround_timeout = \"10ms\"\n", "keygen.round_timeout"},
+		"missing ca file":   {"[server]\nca_file = \"nope.pem\"\n", "server.ca_file"},
+		"plain http remote": {"[server]\nurl = \"http://example.org\"\n", "server.url"},
+		"bad transport":     {"[server]\ntransport = \"h3\"\n", "server.transport"},
+		"cert without key":  {"[relay]\ntls_cert = \"c.toml\"\n", "relay.tls_cert"},
+		"bad level":         {"[log]\nlevel = \"loud\"\n", "log.level"},
+		"wrong type":        {"[keygen]\nthreshold = \"two\"\n", "threshold"},
+		"long grace":        {"[signing]\napproval_grace = \"1m\"\n", "signing.approval_grace"},
+	}
+	for name, c := range cases {
+		_, err := Load(write(t, c.body), "/d")
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want an error naming %s", name, err, c.want)
+		}
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "absent.toml"), "/d"); !errors.Is(err, ErrConfig) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestRelativePathsAreTakenFromTheFilesDirectory(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "ca.pem"), []byte("x"), 0o600)
+	p := filepath.Join(dir, "c.toml")
+	os.WriteFile(p, []byte("[server]\nca_file = \"ca.pem\"\n"), 0o600)
+	c, err := Load(p, "/d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Server.CAFile != filepath.Join(dir, "ca.pem") {
+		t.Fatalf("ca_file %q", c.Server.CAFile)
+	}
+}
