@@ -23,6 +23,7 @@ type KeygenSession struct {
 	prop    *dkg.Proposal
 	propEnv []byte
 	self    uint32
+	seed    [32]byte
 	engine  *dkg.Engine
 }
 
@@ -108,7 +109,7 @@ func newKeygen(prop *dkg.Proposal, env []byte, self uint32, consoleKey ed25519.P
 	if err != nil {
 		return nil, err
 	}
-	return &KeygenSession{prop: prop, propEnv: env, self: self, engine: e}, nil
+	return &KeygenSession{prop: prop, propEnv: env, self: self, seed: seed, engine: e}, nil
 }
 
 // ID is the ceremony id.
@@ -190,3 +191,7 @@ func convert(out []dkg.Outgoing) []Outgoing {
 	}
 	return res
 }
+
+// Seed returns the secret seed the session was built with, for the caller
+// to store (encrypted) with the ceremony.
+func (k *KeygenSession) Seed() [32]byte { return k.seed }

@@ -1,0 +1,412 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/signal-mpc/cosigner/bls"
+	"github.com/signal-mpc/cosigner/core/event"
+	"github.com/signal-mpc/cosigner/core/roster"
+)
+
+// testNet is an in-memory store-and-forward network: every console has a
+// mailbox that keeps messages while the console is down, like a Signal
+// server's queue. A message leaves the mailbox only once Deliver returned
+// (accepted or rejected): ack after accept.
+type testNet struct {
+	mu    sync.Mutex
+	nodes map[Address]*node
+}
+
+type node struct {
+	net     *testNet
+	addr    Address
+	name    string
+	card    roster.Card
+	key     ed25519.PrivateKey
+	store   *MemoryStore
+	bus     *event.Bus
+	mu      sync.Mutex
+	mailbox []mail
+	wake    chan struct{}
+	app     *App
+	cancel  context.CancelFunc
+	done    chan struct{}
+	deliver func(Address, []byte) bool // test hook: false drops the message
+}
+
+type mail struct {
+	from Address
+	env  []byte
+}
+
+func (n *testNet) Send(from Address) Messenger {
+	return messengerFunc(func(ctx context.Context, to Address, env []byte) error {
+		n.mu.Lock()
+		dst, ok := n.nodes[to]
+		n.mu.Unlock()
+		if !ok {
+			return fmt.Errorf("no such device %s", to)
+		}
+		dst.mu.Lock()
+		dst.mailbox = append(dst.mailbox, mail{from, bytes.Clone(env)})
+		dst.mu.Unlock()
+		select {
+		case dst.wake <- struct{}{}:
+		default:
+		}
+		return nil
+	})
+}
+
+type messengerFunc func(ctx context.Context, to Address, env []byte) error
+
+func (f messengerFunc) Send(ctx context.Context, to Address, env []byte) error {
+	return f(ctx, to, env)
+}
+
+func newTestNet(t *testing.T, names ...string) (*testNet, []*node) {
+	t.Helper()
+	n := &testNet{nodes: map[Address]*node{}}
+	var nodes []*node
+	for i, name := range names {
+		seed := sha256.Sum256([]byte(t.Name() + name))
+		k := ed25519.NewKeyFromSeed(seed[:])
+		c := roster.Card{Name: name, Account: fmt.Sprintf("%08d-aaaa-4aaa-8aaa-%012d", i+1, i+1), Device: 2,
+			IdentityKey: append([]byte{5}, seed[:]...), ConsoleKey: k.Public().(ed25519.PublicKey)}
+		nd := &node{net: n, addr: Address{c.Account, c.Device}, name: name, card: c, key: k, store: NewMemoryStore(), wake: make(chan struct{}, 1)}
+		n.nodes[nd.addr] = nd
+		nodes = append(nodes, nd)
+	}
+	return n, nodes
+}
+
+// start runs the node's App (again, after a stop) with its stored state.
+func (nd *node) start(t *testing.T, auto bool) {
+	t.Helper()
+	var r roster.Roster
+	for _, other := range nd.net.nodes {
+		if err := r.Add(other.card, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nd.bus = &event.Bus{}
+	app, err := New(Config{
+		Me: nd.card, ConsoleKey: nd.key, Roster: &r, Messenger: nd.net.Send(nd.addr), Store: nd.store, Bus: nd.bus,
+		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: time.Hour, AutoApprove: auto,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	nd.app, nd.cancel, nd.done = app, cancel, make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); app.Run(ctx) }()
+	go func() { defer wg.Done(); nd.pump(ctx) }()
+	go func() { wg.Wait(); close(nd.done) }()
+	t.Cleanup(nd.stop)
+}
+
+func (nd *node) stop() {
+	if nd.cancel != nil {
+		nd.cancel()
+		<-nd.done
+		nd.cancel = nil
+	}
+}
+
+// pump delivers the mailbox in order; a message stays until Deliver
+// returned something other than a context error.
+func (nd *node) pump(ctx context.Context) {
+	for {
+		nd.mu.Lock()
+		var m *mail
+		if len(nd.mailbox) > 0 {
+			m = &nd.mailbox[0]
+		}
+		nd.mu.Unlock()
+		if m == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-nd.wake:
+				continue
+			}
+		}
+		nd.mu.Lock()
+		hook := nd.deliver
+		nd.mu.Unlock()
+		if hook == nil || hook(m.from, m.env) {
+			err := nd.app.Deliver(ctx, m.from, m.env)
+			if ctx.Err() != nil || (err != nil && !errors.Is(err, ErrRejected)) {
+				return // not acknowledged: stays in the mailbox
+			}
+		}
+		nd.mu.Lock()
+		nd.mailbox = nd.mailbox[1:]
+		nd.mu.Unlock()
+	}
+}
+
+func TestKeygenAndSigningBetweenThreeConsoles(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	for _, nd := range nodes {
+		nd.start(t, true)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	kr, err := nodes[0].app.StartKeygen(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kr.T != 2 || kr.N != 3 {
+		t.Fatalf("key %d-of-%d", kr.T, kr.N)
+	}
+	// Every console ends with the same key.
+	for _, nd := range nodes {
+		waitKeys(t, ctx, nd, kr.KeyID)
+	}
+	msg := []byte("rotate the treasury signer")
+	sr, err := nodes[1].app.RequestSignature(ctx, [32]byte{}, msg, "quarterly rotation")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bls.VerifyBytes(kr.GroupKey, msg, sr.Signature); err != nil {
+		t.Fatalf("signature does not verify under the group key: %v", err)
+	}
+	if len(sr.Signers) != 2 {
+		t.Fatalf("signers %v", sr.Signers)
+	}
+}
+
+func waitKeys(t *testing.T, ctx context.Context, nd *node, id [32]byte) {
+	t.Helper()
+	for {
+		keys, err := nd.app.Keys(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", nd.name, err)
+		}
+		for _, k := range keys {
+			if k.KeyID == id {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s never got key %x", nd.name, id[:4])
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// approvals answers approval requests on a node's bus with decide.
+func approvals(ctx context.Context, nd *node, decide func(event.ApprovalRequested) (bool, string)) {
+	sub := nd.bus.Subscribe(0)
+	go func() {
+		defer sub.Close()
+		for {
+			e, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			if ar, ok := e.(event.ApprovalRequested); ok {
+				var id [32]byte
+				b, _ := hex.DecodeString(ar.ID)
+				copy(id[:], b)
+				yes, why := decide(ar)
+				if yes {
+					nd.app.Approve(ctx, id)
+				} else {
+					nd.app.Decline(ctx, id, why)
+				}
+			}
+		}
+	}()
+}
+
+func TestHumansApproveAndDecline(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	var seen []event.ApprovalRequested
+	for _, nd := range nodes {
+		nd.start(t, false)
+		approvals(ctx, nd, func(ar event.ApprovalRequested) (bool, string) {
+			mu.Lock()
+			seen = append(seen, ar)
+			mu.Unlock()
+			if ar.Kind == "sign" && nd.name == "carol" {
+				return false, "not on my watch"
+			}
+			return true, ""
+		})
+	}
+	kr, err := nodes[0].app.StartKeygen(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range nodes {
+		waitKeys(t, ctx, nd, kr.KeyID)
+	}
+	msg := []byte("pay invoice 42")
+	sr, err := nodes[0].app.RequestSignature(ctx, kr.KeyID, msg, "invoice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bls.VerifyBytes(kr.GroupKey, msg, sr.Signature); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(sr.Signers) != "[alice bob]" {
+		t.Fatalf("signers %v, want alice and bob (carol declined)", sr.Signers)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var keygenAsks, signAsks int
+	for _, ar := range seen {
+		switch ar.Kind {
+		case "keygen":
+			keygenAsks++
+		case "sign":
+			signAsks++
+			if ar.Text != "pay invoice 42" || ar.Requester != "alice" || ar.Description != "invoice" {
+				t.Errorf("approval shows %+v", ar)
+			}
+		}
+	}
+	if keygenAsks != 2 || signAsks != 2 {
+		t.Fatalf("asked %d keygen and %d sign approvals, want 2 and 2 (the initiator's own are implied)", keygenAsks, signAsks)
+	}
+}
+
+func TestConsoleRestartedMidKeygenCompletesIt(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	carol := nodes[2]
+	// Carol handles a few messages, then her console dies: the messages it
+	// did not acknowledge stay queued, and the ones it did are in her store.
+	var handled int
+	var mu sync.Mutex
+	crash := make(chan struct{})
+	carol.deliver = func(Address, []byte) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		handled++
+		if handled == 4 {
+			close(crash)
+		}
+		return true
+	}
+	for _, nd := range nodes {
+		nd.start(t, true)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	res := make(chan error, 1)
+	var kr *KeygenResult
+	go func() {
+		var err error
+		kr, err = nodes[0].app.StartKeygen(ctx, 2)
+		res <- err
+	}()
+	select {
+	case <-crash:
+	case <-ctx.Done():
+		t.Fatal("carol never got 4 messages")
+	}
+	carol.stop()
+	carol.mu.Lock()
+	carol.deliver = nil
+	carol.mu.Unlock()
+	carol.start(t, true)
+	if err := <-res; err != nil {
+		t.Fatal(err)
+	}
+	waitKeys(t, ctx, carol, kr.KeyID)
+	// And the restored key signs.
+	msg := []byte("after the crash")
+	sr, err := carol.app.RequestSignature(ctx, kr.KeyID, msg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bls.VerifyBytes(kr.GroupKey, msg, sr.Signature); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOneConsoleOfflineForTheWholeSigning(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	for _, nd := range nodes {
+		nd.start(t, true)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	kr, err := nodes[0].app.StartKeygen(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range nodes {
+		waitKeys(t, ctx, nd, kr.KeyID)
+	}
+	nodes[2].stop()
+	msg := []byte("carol is on a plane")
+	sr, err := nodes[0].app.RequestSignature(ctx, kr.KeyID, msg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bls.VerifyBytes(kr.GroupKey, msg, sr.Signature); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestForgedSenderIsRejected(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	for _, nd := range nodes {
+		nd.start(t, true)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	kr, err := nodes[0].app.StartKeygen(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitKeys(t, ctx, nodes[1], kr.KeyID)
+	// A request signed by alice but arriving from carol's Signal device.
+	var captured []byte
+	var capMu sync.Mutex
+	nodes[1].mu.Lock()
+	nodes[1].deliver = func(from Address, env []byte) bool {
+		capMu.Lock()
+		defer capMu.Unlock()
+		if captured == nil && from == nodes[0].addr {
+			captured = env
+		}
+		return true
+	}
+	nodes[1].mu.Unlock()
+	if _, err := nodes[0].app.RequestSignature(ctx, kr.KeyID, []byte("x"), ""); err != nil {
+		t.Fatal(err)
+	}
+	capMu.Lock()
+	defer capMu.Unlock()
+	if captured == nil {
+		t.Fatal("nothing captured")
+	}
+	err = nodes[1].app.Deliver(ctx, nodes[2].addr, captured)
+	if !errors.Is(err, ErrRejected) {
+		t.Fatalf("relayed under another sender: %v", err)
+	}
+}
