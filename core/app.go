@@ -250,16 +250,50 @@ func (a *App) do(ctx context.Context, f func()) error {
 	}
 }
 
-// sender delivers outgoing envelopes. A failed send is not retried here:
-// every open ceremony re-sends its current round periodically.
+// sender delivers outgoing envelopes. A failed send is tried again a few
+// times with growing waits; open ceremonies also re-send their current
+// round periodically, which covers a peer that lost a message for good.
 func (a *App) sender(ctx context.Context) {
+	type retry struct {
+		o       outbound
+		attempt int
+		at      time.Time
+	}
+	var retries []retry
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	try := func(o outbound, attempt int) {
+		err := a.cfg.Messenger.Send(ctx, o.to, o.env)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if attempt >= 5 {
+			a.log.Warn("send failed, giving up", "to", o.to.String(), "err", err)
+			return
+		}
+		a.log.Info("send failed, will retry", "to", o.to.String(), "err", err)
+		retries = append(retries, retry{o, attempt + 1, time.Now().Add(time.Duration(1<<attempt) * time.Second)})
+	}
 	for {
+		next := time.Hour
+		for _, r := range retries {
+			next = min(next, time.Until(r.at))
+		}
+		timer.Reset(max(next, 0))
 		select {
 		case <-ctx.Done():
 			return
 		case o := <-a.out:
-			if err := a.cfg.Messenger.Send(ctx, o.to, o.env); err != nil && ctx.Err() == nil {
-				a.log.Warn("send failed", "to", o.to.String(), "err", err)
+			try(o, 0)
+		case <-timer.C:
+			due := retries
+			retries = nil
+			for _, r := range due {
+				if time.Now().Before(r.at) {
+					retries = append(retries, r)
+					continue
+				}
+				try(r.o, r.attempt)
 			}
 		}
 	}
@@ -477,6 +511,10 @@ func (a *App) handle(ctx context.Context, from Address, raw []byte, fresh bool) 
 	if err != nil {
 		a.logMessage(event.In, from, nil, raw, "malformed: "+err.Error())
 		return fmt.Errorf("%w: %w", ErrRejected, err)
+	}
+	if r, ok := a.records[env.Ceremony]; ok && r.Finished {
+		a.logMessage(event.In, from, env, raw, "ceremony finished")
+		return fmt.Errorf("%w: ceremony %s is finished", ErrRejected, ceremony.ShortID(env.Ceremony))
 	}
 	if st, ok := a.keygens[env.Ceremony]; ok {
 		return a.handleKeygen(ctx, st, from, env, raw)
