@@ -8,8 +8,21 @@ import (
 	"time"
 )
 
-// ErrNotFound: no such record.
-var ErrNotFound = errors.New("core: not found")
+// Sentinel errors of stores.
+var (
+	// ErrNotFound: no such record.
+	ErrNotFound = errors.New("core: not found")
+	// ErrCorrupt: a stored record does not decode.
+	ErrCorrupt = errors.New("core: corrupt record")
+)
+
+func sortByCreated(rs []*CeremonyRecord) {
+	slices.SortStableFunc(rs, func(a, b *CeremonyRecord) int { return a.Created.Compare(b.Created) })
+}
+
+func sortOrphans(os []Orphan) {
+	slices.SortStableFunc(os, func(a, b Orphan) int { return a.Received.Compare(b.Received) })
+}
 
 // CeremonyKind says which ceremony a record holds.
 type CeremonyKind uint8

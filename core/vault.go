@@ -1,0 +1,313 @@
+package core
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/signal-mpc/cosigner/bls/wire"
+)
+
+// Vault is the encrypted, transactional key-value store core keeps its
+// records in. The Signal device's store satisfies it (one file, one key for
+// all of a console's secrets); core defines only what it needs.
+type Vault interface {
+	// Update runs fn in one write transaction: all of it or nothing.
+	Update(ctx context.Context, fn func(tx VaultTx) error) error
+	// View runs fn in a read transaction.
+	View(ctx context.Context, fn func(tx VaultTx) error) error
+}
+
+// VaultTx is one transaction. Values are encrypted at rest and bound to
+// their bucket and key; keys are not secret.
+type VaultTx interface {
+	Get(bucket string, key []byte) ([]byte, error) // nil, nil when absent
+	Put(bucket string, key, value []byte) error
+	Delete(bucket string, key []byte) error
+	// Scan calls fn for every key with the prefix, in key order.
+	Scan(bucket string, prefix []byte, fn func(key, value []byte) error) error
+}
+
+const (
+	bucketCeremonies = "core.ceremonies"
+	bucketInputs     = "core.inputs"
+	bucketKeys       = "core.keys"
+	bucketOrphans    = "core.orphans"
+	maxRecord        = 1 << 20
+)
+
+// VaultStore is the Store of a console: core's records in a Vault.
+type VaultStore struct {
+	v Vault
+}
+
+// NewVaultStore returns a Store over v.
+func NewVaultStore(v Vault) *VaultStore { return &VaultStore{v: v} }
+
+func (s *VaultStore) PutCeremony(ctx context.Context, r *CeremonyRecord) error {
+	return s.v.Update(ctx, func(tx VaultTx) error {
+		for i, in := range r.Inputs {
+			if err := tx.Put(bucketInputs, inputKey(r.ID, uint64(i)), encodeInput(in)); err != nil {
+				return err
+			}
+		}
+		return tx.Put(bucketCeremonies, r.ID[:], encodeCeremony(r, uint64(len(r.Inputs))))
+	})
+}
+
+func (s *VaultStore) AppendInput(ctx context.Context, id [32]byte, in Input) error {
+	return s.v.Update(ctx, func(tx VaultTx) error {
+		b, err := tx.Get(bucketCeremonies, id[:])
+		if err != nil {
+			return err
+		}
+		if b == nil {
+			return ErrNotFound
+		}
+		r, next, err := decodeCeremony(b)
+		if err != nil {
+			return err
+		}
+		if err := tx.Put(bucketInputs, inputKey(id, next), encodeInput(in)); err != nil {
+			return err
+		}
+		return tx.Put(bucketCeremonies, id[:], encodeCeremony(r, next+1))
+	})
+}
+
+func (s *VaultStore) FinishCeremony(ctx context.Context, id [32]byte) error {
+	return s.v.Update(ctx, func(tx VaultTx) error {
+		b, err := tx.Get(bucketCeremonies, id[:])
+		if err != nil {
+			return err
+		}
+		if b == nil {
+			return ErrNotFound
+		}
+		r, next, err := decodeCeremony(b)
+		if err != nil {
+			return err
+		}
+		r.Finished = true
+		return tx.Put(bucketCeremonies, id[:], encodeCeremony(r, next))
+	})
+}
+
+func (s *VaultStore) Ceremonies(ctx context.Context) ([]*CeremonyRecord, error) {
+	var out []*CeremonyRecord
+	err := s.v.View(ctx, func(tx VaultTx) error {
+		return tx.Scan(bucketCeremonies, nil, func(_, v []byte) error {
+			r, next, err := decodeCeremony(v)
+			if err != nil {
+				return err
+			}
+			if err := tx.Scan(bucketInputs, r.ID[:], func(_, iv []byte) error {
+				in, err := decodeInput(iv)
+				if err != nil {
+					return err
+				}
+				r.Inputs = append(r.Inputs, in)
+				return nil
+			}); err != nil {
+				return err
+			}
+			if uint64(len(r.Inputs)) != next {
+				return fmt.Errorf("%w: ceremony %x has %d inputs, its record says %d", ErrCorrupt, r.ID[:4], len(r.Inputs), next)
+			}
+			out = append(out, r)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Oldest first, so keys exist before the requests that use them.
+	sortByCreated(out)
+	return out, nil
+}
+
+func (s *VaultStore) PutKey(ctx context.Context, k KeyRecord) error {
+	var e wire.Encoder
+	e.Bytes(1, k.Ceremony[:])
+	e.Bytes(2, k.KeyID[:])
+	e.Uint(3, uint64(k.Created.Unix()))
+	b, err := e.Finish()
+	if err != nil {
+		return err
+	}
+	return s.v.Update(ctx, func(tx VaultTx) error { return tx.Put(bucketKeys, k.KeyID[:], b) })
+}
+
+func (s *VaultStore) Keys(ctx context.Context) ([]KeyRecord, error) {
+	var out []KeyRecord
+	err := s.v.View(ctx, func(tx VaultTx) error {
+		return tx.Scan(bucketKeys, nil, func(_, v []byte) error {
+			d := wire.NewDecoder(v)
+			c, _ := d.Fixed(1, 32)
+			id, _ := d.Fixed(2, 32)
+			created, _ := d.Uint(3)
+			if err := d.Done(); err != nil {
+				return fmt.Errorf("%w: key record: %w", ErrCorrupt, err)
+			}
+			var k KeyRecord
+			copy(k.Ceremony[:], c)
+			copy(k.KeyID[:], id)
+			k.Created = time.Unix(int64(created), 0)
+			out = append(out, k)
+			return nil
+		})
+	})
+	return out, err
+}
+
+func (s *VaultStore) PutOrphan(ctx context.Context, o Orphan) error {
+	var e wire.Encoder
+	e.Bytes(1, []byte(o.From.Account))
+	e.Uint(2, uint64(o.From.Device))
+	e.Bytes(3, o.Envelope)
+	e.Uint(4, uint64(o.Received.UnixNano()))
+	b, err := e.Finish()
+	if err != nil {
+		return err
+	}
+	key := orphanKey(o.Envelope)
+	return s.v.Update(ctx, func(tx VaultTx) error { return tx.Put(bucketOrphans, key, b) })
+}
+
+func (s *VaultStore) DeleteOrphans(ctx context.Context, envs [][]byte) error {
+	return s.v.Update(ctx, func(tx VaultTx) error {
+		for _, env := range envs {
+			if err := tx.Delete(bucketOrphans, orphanKey(env)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *VaultStore) Orphans(ctx context.Context) ([]Orphan, error) {
+	var out []Orphan
+	err := s.v.View(ctx, func(tx VaultTx) error {
+		return tx.Scan(bucketOrphans, nil, func(_, v []byte) error {
+			o, err := decodeOrphan(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, o)
+			return nil
+		})
+	})
+	sortOrphans(out)
+	return out, err
+}
+
+func decodeOrphan(v []byte) (Orphan, error) {
+	d := wire.NewDecoder(v)
+	acct, _ := d.Bytes(1, 128)
+	dev, _ := d.Uint32(2)
+	env, _ := d.Bytes(3, wire.MaxEnvelopeSize)
+	at, _ := d.Uint(4)
+	if err := d.Done(); err != nil {
+		return Orphan{}, fmt.Errorf("%w: orphan: %w", ErrCorrupt, err)
+	}
+	return Orphan{From: Address{string(acct), dev}, Envelope: env, Received: time.Unix(0, int64(at))}, nil
+}
+
+func orphanKey(env []byte) []byte {
+	h := sha256.Sum256(env)
+	return h[:]
+}
+
+func inputKey(id [32]byte, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte{}, id[:]...), seq)
+}
+
+// Record encodings use the canonical codec of the MPC envelopes: one
+// encoding per value, strict decoding.
+
+func encodeCeremony(r *CeremonyRecord, next uint64) []byte {
+	var e wire.Encoder
+	e.Bytes(1, r.ID[:])
+	e.Uint(2, uint64(r.Kind))
+	e.Bytes(3, r.Opening)
+	if r.Seed != ([32]byte{}) {
+		e.Bytes(4, r.Seed[:])
+	}
+	if r.KeyID != ([32]byte{}) {
+		e.Bytes(5, r.KeyID[:])
+	}
+	e.Uint(6, boolUint(r.Own))
+	e.Uint(7, uint64(r.Created.UnixNano()))
+	e.Uint(8, boolUint(r.Finished))
+	e.Uint(9, next)
+	b, _ := e.Finish() // fields are in order: no error
+	return b
+}
+
+func decodeCeremony(b []byte) (*CeremonyRecord, uint64, error) {
+	if len(b) > maxRecord {
+		return nil, 0, fmt.Errorf("%w: ceremony record of %d bytes", ErrCorrupt, len(b))
+	}
+	d := wire.NewDecoder(b)
+	id, _ := d.Fixed(1, 32)
+	kind, _ := d.Uint(2)
+	opening, _ := d.Bytes(3, wire.MaxEnvelopeSize)
+	seed, _ := d.Bytes(4, 32)
+	keyID, _ := d.Bytes(5, 32)
+	own, _ := d.Uint(6)
+	created, _ := d.Uint(7)
+	finished, _ := d.Uint(8)
+	next, _ := d.Uint(9)
+	if err := d.Done(); err != nil {
+		return nil, 0, fmt.Errorf("%w: ceremony record: %w", ErrCorrupt, err)
+	}
+	if (kind != uint64(KindKeygen) && kind != uint64(KindSign)) || own > 1 || finished > 1 ||
+		(seed != nil && len(seed) != 32) || (keyID != nil && len(keyID) != 32) || len(opening) == 0 {
+		return nil, 0, fmt.Errorf("%w: ceremony record fields", ErrCorrupt)
+	}
+	r := &CeremonyRecord{Kind: CeremonyKind(kind), Opening: opening, Own: own == 1, Finished: finished == 1, Created: time.Unix(0, int64(created))}
+	copy(r.ID[:], id)
+	copy(r.Seed[:], seed)
+	copy(r.KeyID[:], keyID)
+	return r, next, nil
+}
+
+func encodeInput(in Input) []byte {
+	var e wire.Encoder
+	e.Uint(1, uint64(in.Kind))
+	e.Bytes(2, in.Envelope)
+	e.Bytes(3, []byte(in.Text))
+	if !in.Time.IsZero() {
+		e.Uint(4, uint64(in.Time.UnixNano()))
+	}
+	b, _ := e.Finish()
+	return b
+}
+
+func decodeInput(b []byte) (Input, error) {
+	d := wire.NewDecoder(b)
+	kind, _ := d.Uint(1)
+	env, _ := d.Bytes(2, wire.MaxEnvelopeSize)
+	text, _ := d.Bytes(3, 1024)
+	at, _ := d.Uint(4)
+	if err := d.Done(); err != nil {
+		return Input{}, fmt.Errorf("%w: input record: %w", ErrCorrupt, err)
+	}
+	if kind < uint64(InputEnvelope) || kind > uint64(InputExpire) {
+		return Input{}, fmt.Errorf("%w: input kind %d", ErrCorrupt, kind)
+	}
+	in := Input{Kind: InputKind(kind), Envelope: env, Text: string(text)}
+	if at != 0 {
+		in.Time = time.Unix(0, int64(at))
+	}
+	return in, nil
+}
+
+func boolUint(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
+}

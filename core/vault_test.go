@@ -1,0 +1,187 @@
+package core
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+)
+
+// memVault is a Vault in memory with real transactions: a failed Update
+// changes nothing. (The device store is the real one; this keeps core's
+// tests free of it.)
+type memVault struct {
+	mu   sync.Mutex
+	data map[string]map[string][]byte
+	fail error // when set, Update fails after running fn
+}
+
+func newMemVault() *memVault { return &memVault{data: map[string]map[string][]byte{}} }
+
+type memTx struct {
+	data map[string]map[string][]byte
+}
+
+func (t *memTx) Get(b string, k []byte) ([]byte, error) {
+	return bytes.Clone(t.data[b][string(k)]), nil
+}
+
+func (t *memTx) Put(b string, k, v []byte) error {
+	if t.data[b] == nil {
+		t.data[b] = map[string][]byte{}
+	}
+	t.data[b][string(k)] = bytes.Clone(v)
+	return nil
+}
+
+func (t *memTx) Delete(b string, k []byte) error {
+	delete(t.data[b], string(k))
+	return nil
+}
+
+func (t *memTx) Scan(b string, prefix []byte, fn func(k, v []byte) error) error {
+	var keys []string
+	for k := range t.data[b] {
+		if bytes.HasPrefix([]byte(k), prefix) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := fn([]byte(k), bytes.Clone(t.data[b][k])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (v *memVault) snapshot() map[string]map[string][]byte {
+	c := map[string]map[string][]byte{}
+	for b, m := range v.data {
+		c[b] = map[string][]byte{}
+		for k, x := range m {
+			c[b][k] = bytes.Clone(x)
+		}
+	}
+	return c
+}
+
+func (v *memVault) Update(_ context.Context, fn func(VaultTx) error) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	tx := &memTx{data: v.snapshot()}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if v.fail != nil {
+		return v.fail
+	}
+	v.data = tx.data
+	return nil
+}
+
+func (v *memVault) View(_ context.Context, fn func(VaultTx) error) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return fn(&memTx{data: v.snapshot()})
+}
+
+func TestVaultStoreKeepsRecordsAcrossReopen(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	v := newMemVault()
+	s := NewVaultStore(v)
+	r := &CeremonyRecord{ID: [32]byte{1}, Kind: KindKeygen, Opening: []byte("proposal"), Seed: [32]byte{9}, Own: true, Created: time.Unix(100, 5)}
+	if err := s.PutCeremony(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	in := []Input{{Kind: InputEnvelope, Envelope: []byte("deal")}, {Kind: InputDecline, Text: "no"}, {Kind: InputExpire, Time: time.Unix(200, 0)}}
+	for _, x := range in {
+		if err := s.AppendInput(ctx, r.ID, x); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s2 := &CeremonyRecord{ID: [32]byte{2}, Kind: KindSign, Opening: []byte("request"), KeyID: [32]byte{3}, Created: time.Unix(50, 0)}
+	s.PutCeremony(ctx, s2)
+	s.FinishCeremony(ctx, s2.ID)
+	if err := s.AppendInput(ctx, [32]byte{7}, in[0]); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("input for an unknown ceremony: %v", err)
+	}
+
+	got, err := NewVaultStore(v).Ceremonies(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].ID != s2.ID || !got[0].Finished || got[1].ID != r.ID {
+		t.Fatalf("ceremonies %+v", got)
+	}
+	g := got[1]
+	if g.Seed != r.Seed || !g.Own || !bytes.Equal(g.Opening, r.Opening) || !g.Created.Equal(r.Created) || len(g.Inputs) != 3 {
+		t.Fatalf("record %+v", g)
+	}
+	if g.Inputs[1].Text != "no" || !g.Inputs[2].Time.Equal(in[2].Time) || !bytes.Equal(g.Inputs[0].Envelope, []byte("deal")) {
+		t.Fatalf("inputs %+v", g.Inputs)
+	}
+
+	s.PutKey(ctx, KeyRecord{Ceremony: r.ID, KeyID: [32]byte{4}, Created: time.Unix(300, 0)})
+	keys, _ := s.Keys(ctx)
+	if len(keys) != 1 || keys[0].KeyID != [32]byte{4} || keys[0].Ceremony != r.ID {
+		t.Fatalf("keys %+v", keys)
+	}
+	o := Orphan{From: Address{"acct", 3}, Envelope: []byte("early partial"), Received: time.Unix(0, 42)}
+	s.PutOrphan(ctx, o)
+	os, _ := s.Orphans(ctx)
+	if len(os) != 1 || os[0].From != o.From || !bytes.Equal(os[0].Envelope, o.Envelope) {
+		t.Fatalf("orphans %+v", os)
+	}
+	s.DeleteOrphans(ctx, [][]byte{o.Envelope})
+	if os, _ := s.Orphans(ctx); len(os) != 0 {
+		t.Fatalf("orphan not deleted: %+v", os)
+	}
+}
+
+func TestFailedWriteLeavesTheStoreAsItWas(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	v := newMemVault()
+	s := NewVaultStore(v)
+	r := &CeremonyRecord{ID: [32]byte{1}, Kind: KindSign, Opening: []byte("x"), KeyID: [32]byte{2}, Created: time.Unix(1, 0)}
+	s.PutCeremony(ctx, r)
+	v.fail = errors.New("disk full")
+	if err := s.AppendInput(ctx, r.ID, Input{Kind: InputAccept}); err == nil {
+		t.Fatal("failed write reported success")
+	}
+	v.fail = nil
+	got, _ := s.Ceremonies(ctx)
+	if len(got[0].Inputs) != 0 {
+		t.Fatal("a failed append left an input behind")
+	}
+	if err := s.AppendInput(ctx, r.ID, Input{Kind: InputAccept}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.Ceremonies(ctx)
+	if len(got[0].Inputs) != 1 {
+		t.Fatalf("inputs %d", len(got[0].Inputs))
+	}
+}
+
+func FuzzDecodeRecords(f *testing.F) {
+	f.Add(encodeCeremony(&CeremonyRecord{ID: [32]byte{1}, Kind: KindKeygen, Opening: []byte("p"), Seed: [32]byte{2}, Created: time.Unix(1, 0)}, 3))
+	f.Add(encodeInput(Input{Kind: InputDecline, Text: "no", Time: time.Unix(5, 0)}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if r, next, err := decodeCeremony(b); err == nil {
+			if again := encodeCeremony(r, next); !bytes.Equal(again, b) {
+				t.Fatalf("ceremony record not canonical")
+			}
+		}
+		if in, err := decodeInput(b); err == nil {
+			if again := encodeInput(in); !bytes.Equal(again, b) {
+				t.Fatalf("input record not canonical")
+			}
+		}
+		_, _ = decodeOrphan(b)
+	})
+}
