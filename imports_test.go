@@ -48,8 +48,9 @@ var importRules = []importRule{
 	},
 	{
 		pkg: mod + "/core/...",
+		// x/text for the Unicode normalisation EIP-2335 keystores require.
 		allow: []string{"std", mod + "/core/...", mod + "/bls/...", "github.com/BurntSushi/toml", "go.etcd.io/bbolt",
-			"golang.org/x/crypto/..."},
+			"golang.org/x/crypto/...", "golang.org/x/text/..."},
 		deny: []string{mod + "/signal/...", mod + "/tui/...", "github.com/charmbracelet/..."},
 	},
 	{
