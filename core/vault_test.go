@@ -3,11 +3,14 @@ package core
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"sort"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/signal-mpc/cosigner/core/roster"
 )
 
 // memVault is a Vault in memory with real transactions: a failed Update
@@ -184,4 +187,40 @@ func FuzzDecodeRecords(f *testing.F) {
 		}
 		_, _ = decodeOrphan(b)
 	})
+}
+
+func TestConsoleKeyAndRosterPersist(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	v := newMemVault()
+	k1, err := ConsoleKey(ctx, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, _ := ConsoleKey(ctx, v)
+	if !k1.Equal(k2) {
+		t.Fatal("console key changed between calls")
+	}
+	r, err := LoadRoster(ctx, v)
+	if err != nil || len(r.Members()) != 0 {
+		t.Fatalf("empty roster: %v", err)
+	}
+	c := roster.Card{Name: "alice", Account: "acct-a", Device: 2, IdentityKey: append([]byte{5}, make([]byte, 32)...), ConsoleKey: k1.Public().(ed25519.PublicKey)}
+	if err := r.Add(c, true); err != nil {
+		t.Fatal(err)
+	}
+	changed := c
+	changed.ConsoleKey = make([]byte, 32)
+	r.Add(changed, false) // pending
+	if err := SaveRoster(ctx, v, r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadRoster(ctx, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, ok := got.Lookup("alice")
+	if !ok || !m.Verified || !m.Blocked() {
+		t.Fatalf("reloaded member %+v", m)
+	}
 }

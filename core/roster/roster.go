@@ -307,3 +307,53 @@ func (r *Roster) NameOf(account string, device uint32) string {
 	}
 	return ""
 }
+
+type memberJSON struct {
+	Card     json.RawMessage `json:"card"`
+	Verified bool            `json:"verified"`
+	Pending  json.RawMessage `json:"pending,omitempty"`
+}
+
+// MarshalJSON writes the roster for storage.
+func (r *Roster) MarshalJSON() ([]byte, error) {
+	out := make([]memberJSON, 0, len(r.members))
+	for _, m := range r.members {
+		c, err := json.Marshal(m.Card)
+		if err != nil {
+			return nil, err
+		}
+		mj := memberJSON{Card: c, Verified: m.Verified}
+		if m.Pending != nil {
+			if mj.Pending, err = json.Marshal(*m.Pending); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, mj)
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON reads a stored roster, checking every card again.
+func (r *Roster) UnmarshalJSON(b []byte) error {
+	var in []memberJSON
+	if err := json.Unmarshal(b, &in); err != nil {
+		return fmt.Errorf("%w: roster: %v", ErrCard, err)
+	}
+	r.members = nil
+	for _, mj := range in {
+		c, err := ParseCard(mj.Card)
+		if err != nil {
+			return err
+		}
+		m := Member{Card: *c, Verified: mj.Verified}
+		if len(mj.Pending) > 0 {
+			p, err := ParseCard(mj.Pending)
+			if err != nil {
+				return err
+			}
+			m.Pending = p
+		}
+		r.members = append(r.members, m)
+	}
+	return nil
+}

@@ -1,0 +1,73 @@
+package core
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+
+	"github.com/signal-mpc/cosigner/core/roster"
+)
+
+const (
+	bucketConsole = "core.console"
+	keyConsoleKey = "ed25519"
+	keyRoster     = "roster"
+)
+
+// ConsoleKey returns this console's Ed25519 key, which signs every MPC
+// envelope it sends, creating and storing it (encrypted, in the vault) on
+// first use.
+func ConsoleKey(ctx context.Context, v Vault) (ed25519.PrivateKey, error) {
+	var key ed25519.PrivateKey
+	err := v.Update(ctx, func(tx VaultTx) error {
+		seed, err := tx.Get(bucketConsole, []byte(keyConsoleKey))
+		if err != nil {
+			return err
+		}
+		if seed == nil {
+			seed = make([]byte, ed25519.SeedSize)
+			if _, err := rand.Read(seed); err != nil {
+				return err
+			}
+			if err := tx.Put(bucketConsole, []byte(keyConsoleKey), seed); err != nil {
+				return err
+			}
+		}
+		if len(seed) != ed25519.SeedSize {
+			return fmt.Errorf("%w: console key", ErrCorrupt)
+		}
+		key = ed25519.NewKeyFromSeed(seed)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("core: console key: %w", err)
+	}
+	return key, nil
+}
+
+// LoadRoster reads the stored roster (empty if none yet).
+func LoadRoster(ctx context.Context, v Vault) (*roster.Roster, error) {
+	r := &roster.Roster{}
+	err := v.View(ctx, func(tx VaultTx) error {
+		b, err := tx.Get(bucketConsole, []byte(keyRoster))
+		if err != nil || b == nil {
+			return err
+		}
+		return json.Unmarshal(b, r)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("core: load roster: %w", err)
+	}
+	return r, nil
+}
+
+// SaveRoster stores the roster.
+func SaveRoster(ctx context.Context, v Vault, r *roster.Roster) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return v.Update(ctx, func(tx VaultTx) error { return tx.Put(bucketConsole, []byte(keyRoster), b) })
+}
