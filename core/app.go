@@ -72,8 +72,10 @@ type Config struct {
 	RequestTTL   time.Duration // signing request lifetime
 	ResendEvery  time.Duration // re-send the current round's messages
 	AutoApprove  bool          // approve every request and proposal (scripted demo only)
-	MaxOrphans   int           // envelopes kept for unknown ceremonies (default 1024)
-	OrphanTTL    time.Duration // how long they are kept (default 1 h)
+	// SaveRoster persists the roster after AddCard or VerifyCard changed it.
+	SaveRoster func(context.Context, *roster.Roster) error
+	MaxOrphans int           // envelopes kept for unknown ceremonies (default 1024)
+	OrphanTTL  time.Duration // how long they are kept (default 1 h)
 }
 
 // App is one console's co-signer engine.
@@ -367,6 +369,51 @@ func (a *App) Decline(ctx context.Context, id [32]byte, reason string) error {
 		return e
 	}
 	return err
+}
+
+// AddCard adds a signer's card to the roster (trusted on first use;
+// verified when a human compared the fingerprint) and saves the roster. A
+// card with changed keys blocks its signer until VerifyCard.
+func (a *App) AddCard(ctx context.Context, c roster.Card, verified bool) error {
+	var err error
+	if e := a.do(ctx, func() {
+		if err = a.cfg.Roster.Add(c, verified); err == nil || errors.Is(err, roster.ErrKeyChanged) {
+			if serr := a.saveRoster(ctx); serr != nil {
+				err = serr
+			}
+		}
+	}); e != nil {
+		return e
+	}
+	return err
+}
+
+// VerifyCard records that a human compared the named signer's fingerprint
+// (accepting a changed card) and saves the roster.
+func (a *App) VerifyCard(ctx context.Context, name string) error {
+	var err error
+	if e := a.do(ctx, func() {
+		if err = a.cfg.Roster.Verify(name); err == nil {
+			err = a.saveRoster(ctx)
+		}
+	}); e != nil {
+		return e
+	}
+	return err
+}
+
+// Roster returns the signers.
+func (a *App) Roster(ctx context.Context) ([]roster.Member, error) {
+	var out []roster.Member
+	err := a.do(ctx, func() { out = a.cfg.Roster.Members() })
+	return out, err
+}
+
+func (a *App) saveRoster(ctx context.Context) error {
+	if a.cfg.SaveRoster == nil {
+		return nil
+	}
+	return a.cfg.SaveRoster(ctx, a.cfg.Roster)
 }
 
 // KeyInfo describes a generated key.

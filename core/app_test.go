@@ -271,6 +271,21 @@ func TestHumansApproveAndDecline(t *testing.T) {
 	if fmt.Sprint(sr.Signers) != "[alice bob]" {
 		t.Fatalf("signers %v, want alice and bob (carol declined)", sr.Signers)
 	}
+	// Carol may see the request after alice already combined: wait for her.
+	count := func(kind string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, ar := range seen {
+			if ar.Kind == kind {
+				n++
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(10 * time.Second); count("sign") < 2 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	var keygenAsks, signAsks int
