@@ -1,0 +1,150 @@
+package tui
+
+import (
+	"strings"
+	"time"
+
+	"github.com/charmbracelet/x/ansi"
+	"github.com/signal-mpc/cosigner/core/event"
+)
+
+// ceremony is the latest state of one keygen or signing ceremony.
+type ceremony struct {
+	id       string // short id
+	kind     string // keygen or sign
+	round    string
+	step     int
+	total    int
+	got      []string
+	waiting  []string
+	deadline time.Time
+	done     bool
+	failed   bool
+	result   string
+}
+
+// ceremonies keeps them in the order they appeared, newest last.
+type ceremonies struct {
+	list []*ceremony
+	byID map[string]*ceremony
+}
+
+func (c *ceremonies) get(id, kind string) *ceremony {
+	if x, ok := c.byID[id]; ok {
+		return x
+	}
+	x := &ceremony{id: id, kind: kind}
+	c.byID[id] = x
+	c.list = append(c.list, x)
+	if len(c.list) > maxCeremonies {
+		for i, old := range c.list {
+			if old.done || i == len(c.list)-1 {
+				delete(c.byID, old.id)
+				c.list = append(c.list[:i:i], c.list[i+1:]...)
+				break
+			}
+		}
+	}
+	return x
+}
+
+func (c *ceremonies) progress(p event.Progress) {
+	x := c.get(Clean(p.Ceremony), Clean(p.Kind))
+	if x.done {
+		return // a late progress event after the result
+	}
+	x.round, x.step, x.total = Clean(p.Round), p.Step, p.Total
+	x.got, x.waiting, x.deadline = cleanAll(p.Got), cleanAll(p.Waiting), p.Deadline
+}
+
+func (c *ceremonies) keygenDone(e event.KeygenDone) {
+	x := c.get(Clean(e.Ceremony), "keygen")
+	x.done = true
+	x.result = "key " + Clean(e.KeyID) + " " + itoa(e.T) + "-of-" + itoa(e.N)
+}
+
+func (c *ceremonies) signDone(e event.SignDone) {
+	x := c.get(shortID(Clean(e.ID)), "sign")
+	x.done = true
+	if e.Failure != "" {
+		x.failed = true
+		x.result = "failed: " + Clean(e.Failure)
+		if len(e.Blamed) > 0 {
+			x.result += "; blamed " + names(cleanAll(e.Blamed))
+		}
+		return
+	}
+	x.result = "signed by " + names(cleanAll(e.Signers)) + " (" + verifiedWord(e.Verified) + ")"
+}
+
+func (c *ceremonies) active() int {
+	n := 0
+	for _, x := range c.list {
+		if !x.done {
+			n++
+		}
+	}
+	return n
+}
+
+// line is the ceremony as one line of plain text:
+// "keygen 3f2a  round 2/4 deal  got alice, carol  waiting bob  9:41 left".
+func (x *ceremony) line(now time.Time) string {
+	head := pad(x.kind, 6) + " " + x.id + "  "
+	if x.done {
+		return head + x.result
+	}
+	var b strings.Builder
+	b.WriteString(head)
+	if x.kind == "sign" {
+		b.WriteString("approvals " + itoa(x.step) + "/" + itoa(x.total))
+	} else {
+		b.WriteString("round " + itoa(x.step) + "/" + itoa(x.total))
+	}
+	if x.round != "" {
+		b.WriteString(" " + x.round)
+	}
+	b.WriteString("  got " + names(x.got))
+	if len(x.waiting) > 0 {
+		b.WriteString("  waiting " + names(x.waiting))
+	}
+	if !x.deadline.IsZero() {
+		if left := x.deadline.Sub(now); left > 0 {
+			b.WriteString("  " + clock(left) + " left")
+		} else {
+			b.WriteString("  time is up")
+		}
+	}
+	return b.String()
+}
+
+func (m *Model) ceremoniesView(h int) []string {
+	st := m.st
+	lines := []string{st.Title.Render("Ceremonies") + st.Dim.Render(" "+itoa(m.cers.active())+" running, newest first")}
+	if len(m.cers.list) == 0 {
+		return append(lines, st.Dim.Render("none yet: K starts a keygen, s a signing request"))
+	}
+	var body []string
+	now := m.now()
+	for i := len(m.cers.list) - 1; i >= 0; i-- {
+		x := m.cers.list[i]
+		style := st.Peer
+		switch {
+		case x.failed:
+			style = st.Error
+		case x.done:
+			style = st.Dim
+		}
+		// wrap long lines with an indent so names are never cut off
+		wrapped := strings.Split(ansi.Wrap(x.line(now), max(m.width-2, 10), " ,"), "\n")
+		for j, w := range wrapped {
+			if j > 0 {
+				w = "    " + w
+			}
+			body = append(body, style.Render(w))
+		}
+	}
+	win, top := window(body, m.cerY, h-1)
+	m.cerY = top
+	return append(lines, win...)
+}
