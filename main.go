@@ -46,6 +46,7 @@ var commands []command
 func init() {
 	commands = []command{
 		verifyCommand,
+		relayCommand,
 		{
 			name:    "version",
 			summary: "print the version",

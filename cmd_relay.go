@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/signal-mpc/cosigner/signal/relay"
+)
+
+var relayCommand = command{
+	name:    "relay",
+	summary: "run a self-hosted Signal-compatible relay for the co-signers",
+	usage: `Usage: cosigner relay --listen ADDR --data DIR [--tls-cert FILE --tls-key FILE] [flags]
+
+Run a server that speaks the Signal service protocol for linked devices
+(provisioning, linking, prekeys, messages over WebSocket), so co-signers can
+talk without Signal's servers. Accounts, devices, keys and queued messages
+are kept in DIR/relay.db and survive a restart. Stop it with Ctrl-C.
+
+Without TLS the relay only listens on loopback (127.0.0.1, ::1, localhost)
+unless --allow-insecure says an operator really wants plain HTTP (for
+example behind a TLS-terminating proxy).
+
+Accounts are created by 'cosigner register'. With a registration token
+(--registration-token-file) every registration must carry it; without one,
+registration is open on a loopback listener and closed on any other.
+
+Flags:
+  --listen ADDR                    address to listen on, e.g. 127.0.0.1:8443 (port 0 picks one)
+  --data DIR                       data directory (created with mode 0700)
+  --tls-cert FILE                  PEM certificate chain; needs --tls-key
+  --tls-key FILE                   PEM private key; needs --tls-cert
+  --registration-token-file FILE   file holding the operator's registration token
+  --allow-insecure                 allow plain HTTP beyond loopback (a warning is logged)
+  --verbose                        log debug lines
+
+Logs go to stderr. When listening, the relay prints its URL on stdout.
+`,
+	run: runRelay,
+}
+
+type relayArgs struct {
+	listen, data, tlsCert, tlsKey, tokenFile string
+	allowInsecure, verbose                   bool
+}
+
+func newRelayFlags(stderr io.Writer) (*flag.FlagSet, *relayArgs) {
+	var a relayArgs
+	fs := newFlagSet("relay", stderr)
+	fs.StringVar(&a.listen, "listen", "", "listen address")
+	fs.StringVar(&a.data, "data", "", "data directory")
+	fs.StringVar(&a.tlsCert, "tls-cert", "", "TLS certificate (PEM)")
+	fs.StringVar(&a.tlsKey, "tls-key", "", "TLS key (PEM)")
+	fs.StringVar(&a.tokenFile, "registration-token-file", "", "registration token file")
+	fs.BoolVar(&a.allowInsecure, "allow-insecure", false, "allow plain HTTP beyond loopback")
+	fs.BoolVar(&a.verbose, "verbose", false, "debug logs")
+	return fs, &a
+}
+
+// maxTokenFile bounds the registration token file.
+const maxTokenFile = 4 << 10
+
+func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
+	fs, a := newRelayFlags(sio.err)
+	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
+		return code
+	}
+	switch {
+	case a.listen == "":
+		return usageError(cmd, sio, "--listen is required")
+	case a.data == "":
+		return usageError(cmd, sio, "--data is required")
+	case (a.tlsCert == "") != (a.tlsKey == ""):
+		return usageError(cmd, sio, "--tls-cert and --tls-key go together")
+	}
+	var token string
+	if a.tokenFile != "" {
+		b, err := readSmallFile(a.tokenFile, maxTokenFile)
+		if err != nil {
+			fmt.Fprintf(sio.err, "cosigner relay: registration token: %v\n", err)
+			return exitFailure
+		}
+		token = strings.TrimSpace(string(b))
+		if token == "" {
+			fmt.Fprintf(sio.err, "cosigner relay: registration token file %s is empty\n", a.tokenFile)
+			return exitFailure
+		}
+	}
+	level := slog.LevelInfo
+	if a.verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(sio.err, &slog.HandlerOptions{Level: level}))
+	srv, err := relay.New(relay.Config{
+		Listen: a.listen, DataDir: a.data, TLSCert: a.tlsCert, TLSKey: a.tlsKey,
+		AllowInsecure: a.allowInsecure, RegistrationToken: token, Logger: log,
+	})
+	if err != nil {
+		fmt.Fprintf(sio.err, "cosigner relay: %v\n", err)
+		return exitFailure
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	select {
+	case <-srv.Ready():
+		if srv.Addr() != nil {
+			fmt.Fprintf(sio.out, "relay listening on %s\n", srv.URL())
+		}
+	case err := <-done:
+		return relayExit(err, sio)
+	}
+	return relayExit(<-done, sio)
+}
+
+func relayExit(err error, sio stdio) int {
+	if err != nil {
+		fmt.Fprintf(sio.err, "cosigner relay: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// readSmallFile reads a file of at most limit bytes.
+func readSmallFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, errors.New("file too large")
+	}
+	return b, nil
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lockedWriter serialises writes from the relay's goroutines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+func TestRelayCommandLine(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	usage := "Usage: cosigner relay --listen ADDR --data DIR"
+	tests := []struct {
+		name             string
+		args             []string
+		code             int
+		wantOut, wantErr []string
+	}{
+		{"help shows the usage", []string{"--help"}, 0, []string{usage, "--tls-cert", "--allow-insecure"}, []string{""}},
+		{"--listen is required", []string{"--data", dir}, 2, []string{""}, []string{"--listen is required"}},
+		{"--data is required", []string{"--listen", "127.0.0.1:0"}, 2, []string{""}, []string{"--data is required"}},
+		{"half a TLS pair is a usage error", []string{"--listen", "127.0.0.1:0", "--data", dir, "--tls-cert", "c.pem"}, 2,
+			[]string{""}, []string{"--tls-cert and --tls-key go together"}},
+		{"plain HTTP beyond loopback is refused", []string{"--listen", "0.0.0.0:0", "--data", dir}, 1,
+			[]string{""}, []string{"refusing to serve plain HTTP beyond loopback"}},
+		{"a missing token file fails", []string{"--listen", "127.0.0.1:0", "--data", dir, "--registration-token-file", filepath.Join(dir, "none")}, 1,
+			[]string{""}, []string{"registration token"}},
+		{"a stray argument is a usage error", []string{"--listen", "127.0.0.1:0", "--data", dir, "x"}, 2,
+			[]string{""}, []string{`unexpected argument "x"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			runArgs(t, append([]string{"relay"}, tt.args...)...).check(t, tt.code, tt.wantOut, tt.wantErr)
+		})
+	}
+}
+
+func TestRelayUsageNamesEveryFlag(t *testing.T) {
+	t.Parallel()
+	fs, _ := newRelayFlags(io.Discard)
+	n := 0
+	fs.VisitAll(func(f *flag.Flag) {
+		n++
+		if !strings.Contains(relayCommand.usage, "--"+f.Name+" ") {
+			t.Errorf("relay usage does not document --%s", f.Name)
+		}
+	})
+	if n == 0 {
+		t.Fatal("relay defines no flags")
+	}
+}
+
+func TestRelayServesUntilCancelled(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("operator-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	outR, outW := io.Pipe()
+	var stderr strings.Builder
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"relay", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"),
+			"--registration-token-file", tokenFile}, strings.NewReader(""), outW, &lockedWriter{w: &stderr})
+		outW.Close()
+	}()
+	line, err := bufio.NewReader(outR).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, ok := strings.CutPrefix(strings.TrimSpace(line), "relay listening on ")
+	if !ok || !strings.HasPrefix(url, "http://127.0.0.1:") {
+		t.Fatalf("first line %q", line)
+	}
+	resp, err := http.Get(url + "/v1/keepalive")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("keepalive: %d", resp.StatusCode)
+	}
+	go io.Copy(io.Discard, outR)
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Errorf("exit code %d after cancel", c)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("relay did not stop")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "relay.db")); err != nil {
+		t.Errorf("no database: %v", err)
+	}
+	if strings.Contains(stderr.String(), "operator-secret") {
+		t.Error("the registration token reached the log")
+	}
+}

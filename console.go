@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/signal-mpc/cosigner/core"
+	"github.com/signal-mpc/cosigner/core/event"
+	"github.com/signal-mpc/cosigner/core/roster"
+	"github.com/signal-mpc/cosigner/signal/device"
+	"github.com/signal-mpc/cosigner/signal/store"
+	"github.com/signal-mpc/cosigner/signal/transport"
+)
+
+// coreVault gives core its buckets in the device store: one file and one
+// key for all of a console's secrets.
+type coreVault struct{ s *store.Store }
+
+func (v coreVault) Update(ctx context.Context, fn func(core.VaultTx) error) error {
+	return v.s.AppUpdate(ctx, func(tx *store.AppTx) error { return fn(tx) })
+}
+
+func (v coreVault) View(ctx context.Context, fn func(core.VaultTx) error) error {
+	return v.s.AppView(ctx, func(tx *store.AppTx) error { return fn(tx) })
+}
+
+// messenger sends core's envelopes through the Signal device.
+type messenger struct{ d *device.Device }
+
+func (m messenger) Send(ctx context.Context, to core.Address, env []byte) error {
+	return m.d.Send(ctx, device.Address{Account: to.Account, Device: to.Device}, env)
+}
+
+// consoleConfig is what a running console needs.
+type consoleConfig struct {
+	Name         string // this signer's name in the roster
+	Dialer       *transport.Dialer
+	Store        *store.Store // opened, linked
+	Logger       *slog.Logger
+	AutoApprove  bool
+	RoundTimeout time.Duration
+	RequestTTL   time.Duration
+	ResendEvery  time.Duration
+}
+
+// console is one co-signer: the Signal device and core's engine.
+type console struct {
+	cfg   consoleConfig
+	dev   *device.Device
+	app   *core.App
+	bus   *event.Bus
+	vault coreVault
+	card  roster.Card
+	key   ed25519.PrivateKey
+	rost  *roster.Roster
+}
+
+// openConsole wires a linked store into a device and a core App. It starts
+// nothing.
+func openConsole(ctx context.Context, cfg consoleConfig) (*console, error) {
+	acct, err := cfg.Store.Account(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("this console is not linked yet (run cosigner link): %w", err)
+	}
+	c := &console{cfg: cfg, bus: &event.Bus{}, vault: coreVault{cfg.Store}}
+	if c.key, err = core.ConsoleKey(ctx, c.vault); err != nil {
+		return nil, err
+	}
+	c.card = roster.Card{Name: cfg.Name, Account: acct.ACI, Device: acct.DeviceID,
+		IdentityKey: acct.ACIIdentity.PublicKey().Serialize(), ConsoleKey: c.key.Public().(ed25519.PublicKey)}
+	if err := c.card.Validate(); err != nil {
+		return nil, err
+	}
+	if c.rost, err = core.LoadRoster(ctx, c.vault); err != nil {
+		return nil, err
+	}
+	if err := c.rost.Add(c.card, true); err != nil && !errors.Is(err, roster.ErrNameTaken) {
+		return nil, fmt.Errorf("own card: %w", err)
+	}
+	if err := core.SaveRoster(ctx, c.vault, c.rost); err != nil {
+		return nil, err
+	}
+	var appMu sync.Mutex
+	var app *core.App
+	c.dev, err = device.New(ctx, device.Config{
+		Dialer: cfg.Dialer, Store: cfg.Store, Logger: cfg.Logger,
+		Deliver: func(ctx context.Context, from device.Address, body []byte) error {
+			appMu.Lock()
+			a := app
+			appMu.Unlock()
+			return a.Deliver(ctx, core.Address{Account: from.Account, Device: from.Device}, body)
+		},
+		OnStatus: func(s transport.Status) {
+			c.bus.Publish(event.Connection{State: s.State.String(), RetryAt: s.RetryAt, Detail: s.Err})
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	a, err := core.New(core.Config{
+		Me: c.card, ConsoleKey: c.key, Roster: c.rost, Messenger: messenger{c.dev},
+		Store: core.NewVaultStore(c.vault), Bus: c.bus, Logger: cfg.Logger,
+		RoundTimeout: cfg.RoundTimeout, RequestTTL: cfg.RequestTTL, ResendEvery: cfg.ResendEvery,
+		AutoApprove: cfg.AutoApprove,
+		SaveRoster:  func(ctx context.Context, r *roster.Roster) error { return core.SaveRoster(ctx, c.vault, r) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	appMu.Lock()
+	app = a
+	appMu.Unlock()
+	c.app = a
+	return c, nil
+}
+
+// Run runs the device and the engine until ctx ends; the first to fail
+// stops the other.
+func (c *console) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 2)
+	go func() { errs <- c.app.Run(ctx) }()
+	go func() { errs <- c.dev.Run(ctx) }()
+	first := <-errs
+	cancel()
+	second := <-errs
+	return errors.Join(first, second)
+}

@@ -1,0 +1,333 @@
+package device
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/signal-mpc/cosigner/signal/liblog"
+	"github.com/signal-mpc/cosigner/signal/relay"
+	"github.com/signal-mpc/cosigner/signal/store"
+	"github.com/signal-mpc/cosigner/signal/transport"
+)
+
+func TestMain(m *testing.M) {
+	liblog.Silence()
+	m.Run()
+}
+
+func startRelay(t *testing.T) *transport.Dialer {
+	t.Helper()
+	srv, err := relay.New(relay.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	<-srv.Ready()
+	if srv.Addr() == nil {
+		cancel()
+		t.Fatalf("relay did not start: %v", <-done)
+	}
+	t.Cleanup(func() { cancel(); <-done })
+	d, err := transport.NewDialer(transport.Config{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+type inbox struct {
+	mu   sync.Mutex
+	msgs []string
+	from []Address
+	ch   chan struct{}
+}
+
+func newInbox() *inbox { return &inbox{ch: make(chan struct{}, 100)} }
+
+func (b *inbox) deliver(_ context.Context, from Address, body []byte) error {
+	b.mu.Lock()
+	b.msgs = append(b.msgs, string(body))
+	b.from = append(b.from, from)
+	b.mu.Unlock()
+	b.ch <- struct{}{}
+	return nil
+}
+
+func (b *inbox) wait(t *testing.T, n int) []string {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		b.mu.Lock()
+		if len(b.msgs) >= n {
+			out := append([]string(nil), b.msgs...)
+			b.mu.Unlock()
+			return out
+		}
+		b.mu.Unlock()
+		select {
+		case <-b.ch:
+		case <-deadline:
+			t.Fatalf("got %d messages, want %d", len(b.msgs), n)
+		}
+	}
+}
+
+type console struct {
+	primary *Primary
+	path    string
+	st      *store.Store
+	dev     *Device
+	in      *inbox
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// linkConsole registers an account and links a console to it through the
+// real provisioning flow, the primary scanning the URL when it appears.
+func linkConsole(t *testing.T, d *transport.Dialer) *console {
+	t.Helper()
+	ctx := t.Context()
+	p, err := RegisterPrimary(ctx, d, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &console{primary: p, path: filepath.Join(t.TempDir(), "device.db"), in: newInbox()}
+	c.st, err = store.Open(ctx, c.path, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	scanned := make(chan error, 1)
+	acct, err := Link(ctx, LinkConfig{
+		Dialer: d, Store: c.st, Name: "cosigner", PreKeys: 5,
+		OnURL: func(url string, _ time.Time) {
+			go func() { scanned <- p.ApproveLink(ctx, d, url, nil) }()
+		},
+		OnStep: func(s string) { steps = append(steps, s) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-scanned; err != nil {
+		t.Fatal(err)
+	}
+	if acct.ACI != p.ACI || acct.DeviceID != 2 {
+		t.Fatalf("linked as %s.%d, want %s.2", acct.ACI, acct.DeviceID, p.ACI)
+	}
+	want := []string{StepWaiting, StepReceived, StepRegistered, StepUploaded}
+	if fmt.Sprint(steps) != fmt.Sprint(want) {
+		t.Fatalf("steps %q, want %q", steps, want)
+	}
+	c.start(t, d)
+	return c
+}
+
+func (c *console) start(t *testing.T, d *transport.Dialer) {
+	t.Helper()
+	var err error
+	if c.st == nil {
+		if c.st, err = store.Open(t.Context(), c.path, store.Options{NoSync: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.dev, err = New(t.Context(), Config{Dialer: d, Store: c.st, Deliver: c.in.deliver, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel, c.done = cancel, make(chan error, 1)
+	go func() { c.done <- c.dev.Run(ctx) }()
+	t.Cleanup(c.stop)
+}
+
+func (c *console) stop() {
+	if c.cancel == nil {
+		return
+	}
+	c.cancel()
+	<-c.done
+	c.cancel = nil
+	c.st.Close()
+	c.st = nil
+}
+
+func TestLinkedConsolesExchangeMessagesBothWays(t *testing.T) {
+	t.Parallel()
+	d := startRelay(t)
+	alice, bob := linkConsole(t, d), linkConsole(t, d)
+	ctx := t.Context()
+	if err := alice.dev.Send(ctx, bob.dev.Address(), []byte("deal from alice")); err != nil {
+		t.Fatal(err)
+	}
+	got := bob.in.wait(t, 1)
+	if got[0] != "deal from alice" || bob.in.from[0] != alice.dev.Address() {
+		t.Fatalf("bob got %q from %v", got[0], bob.in.from[0])
+	}
+	if err := bob.dev.Send(ctx, alice.dev.Address(), []byte("echo from bob")); err != nil {
+		t.Fatal(err)
+	}
+	if got := alice.in.wait(t, 1); got[0] != "echo from bob" {
+		t.Fatalf("alice got %q", got[0])
+	}
+	// Many in a row, both ways, including one near the size limit.
+	big := bytes.Repeat([]byte("x"), 60<<10)
+	for i := range 20 {
+		if err := alice.dev.Send(ctx, bob.dev.Address(), []byte(fmt.Sprint("m", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := alice.dev.Send(ctx, bob.dev.Address(), big); err != nil {
+		t.Fatal(err)
+	}
+	got = bob.in.wait(t, 22)
+	if got[21] != string(big) {
+		t.Fatalf("big message came back as %d bytes", len(got[21]))
+	}
+	if s := alice.dev.Stats(); s.Sent != 22 {
+		t.Fatalf("alice sent %d", s.Sent)
+	}
+}
+
+func TestMessagesQueuedWhileOfflineArriveAfterRestart(t *testing.T) {
+	t.Parallel()
+	d := startRelay(t)
+	alice, bob := linkConsole(t, d), linkConsole(t, d)
+	ctx := t.Context()
+	if err := alice.dev.Send(ctx, bob.dev.Address(), []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	bob.in.wait(t, 1)
+	bob.stop()
+	for i := range 3 {
+		if err := alice.dev.Send(ctx, bob.dev.Address(), []byte(fmt.Sprint("while away ", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bob.start(t, d) // a new Device over the reopened store: sessions persist
+	// Deliveries are handled concurrently, so the order may differ.
+	got := bob.in.wait(t, 4)
+	slices.Sort(got[1:])
+	if fmt.Sprint(got) != "[hello while away 0 while away 1 while away 2]" {
+		t.Fatalf("after restart: %q", got)
+	}
+}
+
+func TestUndeliverableMessagesAreNotAcknowledged(t *testing.T) {
+	t.Parallel()
+	d := startRelay(t)
+	alice, bob := linkConsole(t, d), linkConsole(t, d)
+	ctx := t.Context()
+	// Bob's application is not able to take messages (it is shutting down):
+	// the envelope must stay queued and arrive again.
+	var mu sync.Mutex
+	refuse := true
+	bob.in = newInbox()
+	bob.stop()
+	var firstTries int
+	bob.st = nil
+	c := bob
+	c.dev = nil
+	var err error
+	if c.st, err = store.Open(ctx, c.path, store.Options{NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	c.dev, err = New(ctx, Config{Dialer: d, Store: c.st, Deliver: func(ctx context.Context, from Address, body []byte) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if refuse {
+			firstTries++
+			return context.Canceled
+		}
+		return c.in.deliver(ctx, from, body)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.dev.Run(runCtx) }()
+	if err := alice.dev.Send(ctx, c.dev.Address(), []byte("keep me")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := firstTries
+		mu.Unlock()
+		if n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("message never offered")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	c.st.Close()
+	c.st = nil
+	mu.Lock()
+	refuse = false
+	mu.Unlock()
+	c.start(t, d)
+	if got := c.in.wait(t, 1); got[0] != "keep me" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestPaddingRoundTripsAndRejectsGarbage(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{0, 1, 158, 159, 160, 161, 1000} {
+		b := bytes.Repeat([]byte{7}, n)
+		p := pad(b)
+		if len(p)%padBlock != 0 || len(p) < n+1 {
+			t.Fatalf("pad(%d) = %d bytes", n, len(p))
+		}
+		got, err := unpad(p)
+		if err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("unpad(pad(%d)): %v", n, err)
+		}
+	}
+	if got, err := unpad([]byte{1, 2, 0x80}); err != nil || !bytes.Equal(got, []byte{1, 2}) {
+		t.Fatalf("marker only (the mock's padding): %v", err)
+	}
+	for _, bad := range [][]byte{nil, {0, 0}, {1, 2, 3}, {0x80 + 1, 0}} {
+		if _, err := unpad(bad); !errors.Is(err, ErrPadding) {
+			t.Errorf("unpad(%x): %v", bad, err)
+		}
+	}
+}
+
+func TestServiceIDs(t *testing.T) {
+	t.Parallel()
+	raw := []byte{0x0d, 0x5c, 0x2d, 0x1e, 0x11, 0x11, 0x40, 0x00, 0x80, 0x00, 0, 0, 0, 0, 0, 1}
+	want := "0d5c2d1e-1111-4000-8000-000000000001"
+	for _, b := range [][]byte{raw, append([]byte{0}, raw...)} {
+		if got, err := serviceIDString(b); err != nil || got != want {
+			t.Fatalf("%x: %q %v", b, got, err)
+		}
+	}
+	for _, b := range [][]byte{nil, raw[:15], append([]byte{1}, raw...)} {
+		if _, err := serviceIDString(b); !errors.Is(err, ErrEnvelope) {
+			t.Errorf("%x accepted", b)
+		}
+	}
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("DEVICE_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+}

@@ -1,0 +1,58 @@
+package device
+
+import "errors"
+
+// Sentinel errors.
+var (
+	// ErrNotLinked: the store holds no account yet.
+	ErrNotLinked = errors.New("device: not linked")
+	// ErrHTTP wraps every unexpected status from the server; *StatusError
+	// carries the status.
+	ErrHTTP = errors.New("device: server error")
+	// ErrSend: a message could not be sent after the allowed retries.
+	ErrSend = errors.New("device: send failed")
+	// ErrPadding: a decrypted plaintext is not padded as Signal pads.
+	ErrPadding = errors.New("device: bad padding")
+	// ErrUntagged: an envelope without the MPC tag (other Signal traffic).
+	ErrUntagged = errors.New("device: not an MPC message")
+	// ErrEnvelope: a delivered envelope does not parse or lacks fields.
+	ErrEnvelope = errors.New("device: malformed envelope")
+	// ErrIdentityChanged: a peer's Signal identity key differs from the one
+	// pinned; its messages are refused until a human trusts the new key.
+	ErrIdentityChanged = errors.New("device: peer identity key changed")
+)
+
+// StatusError is an unexpected HTTP status from the server.
+type StatusError struct {
+	Op     string
+	Status int
+	Body   string // truncated, for diagnostics; never holds secrets
+}
+
+func (e *StatusError) Error() string {
+	return "device: " + e.Op + ": server answered " + itoa(e.Status) + " " + e.Body
+}
+
+func (e *StatusError) Unwrap() error { return ErrHTTP }
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	neg := n < 0
+	if neg {
+		n = -n
+	}
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	if neg {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}

@@ -1,0 +1,221 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/signal-mpc/cosigner/signal/wsr"
+)
+
+// apiError is a refusal with its HTTP status and an optional JSON body.
+type apiError struct {
+	status int
+	msg    string // for the log and the default body; never a secret
+	body   any    // JSON body sent instead of {"message": msg}
+	header map[string]string
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%d %s", e.status, e.msg) }
+
+func fail(status int, format string, a ...any) *apiError {
+	return &apiError{status: status, msg: fmt.Sprintf(format, a...)}
+}
+
+// handlerFunc is a handler that returns its refusal as an error; a non-api
+// error is answered 500 and logged.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (s *Server) handle(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		var ae *apiError
+		if !errors.As(err, &ae) {
+			s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			ae = fail(http.StatusInternalServerError, "internal error")
+		}
+		for k, v := range ae.header {
+			w.Header().Set(k, v)
+		}
+		body := ae.body
+		if body == nil {
+			body = map[string]any{"code": ae.status, "message": ae.msg}
+		}
+		writeJSON(w, ae.status, body)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+// decodeJSON reads a JSON body of at most maxBodySize bytes into v. Bad JSON
+// is 400; a body over the limit is 413.
+func decodeJSON(r *http.Request, v any) error {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodySize+1))
+	if err != nil {
+		return fail(http.StatusBadRequest, "read body")
+	}
+	if len(body) > maxBodySize {
+		return fail(http.StatusRequestEntityTooLarge, "body too large")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
+		return fail(http.StatusBadRequest, "malformed JSON body")
+	}
+	if dec.More() {
+		return fail(http.StatusBadRequest, "trailing data after the JSON body")
+	}
+	return nil
+}
+
+// decodeB64 accepts standard base64 with or without padding, as Signal does.
+func decodeB64(s string) ([]byte, error) {
+	if strings.HasSuffix(s, "=") {
+		return base64.StdEncoding.DecodeString(s)
+	}
+	return base64.RawStdEncoding.DecodeString(s)
+}
+
+// principal is an authenticated device.
+type principal struct {
+	aci uuid
+	dev uint8
+}
+
+type ctxKey int
+
+const (
+	ctxPrincipal ctxKey = iota // *principal of an authenticated socket
+	ctxViaSocket               // true for requests carried on a WebSocket
+)
+
+// authenticate returns the device making the request: the socket's device
+// for a request on an authenticated socket, else the Basic credentials.
+// Missing or wrong credentials are 401.
+func (s *Server) authenticate(r *http.Request) (*principal, error) {
+	if p, ok := r.Context().Value(ctxPrincipal).(*principal); ok {
+		return p, nil
+	}
+	p, err := s.checkCredentials(r.Header)
+	if err != nil {
+		return nil, fail(http.StatusUnauthorized, "unauthorized")
+	}
+	return p, nil
+}
+
+// checkCredentials verifies "Basic <ACI>.<device>:<password>".
+func (s *Server) checkCredentials(h http.Header) (*principal, error) {
+	user, password, err := basicAuth(h)
+	if err != nil {
+		return nil, err
+	}
+	aci, dev, err := parseLogin(user)
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.store.device(aci, dev)
+	if err != nil {
+		return nil, err
+	}
+	if d == nil || !checkPassword(d.Salt, d.PasswordHash, password) {
+		return nil, errors.New("wrong credentials")
+	}
+	return &principal{aci: aci, dev: dev}, nil
+}
+
+// recorder collects a handler's response for a request carried on a socket.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+}
+func (r *recorder) Write(b []byte) (int, error) {
+	r.WriteHeader(http.StatusOK)
+	return r.body.Write(b)
+}
+
+// serveSocketRequest runs a request received on a socket through the same
+// handlers as plain HTTP. p is the socket's device, or nil for an
+// unauthenticated socket (then the request's own Authorization counts).
+func (s *Server) serveSocketRequest(ctx context.Context, h http.Handler, p *principal, req *wsr.Request) *wsr.Response {
+	ctx = context.WithValue(ctx, ctxViaSocket, true)
+	if p != nil {
+		ctx = context.WithValue(ctx, ctxPrincipal, p)
+	}
+	hr, err := http.NewRequestWithContext(ctx, req.Verb, "http://relay"+req.Path, bytes.NewReader(req.Body))
+	if err != nil {
+		return &wsr.Response{Status: http.StatusBadRequest}
+	}
+	hr.Header = wsr.HTTPHeader(req.Headers)
+	hr.RequestURI = req.Path
+	hr.ContentLength = int64(len(req.Body))
+	rec := &recorder{header: http.Header{}}
+	h.ServeHTTP(rec, hr)
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	return &wsr.Response{Status: rec.status, Headers: wsr.HeaderLines(rec.header), Body: rec.body.Bytes()}
+}
+
+// withTimestamp adds X-Signal-Timestamp to every response.
+func (s *Server) withTimestamp(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Signal-Timestamp", strconv.FormatInt(s.now().UnixMilli(), 10))
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	var root http.Handler
+	rest := func(pattern string, h handlerFunc) { mux.Handle(pattern, s.handle(h)) }
+
+	mux.HandleFunc("GET /v1/websocket/provisioning/{$}", s.serveProvisioningSocket)
+	mux.HandleFunc("GET /v1/websocket/provisioning", s.serveProvisioningSocket)
+	mux.HandleFunc("GET /v1/websocket/{$}", func(w http.ResponseWriter, r *http.Request) { s.serveChatSocket(w, r, root) })
+	mux.HandleFunc("GET /v1/websocket", func(w http.ResponseWriter, r *http.Request) { s.serveChatSocket(w, r, root) })
+
+	rest("GET /v1/keepalive", func(w http.ResponseWriter, r *http.Request) error { w.WriteHeader(200); return nil })
+	rest("POST /v1/registration", s.handleRegister)
+	rest("PUT /v1/provisioning/{address}", s.handleProvision)
+	rest("GET /v1/devices/provisioning/code", s.handleLinkCode)
+	rest("PUT /v1/devices/link", s.handleLink)
+	rest("GET /v1/devices", s.handleListDevices)
+	rest("GET /v1/devices/{$}", s.handleListDevices)
+	rest("DELETE /v1/devices/{id}", s.handleDeleteDevice)
+	rest("GET /v1/accounts/whoami", s.handleWhoami)
+	rest("PUT /v2/keys", s.handlePutKeys)
+	rest("GET /v2/keys", s.handleKeyCounts)
+	rest("GET /v2/keys/{serviceId}/{deviceId}", s.handleFetchKeys)
+	rest("PUT /v1/messages/{serviceId}", s.handleSend)
+	mux.Handle("/", s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		return fail(http.StatusNotFound, "not found")
+	}))
+	root = s.withTimestamp(mux)
+	return root
+}

@@ -1,0 +1,19 @@
+package relay
+
+import "errors"
+
+// Sentinel errors of the package. Callers branch on them with errors.Is.
+var (
+	// ErrConfig: the configuration is unusable (missing data dir, half a TLS
+	// pair, a listen address that does not parse).
+	ErrConfig = errors.New("relay: bad configuration")
+	// ErrInsecureListen: the listen address reaches beyond loopback, there is
+	// no TLS, and Config.AllowInsecure is not set.
+	ErrInsecureListen = errors.New("relay: refusing to serve plain HTTP beyond loopback")
+	// ErrStore: the database could not be opened or is damaged.
+	ErrStore = errors.New("relay: store")
+	// ErrBadServiceID: a service id is neither a UUID nor PNI:<UUID>.
+	ErrBadServiceID = errors.New("relay: bad service id")
+	// ErrAlreadyRunning: Run was called twice.
+	ErrAlreadyRunning = errors.New("relay: Run called twice")
+)

@@ -1,0 +1,380 @@
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"google.golang.org/protobuf/proto"
+
+	signalpb "github.com/signal-mpc/cosigner/signal/proto"
+	"github.com/signal-mpc/cosigner/signal/wsr"
+)
+
+// Close codes Signal uses on the chat socket.
+const (
+	closeConnectedElsewhere = 4409
+	closeReauthenticate     = 4401
+)
+
+func timestampHeader(t time.Time) []string {
+	return []string{"X-Signal-Timestamp:" + strconv.FormatInt(t.UnixMilli(), 10)}
+}
+
+// provisioningSession is a new device waiting for its ProvisionEnvelope.
+type provisioningSession struct {
+	conn *wsr.Conn
+	// deliver receives the one envelope; buffered so the sender never waits.
+	deliver chan []byte
+}
+
+// serveProvisioningSocket: allocate an address, push it, wait up to 90 s
+// for PUT /v1/provisioning/{address}, pass the envelope on, close.
+func (s *Server) serveProvisioningSocket(w http.ResponseWriter, r *http.Request) {
+	if r.Context().Value(ctxViaSocket) != nil {
+		http.NotFound(w, r)
+		return
+	}
+	// Counted before the upgrade: once hijacked, the connection is no longer
+	// waited for by http.Server.Shutdown, and Run must still wait for it.
+	s.sessions.Add(1)
+	defer s.sessions.Done()
+	ws, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+
+	raw := make([]byte, 16)
+	rand.Read(raw)
+	address := base64.URLEncoding.EncodeToString(raw) // padded, 24 characters
+	conn := wsr.New(ws, wsr.Options{
+		Handler: func(_ context.Context, req *wsr.Request) *wsr.Response {
+			if req.Verb == http.MethodGet && req.Path == "/v1/keepalive/provisioning" {
+				return &wsr.Response{Status: http.StatusOK, Headers: timestampHeader(s.now())}
+			}
+			return &wsr.Response{Status: http.StatusNotFound}
+		},
+		MaxInFlight: 4,
+		IdleTimeout: s.provisioningLifetime + 5*time.Second, // the lifetime timer closes first, cleanly
+		ReadLimit:   64 << 10,
+		Logger:      s.log,
+	})
+	sess := &provisioningSession{conn: conn, deliver: make(chan []byte, 1)}
+	s.mu.Lock()
+	s.provisioning[address] = sess
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		if s.provisioning[address] == sess {
+			delete(s.provisioning, address)
+		}
+		s.mu.Unlock()
+	}()
+
+	ctx, cancel := context.WithCancel(s.baseCtx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		body, err := proto.Marshal(&signalpb.ProvisioningAddress{Address: proto.String(address)})
+		if err != nil {
+			conn.Close(websocket.CloseInternalServerErr, "")
+			return
+		}
+		if _, err := conn.Request(ctx, &wsr.Request{Verb: "PUT", Path: "/v1/address", Headers: timestampHeader(s.now()), Body: body}); err != nil {
+			conn.Close(websocket.CloseNormalClosure, "")
+			return
+		}
+		timer := time.NewTimer(s.provisioningLifetime)
+		defer timer.Stop()
+		select {
+		case env := <-sess.deliver:
+			reqCtx, cancelReq := context.WithTimeout(ctx, 10*time.Second)
+			conn.Request(reqCtx, &wsr.Request{Verb: "PUT", Path: "/v1/message", Headers: timestampHeader(s.now()), Body: env})
+			cancelReq()
+			conn.Close(websocket.CloseNormalClosure, "Closed")
+		case <-timer.C:
+			conn.Close(websocket.CloseNormalClosure, "Timeout")
+		case <-ctx.Done():
+		}
+	})
+	conn.Run(ctx)
+	cancel()
+	wg.Wait()
+}
+
+// provisionBody is the body of PUT /v1/provisioning/{address}.
+type provisionBody struct {
+	Body string `json:"body"`
+}
+
+func (s *Server) handleProvision(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.authenticate(r); err != nil {
+		return err
+	}
+	var body provisionBody
+	if err := decodeJSON(r, &body); err != nil {
+		return err
+	}
+	// Signal decodes with a MIME decoder: tolerate line breaks.
+	env, err := decodeB64(stripSpace(body.Body))
+	if err != nil || len(env) == 0 {
+		return fail(http.StatusBadRequest, "body is not base64")
+	}
+	if len(env) > maxProvisionSize {
+		return fail(http.StatusBadRequest, "provisioning message too large")
+	}
+	var pe signalpb.ProvisionEnvelope
+	if err := proto.Unmarshal(env, &pe); err != nil || len(pe.GetPublicKey()) != ecKeyLen || len(pe.GetBody()) == 0 {
+		return fail(http.StatusBadRequest, "body is not a ProvisionEnvelope")
+	}
+	address := r.PathValue("address")
+	s.mu.Lock()
+	sess := s.provisioning[address]
+	delete(s.provisioning, address) // one envelope per socket
+	s.mu.Unlock()
+	if sess == nil {
+		return fail(http.StatusNotFound, "no device waits at this address")
+	}
+	sess.deliver <- env
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func stripSpace(s string) string {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case ' ', '\r', '\n', '\t':
+		default:
+			b = append(b, s[i])
+		}
+	}
+	return string(b)
+}
+
+// chatSession is an authenticated device's socket.
+type chatSession struct {
+	p      principal
+	conn   *wsr.Conn
+	notify chan struct{} // a new envelope is queued; capacity 1
+}
+
+func (c *chatSession) poke() {
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+// serveChatSocket serves /v1/websocket/: with credentials, the device's
+// message socket; without, an unauthenticated socket for requests only.
+func (s *Server) serveChatSocket(w http.ResponseWriter, r *http.Request, root http.Handler) {
+	if r.Context().Value(ctxViaSocket) != nil {
+		http.NotFound(w, r)
+		return
+	}
+	var p *principal
+	if r.Header.Get("Authorization") != "" {
+		var err error
+		if p, err = s.checkCredentials(r.Header); err != nil {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+	}
+	s.sessions.Add(1) // before the upgrade, as for provisioning sockets
+	defer s.sessions.Done()
+	ws, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+
+	ctx, cancel := context.WithCancel(s.baseCtx)
+	defer cancel()
+	conn := wsr.New(ws, wsr.Options{
+		Handler: func(ctx context.Context, req *wsr.Request) *wsr.Response {
+			return s.serveSocketRequest(ctx, root, p, req)
+		},
+		IdleTimeout: chatIdleTimeout,
+		ReadLimit:   maxBodySize + 64<<10,
+		Logger:      s.log,
+	})
+	if p == nil || r.Header.Get("X-Signal-Disable-Messages") == "true" {
+		conn.Run(ctx)
+		return
+	}
+
+	sess := &chatSession{p: *p, conn: conn, notify: make(chan struct{}, 1)}
+	key := string(devKey(p.aci, p.dev))
+	s.mu.Lock()
+	old := s.chat[key]
+	s.chat[key] = sess
+	s.mu.Unlock()
+	if old != nil {
+		old.conn.Close(closeConnectedElsewhere, "Connected elsewhere")
+	}
+	defer func() {
+		s.mu.Lock()
+		if s.chat[key] == sess {
+			delete(s.chat, key)
+		}
+		s.mu.Unlock()
+	}()
+	if err := s.store.touch(p.aci, p.dev, s.now()); err != nil {
+		s.log.Warn("update last seen", "err", err)
+	}
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := s.deliverLoop(ctx, sess); err != nil && !errors.Is(err, wsr.ErrClosed) && ctx.Err() == nil {
+			s.log.Warn("delivery stopped", "err", err)
+			conn.Close(websocket.CloseInternalServerErr, "")
+		}
+	})
+	conn.Run(ctx)
+	cancel()
+	wg.Wait()
+}
+
+// deliverLoop sends the device's queue in order, with up to deliveryWindow
+// envelopes in flight, deleting each only after a 2xx answer; after the
+// backlog found at connection it sends PUT /api/v1/queue/empty; then it
+// waits for new envelopes. An envelope answered otherwise stays queued and
+// comes again on the next connection.
+//
+// Deletions are batched by one acker goroutine. An acknowledged envelope
+// whose deletion has not committed yet when the relay dies is delivered
+// again: a duplicate, never a loss.
+func (s *Server) deliverLoop(ctx context.Context, sess *chatSession) error {
+	var (
+		cursor  []byte
+		drained bool
+		wg      sync.WaitGroup
+		slots   = make(chan struct{}, deliveryWindow)
+		acks    = make(chan []byte, deliveryWindow)
+		ackDone = make(chan struct{})
+	)
+	go func() {
+		defer close(ackDone)
+		s.ackLoop(acks)
+	}()
+	defer func() {
+		wg.Wait()
+		close(acks)
+		<-ackDone
+	}()
+	for {
+		items, err := s.store.queueAfter(sess.p.aci, sess.p.dev, cursor, deliveryWindow)
+		if err != nil {
+			return fmt.Errorf("read queue: %w", err)
+		}
+		for _, it := range items {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-sess.conn.Done():
+				return wsr.ErrClosed
+			}
+			cursor = it.key
+			// Started here, in queue order; answered in any order.
+			call, err := sess.conn.Start(ctx, &wsr.Request{
+				Verb: "PUT", Path: "/api/v1/message", Headers: timestampHeader(s.now()), Body: it.envelope,
+			})
+			if err != nil {
+				<-slots
+				return fmt.Errorf("deliver: %w", err)
+			}
+			wg.Go(func() {
+				defer func() { <-slots }()
+				resp, err := call.Wait(ctx)
+				switch {
+				case err != nil: // the connection is gone; the envelope stays queued
+				case resp.Status < 200 || resp.Status > 299:
+					s.log.Debug("envelope refused by the device; kept", "status", resp.Status)
+				default:
+					acks <- it.key
+				}
+			})
+		}
+		if len(items) > 0 {
+			continue
+		}
+		if !drained {
+			wg.Wait()
+			drained = true
+			if _, err := sess.conn.Request(ctx, &wsr.Request{Verb: "PUT", Path: "/api/v1/queue/empty", Headers: timestampHeader(s.now())}); err != nil {
+				return fmt.Errorf("queue empty: %w", err)
+			}
+			continue // envelopes may have come meanwhile
+		}
+		select {
+		case <-sess.notify:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-sess.conn.Done():
+			return wsr.ErrClosed
+		}
+	}
+}
+
+// maxAckBatch bounds the deletions of one transaction.
+const maxAckBatch = 1024
+
+// ackLoop deletes acknowledged envelopes, as many per transaction as have
+// arrived, until acks is closed and drained.
+func (s *Server) ackLoop(acks <-chan []byte) {
+	for key := range acks {
+		batch := [][]byte{key}
+	more:
+		for len(batch) < maxAckBatch {
+			select {
+			case k, ok := <-acks:
+				if !ok {
+					break more
+				}
+				batch = append(batch, k)
+			default:
+				break more
+			}
+		}
+		if err := s.store.ack(batch); err != nil {
+			s.log.Error("delete acknowledged envelopes", "n", len(batch), "err", err)
+		}
+	}
+}
+
+// pokeDevice wakes the delivery loop of a connected device; it reports
+// whether the device has a socket.
+func (s *Server) pokeDevice(aci uuid, dev uint8) bool {
+	s.mu.Lock()
+	sess := s.chat[string(devKey(aci, dev))]
+	s.mu.Unlock()
+	if sess == nil {
+		return false
+	}
+	sess.poke()
+	return true
+}
+
+func (s *Server) isConnected(aci uuid, dev uint8) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.chat[string(devKey(aci, dev))] != nil
+}
+
+// closeChat closes a device's socket, if it has one.
+func (s *Server) closeChat(aci uuid, dev uint8, code int, text string) {
+	s.mu.Lock()
+	sess := s.chat[string(devKey(aci, dev))]
+	s.mu.Unlock()
+	if sess != nil {
+		sess.conn.Close(code, text)
+	}
+}

@@ -1,0 +1,409 @@
+// Package store is the device's persistent state in one embedded
+// transactional file (bbolt): account, identity keys, registration ids,
+// prekeys (EC, signed, Kyber), sessions and pinned remote identities, with
+// the go.mau.fi/libsignal store interfaces at the edge (Protocol).
+//
+// Every value is encrypted at rest with XChaCha20-Poly1305 under a key
+// derived from a passphrase with argon2id (parameters in the header bucket)
+// or, without a passphrase, a random key kept in a separate 0600 key file.
+// The store file is 0600. Each write is one bbolt transaction, so a crash
+// during a write leaves the previous state. Live session records are kept
+// in memory and written through.
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Options configure Open.
+type Options struct {
+	// Passphrase, when non-empty, keys the store through argon2id. When
+	// empty, the store is keyed by the key file.
+	Passphrase []byte
+	// KeyFile is the key file of a store without a passphrase; default
+	// path + ".key". Created (0600, atomically) with a new store.
+	KeyFile string
+	// KDF sets the argon2id parameters of a new passphrase store; zero means
+	// DefaultKDF. An existing store uses the parameters in its header.
+	KDF KDFParams
+	// LockTimeout bounds the wait for another process's lock; default 1 s.
+	LockTimeout time.Duration
+	// NoSync skips the fsync of each commit: state then survives a crash of
+	// the process but not of the machine. Off by default.
+	NoSync bool
+}
+
+// Store is an open store. Its methods are safe for concurrent use; see
+// Protocol for the rule on sessions.
+type Store struct {
+	db   *bolt.DB
+	seal *sealer
+
+	mu       sync.Mutex
+	sessions map[string]*cachedSession // by kind + "/" + addr.String()
+	pins     map[string][]byte         // pinned remote identity keys by addr.String()
+
+	// failCommit, when set (tests), fails write transactions after their
+	// changes, before commit, to prove they roll back.
+	failCommit func() error
+}
+
+var (
+	bucketHeader     = []byte("header")
+	bucketAccount    = []byte("account")
+	bucketIdentities = []byte("identities")
+	keyFormat        = []byte("format")
+	keyKDF           = []byte("kdf")
+	keyKeyFile       = []byte("keyfile")
+	keyCheck         = []byte("check")
+	checkPlain       = []byte("cosigner store v1")
+	formatVersion    = []byte{1}
+)
+
+// Open opens or creates the store at path. Errors wrap ErrWrongPassphrase,
+// ErrPassphraseRequired, ErrKeyFile, ErrLocked or ErrCorrupt.
+func Open(ctx context.Context, path string, o Options) (*Store, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if o.KeyFile == "" {
+		o.KeyFile = path + ".key"
+	}
+	if o.KDF == (KDFParams{}) {
+		o.KDF = DefaultKDF
+	}
+	if err := o.KDF.valid(); err != nil {
+		return nil, err
+	}
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = time.Second
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, NoSync: o.NoSync})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s := &Store{db: db, sessions: map[string]*cachedSession{}, pins: map[string][]byte{}}
+	if err := s.init(ctx, path, o); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// init reads or writes the header and sets up the cipher.
+func (s *Store) init(ctx context.Context, path string, o Options) error {
+	if err := os.Chmod(path, 0o600); err != nil {
+		return fmt.Errorf("store: chmod: %w", err)
+	}
+	var kdf, check []byte
+	var keyFile bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		h := tx.Bucket(bucketHeader)
+		if h == nil {
+			return nil
+		}
+		if !bytes.Equal(h.Get(keyFormat), formatVersion) {
+			return fmt.Errorf("%w: unknown format", ErrCorrupt)
+		}
+		kdf, check = bytes.Clone(h.Get(keyKDF)), bytes.Clone(h.Get(keyCheck))
+		keyFile = h.Get(keyKeyFile) != nil
+		if check == nil || (kdf == nil) == !keyFile {
+			return fmt.Errorf("%w: incomplete header", ErrCorrupt)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if check == nil {
+		return s.create(ctx, o)
+	}
+	var key []byte
+	switch {
+	case keyFile && len(o.Passphrase) > 0:
+		return fmt.Errorf("%w: this store is keyed by a key file", ErrWrongPassphrase)
+	case keyFile:
+		if key, err = readKeyFile(o.KeyFile); err != nil {
+			return err
+		}
+	case len(o.Passphrase) == 0:
+		return ErrPassphraseRequired
+	default:
+		p, salt, err := unmarshalKDF(kdf)
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		key = deriveKey(o.Passphrase, salt, p)
+	}
+	if s.seal, err = newSealer(key); err != nil {
+		return err
+	}
+	if _, err := s.seal.open(ad(bucketHeader, keyCheck), check); err != nil {
+		if keyFile {
+			return fmt.Errorf("%w: the key file does not open this store", ErrKeyFile)
+		}
+		return ErrWrongPassphrase
+	}
+	return nil
+}
+
+// create writes the header of a new store (and its key file, first).
+func (s *Store) create(ctx context.Context, o Options) error {
+	var key, kdf []byte
+	if len(o.Passphrase) > 0 {
+		salt := make([]byte, saltSize)
+		if _, err := rand.Read(salt); err != nil {
+			return fmt.Errorf("store: salt: %w", err)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		key, kdf = deriveKey(o.Passphrase, salt, o.KDF), o.KDF.marshal(salt)
+	} else {
+		var err error
+		key, err = readKeyFile(o.KeyFile) // left by a creation that crashed before the header
+		if errors.Is(err, ErrKeyFile) {
+			if _, statErr := os.Stat(o.KeyFile); errors.Is(statErr, fs.ErrNotExist) {
+				key, err = writeKeyFile(o.KeyFile)
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	var err error
+	if s.seal, err = newSealer(key); err != nil {
+		return err
+	}
+	check, err := s.seal.seal(ad(bucketHeader, keyCheck), checkPlain)
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		h, err := tx.CreateBucket(bucketHeader)
+		if err != nil {
+			return err
+		}
+		if err := h.Put(keyFormat, formatVersion); err != nil {
+			return err
+		}
+		if kdf != nil {
+			err = h.Put(keyKDF, kdf)
+		} else {
+			err = h.Put(keyKeyFile, []byte{1})
+		}
+		if err != nil {
+			return err
+		}
+		return h.Put(keyCheck, check)
+	})
+}
+
+// Close closes the file. The Store must not be used afterwards.
+func (s *Store) Close() error {
+	return s.db.Close()
+}
+
+// update runs fn in one write transaction (all or nothing).
+func (s *Store) update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if tx := txFrom(ctx); tx != nil {
+		return fn(tx) // inside Atomic: its transaction commits or rolls back all
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if s.failCommit != nil {
+			return s.failCommit()
+		}
+		return nil
+	})
+}
+
+// view runs fn in a read transaction, or in Atomic's write transaction when
+// ctx carries one (a second transaction on the same goroutine would
+// deadlock bbolt, and would not see the uncommitted writes).
+func (s *Store) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	if tx := txFrom(ctx); tx != nil {
+		return fn(tx)
+	}
+	return s.db.View(fn)
+}
+
+type txKey struct{}
+
+func txFrom(ctx context.Context) *bolt.Tx {
+	tx, _ := ctx.Value(txKey{}).(*bolt.Tx)
+	return tx
+}
+
+// Atomic runs fn so that every store write it makes (through the ctx it is
+// given) commits together or not at all. The device uses it to make a
+// decryption's session update and the decrypted message one durable step:
+// a crash never leaves a ratchet advanced past a message that is lost.
+// After a rollback the in-memory session and identity caches are dropped,
+// since they may hold state that never committed.
+func (s *Store) Atomic(ctx context.Context, fn func(ctx context.Context) error) error {
+	if txFrom(ctx) != nil {
+		return fn(ctx)
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := fn(context.WithValue(ctx, txKey{}, tx)); err != nil {
+			return err
+		}
+		if s.failCommit != nil {
+			return s.failCommit()
+		}
+		return nil
+	})
+	if err != nil {
+		s.mu.Lock()
+		clear(s.sessions)
+		clear(s.pins)
+		s.mu.Unlock()
+	}
+	return err
+}
+
+// ad is the associated data of a value: its bucket path and key.
+func ad(path ...[]byte) []byte {
+	var b []byte
+	for _, p := range path {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(p)))
+		b = append(b, p...)
+	}
+	return b
+}
+
+func adKey(path [][]byte, key []byte) []byte {
+	all := make([][]byte, 0, len(path)+1)
+	return ad(append(append(all, path...), key)...)
+}
+
+// bucketPath descends (creating when create) through nested buckets.
+func bucketPath(tx *bolt.Tx, create bool, path [][]byte) (*bolt.Bucket, error) {
+	var b *bolt.Bucket
+	for i, name := range path {
+		var next *bolt.Bucket
+		var err error
+		switch {
+		case i == 0 && create:
+			next, err = tx.CreateBucketIfNotExists(name)
+		case i == 0:
+			next = tx.Bucket(name)
+		case create:
+			next, err = b.CreateBucketIfNotExists(name)
+		default:
+			next = b.Bucket(name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if next == nil {
+			return nil, nil
+		}
+		b = next
+	}
+	return b, nil
+}
+
+// putTx encrypts and stores value under key in the bucket at path.
+func (s *Store) putTx(tx *bolt.Tx, path [][]byte, key, value []byte) error {
+	b, err := bucketPath(tx, true, path)
+	if err != nil {
+		return err
+	}
+	sealed, err := s.seal.seal(adKey(path, key), value)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, sealed)
+}
+
+// getTx returns the decrypted value, or nil when absent.
+func (s *Store) getTx(tx *bolt.Tx, path [][]byte, key []byte) ([]byte, error) {
+	b, err := bucketPath(tx, false, path)
+	if err != nil || b == nil {
+		return nil, err
+	}
+	v := b.Get(key)
+	if v == nil {
+		return nil, nil
+	}
+	plain, err := s.seal.open(adKey(path, key), v)
+	if err != nil {
+		return nil, fmt.Errorf("%w (bucket %s)", err, path[len(path)-1])
+	}
+	return plain, nil
+}
+
+func (s *Store) put(ctx context.Context, path [][]byte, key, value []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error { return s.putTx(tx, path, key, value) })
+}
+
+func (s *Store) get(ctx context.Context, path [][]byte, key []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []byte
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		out, err = s.getTx(tx, path, key)
+		return err
+	})
+	return out, err
+}
+
+func (s *Store) del(ctx context.Context, path [][]byte, key []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b, err := bucketPath(tx, false, path)
+		if err != nil || b == nil {
+			return err
+		}
+		return b.Delete(key)
+	})
+}
+
+// keys lists the keys of the bucket at path.
+func (s *Store) keys(ctx context.Context, path [][]byte) ([][]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		b, err := bucketPath(tx, false, path)
+		if err != nil || b == nil {
+			return err
+		}
+		return b.ForEach(func(k, _ []byte) error {
+			out = append(out, bytes.Clone(k))
+			return nil
+		})
+	})
+	return out, err
+}
+
+func idKey(id uint32) []byte { return binary.BigEndian.AppendUint32(nil, id) }
