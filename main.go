@@ -47,6 +47,7 @@ func init() {
 	commands = []command{
 		verifyCommand,
 		relayCommand,
+		demoCommand,
 		{
 			name:    "version",
 			summary: "print the version",

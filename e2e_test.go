@@ -1,0 +1,340 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/signal-mpc/cosigner/bls"
+	"github.com/signal-mpc/cosigner/core"
+	"github.com/signal-mpc/cosigner/core/event"
+	"github.com/signal-mpc/cosigner/signal/device"
+	"github.com/signal-mpc/cosigner/signal/liblog"
+	"github.com/signal-mpc/cosigner/signal/relay"
+	"github.com/signal-mpc/cosigner/signal/store"
+	"github.com/signal-mpc/cosigner/signal/transport"
+)
+
+// testRelay runs the self-hosted relay in-process on loopback.
+type testRelay struct {
+	srv    *relay.Server
+	dialer *transport.Dialer
+	dir    string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startTestRelay(t *testing.T, dir string) *testRelay {
+	t.Helper()
+	liblog.Silence()
+	srv, err := relay.New(relay.Config{Listen: "127.0.0.1:0", DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &testRelay{srv: srv, dir: dir, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- srv.Run(ctx) }()
+	<-srv.Ready()
+	if srv.Addr() == nil {
+		cancel()
+		t.Fatalf("relay did not start: %v", <-r.done)
+	}
+	if r.dialer, err = transport.NewDialer(transport.Config{URL: srv.URL()}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *testRelay) stop() {
+	if r.cancel != nil {
+		r.cancel()
+		<-r.done
+		r.cancel = nil
+	}
+}
+
+// signer is one co-signer's console, linked to its own account through the
+// real provisioning flow (the test plays the phone).
+type signer struct {
+	name    string
+	path    string
+	st      *store.Store
+	con     *console
+	cancel  context.CancelFunc
+	done    chan error
+	primary *device.Primary
+}
+
+func newSigner(t *testing.T, r *testRelay, name string) *signer {
+	t.Helper()
+	ctx := t.Context()
+	p, err := device.RegisterPrimary(ctx, r.dialer, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &signer{name: name, path: filepath.Join(t.TempDir(), name+".db"), primary: p}
+	st, err := store.Open(ctx, s.path, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scanned := make(chan error, 1)
+	if _, err := device.Link(ctx, device.LinkConfig{Dialer: r.dialer, Store: st, Name: name, PreKeys: 5,
+		OnURL: func(url string, _ time.Time) { go func() { scanned <- p.ApproveLink(ctx, r.dialer, url, nil) }() },
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-scanned; err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	return s
+}
+
+// start opens the signer's console over its store and runs it.
+func (s *signer) start(t *testing.T, r *testRelay, auto bool) {
+	t.Helper()
+	var err error
+	if s.st, err = store.Open(t.Context(), s.path, store.Options{NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	s.con, err = openConsole(t.Context(), consoleConfig{Name: s.name, Dialer: r.dialer, Store: s.st, AutoApprove: auto,
+		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel, s.done = cancel, make(chan error, 1)
+	go func() { s.done <- s.con.Run(ctx) }()
+	t.Cleanup(s.stop)
+}
+
+func (s *signer) stop() {
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	<-s.done
+	s.cancel = nil
+	s.st.Close()
+}
+
+// introduce gives every signer every other signer's card, as humans do
+// with cosigner me and cosigner group add.
+func introduce(t *testing.T, signers ...*signer) {
+	t.Helper()
+	for _, a := range signers {
+		for _, b := range signers {
+			if a != b {
+				if err := a.con.app.AddCard(t.Context(), b.con.card, true); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+}
+
+func threeSigners(t *testing.T, r *testRelay, auto bool) []*signer {
+	t.Helper()
+	var out []*signer
+	for _, n := range []string{"alice", "bob", "carol"} {
+		s := newSigner(t, r, n)
+		s.start(t, r, auto)
+		out = append(out, s)
+	}
+	introduce(t, out...)
+	return out
+}
+
+func waitKey(t *testing.T, ctx context.Context, s *signer, id [32]byte) {
+	t.Helper()
+	for {
+		keys, err := s.con.app.Keys(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		for _, k := range keys {
+			if k.KeyID == id {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s never got the key", s.name)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// The headline: three consoles linked through the real provisioning flow
+// to three accounts on the relay run a 2-of-3 keygen and sign, every MPC
+// message end-to-end encrypted with Signal sessions, the primaries' devices
+// getting fillers.
+func TestThreeConsolesKeygenAndSignOverTheRelay(t *testing.T) {
+	t.Parallel()
+	r := startTestRelay(t, t.TempDir())
+	signers := threeSigners(t, r, false)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+
+	// Humans: bob and carol accept the keygen; carol declines the signing.
+	for _, s := range signers {
+		sub := s.con.bus.Subscribe(0)
+		go func(s *signer) {
+			defer sub.Close()
+			for {
+				e, err := sub.Next(ctx)
+				if err != nil {
+					return
+				}
+				ar, ok := e.(event.ApprovalRequested)
+				if !ok {
+					continue
+				}
+				var id [32]byte
+				raw, _ := hex.DecodeString(ar.ID)
+				copy(id[:], raw)
+				if ar.Kind == "sign" && s.name == "carol" {
+					s.con.app.Decline(ctx, id, "not today")
+				} else {
+					s.con.app.Approve(ctx, id)
+				}
+			}
+		}(s)
+	}
+	kr, err := signers[0].con.app.StartKeygen(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range signers {
+		waitKey(t, ctx, s, kr.KeyID)
+	}
+	msg := []byte("withdraw 32 ETH to the cold wallet")
+	sr, err := signers[1].con.app.RequestSignature(ctx, kr.KeyID, msg, "weekly sweep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bls.VerifyBytes(kr.GroupKey, msg, sr.Signature); err != nil {
+		t.Fatalf("signature does not verify with the standard Verify: %v", err)
+	}
+	slices.Sort(sr.Signers)
+	if fmt.Sprint(sr.Signers) != "[alice bob]" {
+		t.Fatalf("signers %v", sr.Signers)
+	}
+}
+
+// A console killed in the middle of the keygen resumes from its store and
+// the ceremony completes; the relay keeps what it did not acknowledge.
+func TestConsoleKilledMidKeygenResumes(t *testing.T) {
+	t.Parallel()
+	r := startTestRelay(t, t.TempDir())
+	signers := threeSigners(t, r, true)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	carol := signers[2]
+	carol.stop()
+	var kr *core.KeygenResult
+	var kerr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		kr, kerr = signers[0].con.app.StartKeygen(ctx, 2)
+	}()
+	time.Sleep(200 * time.Millisecond) // carol's messages pile up at the relay
+	carol.start(t, r, true)
+	wg.Wait()
+	if kerr != nil {
+		t.Fatal(kerr)
+	}
+	waitKey(t, ctx, carol, kr.KeyID)
+	// Restart carol once more: the key comes back from her store.
+	carol.stop()
+	carol.start(t, r, true)
+	waitKey(t, ctx, carol, kr.KeyID)
+	msg := []byte("after two restarts")
+	sr, err := carol.con.app.RequestSignature(ctx, kr.KeyID, msg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bls.VerifyBytes(kr.GroupKey, msg, sr.Signature); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The relay restarts while a signature is being collected: its queues
+// survive, the consoles reconnect, and the request completes.
+func TestRelayRestartMidSigning(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	r := startTestRelay(t, dir)
+	signers := threeSigners(t, r, true)
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	kr, err := signers[0].con.app.StartKeygen(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range signers {
+		waitKey(t, ctx, s, kr.KeyID)
+	}
+	signers[1].stop()
+	signers[2].stop()
+	done := make(chan error, 1)
+	var sr *core.SignResult
+	go func() {
+		var err error
+		sr, err = signers[0].con.app.RequestSignature(ctx, kr.KeyID, []byte("through a relay restart"), "")
+		done <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	// The relay goes down and comes back on the same address and data.
+	addr := r.srv.Addr().String()
+	r.stop()
+	srv, err := relay.New(relay.Config{Listen: addr, DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	rdone := make(chan error, 1)
+	go func() { rdone <- srv.Run(rctx) }()
+	t.Cleanup(func() { rcancel(); <-rdone })
+	<-srv.Ready()
+	signers[1].start(t, r, true)
+	signers[2].start(t, r, true)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := bls.VerifyBytes(kr.GroupKey, []byte("through a relay restart"), sr.Signature); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The demo's headless mode prints one JSON object whose signature verifies
+// with cosigner verify.
+func TestHeadlessDemoSignatureVerifies(t *testing.T) {
+	t.Parallel()
+	var out, errb bytes.Buffer
+	code := run(t.Context(), []string{"demo", "--headless", "--message", "demo in a test"}, nil, &out, &errb)
+	if code != exitOK {
+		t.Fatalf("demo exited %d: %s", code, errb.String())
+	}
+	var res demoResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("demo output %q: %v", out.String(), err)
+	}
+	if res.Threshold != 2 || res.Parties != 3 || fmt.Sprint(res.Signers) != "[alice bob]" || res.MessageHex != hex.EncodeToString([]byte("demo in a test")) {
+		t.Fatalf("demo result %+v", res)
+	}
+	var vout, verr bytes.Buffer
+	if code := run(t.Context(), []string{"verify", "--pubkey", res.GroupPublicKey, "--signature", res.Signature, "--hex", res.MessageHex}, nil, &vout, &verr); code != exitOK {
+		t.Fatalf("verify exited %d: %s", code, verr.String())
+	}
+}
