@@ -325,6 +325,41 @@ func TestServiceIDs(t *testing.T) {
 	}
 }
 
+// Both sides open a session at the same moment (each sends a prekey
+// message before seeing the other's): every message must still arrive, and
+// so must the ones after.
+func TestSimultaneousFirstContact(t *testing.T) {
+	t.Parallel()
+	d := startRelay(t)
+	alice, bob := linkConsole(t, d), linkConsole(t, d)
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	for i := range 5 {
+		wg.Add(2)
+		go func() { defer wg.Done(); alice.dev.Send(ctx, bob.dev.Address(), []byte(fmt.Sprint("a", i))) }()
+		go func() { defer wg.Done(); bob.dev.Send(ctx, alice.dev.Address(), []byte(fmt.Sprint("b", i))) }()
+		wg.Wait()
+	}
+	alice.in.wait(t, 5)
+	bob.in.wait(t, 5)
+	for i := range 5 {
+		if err := alice.dev.Send(ctx, bob.dev.Address(), []byte(fmt.Sprint("later a", i))); err != nil {
+			t.Fatal(err)
+		}
+		if err := bob.dev.Send(ctx, alice.dev.Address(), []byte(fmt.Sprint("later b", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice.in.wait(t, 10)
+	bob.in.wait(t, 10)
+	if s := alice.dev.Stats(); s.Undecrypt != 0 {
+		t.Fatalf("alice could not decrypt %d messages", s.Undecrypt)
+	}
+	if s := bob.dev.Stats(); s.Undecrypt != 0 {
+		t.Fatalf("bob could not decrypt %d messages", s.Undecrypt)
+	}
+}
+
 func testLogger() *slog.Logger {
 	if os.Getenv("DEVICE_TEST_LOG") == "" {
 		return nil

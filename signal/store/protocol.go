@@ -56,7 +56,10 @@ var (
 // when an operation changed the current state, every archived state is
 // written back as it was in the file before the operation (matched by
 // version and base key), and a state listed twice or equal to the current
-// one is dropped, as libsignal's own protocol (Java, Rust) does on copies.
+// one is dropped (DecryptWithRecord leaves a promoted state that was the
+// last archived one in the archived list too, sharing it with the current
+// state), which is what libsignal's Java and Rust versions achieve by
+// trying copies.
 type Protocol struct {
 	s     *Store
 	kind  prekey.Identity
