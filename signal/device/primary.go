@@ -12,6 +12,7 @@ import (
 
 	"github.com/signal-mpc/cosigner/signal/prekey"
 	"github.com/signal-mpc/cosigner/signal/provision"
+	"github.com/signal-mpc/cosigner/signal/store"
 	"github.com/signal-mpc/cosigner/signal/transport"
 )
 
@@ -29,38 +30,81 @@ type Primary struct {
 func (p *Primary) String() string { return "Primary(" + p.ACI + ")" }
 
 // RegisterPrimary creates an account on a relay that allows it (an operator
-// token, or open registration on loopback) with this process as device 1.
+// token, or open registration on loopback) with this process as device 1,
+// keeping nothing but what approving links needs (the demo's phones).
 func RegisterPrimary(ctx context.Context, d *transport.Dialer, token string, rnd io.Reader) (*Primary, error) {
-	aciID, err := keyhelper.GenerateIdentityKeyPair()
+	p, _, _, err := registerAccount(ctx, d, token, "primary", rnd)
+	return p, err
+}
+
+// Register creates an account whose first device is this console (no phone
+// needed, on a self-hosted relay): the account and its keys are saved in st
+// and one-time prekeys uploaded. The console is then its own primary: it
+// can approve link requests (PrimaryFromStore).
+func Register(ctx context.Context, d *transport.Dialer, st *store.Store, token, name string, rnd io.Reader) (*store.Account, error) {
+	p, aci, pni, err := registerAccount(ctx, d, token, name, rnd)
 	if err != nil {
 		return nil, err
+	}
+	acct := &store.Account{ACI: p.ACI, PNI: p.PNI, DeviceID: 1, Password: p.Password,
+		ACIIdentity: p.ACIIdentity, PNIIdentity: p.PNIIdentity,
+		ACIRegistrationID: aci.RegistrationID, PNIRegistrationID: pni.RegistrationID}
+	if p.PNI == "" {
+		acct.PNIIdentity, acct.PNIRegistrationID, pni = nil, 0, nil
+	}
+	if err := saveAccount(ctx, st, acct, aci, pni); err != nil {
+		return nil, err
+	}
+	if err := uploadKeys(ctx, d, acct, aci, pni); err != nil {
+		return nil, err
+	}
+	return acct, nil
+}
+
+// PrimaryFromStore is the primary role of a console registered with
+// Register (device 1 of its account).
+func PrimaryFromStore(ctx context.Context, st *store.Store) (*Primary, error) {
+	a, err := st.Account(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if a.DeviceID != 1 {
+		return nil, fmt.Errorf("device: this console is device %d of its account; only the primary (device 1) approves links", a.DeviceID)
+	}
+	return &Primary{ACI: a.ACI, PNI: a.PNI, Password: a.Password, ACIIdentity: a.ACIIdentity, PNIIdentity: a.PNIIdentity}, nil
+}
+
+func registerAccount(ctx context.Context, d *transport.Dialer, token, deviceName string, rnd io.Reader) (*Primary, *prekey.Keys, *prekey.Keys, error) {
+	aciID, err := keyhelper.GenerateIdentityKeyPair()
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	pniID, err := keyhelper.GenerateIdentityKeyPair()
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	password, err := prekey.NewPassword(rnd)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	aci, err := prekey.NewKeys(aciID, prekey.Options{})
+	aci, err := prekey.NewKeys(aciID, prekey.Options{PreKeys: 20, KyberPreKeys: 20})
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	pni, err := prekey.NewKeys(pniID, prekey.Options{})
+	pni, err := prekey.NewKeys(pniID, prekey.Options{PreKeys: 20, KyberPreKeys: 20})
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	name, err := prekey.EncryptDeviceName(rnd, "primary", aciID.PublicKey().Serialize())
+	name, err := prekey.EncryptDeviceName(rnd, deviceName, aciID.PublicKey().Serialize())
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	// The registration body is the link body (attributes and signed keys)
 	// plus the identity keys; the link request builder makes the shared
 	// part, and its verification code is not sent.
 	link, err := prekey.NewLinkRequest("registration", name, prekey.DefaultCapabilities(), aci, pni)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	body := map[string]any{
 		"registrationToken":     token,
@@ -81,12 +125,12 @@ func RegisterPrimary(ctx context.Context, d *transport.Dialer, token string, rnd
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	if resp.UUID == "" {
-		return nil, fmt.Errorf("%w: registration answer has no account id", ErrEnvelope)
+		return nil, nil, nil, fmt.Errorf("%w: registration answer has no account id", ErrEnvelope)
 	}
-	return &Primary{ACI: resp.UUID, PNI: resp.PNI, Password: password, ACIIdentity: aciID, PNIIdentity: pniID}, nil
+	return &Primary{ACI: resp.UUID, PNI: resp.PNI, Password: password, ACIIdentity: aciID, PNIIdentity: pniID}, aci, pni, nil
 }
 
 func (p *Primary) auth() http.Header {
