@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -336,5 +338,100 @@ func TestHeadlessDemoSignatureVerifies(t *testing.T) {
 	var vout, verr bytes.Buffer
 	if code := run(t.Context(), []string{"verify", "--pubkey", res.GroupPublicKey, "--signature", res.Signature, "--hex", res.MessageHex}, nil, &vout, &verr); code != exitOK {
 		t.Fatalf("verify exited %d: %s", code, verr.String())
+	}
+}
+
+// The commands, as operators of a self-hosted group use them: each console
+// registers its own account on the relay, the signers exchange cards, two
+// consoles run headless with auto-approval, and the third runs keygen and
+// sign; the printed signature verifies.
+func TestCommandsOnASelfHostedRelay(t *testing.T) {
+	t.Parallel()
+	r := startTestRelay(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	type who struct{ name, cfg, data string }
+	var people []who
+	for _, n := range []string{"alice", "bob", "carol"} {
+		dir := t.TempDir()
+		cfg := filepath.Join(dir, "config.toml")
+		body := fmt.Sprintf("[server]\nurl = %q\n[device]\nname = %q\n[keygen]\nresend = \"2s\"\n[signing]\nresend = \"2s\"\nauto_approve = %v\n",
+			r.srv.URL(), n, n != "alice")
+		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		people = append(people, who{n, cfg, filepath.Join(dir, "data")})
+	}
+	cli := func(p who, args ...string) (string, string, int) {
+		var out, errb bytes.Buffer
+		code := run(ctx, append(args, "--config", p.cfg, "--data", p.data), nil, &out, &errb)
+		return out.String(), errb.String(), code
+	}
+	var cards []string
+	for _, p := range people {
+		if out, errs, code := cli(p, "register"); code != 0 {
+			t.Fatalf("%s register: %d %s %s", p.name, code, out, errs)
+		}
+		out, errs, code := cli(p, "me", "--json")
+		if code != 0 {
+			t.Fatalf("%s me: %s", p.name, errs)
+		}
+		cards = append(cards, strings.TrimSpace(out))
+	}
+	for i, p := range people {
+		for j, c := range cards {
+			if i == j {
+				continue
+			}
+			if out, errs, code := cli(p, "group", "add", c, "--verified"); code != 0 {
+				t.Fatalf("%s group add: %s %s", p.name, out, errs)
+			}
+		}
+		out, _, _ := cli(p, "group", "list")
+		if strings.Count(out, "verified") != 3 {
+			t.Fatalf("%s roster:\n%s", p.name, out)
+		}
+	}
+	// Bob and carol keep their consoles running (headless, auto-approve).
+	var wg sync.WaitGroup
+	bgCtx, stopBg := context.WithCancel(ctx)
+	for _, p := range people[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out, errb bytes.Buffer
+			run(bgCtx, []string{"--headless", "--config", p.cfg, "--data", p.data}, nil, &out, &errb)
+		}()
+	}
+	defer func() { stopBg(); wg.Wait() }()
+	out, errs, code := cli(people[0], "keygen", "-t", "2")
+	if code != 0 {
+		t.Fatalf("keygen: %d %s", code, errs)
+	}
+	var kr struct {
+		KeyID     string `json:"key_id"`
+		GroupKey  string `json:"group_public_key"`
+		Threshold int    `json:"threshold"`
+		Parties   int    `json:"parties"`
+	}
+	if err := json.Unmarshal([]byte(out), &kr); err != nil || kr.Threshold != 2 || kr.Parties != 3 {
+		t.Fatalf("keygen printed %q (%v)", out, err)
+	}
+	out, errs, code = cli(people[0], "sign", "--message", "signed from the command line", "--description", "test")
+	if code != 0 {
+		t.Fatalf("sign: %d %s", code, errs)
+	}
+	var sr struct {
+		GroupKey  string   `json:"group_public_key"`
+		Message   string   `json:"message_hex"`
+		Signature string   `json:"signature"`
+		Signers   []string `json:"signers"`
+	}
+	if err := json.Unmarshal([]byte(out), &sr); err != nil || sr.GroupKey != kr.GroupKey || len(sr.Signers) != 2 {
+		t.Fatalf("sign printed %q (%v)", out, err)
+	}
+	var vout, verr bytes.Buffer
+	if code := run(ctx, []string{"verify", "--pubkey", sr.GroupKey, "--signature", sr.Signature, "--hex", sr.Message}, nil, &vout, &verr); code != 0 {
+		t.Fatalf("verify: %s", verr.String())
 	}
 }

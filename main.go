@@ -45,9 +45,16 @@ var commands []command
 
 func init() {
 	commands = []command{
+		demoCommand,
+		registerCommand,
+		linkCommand,
+		addDeviceCommand,
+		meCommand,
+		groupCommand,
+		keygenCommand,
+		signCommand,
 		verifyCommand,
 		relayCommand,
-		demoCommand,
 		{
 			name:    "version",
 			summary: "print the version",
@@ -74,10 +81,8 @@ func main() {
 // the process exit code.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	sio := stdio{in: stdin, out: stdout, err: stderr}
-	if len(args) == 0 {
-		fmt.Fprint(stderr, overview())
-		fmt.Fprintln(stderr, "\ncosigner: the console is not built yet; run one of the commands above.")
-		return exitUsage
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") && args[0] != "-h" && args[0] != "-help" && args[0] != "--help" {
+		return runConsole(ctx, args, sio)
 	}
 	switch args[0] {
 	case "-h", "-help", "--help":
@@ -196,4 +201,31 @@ func version() string {
 		return "devel"
 	}
 	return info.Main.Version
+}
+
+// parseFlagsArgs is parseFlags for commands with positional arguments: flags
+// may come before, between or after them (the flag package alone stops at
+// the first argument). It returns the positional arguments, at most max.
+func parseFlagsArgs(fs *flag.FlagSet, cmd command, args []string, sio stdio, max int) ([]string, int, bool) {
+	var pos []string
+	for {
+		err := fs.Parse(args)
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			fmt.Fprint(sio.out, cmd.usage)
+			return nil, exitOK, false
+		case err != nil:
+			printUsageHint(cmd, sio.err)
+			return nil, exitUsage, false
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(pos) > max {
+		return nil, usageError(cmd, sio, "unexpected argument %q", pos[max]), false
+	}
+	return pos, 0, true
 }

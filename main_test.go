@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -68,17 +69,17 @@ func TestCommandLine(t *testing.T) {
 			[]string{"Commands:", "verify", "version", "help"}, []string{""}},
 		{"--help lists the commands", []string{"--help"}, 0, []string{"verify", "version"}, []string{""}},
 		{"-h lists the commands", []string{"-h"}, 0, []string{"verify", "version"}, []string{""}},
-		{"no command prints the overview on stderr and fails", nil, 2,
-			[]string{""}, []string{"Commands:", "verify", "console is not built yet"}},
+		{"the console without a configured server says what to set", []string{"--config", "testdata/empty.toml", "--data", "DATADIR"}, 1,
+			[]string{""}, []string{"set server.url"}},
 		{"help verify shows the verify usage", []string{"help", "verify"}, 0,
 			[]string{verifyUsage, "--pubkey", "--signature", "--message", "--hex"}, []string{""}},
 		{"verify --help shows the verify usage", []string{"verify", "--help"}, 0,
 			[]string{verifyUsage}, []string{""}},
 		{"verify -h shows the verify usage", []string{"verify", "-h"}, 0, []string{verifyUsage}, []string{""}},
-		{"unknown command is a usage error", []string{"sign"}, 2,
-			[]string{""}, []string{`cosigner: unknown command "sign"; run 'cosigner help'`}},
-		{"help for an unknown command is a usage error", []string{"help", "sign"}, 2,
-			[]string{""}, []string{`unknown command "sign"`}},
+		{"unknown command is a usage error", []string{"frobnicate"}, 2,
+			[]string{""}, []string{`cosigner: unknown command "frobnicate"; run 'cosigner help'`}},
+		{"help for an unknown command is a usage error", []string{"help", "frobnicate"}, 2,
+			[]string{""}, []string{`unknown command "frobnicate"`}},
 		{"help with two topics is a usage error", []string{"help", "verify", "version"}, 2,
 			[]string{""}, []string{"too many arguments"}},
 		{"version prints a version", []string{"version"}, 0, []string{"cosigner devel\n"}, []string{""}},
@@ -87,7 +88,13 @@ func TestCommandLine(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			runArgs(t, tt.args...).check(t, tt.code, tt.wantOut, tt.wantErr)
+			args := slices.Clone(tt.args)
+			for i, a := range args {
+				if a == "DATADIR" {
+					args[i] = t.TempDir()
+				}
+			}
+			runArgs(t, args...).check(t, tt.code, tt.wantOut, tt.wantErr)
 		})
 	}
 }

@@ -1,0 +1,372 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/mdp/qrterminal/v3"
+
+	"github.com/signal-mpc/cosigner/core"
+	"github.com/signal-mpc/cosigner/core/roster"
+	"github.com/signal-mpc/cosigner/signal/device"
+	"github.com/signal-mpc/cosigner/signal/store"
+)
+
+// fail prints "cosigner CMD: err" and returns the failure exit code.
+func fail(sio stdio, cmd command, err error) int {
+	fmt.Fprintf(sio.err, "cosigner %s: %v\n", cmd.name, err)
+	return exitFailure
+}
+
+// withStore loads the environment and opens the store for fn.
+func withStore(ctx context.Context, g globalFlags, sio stdio, fn func(e *env, st *store.Store) error) error {
+	e, err := loadEnv(g, sio)
+	if err != nil {
+		return err
+	}
+	st, err := e.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(e, st)
+}
+
+var registerCommand = command{
+	name:    "register",
+	summary: "create an account on a self-hosted relay with this console as its first device",
+	usage: `Usage: cosigner register [--token-file FILE] [global flags]
+
+On a self-hosted relay (cosigner relay), create a Signal-compatible account
+whose first device is this console: no phone needed. The relay must allow it:
+an operator-issued registration token, or open registration on loopback.
+The console can then approve other consoles' link requests (add-device).
+
+Flags:
+  --token-file FILE   file holding the relay operator's registration token
+` + globalFlagsHelp,
+	run: runRegister,
+}
+
+func runRegister(ctx context.Context, cmd command, args []string, sio stdio) int {
+	var g globalFlags
+	fs := newFlagSet(cmd.name, sio.err)
+	g.register(fs)
+	tokenFile := fs.String("token-file", "", "registration token file")
+	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
+		return code
+	}
+	var token string
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return fail(sio, cmd, err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	err := withStore(ctx, g, sio, func(e *env, st *store.Store) error {
+		if ok, err := linked(ctx, st); err != nil || ok {
+			return errors.Join(err, errors.New("this console already has an account"))
+		}
+		d, err := e.dialer()
+		if err != nil {
+			return err
+		}
+		acct, err := device.Register(ctx, d, st, token, e.cfg.Device.Name, nil)
+		if err != nil {
+			return err
+		}
+		return printJSON(sio, map[string]any{"account": acct.ACI, "device": acct.DeviceID})
+	})
+	if err != nil {
+		return fail(sio, cmd, err)
+	}
+	return exitOK
+}
+
+var linkCommand = command{
+	name:    "link",
+	summary: "link this console to a Signal account as an extra device (QR code)",
+	usage: `Usage: cosigner link [--name NAME] [global flags]
+
+Show a QR code (and the sgnl://linkdevice URL) to scan with the account's
+phone (Signal > Settings > Linked devices), or to give to 'cosigner
+add-device' on a console that is its account's primary. The code is renewed
+every 90 seconds. Once linked, the console registers its keys.
+
+The URL is printed on its own line on stdout each time it changes; when
+linked, a JSON line {"account": ..., "device": ...} follows.
+
+Flags:
+  --name NAME   device name shown in the account's device list (default: device.name)
+` + globalFlagsHelp,
+	run: runLink,
+}
+
+func runLink(ctx context.Context, cmd command, args []string, sio stdio) int {
+	var g globalFlags
+	fs := newFlagSet(cmd.name, sio.err)
+	g.register(fs)
+	name := fs.String("name", "", "device name")
+	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
+		return code
+	}
+	showQR := !g.headless && isTerminal(sio.out)
+	err := withStore(ctx, g, sio, func(e *env, st *store.Store) error {
+		if ok, err := linked(ctx, st); err != nil || ok {
+			return errors.Join(err, errors.New("this console is already linked"))
+		}
+		d, err := e.dialer()
+		if err != nil {
+			return err
+		}
+		n := *name
+		if n == "" {
+			n = e.cfg.Device.Name
+		}
+		acct, err := device.Link(ctx, device.LinkConfig{
+			Dialer: d, Store: st, Name: n,
+			OnURL: func(url string, expires time.Time) {
+				if showQR {
+					qrterminal.GenerateWithConfig(url, qrterminal.Config{Level: qrterminal.L, Writer: sio.out, HalfBlocks: true,
+						BlackChar: qrterminal.BLACK_BLACK, WhiteChar: qrterminal.WHITE_WHITE, BlackWhiteChar: qrterminal.BLACK_WHITE,
+						WhiteBlackChar: qrterminal.WHITE_BLACK, QuietZone: 2})
+				}
+				fmt.Fprintln(sio.out, url)
+				fmt.Fprintf(sio.err, "cosigner link: scan the code within %s\n", time.Until(expires).Round(time.Second))
+			},
+			OnStep: func(s string) { fmt.Fprintf(sio.err, "cosigner link: %s\n", s) },
+		})
+		if err != nil {
+			return err
+		}
+		return printJSON(sio, map[string]any{"account": acct.ACI, "device": acct.DeviceID})
+	})
+	if err != nil {
+		return fail(sio, cmd, err)
+	}
+	return exitOK
+}
+
+var addDeviceCommand = command{
+	name:    "add-device",
+	summary: "approve a link request as the account's primary (the phone's role)",
+	usage: `Usage: cosigner add-device URL [global flags]
+
+On a console registered with 'cosigner register' (its account's primary),
+link the console that shows URL (sgnl://linkdevice?...) to this account.
+
+Flags:
+` + globalFlagsHelp,
+	run: runAddDevice,
+}
+
+func runAddDevice(ctx context.Context, cmd command, args []string, sio stdio) int {
+	var g globalFlags
+	fs := newFlagSet(cmd.name, sio.err)
+	g.register(fs)
+	pos, code, ok := parseFlagsArgs(fs, cmd, args, sio, 1)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(sio.err, "cosigner add-device: give the link URL (sgnl://linkdevice?...)")
+		return exitUsage
+	}
+	err := withStore(ctx, g, sio, func(e *env, st *store.Store) error {
+		p, err := device.PrimaryFromStore(ctx, st)
+		if err != nil {
+			return err
+		}
+		d, err := e.dialer()
+		if err != nil {
+			return err
+		}
+		if err := p.ApproveLink(ctx, d, pos[0], nil); err != nil {
+			return err
+		}
+		fmt.Fprintln(sio.out, "device linked")
+		return nil
+	})
+	if err != nil {
+		return fail(sio, cmd, err)
+	}
+	return exitOK
+}
+
+// ownCard builds this console's card from the store.
+func ownCard(ctx context.Context, e *env, st *store.Store) (roster.Card, error) {
+	acct, err := st.Account(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return roster.Card{}, errors.New("this console is not linked yet: run cosigner link (or register)")
+	}
+	if err != nil {
+		return roster.Card{}, err
+	}
+	key, err := core.ConsoleKey(ctx, coreVault{st})
+	if err != nil {
+		return roster.Card{}, err
+	}
+	c := roster.Card{Name: e.cfg.Device.Name, Account: acct.ACI, Device: acct.DeviceID,
+		IdentityKey: acct.ACIIdentity.PublicKey().Serialize(), ConsoleKey: key.Public().(ed25519.PublicKey)}
+	return c, c.Validate()
+}
+
+var meCommand = command{
+	name:    "me",
+	summary: "show this signer's card (account, device, keys, fingerprint)",
+	usage: `Usage: cosigner me [--json] [global flags]
+
+Print this console's card: its Signal account and device, Signal identity
+key, console key (which signs its MPC messages) and the fingerprint humans
+compare. Give the JSON card to the other signers ('cosigner group add').
+The card's name is the configuration's device.name.
+
+Flags:
+  --json   print the card as JSON
+` + globalFlagsHelp,
+	run: runMe,
+}
+
+func runMe(ctx context.Context, cmd command, args []string, sio stdio) int {
+	var g globalFlags
+	fs := newFlagSet(cmd.name, sio.err)
+	g.register(fs)
+	asJSON := fs.Bool("json", false, "JSON")
+	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
+		return code
+	}
+	err := withStore(ctx, g, sio, func(e *env, st *store.Store) error {
+		c, err := ownCard(ctx, e, st)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(sio, c)
+		}
+		fmt.Fprintf(sio.out, "name         %s\naccount      %s\ndevice       %d\nfingerprint  %s\n", c.Name, c.Account, c.Device, c.Fingerprint())
+		return nil
+	})
+	if err != nil {
+		return fail(sio, cmd, err)
+	}
+	return exitOK
+}
+
+var groupCommand = command{
+	name:    "group",
+	summary: "manage the roster of signers: add, list, verify",
+	usage: `Usage: cosigner group add CARD [--verified] | group list | group verify NAME  [global flags]
+
+  add CARD      add a signer's card (the JSON of 'cosigner me --json', or a file
+                holding it). Keys are trusted on first use; a card whose keys
+                changed blocks its signer until verified.
+  list          list the signers with their fingerprints and whether verified
+  verify NAME   record that you compared NAME's fingerprint with theirs (out of
+                band); accepts a changed card
+
+Flags:
+  --verified    with add: the fingerprint was already compared
+` + globalFlagsHelp,
+	run: runGroup,
+}
+
+func runGroup(ctx context.Context, cmd command, args []string, sio stdio) int {
+	if len(args) == 0 {
+		fmt.Fprint(sio.err, cmd.usage)
+		return exitUsage
+	}
+	sub, rest := args[0], args[1:]
+	var g globalFlags
+	fs := newFlagSet(cmd.name+" "+sub, sio.err)
+	g.register(fs)
+	verified := fs.Bool("verified", false, "already verified")
+	pos, code, ok := parseFlagsArgs(fs, cmd, rest, sio, 1)
+	if !ok {
+		return code
+	}
+	err := withStore(ctx, g, sio, func(e *env, st *store.Store) error {
+		v := coreVault{st}
+		r, err := core.LoadRoster(ctx, v)
+		if err != nil {
+			return err
+		}
+		// The roster always holds this console's own card.
+		if own, err := ownCard(ctx, e, st); err == nil {
+			if err := r.Add(own, true); err != nil && !errors.Is(err, roster.ErrNameTaken) {
+				return fmt.Errorf("own card: %w", err)
+			}
+		}
+		switch sub {
+		case "add":
+			if len(pos) != 1 {
+				return errors.New("group add takes one card (JSON or a file)")
+			}
+			raw := []byte(pos[0])
+			if !strings.HasPrefix(strings.TrimSpace(pos[0]), "{") {
+				if raw, err = os.ReadFile(pos[0]); err != nil {
+					return err
+				}
+			}
+			c, err := roster.ParseCard(raw)
+			if err != nil {
+				return err
+			}
+			addErr := r.Add(*c, *verified)
+			if addErr != nil && !errors.Is(addErr, roster.ErrKeyChanged) {
+				return addErr
+			}
+			if err := core.SaveRoster(ctx, v, r); err != nil {
+				return err
+			}
+			if addErr != nil {
+				return addErr
+			}
+			fmt.Fprintf(sio.out, "added %s, fingerprint %s\n", c.Name, c.Fingerprint())
+		case "list":
+			for _, m := range r.Members() {
+				state := "not verified"
+				switch {
+				case m.Blocked():
+					state = "KEYS CHANGED: blocked until verified"
+				case m.Verified:
+					state = "verified"
+				}
+				fmt.Fprintf(sio.out, "%-16s %s  %s\n", m.Card.Name, m.Card.Fingerprint(), state)
+			}
+		case "verify":
+			if len(pos) != 1 {
+				return errors.New("group verify takes a signer's name")
+			}
+			if err := r.Verify(pos[0]); err != nil {
+				return err
+			}
+			if err := core.SaveRoster(ctx, v, r); err != nil {
+				return err
+			}
+			fmt.Fprintf(sio.out, "%s verified\n", pos[0])
+		default:
+			return fmt.Errorf("unknown group command %q (add, list, verify)", sub)
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(sio, cmd, err)
+	}
+	return exitOK
+}
+
+func printJSON(sio stdio, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(sio.out, string(b))
+	return err
+}

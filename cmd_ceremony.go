@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/signal-mpc/cosigner/signal/store"
+)
+
+// runConsoleWhile runs this console (device and engine) and calls fn once
+// it is up; the console stops when fn returns.
+func runConsoleWhile(ctx context.Context, g globalFlags, sio stdio, fn func(ctx context.Context, c *console) error) error {
+	return withStore(ctx, g, sio, func(e *env, st *store.Store) error {
+		d, err := e.dialer()
+		if err != nil {
+			return err
+		}
+		c, err := openConsole(ctx, consoleConfig{Name: e.cfg.Device.Name, Dialer: d, Store: st, Logger: e.log,
+			AutoApprove:  e.cfg.Signing.AutoApprove,
+			RoundTimeout: e.cfg.Keygen.RoundTimeout.Duration, RequestTTL: e.cfg.Signing.RequestTTL.Duration,
+			ResendEvery: min(e.cfg.Keygen.Resend.Duration, e.cfg.Signing.Resend.Duration)})
+		if err != nil {
+			return err
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- c.Run(runCtx) }()
+		ferr := fn(ctx, c)
+		stop()
+		return errors.Join(ferr, <-done)
+	})
+}
+
+var keygenCommand = command{
+	name:    "keygen",
+	summary: "generate a t-of-n key with the roster (distributed, nobody holds the key)",
+	usage: `Usage: cosigner keygen -t T [--timeout D] [global flags]
+
+Propose a distributed key generation to every signer of the roster: each
+console shows the proposal and its human accepts; then the rounds run over
+Signal. Prints {"key_id","group_public_key","threshold","parties"} as JSON
+when the key is generated and confirmed by every signer.
+
+Flags:
+  -t T            signatures needed (2 for "2-of-3"; default keygen.threshold)
+  --timeout D     give up waiting after D (default 30m; the ceremony may go on)
+` + globalFlagsHelp,
+	run: runKeygen,
+}
+
+func runKeygen(ctx context.Context, cmd command, args []string, sio stdio) int {
+	var g globalFlags
+	fs := newFlagSet(cmd.name, sio.err)
+	g.register(fs)
+	t := fs.Int("t", 0, "threshold")
+	timeout := fs.Duration("timeout", 30*time.Minute, "timeout")
+	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
+		return code
+	}
+	err := runConsoleWhile(ctx, g, sio, func(ctx context.Context, c *console) error {
+		th := *t
+		if th == 0 {
+			th = 2
+		}
+		ctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		fmt.Fprintf(sio.err, "cosigner keygen: proposing a %d-of-n key; waiting for every signer to accept...\n", th)
+		r, err := c.app.StartKeygen(ctx, th)
+		if err != nil {
+			return err
+		}
+		return printJSON(sio, map[string]any{"key_id": hex.EncodeToString(r.KeyID[:]), "group_public_key": hex.EncodeToString(r.GroupKey),
+			"threshold": r.T, "parties": r.N})
+	})
+	if err != nil {
+		return fail(sio, cmd, err)
+	}
+	return exitOK
+}
+
+var signCommand = command{
+	name:    "sign",
+	summary: "ask the group for a signature; prints it as JSON once t signers approved",
+	usage: `Usage: cosigner sign (--message TEXT | --hex HEX | --file F) [--key ID] [--description D] [global flags]
+
+Send a signing request to the group: every console shows it, and once t
+signers approved (this request counts as yours) the partial signatures are
+combined, verified and printed:
+  {"group_public_key","message_hex","signature","signers"}
+The request expires after signing.request_ttl; unanswered means declined.
+
+Flags:
+  --message TEXT      the message (its bytes exactly)
+  --hex HEX           the message as hex
+  --file F            the message is the file's content
+  --key ID            key id (hex prefix) when this console holds several keys
+  --description D     what the message is, shown to the approvers
+` + globalFlagsHelp,
+	run: runSign,
+}
+
+func runSign(ctx context.Context, cmd command, args []string, sio stdio) int {
+	var g globalFlags
+	fs := newFlagSet(cmd.name, sio.err)
+	g.register(fs)
+	message := fs.String("message", "", "message")
+	hexMsg := fs.String("hex", "", "message as hex")
+	file := fs.String("file", "", "message file")
+	keyID := fs.String("key", "", "key id")
+	desc := fs.String("description", "", "description")
+	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
+		return code
+	}
+	set := 0
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "message" || f.Name == "hex" || f.Name == "file" {
+			set++
+		}
+	})
+	if set != 1 {
+		fmt.Fprintln(sio.err, "cosigner sign: give exactly one of --message, --hex, --file")
+		return exitUsage
+	}
+	var msg []byte
+	var err error
+	switch {
+	case *hexMsg != "":
+		msg, err = hex.DecodeString(strings.TrimPrefix(*hexMsg, "0x"))
+	case *file != "":
+		msg, err = os.ReadFile(*file)
+	default:
+		msg = []byte(*message)
+	}
+	if err != nil {
+		return fail(sio, cmd, err)
+	}
+	err = runConsoleWhile(ctx, g, sio, func(ctx context.Context, c *console) error {
+		id, err := pickKeyID(ctx, c, *keyID)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(sio.err, "cosigner sign: request sent; waiting for approvals...")
+		r, err := c.app.RequestSignature(ctx, id, msg, *desc)
+		if err != nil {
+			return err
+		}
+		signers := slices.Clone(r.Signers)
+		slices.Sort(signers)
+		return printJSON(sio, map[string]any{"group_public_key": hex.EncodeToString(r.GroupKey), "message_hex": hex.EncodeToString(msg),
+			"signature": hex.EncodeToString(r.Signature), "signers": signers})
+	})
+	if err != nil {
+		return fail(sio, cmd, err)
+	}
+	return exitOK
+}
+
+// pickKeyID resolves a key id prefix (empty: the only key).
+func pickKeyID(ctx context.Context, c *console, prefix string) ([32]byte, error) {
+	keys, err := c.app.Keys(ctx)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	var match [][32]byte
+	for _, k := range keys {
+		if strings.HasPrefix(hex.EncodeToString(k.KeyID[:]), strings.ToLower(prefix)) {
+			match = append(match, k.KeyID)
+		}
+	}
+	switch len(match) {
+	case 1:
+		return match[0], nil
+	case 0:
+		return [32]byte{}, errors.New("no such key: run cosigner keygen first")
+	}
+	return [32]byte{}, fmt.Errorf("%d keys match; give --key with a longer prefix", len(match))
+}

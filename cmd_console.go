@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+
+	"github.com/signal-mpc/cosigner/core/event"
+	"github.com/signal-mpc/cosigner/signal/device"
+	"github.com/signal-mpc/cosigner/tui"
+)
+
+// consoleUsage documents the bare command.
+const consoleUsage = `Usage: cosigner [global flags]
+
+Run the console: the live MPC log, ceremonies, the approval queue and the
+signatures. If this device is not linked yet, it shows the link screen (a QR
+code to scan with the account's phone) first. Without a terminal, or with
+--headless, it runs without the screen: events are logged on stderr, and
+requests are approved only if signing.auto_approve is set.
+
+Flags:
+` + globalFlagsHelp
+
+// runConsole is cosigner with no command.
+func runConsole(ctx context.Context, args []string, sio stdio) int {
+	var g globalFlags
+	fs := newFlagSet("", sio.err)
+	g.register(fs)
+	cmd := command{name: "console", usage: consoleUsage}
+	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(sio.err, "cosigner: unknown command %q; run 'cosigner help'\n", fs.Arg(0))
+		return exitUsage
+	}
+	var err error
+	if g.headless || !isTerminal(sio.out) {
+		err = runConsoleHeadless(ctx, g, sio)
+	} else {
+		err = runConsoleTUI(ctx, g, sio)
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(sio.err, "cosigner: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// runConsoleHeadless runs the console and logs its events until ctx ends.
+func runConsoleHeadless(ctx context.Context, g globalFlags, sio stdio) error {
+	return runConsoleWhile(ctx, g, sio, func(ctx context.Context, c *console) error {
+		sub := c.bus.Subscribe(0)
+		defer sub.Close()
+		log := slog.New(slog.NewTextHandler(sio.err, nil))
+		log.Info("console running", "account", c.card.Account, "device", c.card.Device, "name", c.card.Name)
+		for {
+			e, err := sub.Next(ctx)
+			if err != nil {
+				return nil
+			}
+			logEvent(log, e)
+		}
+	})
+}
+
+// logEvent writes an event as a log line; texts are cleaned of control
+// characters first (they may come from peers).
+func logEvent(log *slog.Logger, e event.Event) {
+	switch e := e.(type) {
+	case event.Message:
+		log.Debug("mpc message", "dir", e.Direction.String(), "peer", tui.Clean(e.Peer), "ceremony", e.Ceremony, "round", e.Round, "kind", e.Kind, "size", e.Size, "digest", e.Digest, "note", tui.Clean(e.Note))
+	case event.Progress:
+		log.Info("progress", "ceremony", e.Ceremony, "kind", e.Kind, "round", e.Round, "step", e.Step, "total", e.Total, "waiting", e.Waiting)
+	case event.ApprovalRequested:
+		log.Info("approval requested", "id", e.ID[:8], "kind", e.Kind, "from", tui.Clean(e.Requester), "sha256", e.SHA256, "expires", e.Expires.Format(time.RFC3339))
+	case event.ApprovalResolved:
+		log.Info("approval resolved", "id", e.ID[:8], "decision", e.Decision)
+	case event.KeygenDone:
+		log.Info("key generated", "key", e.KeyID, "group_key", e.GroupKey, "t", e.T, "n", e.N)
+	case event.SignDone:
+		log.Info("signing finished", "id", e.ID[:8], "signature", e.Signature, "signers", e.Signers, "failure", tui.Clean(e.Failure))
+	case event.Error:
+		log.Warn(tui.Clean(e.Text))
+	case event.Connection:
+		log.Info("connection", "state", e.State, "detail", tui.Clean(e.Detail))
+	}
+}
+
+// runConsoleTUI runs the Bubble Tea console, with the link screen first if
+// the device is not linked yet.
+func runConsoleTUI(ctx context.Context, g globalFlags, sio stdio) error {
+	e, err := loadEnv(g, sio)
+	if err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(e.cfg.Log.File, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	defer logf.Close()
+	e.log = slog.New(slog.NewTextHandler(logf, nil))
+	st, err := e.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	d, err := e.dialer()
+	if err != nil {
+		return err
+	}
+	isLinked, err := linked(ctx, st)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	lc := &lateCore{ready: make(chan struct{})}
+	m := tui.New(ctx, lc, tui.WithLinking(!isLinked), tui.WithLogger(e.log), tui.WithClipboard(sio.out),
+		tui.WithGrace(e.cfg.Signing.ApprovalGrace.Duration),
+		tui.WithIdentity(tui.Identity{Name: e.cfg.Device.Name, Server: e.cfg.Server.URL}))
+	p := tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(ctx), tea.WithOutput(sio.out))
+	runErr := make(chan error, 1)
+	go func() {
+		runErr <- func() error {
+			if !isLinked {
+				_, err := device.Link(ctx, device.LinkConfig{Dialer: d, Store: st, Name: e.cfg.Device.Name,
+					OnURL:  func(url string, exp time.Time) { p.Send(tui.LinkURL{URL: url, Expires: exp}) },
+					OnStep: func(s string) { p.Send(tui.LinkStep{Text: s}) },
+				})
+				if err != nil {
+					return err
+				}
+			}
+			c, err := openConsole(ctx, consoleConfig{Name: e.cfg.Device.Name, Dialer: d, Store: st, Logger: e.log,
+				AutoApprove:  e.cfg.Signing.AutoApprove,
+				RoundTimeout: e.cfg.Keygen.RoundTimeout.Duration, RequestTTL: e.cfg.Signing.RequestTTL.Duration,
+				ResendEvery: min(e.cfg.Keygen.Resend.Duration, e.cfg.Signing.Resend.Duration)})
+			if err != nil {
+				return err
+			}
+			lc.set(c.app)
+			go tui.Bridge(ctx, c.bus.Subscribe(0), p.Send)
+			p.Send(tui.Identity{Name: c.card.Name, Account: c.card.Account, Device: c.card.Device, Server: e.cfg.Server.URL})
+			p.Send(tui.Linked{Account: c.card.Account, Device: c.card.Device})
+			members, err := c.app.Roster(ctx)
+			if err == nil {
+				var r tui.Roster
+				for _, mb := range members {
+					r.Signers = append(r.Signers, tui.Signer{Name: mb.Card.Name, Account: mb.Card.Account, Device: mb.Card.Device,
+						Fingerprint: mb.Card.Fingerprint(), Verified: mb.Verified, Blocked: mb.Blocked(), Self: mb.Card.Account == c.card.Account && mb.Card.Device == c.card.Device})
+				}
+				p.Send(r)
+			}
+			return c.Run(ctx)
+		}()
+	}()
+	if _, err := p.Run(); err != nil && ctx.Err() == nil {
+		return err
+	}
+	cancel()
+	if err := <-runErr; err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/signal-mpc/cosigner/core/config"
+	"github.com/signal-mpc/cosigner/signal/liblog"
+	"github.com/signal-mpc/cosigner/signal/store"
+	"github.com/signal-mpc/cosigner/signal/transport"
+)
+
+// globalFlags are the flags every console command takes.
+type globalFlags struct {
+	config   string
+	data     string
+	headless bool
+}
+
+func (g *globalFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.config, "config", "", "configuration file")
+	fs.StringVar(&g.data, "data", "", "data directory")
+	fs.BoolVar(&g.headless, "headless", false, "no console")
+}
+
+const globalFlagsHelp = `  --config PATH     configuration file (default $XDG_CONFIG_HOME/cosigner/config.toml)
+  --data DIR        data directory (default $XDG_DATA_HOME/cosigner)
+  --headless        no console: logs on stderr, results as JSON on stdout
+`
+
+// env is a loaded configuration with its data directory.
+type env struct {
+	cfg *config.Config
+	dir string
+	log *slog.Logger
+}
+
+func defaultDirs() (configFile, dataDir string) {
+	home, _ := os.UserHomeDir()
+	cfgHome := os.Getenv("XDG_CONFIG_HOME")
+	if cfgHome == "" {
+		cfgHome = filepath.Join(home, ".config")
+	}
+	dataHome := os.Getenv("XDG_DATA_HOME")
+	if dataHome == "" {
+		dataHome = filepath.Join(home, ".local", "share")
+	}
+	return filepath.Join(cfgHome, "cosigner", "config.toml"), filepath.Join(dataHome, "cosigner")
+}
+
+// loadEnv reads the configuration (an absent default file means defaults;
+// an absent named file is an error) and prepares the data directory.
+func loadEnv(g globalFlags, sio stdio) (*env, error) {
+	cfgFile, dataDir := defaultDirs()
+	if g.data != "" {
+		dataDir = g.data
+	}
+	var cfg *config.Config
+	var err error
+	switch {
+	case g.config != "":
+		cfg, err = config.Load(g.config, dataDir)
+	default:
+		if _, serr := os.Stat(cfgFile); serr == nil {
+			cfg, err = config.Load(cfgFile, dataDir)
+		} else {
+			cfg = config.Default(dataDir)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if g.data != "" {
+		cfg.Device.DataDir = g.data
+	}
+	if err := os.MkdirAll(cfg.Device.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	liblog.Silence()
+	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.Log.Level]
+	return &env{cfg: cfg, dir: cfg.Device.DataDir, log: slog.New(slog.NewTextHandler(sio.err, &slog.HandlerOptions{Level: level}))}, nil
+}
+
+// dialer is the transport to the configured server.
+func (e *env) dialer() (*transport.Dialer, error) {
+	if e.cfg.Server.URL == "" {
+		return nil, errors.New("no server: set server.url in the configuration (see config.example.toml)")
+	}
+	mode, err := transport.ParseMode(e.cfg.Server.Transport)
+	if err != nil {
+		return nil, err
+	}
+	var pool *x509.CertPool
+	if e.cfg.Server.CAFile != "" {
+		pem, err := os.ReadFile(e.cfg.Server.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("server.ca_file: %w", err)
+		}
+		pool = x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("server.ca_file: %s holds no PEM certificate", e.cfg.Server.CAFile)
+		}
+	}
+	return transport.NewDialer(transport.Config{URL: e.cfg.Server.URL, RootCAs: pool, Mode: mode})
+}
+
+// openStore opens the device store: keyed by the passphrase in the
+// configured environment variable, or else by the key file.
+func (e *env) openStore(ctx context.Context) (*store.Store, error) {
+	o := store.Options{KeyFile: e.cfg.Store.KeyFile, LockTimeout: 2 * time.Second}
+	if v := e.cfg.Store.PassphraseEnv; v != "" {
+		pass := os.Getenv(v)
+		if pass == "" {
+			return nil, fmt.Errorf("store.passphrase_env names %s, which is not set", v)
+		}
+		o.Passphrase = []byte(pass)
+	}
+	st, err := store.Open(ctx, filepath.Join(e.dir, "device.db"), o)
+	if errors.Is(err, store.ErrLocked) {
+		return nil, fmt.Errorf("another cosigner is using %s (close it first): %w", e.dir, err)
+	}
+	return st, err
+}
+
+// linked reports whether the store holds an account.
+func linked(ctx context.Context, st *store.Store) (bool, error) {
+	_, err := st.Account(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
