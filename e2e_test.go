@@ -33,7 +33,9 @@ type testRelay struct {
 	done   chan error
 }
 
-func startTestRelay(t *testing.T, dir string) *testRelay {
+func startTestRelay(t *testing.T, dir string) *testRelay { return startTestRelayTB(t, dir) }
+
+func startTestRelayTB(t testing.TB, dir string) *testRelay {
 	t.Helper()
 	liblog.Silence()
 	srv, err := relay.New(relay.Config{Listen: "127.0.0.1:0", DataDir: dir})

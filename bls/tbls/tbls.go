@@ -139,13 +139,19 @@ func HashMessage(msg []byte) *bls.G2Point { return bls.HashToG2(msg, bls.SigDST)
 // Sign makes this party's partial signature over msg with its share, blinded
 // against kilic's variable-time scalar multiplication.
 func Sign(s *share.Share, msg []byte) (*Partial, error) {
+	return SignHashed(s, HashMessage(msg))
+}
+
+// SignHashed is Sign with H(msg) already computed (HashMessage), for a
+// caller that needs the hash for other checks of the same request too.
+func SignHashed(s *share.Share, h *bls.G2Point) (*Partial, error) {
 	if s.Index == 0 {
 		return nil, fmt.Errorf("partial sign: %w: 0", ErrUnknownParty)
 	}
 	if s.Value.IsZero() {
 		return nil, fmt.Errorf("partial sign: %w", bls.ErrZeroScalar)
 	}
-	return &Partial{Index: s.Index, Sig: *bls.MulG2Blinded(HashMessage(msg), &s.Value)}, nil
+	return &Partial{Index: s.Index, Sig: *bls.MulG2Blinded(h, &s.Value)}, nil
 }
 
 // VerifyPartial checks e(X_j, H) == e(P1, sigma_j) with h = HashMessage(msg).
@@ -174,6 +180,11 @@ type Result struct {
 // caller dedups by sender before this point). With fewer than t good partials
 // the error wraps ErrNotEnough (and is a *BlameError when any were bad).
 func (g *Group) Combine(msg []byte, partials []*Partial) (*Result, error) {
+	return g.CombineHashed(HashMessage(msg), partials)
+}
+
+// CombineHashed is Combine with h = HashMessage(msg) already computed.
+func (g *Group) CombineHashed(h *bls.G2Point, partials []*Partial) (*Result, error) {
 	seen := make(map[uint32]bool, len(partials))
 	for _, p := range partials {
 		if _, err := g.PublicShare(p.Index); err != nil {
@@ -187,7 +198,6 @@ func (g *Group) Combine(msg []byte, partials []*Partial) (*Result, error) {
 	if len(partials) < g.T {
 		return nil, fmt.Errorf("combine: %w: have %d, need %d", ErrNotEnough, len(partials), g.T)
 	}
-	h := HashMessage(msg)
 	if sig, err := g.combineVerified(h, partials[:g.T]); err == nil {
 		return &Result{Signature: sig, Signers: sortedIndices(partials[:g.T])}, nil
 	}

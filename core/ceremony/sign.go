@@ -225,7 +225,7 @@ func (s *SignSession) Approve() ([]Outgoing, error) {
 }
 
 func (s *SignSession) approve() ([]Outgoing, error) {
-	p, err := tbls.Sign(s.cfg.Share, s.req.Message)
+	p, err := tbls.SignHashed(s.cfg.Share, s.h)
 	if err != nil {
 		return nil, err
 	}
@@ -393,7 +393,7 @@ func (s *SignSession) tryCombine() []Outgoing {
 	for _, j := range sortedKeys(s.partials) {
 		ps = append(ps, s.partials[j])
 	}
-	res, err := s.cfg.Key.Group.Combine(s.req.Message, ps)
+	res, err := s.cfg.Key.Group.CombineHashed(s.h, ps)
 	var blame *tbls.BlameError
 	if errors.As(err, &blame) {
 		for _, j := range blame.Parties {

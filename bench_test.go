@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/signal-mpc/cosigner/bls"
+	"github.com/signal-mpc/cosigner/signal/device"
+	"github.com/signal-mpc/cosigner/signal/store"
+)
+
+// benchGroup links n consoles to n accounts on an in-process relay and runs
+// them with auto-approval. durable selects fsync on every store commit (the
+// default of a real console) or not.
+func benchGroup(b *testing.B, n int, durable bool) []*signer {
+	b.Helper()
+	r := startBenchRelay(b)
+	var out []*signer
+	for i := range n {
+		s := newBenchSigner(b, r, fmt.Sprintf("s%02d", i), durable)
+		out = append(out, s)
+	}
+	for _, a := range out {
+		for _, c := range out {
+			if a != c {
+				if err := a.con.app.AddCard(context.Background(), c.con.card, true); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func startBenchRelay(b *testing.B) *testRelay {
+	b.Helper()
+	return startTestRelayTB(b, b.TempDir())
+}
+
+func newBenchSigner(b *testing.B, r *testRelay, name string, durable bool) *signer {
+	b.Helper()
+	ctx := context.Background()
+	p, err := device.RegisterPrimary(ctx, r.dialer, "", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &signer{name: name, path: filepath.Join(b.TempDir(), name+".db"), primary: p}
+	st, err := store.Open(ctx, s.path, store.Options{NoSync: !durable})
+	if err != nil {
+		b.Fatal(err)
+	}
+	scanned := make(chan error, 1)
+	if _, err := device.Link(ctx, device.LinkConfig{Dialer: r.dialer, Store: st, Name: name, PreKeys: 5,
+		OnURL: func(url string, _ time.Time) { go func() { scanned <- p.ApproveLink(ctx, r.dialer, url, nil) }() },
+	}); err != nil {
+		b.Fatal(err)
+	}
+	if err := <-scanned; err != nil {
+		b.Fatal(err)
+	}
+	s.st = st
+	s.con, err = openConsole(ctx, consoleConfig{Name: name, Dialer: r.dialer, Store: st, AutoApprove: true,
+		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	s.cancel, s.done = cancel, make(chan error, 1)
+	go func() { s.done <- s.con.Run(runCtx) }()
+	b.Cleanup(s.stop)
+	return s
+}
+
+// BenchmarkKeygenOverRelay is a whole t-of-n key generation through the
+// relay with every message Signal-encrypted (X3DH sessions, then Double
+// Ratchet), auto-approval, from the proposal to every console holding the
+// confirmed key. One op is one ceremony.
+func BenchmarkKeygenOverRelay(b *testing.B) {
+	for _, tc := range []struct{ t, n int }{{2, 3}, {3, 5}, {7, 10}, {10, 15}} {
+		for _, durable := range []bool{true, false} {
+			b.Run(fmt.Sprintf("n=%d,t=%d,fsync=%v", tc.n, tc.t, durable), func(b *testing.B) {
+				signers := benchGroup(b, tc.n, durable)
+				ctx := context.Background()
+				// Sessions are set up by a first ceremony outside the timer.
+				if _, err := signers[0].con.app.StartKeygen(ctx, tc.t); err != nil {
+					b.Fatal(err)
+				}
+				for b.Loop() {
+					kr, err := signers[0].con.app.StartKeygen(ctx, tc.t)
+					if err != nil {
+						b.Fatal(err)
+					}
+					for _, s := range signers[1:] {
+						waitKeyB(b, s, kr.KeyID)
+					}
+				}
+			})
+		}
+	}
+}
+
+func waitKeyB(b *testing.B, s *signer, id [32]byte) {
+	for {
+		keys, _ := s.con.app.Keys(context.Background())
+		for _, k := range keys {
+			if k.KeyID == id {
+				return
+			}
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+// BenchmarkSignOverRelay is one 2-of-3 signing through the relay, from the
+// request to the verified signature at the requester, with auto-approval.
+func BenchmarkSignOverRelay(b *testing.B) {
+	for _, durable := range []bool{true, false} {
+		b.Run(fmt.Sprintf("fsync=%v", durable), func(b *testing.B) {
+			signers := benchGroup(b, 3, durable)
+			ctx := context.Background()
+			kr, err := signers[0].con.app.StartKeygen(ctx, 2)
+			if err != nil {
+				b.Fatal(err)
+			}
+			waitKeyB(b, signers[1], kr.KeyID)
+			waitKeyB(b, signers[2], kr.KeyID)
+			msg := []byte("benchmark message")
+			for b.Loop() {
+				sr, err := signers[1].con.app.RequestSignature(ctx, kr.KeyID, msg, "")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(sr.Signature) != bls.G2Size {
+					b.Fatal("no signature")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSignPipelined keeps 32 signing requests in flight and reports
+// signatures per second.
+func BenchmarkSignPipelined(b *testing.B) {
+	for _, durable := range []bool{true, false} {
+		b.Run(fmt.Sprintf("fsync=%v", durable), func(b *testing.B) {
+			signers := benchGroup(b, 3, durable)
+			ctx := context.Background()
+			kr, err := signers[0].con.app.StartKeygen(ctx, 2)
+			if err != nil {
+				b.Fatal(err)
+			}
+			waitKeyB(b, signers[1], kr.KeyID)
+			waitKeyB(b, signers[2], kr.KeyID)
+			b.ResetTimer()
+			start := time.Now()
+			var wg sync.WaitGroup
+			sem := make(chan struct{}, 32)
+			for i := 0; i < b.N; i++ {
+				sem <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-sem }()
+					if _, err := signers[i%3].con.app.RequestSignature(ctx, kr.KeyID, fmt.Appendf(nil, "request %d", i), ""); err != nil {
+						b.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "signatures/s")
+		})
+	}
+}
