@@ -24,7 +24,9 @@ func TestMain(m *testing.M) {
 	m.Run()
 }
 
-func startRelay(t *testing.T) *transport.Dialer {
+func startRelay(t *testing.T) *transport.Dialer { return startRelayTB(t) }
+
+func startRelayTB(t testing.TB) *transport.Dialer {
 	t.Helper()
 	srv, err := relay.New(relay.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir()})
 	if err != nil {

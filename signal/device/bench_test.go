@@ -1,0 +1,93 @@
+package device
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/signal-mpc/cosigner/signal/store"
+	"github.com/signal-mpc/cosigner/signal/transport"
+)
+
+// benchConsole links a console for benchmarks; durable selects fsync on
+// every store commit (the default of a real console).
+func benchConsole(b *testing.B, d *transport.Dialer, durable bool, deliver DeliverFunc) *Device {
+	b.Helper()
+	ctx := context.Background()
+	p, err := RegisterPrimary(ctx, d, "", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "d.db"), store.Options{NoSync: !durable})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	scanned := make(chan error, 1)
+	if _, err := Link(ctx, LinkConfig{Dialer: d, Store: st, Name: "bench", PreKeys: 5,
+		OnURL: func(url string, _ time.Time) { go func() { scanned <- p.ApproveLink(ctx, d, url, nil) }() },
+	}); err != nil {
+		b.Fatal(err)
+	}
+	if err := <-scanned; err != nil {
+		b.Fatal(err)
+	}
+	dev, err := New(ctx, Config{Dialer: d, Store: st, Deliver: deliver})
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { dev.Run(runCtx); close(done) }()
+	b.Cleanup(func() { cancel(); <-done })
+	return dev
+}
+
+// BenchmarkMessageThroughRelay is one MPC message from one console to
+// another through the relay over loopback: pad, encrypt, tag, the filler
+// for the primary, send, relay, deliver, decrypt, store, hand over, ack.
+// With inflight > 1 several messages travel at once; msgs/s is reported.
+func BenchmarkMessageThroughRelay(b *testing.B) {
+	for _, durable := range []bool{true, false} {
+		for _, inflight := range []int{1, 16} {
+			b.Run(fmt.Sprintf("fsync=%v,inflight=%d", durable, inflight), func(b *testing.B) {
+				d := startRelayB(b)
+				var got sync.WaitGroup
+				recv := func(context.Context, Address, []byte) error { got.Done(); return nil }
+				alice := benchConsole(b, d, durable, func(context.Context, Address, []byte) error { return nil })
+				bob := benchConsole(b, d, durable, recv)
+				ctx := context.Background()
+				body := make([]byte, 700) // about a DKG deal for a small group
+				got.Add(1)
+				if err := alice.Send(ctx, bob.Address(), body); err != nil { // session setup
+					b.Fatal(err)
+				}
+				got.Wait()
+				sem := make(chan struct{}, inflight)
+				start := time.Now()
+				b.ResetTimer()
+				for range b.N {
+					got.Add(1)
+					sem <- struct{}{}
+					go func() {
+						defer func() { <-sem }()
+						if err := alice.Send(ctx, bob.Address(), body); err != nil {
+							b.Error(err)
+							got.Done()
+						}
+					}()
+				}
+				got.Wait()
+				b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+			})
+		}
+	}
+}
+
+func startRelayB(b *testing.B) *transport.Dialer {
+	b.Helper()
+	return startRelayTB(b)
+}
