@@ -95,6 +95,9 @@ func openConsole(ctx context.Context, cfg consoleConfig) (*console, error) {
 			appMu.Unlock()
 			return a.Deliver(ctx, core.Address{Account: from.Account, Device: from.Device}, body)
 		},
+		OnDrop: func(from device.Address, err error) {
+			c.bus.Publish(event.Error{Time: time.Now(), Text: fmt.Sprintf("dropped a message from %s: %v", from, err)})
+		},
 		OnStatus: func(s transport.Status) {
 			c.bus.Publish(event.Connection{State: s.State.String(), RetryAt: s.RetryAt, Detail: s.Err})
 		},

@@ -53,7 +53,11 @@ type Config struct {
 	Store    *store.Store
 	Deliver  DeliverFunc
 	OnStatus func(transport.Status)
-	Logger   *slog.Logger
+	// OnDrop, if set, hears about every MPC envelope dropped because it
+	// could not be opened (a changed identity key, a broken session); it
+	// must not block.
+	OnDrop func(from Address, err error)
+	Logger *slog.Logger
 }
 
 // Stats counts traffic, for the console's status bar.
@@ -191,6 +195,9 @@ func (d *Device) receive(ctx context.Context, body []byte) int {
 			}
 			d.undecrypt.Add(1)
 			d.log.Warn("dropped an envelope", "from", env.from.String(), "err", err)
+			if d.cfg.OnDrop != nil {
+				d.cfg.OnDrop(env.from, err)
+			}
 			if errors.Is(err, errSession) {
 				d.resetSession(ctx, env.from)
 			}

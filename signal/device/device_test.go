@@ -3,6 +3,7 @@ package device
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -418,3 +419,82 @@ func TestRegisteredConsoleApprovesALink(t *testing.T) {
 		t.Fatal("a linked device (device 2) claimed the primary role")
 	}
 }
+
+// Signal traffic without the MPC tag (a message from an official app, say)
+// is acknowledged, counted and dropped without being decrypted or handed
+// to the application.
+func TestUntaggedTrafficIsCountedAndDropped(t *testing.T) {
+	t.Parallel()
+	d := startRelay(t)
+	alice, bob := linkConsole(t, d), linkConsole(t, d)
+	ctx := t.Context()
+	if err := alice.dev.Send(ctx, bob.dev.Address(), []byte("tagged")); err != nil {
+		t.Fatal(err)
+	}
+	bob.in.wait(t, 1)
+	// An untagged ciphertext to bob's console, a filler to his primary.
+	to := bob.dev.Address()
+	var msgs []outMessage
+	for _, id := range alice.dev.knownDevices(to.Account) {
+		reg, _ := alice.dev.registration(to.Account, id)
+		m := outMessage{Type: typePlaintext, DestinationDeviceID: id, DestinationRegistrationID: reg, Content: base64.StdEncoding.EncodeToString(fillerContent)}
+		if id == to.Device {
+			m.Type, m.Content = typeCiphertext, base64.StdEncoding.EncodeToString([]byte("\x33not an MPC message"))
+		}
+		msgs = append(msgs, m)
+	}
+	resp, err := callRaw(ctx, alice.dev.client, "send", "PUT", "/v1/messages/"+to.Account, sendBody{Messages: msgs, Timestamp: time.Now().UnixMilli()})
+	if err != nil || resp.Status != 200 {
+		t.Fatalf("raw send: %v %+v", err, resp)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for bob.dev.Stats().Untagged == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("untagged message never counted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := bob.dev.Stats(); s.Received != 1 || s.Undecrypt != 0 {
+		t.Fatalf("stats %+v: the untagged message reached the application or a decryption", s)
+	}
+}
+
+// A peer whose Signal identity key changed is blocked: its messages are
+// dropped, not delivered, until a human trusts the new key.
+func TestChangedIdentityKeyIsBlocked(t *testing.T) {
+	t.Parallel()
+	d := startRelay(t)
+	alice, bob := linkConsole(t, d), linkConsole(t, d)
+	ctx := t.Context()
+	if err := bob.dev.Send(ctx, alice.dev.Address(), []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	alice.in.wait(t, 1)
+	// Alice's pin for bob now names another key, as if bob's account had
+	// been re-registered with a new identity.
+	other := append([]byte{5}, bytes.Repeat([]byte{9}, 32)...)
+	addr := protocolAddress(bob.dev.Address())
+	if err := alice.st.TrustIdentity(ctx, addr, other); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh session from bob (a prekey message carrying his real key).
+	bob.dev.resetSession(ctx, alice.dev.Address())
+	if err := bob.dev.Send(ctx, alice.dev.Address(), []byte("after the change")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for alice.dev.Stats().Undecrypt == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the message under a changed identity was not refused")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	alice.in.mu.Lock()
+	n := len(alice.in.msgs)
+	alice.in.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("alice received %d messages; the one under the changed identity must not be delivered", n)
+	}
+}
+
+func protocolAddress(a Address) string { return fmt.Sprintf("%s:%d", a.Account, a.Device) }
