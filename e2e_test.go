@@ -17,6 +17,7 @@ import (
 	"github.com/signal-mpc/cosigner/bls"
 	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/core/event"
+	"github.com/signal-mpc/cosigner/core/keystore"
 	"github.com/signal-mpc/cosigner/signal/device"
 	"github.com/signal-mpc/cosigner/signal/liblog"
 	"github.com/signal-mpc/cosigner/signal/relay"
@@ -435,5 +436,36 @@ func TestCommandsOnASelfHostedRelay(t *testing.T) {
 	var vout, verr bytes.Buffer
 	if code := run(ctx, []string{"verify", "--pubkey", sr.GroupKey, "--signature", sr.Signature, "--hex", sr.Message}, nil, &vout, &verr); code != 0 {
 		t.Fatalf("verify: %s", verr.String())
+	}
+	// Alice exports her share as an EIP-2335 keystore; it decrypts to a
+	// scalar whose public key is her public share.
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(pw, []byte("correct horse\n"), 0o600)
+	ksPath := filepath.Join(dir, "share.json")
+	out, errs, code = cli(people[0], "key", "export", "--out", ksPath, "--password-file", pw, "--kdf", "pbkdf2")
+	if code != 0 {
+		t.Fatalf("key export: %d %s", code, errs)
+	}
+	raw, err := os.ReadFile(ksPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(ksPath); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("keystore mode %v", fi.Mode())
+	}
+	secret, file, err := keystore.Decrypt(raw, "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := bls.SecretKeyFromBytes(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hex.EncodeToString(sk.PublicKey().Bytes()) != file.Pubkey || !strings.Contains(out, file.Pubkey) {
+		t.Fatalf("keystore public key %s does not match the share", file.Pubkey)
+	}
+	if _, _, code := cli(people[0], "key", "export", "--out", ksPath, "--password-file", pw); code == 0 {
+		t.Fatal("export overwrote an existing keystore")
 	}
 }

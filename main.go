@@ -53,6 +53,7 @@ func init() {
 		groupCommand,
 		keygenCommand,
 		signCommand,
+		keyCommand,
 		verifyCommand,
 		relayCommand,
 		{

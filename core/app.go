@@ -24,6 +24,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/signal-mpc/cosigner/bls"
 	"github.com/signal-mpc/cosigner/bls/dkg"
 	"github.com/signal-mpc/cosigner/bls/tbls"
 	"github.com/signal-mpc/cosigner/bls/wire"
@@ -369,6 +370,29 @@ func (a *App) Decline(ctx context.Context, id [32]byte, reason string) error {
 		return e
 	}
 	return err
+}
+
+// KeyShare returns this console's secret share of a key (the only key when
+// keyID is zero) and its public share: for export (EIP-2335) only. Handle
+// the secret with care; it is never logged.
+func (a *App) KeyShare(ctx context.Context, keyID [32]byte) (secret, public []byte, info KeyInfo, err error) {
+	if e := a.do(ctx, func() {
+		var k *keyState
+		if k, err = a.pickKey(keyID); err != nil {
+			return
+		}
+		pub, perr := k.key.Group.PublicShare(k.share.Self)
+		if perr != nil {
+			err = perr
+			return
+		}
+		secret = bls.ScalarBytes(&k.share.Share.Value)
+		public = pub.Bytes()
+		info = KeyInfo{KeyID: k.key.ID, GroupKey: k.key.Group.Key.Bytes(), T: k.key.T(), N: k.key.N(), Self: k.share.Self}
+	}); e != nil {
+		return nil, nil, KeyInfo{}, e
+	}
+	return secret, public, info, err
 }
 
 // AddCard adds a signer's card to the roster (trusted on first use;
