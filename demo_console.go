@@ -74,7 +74,7 @@ func (m *demoModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.forward(msg.idx, msg.msg)
 	case tea.WindowSizeMsg:
 		m.width, m.height = msg.Width, msg.Height
-		inner := tea.WindowSizeMsg{Width: msg.Width, Height: max(msg.Height-1, 1)}
+		inner := tea.WindowSizeMsg{Width: msg.Width, Height: max(msg.Height-m.headerLines(), 1)}
 		cmds := make([]tea.Cmd, len(m.models))
 		for i := range m.models {
 			cmds[i] = m.forward(i, inner)
@@ -109,7 +109,20 @@ func (m *demoModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	return m, tea.Batch(cmds...)
 }
 
+// headerLines is 1 when the window has a line to spare for the signer
+// tabs; at 80x24 every line goes to the console so the QR code fits (the
+// status bar names the signer, and F1-F3 still switch).
+func (m *demoModel) headerLines() int {
+	if m.height > 24 {
+		return 1
+	}
+	return 0
+}
+
 func (m *demoModel) View() string {
+	if m.headerLines() == 0 {
+		return m.models[m.active].View()
+	}
 	var b strings.Builder
 	for i, n := range m.names {
 		label := fmt.Sprintf(" F%d %s ", i+1, n)

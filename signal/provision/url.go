@@ -26,8 +26,12 @@ func LinkURL(address string, publicKey []byte, capabilities ...string) string {
 	b.WriteString(url.QueryEscape(address))
 	b.WriteString("&pub_key=")
 	b.WriteString(url.QueryEscape(base64.StdEncoding.EncodeToString(publicKey)))
-	b.WriteString("&capabilities=")
-	b.WriteString(url.QueryEscape(strings.Join(capabilities, ",")))
+	// An empty capabilities parameter tells the phone nothing; leaving it
+	// out keeps the QR code a size smaller (it must fit 80x24).
+	if len(capabilities) > 0 {
+		b.WriteString("&capabilities=")
+		b.WriteString(url.QueryEscape(strings.Join(capabilities, ",")))
+	}
 	return b.String()
 }
 
