@@ -130,8 +130,28 @@ func (c *console) Run(ctx context.Context) error {
 	errs := make(chan error, 2)
 	go func() { errs <- c.app.Run(ctx) }()
 	go func() { errs <- c.dev.Run(ctx) }()
+	go c.reportUntagged(ctx)
 	first := <-errs
 	cancel()
 	second := <-errs
 	return errors.Join(first, second)
+}
+
+// reportUntagged tells the console how much non-MPC Signal traffic the
+// device dropped unread (it is counted in the device, not seen by core).
+func (c *console) reportUntagged(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	var last uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n := c.dev.Stats().Untagged; n != last {
+			last = n
+			c.bus.Publish(event.Untagged{Total: n})
+		}
+	}
 }
