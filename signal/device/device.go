@@ -21,6 +21,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.mau.fi/libsignal/protocol"
 	"go.mau.fi/libsignal/session"
@@ -84,6 +85,7 @@ type Device struct {
 	// ids, learned from key fetches and 409/410 answers.
 	devMu   sync.Mutex
 	devices map[string]map[uint32]uint32
+	fails   map[Address]int
 
 	received, untagged, undecrypt, sent atomic.Uint64
 }
@@ -139,7 +141,32 @@ func (d *Device) Stats() Stats {
 
 // Run keeps the device connected until ctx ends. It returns an error only
 // when the server refuses the credentials (the device was unlinked).
-func (d *Device) Run(ctx context.Context) error { return d.client.Run(ctx) }
+func (d *Device) Run(ctx context.Context) error {
+	pctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	defer func() { stop(); <-done }()
+	go func() {
+		defer close(done)
+		d.pruneInbound(pctx)
+	}()
+	return d.client.Run(ctx)
+}
+
+// pruneInbound drops kept messages past their retention, hourly.
+func (d *Device) pruneInbound(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if _, err := d.cfg.Store.PruneInbound(ctx, time.Now().Add(-InboundRetention)); err != nil && ctx.Err() == nil {
+			d.log.Warn("prune inbound", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
 
 // serve answers the server's requests: message deliveries and the
 // end-of-backlog marker.
@@ -185,7 +212,7 @@ func (d *Device) receive(ctx context.Context, body []byte) int {
 			if err != nil {
 				return err
 			}
-			in = store.Inbound{Account: env.from.Account, Device: env.from.Device, Body: plain}
+			in = store.Inbound{Account: env.from.Account, Device: env.from.Device, Body: plain, Received: time.Now()}
 			return d.cfg.Store.PutInbound(ctx, key, in)
 		})
 		d.crypto.Unlock()
@@ -198,7 +225,7 @@ func (d *Device) receive(ctx context.Context, body []byte) int {
 			if d.cfg.OnDrop != nil {
 				d.cfg.OnDrop(env.from, err)
 			}
-			if errors.Is(err, errSession) {
+			if errors.Is(err, errSession) && d.failures(env.from, true) >= resetAfter {
 				d.resetSession(ctx, env.from)
 			}
 			return http.StatusOK
@@ -211,13 +238,11 @@ func (d *Device) receive(ctx context.Context, body []byte) int {
 		}
 		d.log.Info("message rejected", "from", from.String(), "err", err)
 	}
-	// Taken (or refused for good): the kept copy can go. If the process
-	// dies before the server sees the acknowledgement, the redelivered
-	// envelope fails to decrypt and is dropped, which loses nothing: the
-	// application already has it.
-	if err := d.cfg.Store.DeleteInbound(ctx, key); err != nil {
-		d.log.Warn("forget inbound", "err", err)
-	}
+	// The kept copy stays for a while (pruned after InboundRetention): if
+	// the acknowledgement is lost, the server delivers the envelope again,
+	// and it is served from the store (the application drops the duplicate)
+	// instead of failing to decrypt a second time.
+	d.failures(from, false)
 	d.received.Add(1)
 	return http.StatusOK
 }
@@ -295,6 +320,32 @@ func (d *Device) decryptError(err error) error {
 		return fmt.Errorf("%w: %v", ErrIdentityChanged, err)
 	}
 	return fmt.Errorf("device: decrypt: %w: %w", errSession, err)
+}
+
+// resetAfter is how many decryption failures in a row from one peer make
+// the device start a fresh session with it. One failure is usually a
+// message decrypted before (a redelivery whose kept copy is gone), which
+// says nothing about the session.
+const resetAfter = 3
+
+// InboundRetention is how long a decrypted message is kept to answer a
+// redelivery of its envelope.
+const InboundRetention = 24 * time.Hour
+
+// failures counts consecutive decryption failures per peer: failed adds one,
+// a success clears it. It returns the count.
+func (d *Device) failures(from Address, failed bool) int {
+	d.devMu.Lock()
+	defer d.devMu.Unlock()
+	if d.fails == nil {
+		d.fails = map[Address]int{}
+	}
+	if !failed {
+		delete(d.fails, from)
+		return 0
+	}
+	d.fails[from]++
+	return d.fails[from]
 }
 
 // resetSession forgets the session with a peer whose message it could not

@@ -182,9 +182,12 @@ func (s *Server) serveSocketRequest(ctx context.Context, h http.Handler, p *prin
 	return &wsr.Response{Status: rec.status, Headers: wsr.HeaderLines(rec.header), Body: rec.body.Bytes()}
 }
 
-// withTimestamp adds X-Signal-Timestamp to every response.
+// withTimestamp adds X-Signal-Timestamp to every response. It also counts
+// the running handlers, so that Run closes the store only after the last.
 func (s *Server) withTimestamp(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.sessions.Add(1)
+		defer s.sessions.Done()
 		w.Header().Set("X-Signal-Timestamp", strconv.FormatInt(s.now().UnixMilli(), 10))
 		h.ServeHTTP(w, r)
 	})
@@ -205,6 +208,7 @@ func (s *Server) routes() http.Handler {
 	rest("PUT /v1/provisioning/{address}", s.handleProvision)
 	rest("GET /v1/devices/provisioning/code", s.handleLinkCode)
 	rest("PUT /v1/devices/link", s.handleLink)
+	rest("GET /v1/devices/wait_for_linked_device/{tokenIdentifier}", s.handleWaitForLinkedDevice)
 	rest("GET /v1/devices", s.handleListDevices)
 	rest("GET /v1/devices/{$}", s.handleListDevices)
 	rest("DELETE /v1/devices/{id}", s.handleDeleteDevice)

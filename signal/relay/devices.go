@@ -219,7 +219,7 @@ func (s *Server) handleLinkCode(w http.ResponseWriter, r *http.Request) error {
 	rand.Read(raw)
 	token := base64.RawURLEncoding.EncodeToString(raw)
 	hash := sha256.Sum256([]byte(token))
-	if err := s.store.putLinkToken(hash[:], linkToken{ACI: p.aci, Expires: s.now().Add(linkTokenLifetime).UnixMilli()}); err != nil {
+	if err := s.store.putLinkToken(hash[:], linkToken{ACI: p.aci, Expires: s.now().Add(linkTokenLifetime).UnixMilli()}, s.now()); err != nil {
 		return fmt.Errorf("store link token: %w", err)
 	}
 	writeJSON(w, http.StatusOK, map[string]string{
@@ -284,9 +284,27 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("link device: %w", err)
 	}
 	s.closeChat(acc.ACI, d.ID, 4401, "Reauthentication required") // a stale socket of a former device
+	s.linked.done(hash, acc.ACI, deviceInfo(d), s.now())
 	s.log.Info("device linked", "aci", acc.ACI.String(), "device", d.ID)
 	writeJSON(w, http.StatusOK, accountJSON(acc, d.ID))
 	return nil
+}
+
+// deviceJSON is a device as GET /v1/devices and wait_for_linked_device show it.
+type deviceJSON struct {
+	ID             int    `json:"id"`
+	Name           string `json:"name,omitempty"`
+	LastSeen       int64  `json:"lastSeen"`
+	Created        int64  `json:"created"`
+	RegistrationID int    `json:"registrationId"`
+}
+
+func deviceInfo(d *device) deviceJSON {
+	j := deviceJSON{ID: int(d.ID), LastSeen: d.LastSeen, Created: d.Created, RegistrationID: d.RegistrationID}
+	if len(d.Name) > 0 {
+		j.Name = base64.StdEncoding.EncodeToString(d.Name)
+	}
+	return j
 }
 
 func (s *Server) handleListDevices(w http.ResponseWriter, r *http.Request) error {
@@ -298,22 +316,11 @@ func (s *Server) handleListDevices(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return fmt.Errorf("list devices: %w", err)
 	}
-	type devJSON struct {
-		ID             int    `json:"id"`
-		Name           string `json:"name,omitempty"`
-		LastSeen       int64  `json:"lastSeen"`
-		Created        int64  `json:"created"`
-		RegistrationID int    `json:"registrationId"`
-	}
 	out := struct {
-		Devices []devJSON `json:"devices"`
-	}{Devices: []devJSON{}}
+		Devices []deviceJSON `json:"devices"`
+	}{Devices: []deviceJSON{}}
 	for _, d := range devs {
-		j := devJSON{ID: int(d.ID), LastSeen: d.LastSeen, Created: d.Created, RegistrationID: d.RegistrationID}
-		if len(d.Name) > 0 {
-			j.Name = base64.StdEncoding.EncodeToString(d.Name)
-		}
-		out.Devices = append(out.Devices, j)
+		out.Devices = append(out.Devices, deviceInfo(d))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

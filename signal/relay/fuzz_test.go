@@ -102,9 +102,14 @@ func FuzzSocketRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Cleanup(func() { st.close() })
-	srv.store, srv.loopback, srv.baseCtx = st, true, context.Background()
+	writerCtx, stopWriter := context.WithCancel(context.Background())
+	writerDone := make(chan struct{})
+	go func() { defer close(writerDone); st.runWriter(writerCtx) }()
+	f.Cleanup(func() { stopWriter(); <-writerDone; st.close() })
+	srv.store, srv.loopback, srv.baseCtx, srv.writerCtx = st, true, context.Background(), writerCtx
+	srv.linked = newLinkWaiters()
 	srv.chat, srv.provisioning = map[string]*chatSession{}, map[string]*provisioningSession{}
+	srv.deliveryLocks = map[string]chan struct{}{}
 	h := srv.routes()
 	// One account with a device for the requests to act as.
 	acc := &account{ACI: newUUID(), ACIIdentityKey: newIdentity(f).public(), NextDeviceID: 2}

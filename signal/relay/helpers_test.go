@@ -83,6 +83,15 @@ func (tr *testRelay) stop(t *testing.T) {
 	})
 }
 
+// clientOrDefault is the HTTP client the helpers use for a relay that is
+// not started by startRelay.
+func (tr *testRelay) clientOrDefault() *http.Client {
+	if tr.client != nil {
+		return tr.client
+	}
+	return &http.Client{Timeout: 10 * time.Second}
+}
+
 func (tr *testRelay) wsURL(path string) string {
 	return "ws" + strings.TrimPrefix(tr.base, "http") + path
 }

@@ -118,11 +118,8 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if ok, wait := s.limiter.allow(string(p.aci[:])); !ok {
-		secs := int(math.Ceil(wait.Seconds()))
-		e := fail(http.StatusTooManyRequests, "rate limited")
-		e.header = map[string]string{"Retry-After": strconv.Itoa(max(secs, 1))}
-		return e
+	if err := s.rateLimit(p); err != nil {
+		return err
 	}
 
 	// The checks and the writes are not one transaction: a device linked or
@@ -216,7 +213,7 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 		items = append(items, queued{aci: destAcc.ACI, dev: e.dev, envelope: b})
 	}
 	if len(items) > 0 {
-		if err := s.store.enqueue(items); err != nil {
+		if err := s.store.enqueue(r.Context(), items); err != nil {
 			return fmt.Errorf("queue envelopes: %w", err)
 		}
 	}
@@ -232,6 +229,18 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 		needsSync = len(own) > 1
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"needsSync": needsSync})
+	return nil
+}
+
+// rateLimit takes a token of the account's send budget: 429 with
+// Retry-After when it is spent.
+func (s *Server) rateLimit(p *principal) error {
+	if ok, wait := s.limiter.allow(string(p.aci[:])); !ok {
+		secs := int(math.Ceil(wait.Seconds()))
+		e := fail(http.StatusTooManyRequests, "rate limited")
+		e.header = map[string]string{"Retry-After": strconv.Itoa(max(secs, 1))}
+		return e
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -454,6 +455,14 @@ func TestSendIsRateLimited(t *testing.T) {
 	if s != 429 || h.Get("Retry-After") == "" {
 		t.Fatalf("send over the burst: %d, Retry-After %q; want 429 with Retry-After", s, h.Get("Retry-After"))
 	}
+	// Provisioning messages draw on the same budget, as on Signal's server.
+	if status, _ := tr.do(t, "PUT", "/v1/provisioning/somewhere", alice.auth(), map[string]string{"body": "AA=="}); status != 429 {
+		t.Errorf("provisioning over the budget: %d, want 429", status)
+	}
+	// Another account has its own budget.
+	if status, _ := tr.do(t, "PUT", "/v1/messages/"+alice.aci, bob.auth(), sendBodyOf(message(1, alice.regID, []byte("x")))); status != 200 {
+		t.Errorf("another account's send: %d, want 200", status)
+	}
 	clock.advance(time.Second)
 	if s, _ := send(); s != 200 {
 		t.Errorf("send after a second: %d, want 200", s)
@@ -859,4 +868,140 @@ func TestSocketWithMessagesDisabledReceivesNothing(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 	waitQueueLen(t, tr, bob, 1)
+}
+
+func TestPrimaryWaitsForTheLinkedDevice(t *testing.T) {
+	t.Parallel()
+	tr := startRelay(t, Config{})
+	primary := tr.register(t, "")
+	other := tr.register(t, "")
+	out := tr.mustDo(t, 200, "GET", "/v1/devices/provisioning/code", primary.auth(), nil)
+	code := decode[map[string]string](t, out)
+	ident := code["tokenIdentifier"]
+	wait := "/v1/devices/wait_for_linked_device/" + ident
+
+	type answer struct {
+		status int
+		body   []byte
+	}
+	waiting := make(chan answer, 1)
+	go func() {
+		status, body := tr.do(t, "GET", wait+"?timeout=10", primary.auth(), nil)
+		waiting <- answer{status, body}
+	}()
+	time.Sleep(50 * time.Millisecond) // the primary is waiting before the link
+	d := &testDevice{password: newPasswordString(), regID: 99, pniReg: 98}
+	tr.mustDo(t, 200, "PUT", "/v1/devices/link", newAuth(primary.aci, d.password), linkBodyFor(t, primary, d, code["verificationCode"]))
+	select {
+	case a := <-waiting:
+		got := decode[map[string]any](t, a.body)
+		if a.status != 200 || got["id"] != float64(2) || got["registrationId"] != float64(99) {
+			t.Errorf("wait answered %d %s", a.status, a.body)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting primary was not told")
+	}
+
+	tests := []struct {
+		name string
+		auth string
+		path string
+		want int
+	}{
+		{"asking after the link answers at once", primary.auth(), wait + "?timeout=1", 200},
+		{"another account learns nothing", other.auth(), wait + "?timeout=1", 204},
+		{"an unused token times out", primary.auth(), "/v1/devices/wait_for_linked_device/" + strings.Repeat("A", 43) + "?timeout=1", 204},
+		{"a bad identifier is 400", primary.auth(), "/v1/devices/wait_for_linked_device/xyz", 400},
+		{"a timeout over an hour is 400", primary.auth(), wait + "?timeout=3601", 400},
+		{"no credentials is 401", "", wait, 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if status, body := tr.do(t, "GET", tt.path, tt.auth, nil); status != tt.want {
+				t.Errorf("status %d, want %d (%s)", status, tt.want, body)
+			}
+		})
+	}
+}
+
+func TestOversizedBodyIs413AndChangesNothing(t *testing.T) {
+	t.Parallel()
+	tr := startRelay(t, Config{})
+	alice := tr.register(t, "")
+	big := append([]byte(`{"preKeys":[],"pad":"`), bytes.Repeat([]byte("a"), maxBodySize)...)
+	big = append(big, `"}`...)
+	if status, _ := tr.do(t, "PUT", "/v2/keys", alice.auth(), big); status != 413 {
+		t.Errorf("oversized body: %d, want 413", status)
+	}
+	tr.mustDo(t, 200, "GET", "/v1/accounts/whoami", alice.auth(), nil)
+}
+
+func TestExpiredLinkTokensArePurged(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	tr := startRelay(t, Config{Now: clock.now})
+	primary := tr.register(t, "")
+	for range 3 {
+		tr.linkCode(t, primary)
+	}
+	clock.advance(linkTokenLifetime + time.Second)
+	fresh := tr.linkCode(t, primary)
+	if n, err := tr.srv.store.linkTokenCount(); err != nil || n != 1 {
+		t.Fatalf("%d link tokens stored (%v), want only the fresh one", n, err)
+	}
+	d := &testDevice{password: newPasswordString(), regID: 3, pniReg: 4}
+	tr.mustDo(t, 200, "PUT", "/v1/devices/link", newAuth(primary.aci, d.password), linkBodyFor(t, primary, d, fresh))
+}
+
+func TestSocketsBeyondTheLimitAre503(t *testing.T) {
+	t.Parallel()
+	tr := startRelay(t, Config{MaxSockets: 1})
+	first, _, err := websocket.DefaultDialer.DialContext(t.Context(), tr.wsURL("/v1/websocket/provisioning/"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/v1/websocket/provisioning/", "/v1/websocket/"} {
+		_, resp, err := websocket.DefaultDialer.DialContext(t.Context(), tr.wsURL(path), nil)
+		if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("second socket on %s: %v, want 503", path, err)
+		}
+	}
+	first.Close()
+	// The slot comes back once the first socket is gone.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ws, _, err := websocket.DefaultDialer.DialContext(t.Context(), tr.wsURL("/v1/websocket/"), nil)
+		if err == nil {
+			ws.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no socket after the first closed: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestAQuickReconnectDoesNotRedeliverWhatWasAcknowledged(t *testing.T) {
+	t.Parallel()
+	tr := startRelay(t, Config{})
+	alice := tr.register(t, "")
+	bob := tr.register(t, "")
+	for i := range 5 {
+		first := tr.mustDial(t, bob, nil)
+		content := fmt.Sprint("round ", i)
+		tr.mustDo(t, 200, "PUT", "/v1/messages/"+bob.aci, alice.auth(), sendBodyOf(message(1, bob.regID, []byte(content))))
+		if env := first.nextEnvelope(t); string(env.GetContent()) != content {
+			t.Fatalf("got %q", env.GetContent())
+		}
+		// Close at once (the 200 still goes out first) and reconnect at once.
+		first.conn.Close(websocket.CloseNormalClosure, "")
+		second := tr.mustDial(t, bob, nil)
+		second.expectQuiet(t, 150*time.Millisecond)
+		second.conn.Close(websocket.CloseNormalClosure, "")
+		<-second.conn.Done()
+		<-first.conn.Done()
+	}
+	waitQueueLen(t, tr, bob, 0)
 }

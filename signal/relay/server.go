@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -45,6 +46,9 @@ type Config struct {
 	// bucket, sends per second). Zero: 500 per second, burst 1000.
 	MessageRate  float64
 	MessageBurst int
+	// MaxSockets bounds the open WebSockets of all kinds (default 10,000);
+	// an upgrade beyond it is answered 503.
+	MaxSockets int
 	// Now is the clock (default time.Now); tests inject their own.
 	Now func() time.Time
 	// Logger receives operational logs (default: discarded). Secrets never
@@ -81,13 +85,17 @@ type Server struct {
 	ran   bool
 
 	// Set by Run.
-	store        *store
-	loopback     bool
-	sessions     sync.WaitGroup // socket handlers still running
-	baseCtx      context.Context
-	chat         map[string]*chatSession // devKey -> the device's socket
-	provisioning map[string]*provisioningSession
-	limiter      *limiter
+	store         *store
+	loopback      bool
+	sessions      sync.WaitGroup // handlers (plain requests and sockets) still running
+	baseCtx       context.Context
+	chat          map[string]*chatSession  // devKey -> the device's socket
+	deliveryLocks map[string]chan struct{} // devKey -> held by the device's running delivery loop
+	provisioning  map[string]*provisioningSession
+	linked        *linkWaiters
+	limiter       *limiter
+	sockets       atomic.Int64    // open WebSockets
+	writerCtx     context.Context // lives until the store's writer stops
 }
 
 // New checks cfg and loads the TLS pair. It starts nothing and touches no
@@ -134,6 +142,9 @@ func New(cfg Config) (*Server, error) {
 		burst = 1000
 	}
 	s.limiter = newLimiter(rate, burst, s.now)
+	if s.cfg.MaxSockets <= 0 {
+		s.cfg.MaxSockets = 10_000
+	}
 	return s, nil
 }
 
@@ -195,8 +206,24 @@ func (s *Server) Run(ctx context.Context) (err error) {
 		}
 	}()
 	s.store = st
+	// The group-commit writer outlives every socket and request: it stops
+	// after them (deferred calls run last-in first-out), before the store
+	// closes.
+	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
+	s.writerCtx = writerCtx
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		st.runWriter(writerCtx)
+	}()
+	defer func() {
+		stopWriter()
+		<-writerDone
+	}()
 	s.chat = map[string]*chatSession{}
+	s.deliveryLocks = map[string]chan struct{}{}
 	s.provisioning = map[string]*provisioningSession{}
+	s.linked = newLinkWaiters()
 
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
@@ -236,15 +263,21 @@ func (s *Server) Run(ctx context.Context) (err error) {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
+	served := false
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
+		served = true
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	hs.Shutdown(shutdownCtx) // stops the listener and plain requests
-	cancelSessions()         // sockets (hijacked, so not covered by Shutdown) close with 1001
-	s.sessions.Wait()
+	hs.Shutdown(shutdownCtx) // stops the listener; waits a while for plain requests
+	cancelSessions()         // sockets close with 1001; long requests (wait_for_linked_device) end
+	hs.Close()               // whatever Shutdown did not wait for
+	if !served {
+		<-serveErr
+	}
+	s.sessions.Wait() // every handler, socket or plain, is done with the store
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("relay: serve: %w", err)
 	}

@@ -42,6 +42,10 @@ func (s *Server) serveProvisioningSocket(w http.ResponseWriter, r *http.Request)
 		http.NotFound(w, r)
 		return
 	}
+	if !s.takeSocket(w) {
+		return
+	}
+	defer s.sockets.Add(-1)
 	// Counted before the upgrade: once hijacked, the connection is no longer
 	// waited for by http.Server.Shutdown, and Run must still wait for it.
 	s.sessions.Add(1)
@@ -109,13 +113,28 @@ func (s *Server) serveProvisioningSocket(w http.ResponseWriter, r *http.Request)
 	wg.Wait()
 }
 
+// takeSocket counts a new socket, or answers 503 when the relay has
+// MaxSockets open.
+func (s *Server) takeSocket(w http.ResponseWriter) bool {
+	if s.sockets.Add(1) > int64(s.cfg.MaxSockets) {
+		s.sockets.Add(-1)
+		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		return false
+	}
+	return true
+}
+
 // provisionBody is the body of PUT /v1/provisioning/{address}.
 type provisionBody struct {
 	Body string `json:"body"`
 }
 
 func (s *Server) handleProvision(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.authenticate(r); err != nil {
+	p, err := s.authenticate(r)
+	if err != nil {
+		return err
+	}
+	if err := s.rateLimit(p); err != nil { // Signal uses the messages limiter here too
 		return err
 	}
 	var body provisionBody
@@ -188,6 +207,10 @@ func (s *Server) serveChatSocket(w http.ResponseWriter, r *http.Request, root ht
 			return
 		}
 	}
+	if !s.takeSocket(w) {
+		return
+	}
+	defer s.sockets.Add(-1)
 	s.sessions.Add(1) // before the upgrade, as for provisioning sockets
 	defer s.sessions.Done()
 	ws, err := upgrader.Upgrade(w, r, nil)
@@ -252,6 +275,20 @@ func (s *Server) serveChatSocket(w http.ResponseWriter, r *http.Request, root ht
 // whose deletion has not committed yet when the relay dies is delivered
 // again: a duplicate, never a loss.
 func (s *Server) deliverLoop(ctx context.Context, sess *chatSession) error {
+	// One delivery loop per device at a time: a new socket's loop starts
+	// reading the queue only after the previous one has committed the
+	// deletions of everything acknowledged on the old socket, so a quick
+	// reconnect does not get acknowledged envelopes again.
+	lock := s.deliveryLock(sess.p)
+	select {
+	case lock <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-sess.conn.Done():
+		return wsr.ErrClosed
+	}
+	defer func() { <-lock }() // runs last, after the acknowledgements are committed
+
 	var (
 		cursor  []byte
 		drained bool
@@ -262,7 +299,7 @@ func (s *Server) deliverLoop(ctx context.Context, sess *chatSession) error {
 	)
 	go func() {
 		defer close(ackDone)
-		s.ackLoop(acks)
+		s.ackLoop(s.writerCtx, acks)
 	}()
 	defer func() {
 		wg.Wait()
@@ -324,12 +361,27 @@ func (s *Server) deliverLoop(ctx context.Context, sess *chatSession) error {
 	}
 }
 
+// deliveryLock returns the device's delivery lock (a channel of capacity
+// one). Locks are kept for the relay's lifetime: one small channel per
+// device that ever connected.
+func (s *Server) deliveryLock(p principal) chan struct{} {
+	key := string(devKey(p.aci, p.dev))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.deliveryLocks[key]
+	if !ok {
+		l = make(chan struct{}, 1)
+		s.deliveryLocks[key] = l
+	}
+	return l
+}
+
 // maxAckBatch bounds the deletions of one transaction.
 const maxAckBatch = 1024
 
 // ackLoop deletes acknowledged envelopes, as many per transaction as have
 // arrived, until acks is closed and drained.
-func (s *Server) ackLoop(acks <-chan []byte) {
+func (s *Server) ackLoop(ctx context.Context, acks <-chan []byte) {
 	for key := range acks {
 		batch := [][]byte{key}
 	more:
@@ -344,7 +396,7 @@ func (s *Server) ackLoop(acks <-chan []byte) {
 				break more
 			}
 		}
-		if err := s.store.ack(batch); err != nil {
+		if err := s.store.ack(ctx, batch); err != nil {
 			s.log.Error("delete acknowledged envelopes", "n", len(batch), "err", err)
 		}
 	}

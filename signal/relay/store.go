@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -84,7 +85,18 @@ type identityKeys struct {
 
 type store struct {
 	db *bolt.DB
+	// writes feeds the group-commit writer (runWriter): queue inserts and
+	// deletions of many sockets share one transaction and one fsync.
+	writes chan *writeReq
 }
+
+type writeReq struct {
+	fn   func(*bolt.Tx) error
+	done chan error
+}
+
+// maxGroup bounds the writes of one group commit.
+const maxGroup = 1024
 
 func openStore(dir string) (*store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -98,9 +110,6 @@ func openStore(dir string) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: open %s: %w", ErrStore, path, err)
 	}
-	// Concurrent sends share a commit (DB.Batch); a short wait keeps the
-	// latency of a lone send low.
-	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -121,7 +130,69 @@ func openStore(dir string) (*store, error) {
 		db.Close()
 		return nil, fmt.Errorf("%w: init %s: %w", ErrStore, path, err)
 	}
-	return &store{db: db}, nil
+	return &store{db: db, writes: make(chan *writeReq, maxGroup)}, nil
+}
+
+// runWriter commits grouped writes until ctx ends: it takes every write
+// waiting, runs them in one transaction and commits, so a lone write waits
+// only for its own commit and writes that pile up during a commit share
+// the next one. A failing write is retried alone so that it fails alone.
+func (s *store) runWriter(ctx context.Context) {
+	for {
+		var first *writeReq
+		select {
+		case first = <-s.writes:
+		case <-ctx.Done():
+			return
+		}
+		group := []*writeReq{first}
+	more:
+		for len(group) < maxGroup {
+			select {
+			case w := <-s.writes:
+				group = append(group, w)
+			default:
+				break more
+			}
+		}
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for _, w := range group {
+				if err := w.fn(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			for _, w := range group {
+				w.done <- nil
+			}
+			continue
+		}
+		for _, w := range group {
+			w.done <- s.db.Update(w.fn)
+		}
+	}
+}
+
+// group runs fn in a shared transaction of the writer and returns once it
+// is committed (durable) or failed.
+func (s *store) group(ctx context.Context, fn func(*bolt.Tx) error) error {
+	w := &writeReq{fn: fn, done: make(chan error, 1)}
+	select {
+	case s.writes <- w:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-w.done:
+		return err
+	case <-ctx.Done():
+		// The write may still commit; the caller treats it as failed (a
+		// message then may be stored without a 200: the sender retries and
+		// the recipient can get it twice, never zero times).
+		return ctx.Err()
+	}
 }
 
 func (s *store) close() error { return s.db.Close() }
@@ -310,10 +381,34 @@ func (s *store) createAccount(n newAccount) error {
 	})
 }
 
-func (s *store) putLinkToken(hash []byte, t linkToken) error {
+// putLinkToken stores a new token and drops the expired ones, so tokens
+// that are never used do not pile up.
+func (s *store) putLinkToken(hash []byte, t linkToken, now time.Time) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		return putJSON(tx.Bucket(bucketTokens), hash, t)
+		b := tx.Bucket(bucketTokens)
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; {
+			var old linkToken
+			if json.Unmarshal(v, &old) != nil || old.Expires <= now.UnixMilli() {
+				next := bytes.Clone(k)
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				k, v = c.Seek(next) // the first key after the deleted one
+				continue
+			}
+			k, v = c.Next()
+		}
+		return putJSON(b, hash, t)
 	})
+}
+
+func (s *store) linkTokenCount() (n int, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketTokens).Stats().KeyN
+		return nil
+	})
+	return n, err
 }
 
 // linkToken returns the unexpired token with this hash, or nil. Expired
@@ -581,8 +676,8 @@ func queueKey(aci uuid, dev uint8, seq uint64) []byte {
 // enqueue stores envelopes durably before returning; queue order is the
 // order of commits, because sequence numbers come from the one bucket
 // sequence inside the (serialized) write transaction.
-func (s *store) enqueue(items []queued) error {
-	return s.db.Batch(func(tx *bolt.Tx) error {
+func (s *store) enqueue(ctx context.Context, items []queued) error {
+	return s.group(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketQueue)
 		for _, it := range items {
 			seq, err := b.NextSequence()
@@ -625,9 +720,10 @@ func (s *store) queueAfter(aci uuid, dev uint8, after []byte, n int) (items []qu
 	return items, err
 }
 
-// ack deletes delivered envelopes in one transaction.
-func (s *store) ack(keys [][]byte) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+// ack deletes delivered envelopes; concurrent calls (the sockets of
+// several devices) share a transaction.
+func (s *store) ack(ctx context.Context, keys [][]byte) error {
+	return s.group(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketQueue)
 		for _, k := range keys {
 			if err := b.Delete(k); err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestAppBucketsAreSealedTransactionalAndOrdered(t *testing.T) {
@@ -59,5 +60,29 @@ func TestAppBucketsAreSealedTransactionalAndOrdered(t *testing.T) {
 	raw, _ := os.ReadFile(path)
 	if bytes.Contains(raw, []byte("secret-")) {
 		t.Fatal("application values stored in the clear")
+	}
+}
+
+func TestInboundRecordsArePrunedByAge(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "s.db"), Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	old := time.Now().Add(-48 * time.Hour)
+	s.PutInbound(ctx, []byte("old"), Inbound{Account: "a", Device: 2, Body: []byte("x"), Received: old})
+	s.PutInbound(ctx, []byte("new"), Inbound{Account: "a", Device: 2, Body: []byte("y"), Received: time.Now()})
+	n, err := s.PruneInbound(ctx, time.Now().Add(-24*time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("pruned %d, %v", n, err)
+	}
+	if _, ok, _ := s.GetInbound(ctx, []byte("old")); ok {
+		t.Fatal("old record kept")
+	}
+	in, ok, err := s.GetInbound(ctx, []byte("new"))
+	if !ok || err != nil || string(in.Body) != "y" || in.Device != 2 || in.Account != "a" {
+		t.Fatalf("new record: %+v %v %v", in, ok, err)
 	}
 }

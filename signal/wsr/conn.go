@@ -58,6 +58,8 @@ type Conn struct {
 	closed  bool // a close frame was queued or the connection is over
 	started bool
 
+	handlers sync.WaitGroup // peer requests being handled
+
 	closeOnce sync.Once
 }
 
@@ -193,17 +195,25 @@ func (c *Conn) readLoop(ctx context.Context, wg *sync.WaitGroup) error {
 			c.deliver(f.Response)
 			continue
 		}
-		if c.isClosing() {
+		// Counted under the lock that Close takes: once closing, no handler
+		// starts, so finishHandlers waits for a fixed set.
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
 			continue
 		}
+		c.handlers.Add(1)
+		c.mu.Unlock()
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
+			c.handlers.Done()
 			return fmt.Errorf("%w: %w", ErrClosed, ctx.Err())
 		}
 		wg.Add(1)
 		go func(req *Request) {
 			defer wg.Done()
+			defer c.handlers.Done()
 			defer func() { <-slots }()
 			c.serve(ctx, req)
 		}(f.Request)
@@ -272,6 +282,7 @@ func (c *Conn) writeLoop(ctx context.Context) {
 				return
 			}
 		case cmd := <-c.closing:
+			c.finishHandlers()
 			c.flush()
 			msg := websocket.FormatCloseMessage(cmd.code, cmd.text)
 			if err := c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeGrace)); err != nil {
@@ -284,6 +295,33 @@ func (c *Conn) writeLoop(ctx context.Context) {
 			c.mu.Unlock()
 			return
 		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// finishHandlers lets the requests being handled finish, for up to
+// closeGrace, and writes their responses before the close frame: a peer
+// that acknowledged a message just before closing still gets its
+// acknowledgement across.
+func (c *Conn) finishHandlers() {
+	done := make(chan struct{})
+	go func() {
+		c.handlers.Wait()
+		close(done)
+	}()
+	grace := time.NewTimer(closeGrace)
+	defer grace.Stop()
+	for {
+		select {
+		case b := <-c.out:
+			c.ws.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
+			if err := c.ws.WriteMessage(websocket.BinaryMessage, b); err != nil {
+				return
+			}
+		case <-done:
+			return
+		case <-grace.C:
 			return
 		}
 	}

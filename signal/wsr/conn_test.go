@@ -286,3 +286,31 @@ func TestStartedRequestsGoOutInOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestResponsesInFlightGoOutBeforeTheClose(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	release := make(chan struct{})
+	p := newPair(t, Options{}, Options{Handler: func(context.Context, *Request) *Response {
+		close(started)
+		<-release
+		return &Response{Status: 200}
+	}})
+	respc := make(chan *Response, 1)
+	go func() {
+		resp, _ := p.server.Request(context.Background(), &Request{Verb: "PUT", Path: "/api/v1/message"})
+		respc <- resp
+	}()
+	<-started
+	p.client.Close(websocket.CloseNormalClosure, "") // closing while the handler still runs
+	time.Sleep(20 * time.Millisecond)
+	close(release)
+	select {
+	case resp := <-respc:
+		if resp == nil || resp.Status != 200 {
+			t.Fatalf("the answer in flight was lost: %+v", resp)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer")
+	}
+}
