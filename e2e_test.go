@@ -21,17 +21,16 @@ import (
 	"github.com/signal-mpc/cosigner/signal/device"
 	"github.com/signal-mpc/cosigner/signal/liblog"
 	"github.com/signal-mpc/cosigner/signal/relay"
+	"github.com/signal-mpc/cosigner/signal/relay/relaytest"
 	"github.com/signal-mpc/cosigner/signal/store"
 	"github.com/signal-mpc/cosigner/signal/transport"
 )
 
 // testRelay runs the self-hosted relay in-process on loopback.
 type testRelay struct {
+	*relaytest.Relay
 	srv    *relay.Server
 	dialer *transport.Dialer
-	dir    string
-	cancel context.CancelFunc
-	done   chan error
 }
 
 func startTestRelay(t *testing.T, dir string) *testRelay { return startTestRelayTB(t, dir) }
@@ -39,32 +38,15 @@ func startTestRelay(t *testing.T, dir string) *testRelay { return startTestRelay
 func startTestRelayTB(t testing.TB, dir string) *testRelay {
 	t.Helper()
 	liblog.Silence()
-	srv, err := relay.New(relay.Config{Listen: "127.0.0.1:0", DataDir: dir})
+	r := relaytest.Start(t, dir)
+	d, err := transport.NewDialer(transport.Config{URL: r.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &testRelay{srv: srv, dir: dir, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- srv.Run(ctx) }()
-	<-srv.Ready()
-	if srv.Addr() == nil {
-		cancel()
-		t.Fatalf("relay did not start: %v", <-r.done)
-	}
-	if r.dialer, err = transport.NewDialer(transport.Config{URL: srv.URL()}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.stop)
-	return r
+	return &testRelay{Relay: r, srv: r.Server, dialer: d}
 }
 
-func (r *testRelay) stop() {
-	if r.cancel != nil {
-		r.cancel()
-		<-r.done
-		r.cancel = nil
-	}
-}
+func (r *testRelay) stop() { r.Stop() }
 
 // signer is one co-signer's console, linked to its own account through the
 // real provisioning flow (the test plays the phone).

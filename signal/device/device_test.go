@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/signal-mpc/cosigner/signal/liblog"
-	"github.com/signal-mpc/cosigner/signal/relay"
+	"github.com/signal-mpc/cosigner/signal/relay/relaytest"
 	"github.com/signal-mpc/cosigner/signal/store"
 	"github.com/signal-mpc/cosigner/signal/transport"
 )
@@ -29,20 +29,7 @@ func startRelay(t *testing.T) *transport.Dialer { return startRelayTB(t) }
 
 func startRelayTB(t testing.TB) *transport.Dialer {
 	t.Helper()
-	srv, err := relay.New(relay.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	<-srv.Ready()
-	if srv.Addr() == nil {
-		cancel()
-		t.Fatalf("relay did not start: %v", <-done)
-	}
-	t.Cleanup(func() { cancel(); <-done })
-	d, err := transport.NewDialer(transport.Config{URL: srv.URL()})
+	d, err := transport.NewDialer(transport.Config{URL: relaytest.Start(t, "").URL()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 	"github.com/signal-mpc/cosigner/signal/prekey"
 	signalpb "github.com/signal-mpc/cosigner/signal/proto"
 	"github.com/signal-mpc/cosigner/signal/provision"
-	"github.com/signal-mpc/cosigner/signal/relay"
+	"github.com/signal-mpc/cosigner/signal/relay/relaytest"
 	"github.com/signal-mpc/cosigner/signal/store"
 	"github.com/signal-mpc/cosigner/signal/wsr"
 )
@@ -41,27 +41,7 @@ type e2eRelay struct {
 
 func startE2ERelay(t *testing.T) *e2eRelay {
 	t.Helper()
-	srv, err := relay.New(relay.Config{Listen: "127.0.0.1:0", DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	<-srv.Ready()
-	if srv.Addr() == nil {
-		cancel()
-		t.Fatalf("relay did not start: %v", <-done)
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("relay did not stop")
-		}
-	})
-	return &e2eRelay{t: t, base: srv.URL()}
+	return &e2eRelay{t: t, base: relaytest.Start(t, "").URL()}
 }
 
 func basic(user, password string) string {
