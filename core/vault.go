@@ -264,7 +264,7 @@ func decodeCeremony(b []byte) (*CeremonyRecord, uint64, error) {
 		return nil, 0, fmt.Errorf("%w: ceremony record: %w", ErrCorrupt, err)
 	}
 	if (kind != uint64(KindKeygen) && kind != uint64(KindSign)) || own > 1 || finished > 1 ||
-		(seed != nil && len(seed) != 32) || (keyID != nil && len(keyID) != 32) || len(opening) == 0 {
+		(seed != nil && (len(seed) != 32 || allZero(seed))) || (keyID != nil && (len(keyID) != 32 || allZero(keyID))) || len(opening) == 0 {
 		return nil, 0, fmt.Errorf("%w: ceremony record fields", ErrCorrupt)
 	}
 	r := &CeremonyRecord{Kind: CeremonyKind(kind), Opening: opening, Own: own == 1, Finished: finished == 1, Created: time.Unix(0, int64(created))}
@@ -310,4 +310,15 @@ func boolUint(b bool) uint64 {
 		return 1
 	}
 	return 0
+}
+
+// allZero reports an all-zero id: the encoder omits those, so a record
+// carrying one is not canonical.
+func allZero(b []byte) bool {
+	for _, x := range b {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }
