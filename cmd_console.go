@@ -125,7 +125,7 @@ func runConsoleTUI(ctx context.Context, g globalFlags, sio stdio) error {
 	m := tui.New(ctx, lc, tui.WithLinking(!isLinked), tui.WithLogger(e.log), tui.WithClipboard(sio.out),
 		tui.WithGrace(e.cfg.Signing.ApprovalGrace.Duration),
 		tui.WithIdentity(tui.Identity{Name: e.cfg.Device.Name, Server: e.cfg.Server.URL}))
-	p := tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(ctx), tea.WithOutput(sio.out))
+	p := tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(ctx), tea.WithOutput(unwrap(sio.out)))
 	runErr := make(chan error, 1)
 	go func() {
 		runErr <- func() error {

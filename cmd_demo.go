@@ -69,7 +69,7 @@ func runDemo(ctx context.Context, cmd command, args []string, sio stdio) int {
 }
 
 func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+	f, ok := unwrap(w).(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 

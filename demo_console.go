@@ -159,7 +159,7 @@ func runDemoConsole(ctx context.Context, dir string, msg []byte, sio stdio) int 
 		dm.models = append(dm.models, tui.New(ctx, cores[i], tui.WithLinking(true), tui.WithLogger(log.With("signer", n)),
 			tui.WithClipboard(os.Stdout), tui.WithIdentity(tui.Identity{Name: n, Server: "in-process relay on 127.0.0.1"})))
 	}
-	p := tea.NewProgram(dm, tea.WithAltScreen(), tea.WithContext(ctx), tea.WithOutput(sio.out))
+	p := tea.NewProgram(dm, tea.WithAltScreen(), tea.WithContext(ctx), tea.WithOutput(unwrap(sio.out)))
 	index := map[string]int{}
 	for i, n := range demoNames {
 		index[n] = i

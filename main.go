@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -81,6 +82,9 @@ func main() {
 // run executes the command line args (without the program name) and returns
 // the process exit code.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	// Several goroutines (loggers, the console, results) write to the same
+	// streams: one lock per stream keeps lines whole.
+	stdout, stderr = &syncWriter{w: stdout}, &syncWriter{w: stderr}
 	sio := stdio{in: stdin, out: stdout, err: stderr}
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") && args[0] != "-h" && args[0] != "-help" && args[0] != "--help" {
 		return runConsole(ctx, args, sio)
@@ -229,4 +233,25 @@ func parseFlagsArgs(fs *flag.FlagSet, cmd command, args []string, sio stdio, max
 		return nil, usageError(cmd, sio, "unexpected argument %q", pos[max]), false
 	}
 	return pos, 0, true
+}
+
+// syncWriter serialises writes to a stream shared by goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *syncWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// unwrap returns the stream under a syncWriter: Bubble Tea must see the
+// terminal itself to size and drive it.
+func unwrap(w io.Writer) io.Writer {
+	if s, ok := w.(*syncWriter); ok {
+		return s.w
+	}
+	return w
 }
