@@ -46,6 +46,9 @@ type consoleConfig struct {
 	RoundTimeout time.Duration
 	RequestTTL   time.Duration
 	ResendEvery  time.Duration
+	// Outbound, if set, wraps what core sends through (tests use it to
+	// make a console cheat).
+	Outbound func(core.Messenger) core.Messenger
 }
 
 // console is one co-signer: the Signal device and core's engine.
@@ -105,8 +108,12 @@ func openConsole(ctx context.Context, cfg consoleConfig) (*console, error) {
 	if err != nil {
 		return nil, err
 	}
+	var out core.Messenger = messenger{c.dev}
+	if cfg.Outbound != nil {
+		out = cfg.Outbound(out)
+	}
 	a, err := core.New(core.Config{
-		Me: c.card, ConsoleKey: c.key, Roster: c.rost, Messenger: messenger{c.dev},
+		Me: c.card, ConsoleKey: c.key, Roster: c.rost, Messenger: out,
 		Store: core.NewVaultStore(c.vault), Bus: c.bus, Logger: cfg.Logger,
 		RoundTimeout: cfg.RoundTimeout, RequestTTL: cfg.RequestTTL, ResendEvery: cfg.ResendEvery,
 		AutoApprove: cfg.AutoApprove,

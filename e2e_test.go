@@ -14,7 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"crypto/ed25519"
+
 	"github.com/signal-mpc/cosigner/bls"
+	"github.com/signal-mpc/cosigner/bls/tbls"
+	"github.com/signal-mpc/cosigner/bls/wire"
 	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/core/event"
 	"github.com/signal-mpc/cosigner/core/keystore"
@@ -58,6 +62,9 @@ type signer struct {
 	cancel  context.CancelFunc
 	done    chan error
 	primary *device.Primary
+	// cheat makes the console send bad partials (validly signed); slow
+	// holds its partials back a little.
+	cheat, slow bool
 }
 
 func newSigner(t *testing.T, r *testRelay, name string) *signer {
@@ -92,8 +99,19 @@ func (s *signer) start(t *testing.T, r *testRelay, auto bool) {
 	if s.st, err = store.Open(t.Context(), s.path, store.Options{NoSync: true}); err != nil {
 		t.Fatal(err)
 	}
-	s.con, err = openConsole(t.Context(), consoleConfig{Name: s.name, Dialer: r.dialer, Store: s.st, AutoApprove: auto,
-		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: 5 * time.Second})
+	cfg := consoleConfig{Name: s.name, Dialer: r.dialer, Store: s.st, AutoApprove: auto,
+		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: 5 * time.Second}
+	if s.cheat {
+		key, err := core.ConsoleKey(t.Context(), coreVault{s.st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Outbound = func(m core.Messenger) core.Messenger { return &cheater{next: m, key: key} }
+	}
+	if s.slow {
+		cfg.Outbound = func(m core.Messenger) core.Messenger { return slowPartials{m} }
+	}
+	s.con, err = openConsole(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,4 +468,88 @@ func TestCommandsOnASelfHostedRelay(t *testing.T) {
 	if _, _, code := cli(people[0], "key", "export", "--out", ksPath, "--password-file", pw); code == 0 {
 		t.Fatal("export overwrote an existing keystore")
 	}
+}
+
+// cheater re-signs its console's partial signatures over another message:
+// validly signed by its console key, wrong in content.
+type cheater struct {
+	next core.Messenger
+	key  ed25519.PrivateKey
+}
+
+func (c *cheater) Send(ctx context.Context, to core.Address, env []byte) error {
+	e, err := wire.Decode(env)
+	if err == nil && e.Kind == wire.KindPartial {
+		wrong := &tbls.Partial{Index: e.From, Sig: *bls.HashToG2([]byte("not the message"), bls.SigDST)}
+		if e.Payload, err = tbls.EncodePartial(wrong); err == nil {
+			if b, err := wire.Seal(e, c.key); err == nil {
+				env = b
+			}
+		}
+	}
+	return c.next.Send(ctx, to, env)
+}
+
+// A console that sends a bad partial through Signal is blamed, with its
+// signed partial as evidence, and the two honest signers still sign.
+func TestCheatingConsoleIsBlamedOverTheRelay(t *testing.T) {
+	t.Parallel()
+	r := startTestRelay(t, t.TempDir())
+	var out []*signer
+	for _, n := range []string{"alice", "bob", "carol"} {
+		s := newSigner(t, r, n)
+		s.cheat, s.slow = n == "bob", n == "carol"
+		s.start(t, r, true)
+		out = append(out, s)
+	}
+	introduce(t, out...)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	kr, err := out[0].con.app.StartKeygen(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range out {
+		waitKey(t, ctx, s, kr.KeyID)
+	}
+	// Alice asks; bob's bad partial comes before carol's good one.
+	sub := out[0].con.bus.Subscribe(0)
+	defer sub.Close()
+	msg := []byte("pay the auditors")
+	sr, err := out[0].con.app.RequestSignature(ctx, kr.KeyID, msg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bls.VerifyBytes(kr.GroupKey, msg, sr.Signature); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(sr.Signers)
+	if fmt.Sprint(sr.Signers) != "[alice carol]" {
+		t.Fatalf("signers %v: bob's partial must not be used", sr.Signers)
+	}
+	if fmt.Sprint(sr.Blamed) != "[bob]" {
+		t.Fatalf("blamed %v, want bob", sr.Blamed)
+	}
+	for {
+		e, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatal("no result event")
+		}
+		if d, ok := e.(event.SignDone); ok {
+			if fmt.Sprint(d.Blamed) != "[bob]" || !d.Verified {
+				t.Fatalf("result shown as %+v", d)
+			}
+			return
+		}
+	}
+}
+
+// slowPartials delays a console's partial signatures.
+type slowPartials struct{ next core.Messenger }
+
+func (s slowPartials) Send(ctx context.Context, to core.Address, env []byte) error {
+	if e, err := wire.Decode(env); err == nil && e.Kind == wire.KindPartial {
+		time.Sleep(300 * time.Millisecond)
+	}
+	return s.next.Send(ctx, to, env)
 }

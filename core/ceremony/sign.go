@@ -409,6 +409,9 @@ func (s *SignSession) tryCombine() []Outgoing {
 	for _, j := range res.Blamed {
 		s.dropBad(j)
 	}
+	// The result names everyone blamed in this request, also those whose
+	// bad partial came before an earlier, failed combination.
+	res.Blamed = sortedKeys(s.blamed)
 	s.result = res
 	s.outcome = OutcomeSigned
 	if s.requester != s.cfg.Self {
