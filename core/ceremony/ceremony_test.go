@@ -378,3 +378,44 @@ func TestProposalFromOutsideThePinnedRosterIsRefused(t *testing.T) {
 		t.Fatalf("err = %v, want ErrUntrustedProposal", err)
 	}
 }
+
+// A result is a claim: a console that did not combine itself verifies it,
+// and a forged one blames the requester instead of being shown as signed.
+func TestForgedResultIsRefusedAndBlamed(t *testing.T) {
+	t.Parallel()
+	cs := keygen(t, "forged-result", 3, 2)
+	b := &bus{t: t, consoles: cs}
+	b.tamper = func(d delivery) []byte {
+		e, _ := wire.Decode(d.env)
+		if d.to == 3 && e.Kind == wire.KindPartial {
+			return nil // console 3 never sees the partials
+		}
+		if d.to == 3 && e.Kind == wire.KindSignResult {
+			other, _ := tbls.Sign(cs[0].share, []byte("something else"))
+			sig, _ := bls.NewSignature(&other.Sig)
+			e.Payload, _ = (&tbls.SignResult{Signature: sig, Signers: []uint32{1, 2}}).Encode()
+			raw, _ := wire.Seal(e, cs[0].key)
+			return raw
+		}
+		return d.env
+	}
+	startRequest(t, b, cs[0], "forged-result", []byte("real message"))
+	b.run(func(c *console, env []byte) ([]Outgoing, error) {
+		if env == nil {
+			return nil, nil
+		}
+		return signRoute(t, func(c *console, s *SignSession) ([]Outgoing, error) {
+			if c.idx == 2 {
+				return s.Approve()
+			}
+			return nil, nil
+		})(c, env)
+	})
+	if p := cs[0].signs[requestID("forged-result")].Progress(); p.Outcome != OutcomeSigned {
+		t.Fatalf("requester: %+v", p)
+	}
+	p := cs[2].signs[requestID("forged-result")].Progress()
+	if p.Outcome == OutcomeSigned || !slices.Equal(p.Blamed, []uint32{1}) {
+		t.Fatalf("console 3 took a forged result: %+v", p)
+	}
+}
