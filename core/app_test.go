@@ -189,6 +189,20 @@ func TestKeygenAndSigningBetweenThreeConsoles(t *testing.T) {
 	}
 }
 
+// keygenAll runs a 2-of-n keygen from the first node and waits until every
+// node holds the key.
+func keygenAll(t *testing.T, ctx context.Context, nodes []*node) *KeygenResult {
+	t.Helper()
+	kr, err := nodes[0].app.StartKeygen(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range nodes {
+		waitKeys(t, ctx, nd, kr.KeyID)
+	}
+	return kr
+}
+
 func waitKeys(t *testing.T, ctx context.Context, nd *node, id [32]byte) {
 	t.Helper()
 	for {
@@ -253,13 +267,7 @@ func TestHumansApproveAndDecline(t *testing.T) {
 			return true, ""
 		})
 	}
-	kr, err := nodes[0].app.StartKeygen(ctx, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, nd := range nodes {
-		waitKeys(t, ctx, nd, kr.KeyID)
-	}
+	kr := keygenAll(t, ctx, nodes)
 	msg := []byte("pay invoice 42")
 	sr, err := nodes[0].app.RequestSignature(ctx, kr.KeyID, msg, "invoice")
 	if err != nil {
@@ -368,13 +376,7 @@ func TestOneConsoleOfflineForTheWholeSigning(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	kr, err := nodes[0].app.StartKeygen(ctx, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, nd := range nodes {
-		waitKeys(t, ctx, nd, kr.KeyID)
-	}
+	kr := keygenAll(t, ctx, nodes)
 	nodes[2].stop()
 	msg := []byte("carol is on a plane")
 	sr, err := nodes[0].app.RequestSignature(ctx, kr.KeyID, msg, "")
