@@ -25,6 +25,10 @@ func (v coreVault) Update(ctx context.Context, fn func(core.VaultTx) error) erro
 	return v.s.AppUpdate(ctx, func(tx *store.AppTx) error { return fn(tx) })
 }
 
+func (v coreVault) Submit(ctx context.Context, fn func(core.VaultTx) error) core.Pending {
+	return v.s.AppSubmit(ctx, func(tx *store.AppTx) error { return fn(tx) })
+}
+
 func (v coreVault) View(ctx context.Context, fn func(core.VaultTx) error) error {
 	return v.s.AppView(ctx, func(tx *store.AppTx) error { return fn(tx) })
 }
@@ -96,7 +100,12 @@ func openConsole(ctx context.Context, cfg consoleConfig) (*console, error) {
 			appMu.Lock()
 			a := app
 			appMu.Unlock()
-			return a.Deliver(ctx, core.Address{Account: from.Account, Device: from.Device}, body)
+			err := a.Deliver(ctx, core.Address{Account: from.Account, Device: from.Device}, body)
+			if errors.Is(err, core.ErrStoreFailed) {
+				// Not recorded: the envelope must stay on the server.
+				return fmt.Errorf("%w: %w", device.ErrNotHandled, err)
+			}
+			return err
 		},
 		OnDrop: func(from device.Address, err error) {
 			c.bus.Publish(event.Error{Time: time.Now(), Text: fmt.Sprintf("dropped a message from %s: %v", from, err)})

@@ -29,6 +29,10 @@ func (v vault) Update(ctx context.Context, fn func(core.VaultTx) error) error {
 	return v.s.AppUpdate(ctx, func(tx *store.AppTx) error { return fn(tx) })
 }
 
+func (v vault) Submit(ctx context.Context, fn func(core.VaultTx) error) core.Pending {
+	return v.s.AppSubmit(ctx, func(tx *store.AppTx) error { return fn(tx) })
+}
+
 func (v vault) View(ctx context.Context, fn func(core.VaultTx) error) error {
 	return v.s.AppView(ctx, func(tx *store.AppTx) error { return fn(tx) })
 }

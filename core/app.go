@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -90,6 +91,12 @@ type App struct {
 	mu      sync.Mutex
 	running bool
 
+	// failed holds the first store failure: from then on the App refuses
+	// envelopes (unacknowledged, they come again after a restart) and Run
+	// returns it.
+	failed atomic.Pointer[error]
+	fatal  chan error
+
 	// Loop-owned state.
 	keygens map[[32]byte]*keygenState
 	signs   map[[32]byte]*signState
@@ -123,6 +130,10 @@ type keyState struct {
 type outbound struct {
 	to  Address
 	env []byte
+	// durable waits for the records of the inputs that produced env: a
+	// message leaves only once its cause is on disk, so a restart never
+	// contradicts what peers already saw.
+	durable func(context.Context) error
 }
 
 // result is what a waiter gets when a ceremony ends.
@@ -190,6 +201,7 @@ func New(cfg Config) (*App, error) {
 		self:    Address{cfg.Me.Account, cfg.Me.Device},
 		cmds:    make(chan func()),
 		out:     make(chan outbound, 4096),
+		fatal:   make(chan error, 1),
 		keygens: map[[32]byte]*keygenState{},
 		signs:   map[[32]byte]*signState{},
 		keys:    map[[32]byte]*keyState{},
@@ -216,6 +228,8 @@ func (a *App) Run(ctx context.Context) error {
 	if err := a.restore(ctx); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -229,6 +243,10 @@ func (a *App) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			wg.Wait()
 			return nil
+		case err := <-a.fatal:
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("core: stopped, restart to resume from the file: %w", err)
 		case f := <-a.cmds:
 			f()
 		case <-tick.C:
@@ -253,10 +271,42 @@ func (a *App) do(ctx context.Context, f func()) error {
 	}
 }
 
-// sender delivers outgoing envelopes. A failed send is tried again a few
-// times with growing waits; open ceremonies also re-send their current
-// round periodically, which covers a peer that lost a message for good.
+// sender hands outgoing envelopes to one worker per peer: messages to one
+// peer keep their order, and a slow or unreachable peer does not hold up
+// the others (the Messenger may be called for several peers at once).
 func (a *App) sender(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	peers := map[Address]chan outbound{} // bounded by the roster: only parties are sent to
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case o := <-a.out:
+			ch, ok := peers[o.to]
+			if !ok {
+				ch = make(chan outbound, cap(a.out))
+				peers[o.to] = ch
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					a.peerSender(ctx, ch)
+				}()
+			}
+			select {
+			case ch <- o:
+			default:
+				a.log.Warn("send queue full, the message will be re-sent", "to", o.to.String())
+			}
+		}
+	}
+}
+
+// peerSender delivers one peer's envelopes, each once its cause is
+// durable. A failed send is tried again a few times with growing waits;
+// open ceremonies also re-send their current round periodically, which
+// covers a peer that lost a message for good.
+func (a *App) peerSender(ctx context.Context, in <-chan outbound) {
 	type retry struct {
 		o       outbound
 		attempt int
@@ -266,6 +316,14 @@ func (a *App) sender(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	try := func(o outbound, attempt int) {
+		if attempt == 0 && o.durable != nil {
+			if err := o.durable(ctx); err != nil {
+				if ctx.Err() == nil {
+					a.storeFailed(err)
+				}
+				return // never send what a restart would not reproduce
+			}
+		}
 		err := a.cfg.Messenger.Send(ctx, o.to, o.env)
 		if err == nil || ctx.Err() != nil {
 			return
@@ -286,7 +344,7 @@ func (a *App) sender(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case o := <-a.out:
+		case o := <-in:
 			try(o, 0)
 		case <-timer.C:
 			due := retries
@@ -302,16 +360,66 @@ func (a *App) sender(ctx context.Context) {
 	}
 }
 
+// storeFailed stops the App after a store write failed (the first failure
+// wins).
+func (a *App) storeFailed(err error) {
+	if !errors.Is(err, ErrStoreFailed) {
+		err = fmt.Errorf("%w: %w", ErrStoreFailed, err)
+	}
+	if !a.failed.CompareAndSwap(nil, &err) {
+		return
+	}
+	a.log.Error("store failed", "err", err)
+	a.publish(event.Error{Time: a.now(), Text: err.Error()})
+	select {
+	case a.fatal <- err:
+	default:
+	}
+}
+
+// failure is the store failure that stopped the App, if any.
+func (a *App) failure() error {
+	if p := a.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// settle waits until what the loop did for a caller is durable.
+func (a *App) settle(ctx context.Context, durable func(context.Context) error, err error) error {
+	if errors.Is(err, ErrStoreFailed) {
+		a.storeFailed(err)
+		return err
+	}
+	if derr := durable(ctx); derr != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		a.storeFailed(derr)
+		return derr
+	}
+	return err
+}
+
 // Deliver hands an envelope from a Signal device to the loop and returns
 // once it is stored (nil) or rejected (an error wrapping ErrRejected: the
 // caller acknowledges and drops it). A context error means "not handled":
 // do not acknowledge.
+//
+// It waits for durability whatever the outcome: a duplicate of an envelope
+// whose first copy is still being written must not be acknowledged first.
+// After a store failure it refuses everything with ErrStoreFailed (not
+// handled: do not acknowledge).
 func (a *App) Deliver(ctx context.Context, from Address, env []byte) error {
+	if err := a.failure(); err != nil {
+		return err
+	}
 	var err error
-	if e := a.do(ctx, func() { err = a.handle(ctx, from, env, true) }); e != nil {
+	var durable func(context.Context) error
+	if e := a.do(ctx, func() { err = a.handle(ctx, from, env, true); durable = a.cfg.Store.Durable() }); e != nil {
 		return e
 	}
-	return err
+	return a.settle(ctx, durable, err)
 }
 
 // StartKeygen proposes a t-of-n key generation with the whole roster and
@@ -357,19 +465,21 @@ func (a *App) RequestSignature(ctx context.Context, keyID [32]byte, msg []byte, 
 // Approve answers yes to a signing request or keygen proposal.
 func (a *App) Approve(ctx context.Context, id [32]byte) error {
 	var err error
-	if e := a.do(ctx, func() { err = a.decide(ctx, id, true, "") }); e != nil {
+	var durable func(context.Context) error
+	if e := a.do(ctx, func() { err = a.decide(ctx, id, true, ""); durable = a.cfg.Store.Durable() }); e != nil {
 		return e
 	}
-	return err
+	return a.settle(ctx, durable, err)
 }
 
 // Decline answers no.
 func (a *App) Decline(ctx context.Context, id [32]byte, reason string) error {
 	var err error
-	if e := a.do(ctx, func() { err = a.decide(ctx, id, false, reason) }); e != nil {
+	var durable func(context.Context) error
+	if e := a.do(ctx, func() { err = a.decide(ctx, id, false, reason); durable = a.cfg.Store.Durable() }); e != nil {
 		return e
 	}
-	return err
+	return a.settle(ctx, durable, err)
 }
 
 // KeyShare returns this console's secret share of a key (the only key when
@@ -765,8 +875,13 @@ func (a *App) adoptOrphans(ctx context.Context, id [32]byte) {
 	}
 }
 
-// send queues outgoing envelopes for the parties they address.
+// send queues outgoing envelopes for the parties they address; each waits
+// for the writes made so far.
 func (a *App) send(parties []dkg.Party, out []ceremony.Outgoing) {
+	if len(out) == 0 {
+		return
+	}
+	durable := a.cfg.Store.Durable()
 	for _, o := range out {
 		env, _ := wire.Decode(o.Envelope)
 		for i, p := range parties {
@@ -776,7 +891,7 @@ func (a *App) send(parties []dkg.Party, out []ceremony.Outgoing) {
 				continue
 			}
 			select {
-			case a.out <- outbound{to: to, env: o.Envelope}:
+			case a.out <- outbound{to: to, env: o.Envelope, durable: durable}:
 				a.logMessage(event.Out, to, env, o.Envelope, "")
 			default:
 				a.logMessage(event.Out, to, env, o.Envelope, "send queue full: will be re-sent")

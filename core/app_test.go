@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,6 +42,7 @@ type node struct {
 	cancel  context.CancelFunc
 	done    chan struct{}
 	deliver func(Address, []byte) bool // test hook: false drops the message
+	sent    atomic.Int64               // messages this node's App sent
 }
 
 type mail struct {
@@ -52,6 +54,9 @@ func (n *testNet) Send(from Address) Messenger {
 	return messengerFunc(func(ctx context.Context, to Address, env []byte) error {
 		n.mu.Lock()
 		dst, ok := n.nodes[to]
+		if src := n.nodes[from]; src != nil {
+			src.sent.Add(1)
+		}
 		n.mu.Unlock()
 		if !ok {
 			return fmt.Errorf("no such device %s", to)
@@ -425,5 +430,65 @@ func TestForgedSenderIsRejected(t *testing.T) {
 	err = nodes[1].app.Deliver(ctx, nodes[2].addr, captured)
 	if !errors.Is(err, ErrRejected) {
 		t.Fatalf("relayed under another sender: %v", err)
+	}
+}
+
+func TestNothingLeavesBeforeItsCauseIsDurable(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	held := newMemVault()
+	nodes[1].store = NewVaultStore(held)
+	for _, nd := range nodes {
+		nd.start(t, true)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	kr, err := nodes[0].app.StartKeygen(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range nodes {
+		waitKeys(t, ctx, nd, kr.KeyID)
+	}
+	held.hold() // bob's writes stop reaching his disk
+	sentBefore := nodes[1].sent.Load()
+	queuedAtBob := func() int {
+		nodes[1].mu.Lock()
+		defer nodes[1].mu.Unlock()
+		return len(nodes[1].mailbox)
+	}
+	signed := make(chan error, 1)
+	go func() {
+		_, err := nodes[0].app.RequestSignature(ctx, kr.KeyID, []byte("m"), "")
+		signed <- err
+	}()
+	for queuedAtBob() == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("the request never reached bob")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Bob has the request in hand and approves it (auto-approval), but
+	// while his records are not durable he neither acknowledges the
+	// request nor sends his partial signature.
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		if n := nodes[1].sent.Load() - sentBefore; n > 0 {
+			t.Fatalf("bob sent %d messages before his records were durable", n)
+		}
+		if queuedAtBob() == 0 {
+			t.Fatal("bob acknowledged the request before recording it durably")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	held.release()
+	if err := <-signed; err != nil {
+		t.Fatal(err)
+	}
+	for nodes[1].sent.Load() == sentBefore {
+		if ctx.Err() != nil {
+			t.Fatal("bob never sent his partial after his records became durable")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

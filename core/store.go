@@ -14,6 +14,10 @@ var (
 	ErrNotFound = errors.New("core: not found")
 	// ErrCorrupt: a stored record does not decode.
 	ErrCorrupt = errors.New("core: corrupt record")
+	// ErrStoreFailed: a record could not be written. The App stops: its
+	// state in memory is ahead of the file, and a restart replays the file.
+	// Envelopes it was handling are not acknowledged and come again.
+	ErrStoreFailed = errors.New("core: store failed")
 )
 
 func sortByCreated(rs []*CeremonyRecord) {
@@ -84,10 +88,18 @@ type Orphan struct {
 	Received time.Time
 }
 
-// Store is core's persistence. Every method is atomic: after an error
-// nothing changed. Implementations must encrypt the secrets they hold
-// (seeds; key shares are re-derived from the keygen record and its seed).
+// Store is core's persistence. Every write is atomic. A write may return
+// before it is durable: it is then ordered after every earlier write and
+// seen by every later read, and Durable waits for it. The App applies an
+// input in memory, writes its record, and lets nothing depend on it leave
+// the process (a message sent, an envelope acknowledged) before Durable
+// says so. Implementations must encrypt the secrets they hold (seeds; key
+// shares are re-derived from the keygen record and its seed).
 type Store interface {
+	// Durable returns a function that waits until every write made before
+	// the call is durable: nil, a context error, or the failure (wrapping
+	// ErrStoreFailed) that stopped a write.
+	Durable() func(ctx context.Context) error
 	PutCeremony(ctx context.Context, r *CeremonyRecord) error
 	AppendInput(ctx context.Context, id [32]byte, in Input) error
 	FinishCeremony(ctx context.Context, id [32]byte) error
@@ -112,6 +124,11 @@ type MemoryStore struct {
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore() *MemoryStore {
 	return &MemoryStore{ceremonies: map[[32]byte]*CeremonyRecord{}}
+}
+
+// Durable returns at once: a MemoryStore's writes are done when they return.
+func (m *MemoryStore) Durable() func(ctx context.Context) error {
+	return func(context.Context) error { return nil }
 }
 
 func cloneRecord(r *CeremonyRecord) *CeremonyRecord {

@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/signal-mpc/cosigner/bls/wire"
@@ -12,12 +14,27 @@ import (
 
 // Vault is the encrypted, transactional key-value store core keeps its
 // records in. The Signal device's store satisfies it (one file, one key for
-// all of a console's secrets); core defines only what it needs.
+// all of a console's secrets, one commit order for the device's session
+// updates and core's records); core defines only what it needs.
 type Vault interface {
-	// Update runs fn in one write transaction: all of it or nothing.
+	// Update runs fn in one write transaction, all of it or nothing, and
+	// returns once it is durable.
 	Update(ctx context.Context, fn func(tx VaultTx) error) error
-	// View runs fn in a read transaction.
+	// Submit queues fn to run in a write transaction after every
+	// transaction submitted before it (all of fn or nothing) and returns at
+	// once. Transactions become durable in the order they were submitted.
+	Submit(ctx context.Context, fn func(tx VaultTx) error) Pending
+	// View runs fn in a read transaction over what is durable.
 	View(ctx context.Context, fn func(tx VaultTx) error) error
+}
+
+// Pending is a transaction submitted to a Vault.
+type Pending interface {
+	// Done is closed once the transaction is durable or has failed.
+	Done() <-chan struct{}
+	// Wait returns nil once it is durable, or why it failed; a context
+	// error when ctx ended first.
+	Wait(ctx context.Context) error
 }
 
 // VaultTx is one transaction. Values are encrypted at rest and bound to
@@ -38,39 +55,114 @@ const (
 	maxRecord        = 1 << 20
 )
 
-// VaultStore is the Store of a console: core's records in a Vault.
+// VaultStore is the Store of a console: core's records in a Vault. Its
+// writes are submitted and return at once; Durable waits for them. After a
+// write failed, every later write and wait reports that failure: the App's
+// state in memory is then ahead of the file, and only a restart (a new
+// VaultStore replaying the file) is consistent again.
 type VaultStore struct {
 	v Vault
+
+	mu      sync.Mutex
+	pending []Pending // submitted, not yet seen complete, oldest first
+	err     error     // the first failed write
 }
 
 // NewVaultStore returns a Store over v.
 func NewVaultStore(v Vault) *VaultStore { return &VaultStore{v: v} }
 
+// submit queues a write. The write does not take the caller's
+// cancellation: once core has applied an input in memory, its record must
+// reach the file.
+func (s *VaultStore) submit(ctx context.Context, fn func(tx VaultTx) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.prune()
+	if s.err != nil {
+		return s.err
+	}
+	s.pending = append(s.pending, s.v.Submit(context.WithoutCancel(ctx), fn))
+	return nil
+}
+
+// prune drops the completed writes at the head of the queue, keeping the
+// first failure. The caller holds mu.
+func (s *VaultStore) prune() {
+	n := 0
+	for _, p := range s.pending {
+		select {
+		case <-p.Done():
+		default:
+			s.pending = s.pending[n:]
+			return
+		}
+		if err := p.Wait(context.Background()); err != nil && s.err == nil {
+			s.err = fmt.Errorf("%w: %w", ErrStoreFailed, err)
+		}
+		n++
+	}
+	s.pending = s.pending[:0]
+}
+
+// Durable returns a function that waits until every write made so far is
+// durable, and reports the first failure.
+func (s *VaultStore) Durable() func(ctx context.Context) error {
+	s.mu.Lock()
+	s.prune()
+	waiting := slices.Clone(s.pending)
+	s.mu.Unlock()
+	return func(ctx context.Context) error {
+		for _, p := range waiting {
+			if err := p.Wait(ctx); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				break // recorded by prune below
+			}
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.prune()
+		return s.err
+	}
+}
+
+// The write functions run later, on the store's goroutine: they use only
+// bytes encoded before submitting, never the caller's records, which the
+// App goes on changing.
+
 func (s *VaultStore) PutCeremony(ctx context.Context, r *CeremonyRecord) error {
-	return s.v.Update(ctx, func(tx VaultTx) error {
-		for i, in := range r.Inputs {
-			if err := tx.Put(bucketInputs, inputKey(r.ID, uint64(i)), encodeInput(in)); err != nil {
+	id := r.ID
+	inputs := make([][]byte, len(r.Inputs))
+	for i, in := range r.Inputs {
+		inputs[i] = encodeInput(in)
+	}
+	rec := encodeCeremony(r, uint64(len(r.Inputs)))
+	return s.submit(ctx, func(tx VaultTx) error {
+		for i, in := range inputs {
+			if err := tx.Put(bucketInputs, inputKey(id, uint64(i)), in); err != nil {
 				return err
 			}
 		}
-		return tx.Put(bucketCeremonies, r.ID[:], encodeCeremony(r, uint64(len(r.Inputs))))
+		return tx.Put(bucketCeremonies, id[:], rec)
 	})
 }
 
 func (s *VaultStore) AppendInput(ctx context.Context, id [32]byte, in Input) error {
-	return s.v.Update(ctx, func(tx VaultTx) error {
+	enc := encodeInput(in)
+	return s.submit(ctx, func(tx VaultTx) error {
 		b, err := tx.Get(bucketCeremonies, id[:])
 		if err != nil {
 			return err
 		}
 		if b == nil {
-			return ErrNotFound
+			return fmt.Errorf("%w: ceremony %x", ErrNotFound, id[:4])
 		}
 		r, next, err := decodeCeremony(b)
 		if err != nil {
 			return err
 		}
-		if err := tx.Put(bucketInputs, inputKey(id, next), encodeInput(in)); err != nil {
+		if err := tx.Put(bucketInputs, inputKey(id, next), enc); err != nil {
 			return err
 		}
 		return tx.Put(bucketCeremonies, id[:], encodeCeremony(r, next+1))
@@ -78,13 +170,13 @@ func (s *VaultStore) AppendInput(ctx context.Context, id [32]byte, in Input) err
 }
 
 func (s *VaultStore) FinishCeremony(ctx context.Context, id [32]byte) error {
-	return s.v.Update(ctx, func(tx VaultTx) error {
+	return s.submit(ctx, func(tx VaultTx) error {
 		b, err := tx.Get(bucketCeremonies, id[:])
 		if err != nil {
 			return err
 		}
 		if b == nil {
-			return ErrNotFound
+			return fmt.Errorf("%w: ceremony %x", ErrNotFound, id[:4])
 		}
 		r, next, err := decodeCeremony(b)
 		if err != nil {
@@ -95,9 +187,17 @@ func (s *VaultStore) FinishCeremony(ctx context.Context, id [32]byte) error {
 	})
 }
 
+// read waits for the writes made so far, then reads what is durable.
+func (s *VaultStore) read(ctx context.Context, fn func(tx VaultTx) error) error {
+	if err := s.Durable()(ctx); err != nil {
+		return err
+	}
+	return s.v.View(ctx, fn)
+}
+
 func (s *VaultStore) Ceremonies(ctx context.Context) ([]*CeremonyRecord, error) {
 	var out []*CeremonyRecord
-	err := s.v.View(ctx, func(tx VaultTx) error {
+	err := s.read(ctx, func(tx VaultTx) error {
 		return tx.Scan(bucketCeremonies, nil, func(_, v []byte) error {
 			r, next, err := decodeCeremony(v)
 			if err != nil {
@@ -137,12 +237,12 @@ func (s *VaultStore) PutKey(ctx context.Context, k KeyRecord) error {
 	if err != nil {
 		return err
 	}
-	return s.v.Update(ctx, func(tx VaultTx) error { return tx.Put(bucketKeys, k.KeyID[:], b) })
+	return s.submit(ctx, func(tx VaultTx) error { return tx.Put(bucketKeys, k.KeyID[:], b) })
 }
 
 func (s *VaultStore) Keys(ctx context.Context) ([]KeyRecord, error) {
 	var out []KeyRecord
-	err := s.v.View(ctx, func(tx VaultTx) error {
+	err := s.read(ctx, func(tx VaultTx) error {
 		return tx.Scan(bucketKeys, nil, func(_, v []byte) error {
 			d := wire.NewDecoder(v)
 			c, _ := d.Fixed(1, 32)
@@ -173,13 +273,17 @@ func (s *VaultStore) PutOrphan(ctx context.Context, o Orphan) error {
 		return err
 	}
 	key := orphanKey(o.Envelope)
-	return s.v.Update(ctx, func(tx VaultTx) error { return tx.Put(bucketOrphans, key, b) })
+	return s.submit(ctx, func(tx VaultTx) error { return tx.Put(bucketOrphans, key, b) })
 }
 
 func (s *VaultStore) DeleteOrphans(ctx context.Context, envs [][]byte) error {
-	return s.v.Update(ctx, func(tx VaultTx) error {
-		for _, env := range envs {
-			if err := tx.Delete(bucketOrphans, orphanKey(env)); err != nil {
+	keys := make([][]byte, len(envs))
+	for i, env := range envs {
+		keys[i] = orphanKey(env)
+	}
+	return s.submit(ctx, func(tx VaultTx) error {
+		for _, k := range keys {
+			if err := tx.Delete(bucketOrphans, k); err != nil {
 				return err
 			}
 		}
@@ -189,7 +293,7 @@ func (s *VaultStore) DeleteOrphans(ctx context.Context, envs [][]byte) error {
 
 func (s *VaultStore) Orphans(ctx context.Context) ([]Orphan, error) {
 	var out []Orphan
-	err := s.v.View(ctx, func(tx VaultTx) error {
+	err := s.read(ctx, func(tx VaultTx) error {
 		return tx.Scan(bucketOrphans, nil, func(_, v []byte) error {
 			o, err := decodeOrphan(v)
 			if err != nil {

@@ -20,6 +20,10 @@ type memVault struct {
 	mu   sync.Mutex
 	data map[string]map[string][]byte
 	fail error // when set, Update fails after running fn
+
+	qmu    sync.Mutex
+	held   bool
+	queued []func()
 }
 
 func newMemVault() *memVault { return &memVault{data: map[string]map[string][]byte{}} }
@@ -86,6 +90,57 @@ func (v *memVault) Update(_ context.Context, fn func(VaultTx) error) error {
 	return nil
 }
 
+// Submit runs fn at once, or queues it while the vault is held (hold,
+// release), which stands for a commit that has not reached the disk yet.
+func (v *memVault) Submit(ctx context.Context, fn func(VaultTx) error) Pending {
+	p := &memPending{done: make(chan struct{})}
+	run := func() {
+		p.err = v.Update(ctx, fn)
+		close(p.done)
+	}
+	v.qmu.Lock()
+	defer v.qmu.Unlock()
+	if v.held {
+		v.queued = append(v.queued, run)
+		return p
+	}
+	run()
+	return p
+}
+
+// hold makes later submissions wait (not durable) until release.
+func (v *memVault) hold() {
+	v.qmu.Lock()
+	v.held = true
+	v.qmu.Unlock()
+}
+
+// release runs the held submissions in order.
+func (v *memVault) release() {
+	v.qmu.Lock()
+	defer v.qmu.Unlock()
+	for _, run := range v.queued {
+		run()
+	}
+	v.queued, v.held = nil, false
+}
+
+type memPending struct {
+	done chan struct{}
+	err  error
+}
+
+func (p *memPending) Done() <-chan struct{} { return p.done }
+
+func (p *memPending) Wait(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (v *memVault) View(_ context.Context, fn func(VaultTx) error) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -110,7 +165,14 @@ func TestVaultStoreKeepsRecordsAcrossReopen(t *testing.T) {
 	s2 := &CeremonyRecord{ID: [32]byte{2}, Kind: KindSign, Opening: []byte("request"), KeyID: [32]byte{3}, Created: time.Unix(50, 0)}
 	s.PutCeremony(ctx, s2)
 	s.FinishCeremony(ctx, s2.ID)
-	if err := s.AppendInput(ctx, [32]byte{7}, in[0]); !errors.Is(err, ErrNotFound) {
+	if err := s.Durable()(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bad := NewVaultStore(v)
+	if err := bad.AppendInput(ctx, [32]byte{7}, in[0]); err != nil {
+		t.Fatalf("a write is queued, not checked at once: %v", err)
+	}
+	if err := bad.Durable()(ctx); !errors.Is(err, ErrNotFound) || !errors.Is(err, ErrStoreFailed) {
 		t.Fatalf("input for an unknown ceremony: %v", err)
 	}
 
@@ -146,7 +208,7 @@ func TestVaultStoreKeepsRecordsAcrossReopen(t *testing.T) {
 	}
 }
 
-func TestFailedWriteLeavesTheStoreAsItWas(t *testing.T) {
+func TestAFailedWriteStopsTheStoreAndLeavesTheFileAsItWas(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	v := newMemVault()
@@ -154,20 +216,54 @@ func TestFailedWriteLeavesTheStoreAsItWas(t *testing.T) {
 	r := &CeremonyRecord{ID: [32]byte{1}, Kind: KindSign, Opening: []byte("x"), KeyID: [32]byte{2}, Created: time.Unix(1, 0)}
 	s.PutCeremony(ctx, r)
 	v.fail = errors.New("disk full")
-	if err := s.AppendInput(ctx, r.ID, Input{Kind: InputAccept}); err == nil {
-		t.Fatal("failed write reported success")
+	s.AppendInput(ctx, r.ID, Input{Kind: InputAccept})
+	if err := s.Durable()(ctx); !errors.Is(err, ErrStoreFailed) {
+		t.Fatalf("failed write: Durable = %v, want ErrStoreFailed", err)
 	}
 	v.fail = nil
-	got, _ := s.Ceremonies(ctx)
-	if len(got[0].Inputs) != 0 {
-		t.Fatal("a failed append left an input behind")
+	// Later writes are refused: the caller's state is ahead of the file.
+	if err := s.AppendInput(ctx, r.ID, Input{Kind: InputAccept}); !errors.Is(err, ErrStoreFailed) {
+		t.Fatalf("write after a failure: %v", err)
 	}
-	if err := s.AppendInput(ctx, r.ID, Input{Kind: InputAccept}); err != nil {
+	// A restart reads the file as it was before the failed write.
+	again := NewVaultStore(v)
+	got, _ := again.Ceremonies(ctx)
+	if len(got) != 1 || len(got[0].Inputs) != 0 {
+		t.Fatalf("a failed append left an input behind: %+v", got)
+	}
+	if err := again.AppendInput(ctx, r.ID, Input{Kind: InputAccept}); err != nil {
 		t.Fatal(err)
 	}
-	got, _ = s.Ceremonies(ctx)
+	got, _ = again.Ceremonies(ctx)
 	if len(got[0].Inputs) != 1 {
 		t.Fatalf("inputs %d", len(got[0].Inputs))
+	}
+}
+
+func TestDurableWaitsForEveryWriteMadeBeforeIt(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	v := newMemVault()
+	s := NewVaultStore(v)
+	v.hold()
+	r := &CeremonyRecord{ID: [32]byte{1}, Kind: KindSign, Opening: []byte("x"), KeyID: [32]byte{2}, Created: time.Unix(1, 0)}
+	if err := s.PutCeremony(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	s.AppendInput(ctx, r.ID, Input{Kind: InputAccept})
+	wait := s.Durable()
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := wait(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Durable before the writes reached the vault: %v", err)
+	}
+	v.release()
+	if err := wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := NewVaultStore(v).Ceremonies(ctx)
+	if len(got) != 1 || len(got[0].Inputs) != 1 {
+		t.Fatalf("after Durable: %+v", got)
 	}
 }
 

@@ -43,9 +43,10 @@ type Address struct {
 func (a Address) String() string { return fmt.Sprintf("%s.%d", a.Account, a.Device) }
 
 // DeliverFunc hands a decrypted MPC message to the application. It returns
-// nil once the message is stored, or an error: a context error means "not
-// handled" (the envelope is not acknowledged and comes again); any other
-// error means "rejected" (acknowledged and dropped).
+// nil once the message is stored, or an error: a context error or one
+// wrapping ErrNotHandled means "not handled" (the envelope is not
+// acknowledged and comes again); any other error means "rejected"
+// (acknowledged and dropped).
 type DeliverFunc func(ctx context.Context, from Address, body []byte) error
 
 // Config configures a Device.
@@ -78,9 +79,11 @@ type Device struct {
 	proto  *store.Protocol
 	client *transport.Client
 
-	// crypto serialises libsignal session operations, which are not safe
-	// to run concurrently on one store.
-	crypto sync.Mutex
+	// Every libsignal session operation runs inside a store operation
+	// (Store.Atomic or Submit): the store runs them one at a time, in
+	// commit order, which is what libsignal (no locking, records mutated in
+	// place) needs, and its group commit lets concurrent sends and receives
+	// share their fsyncs.
 	// devices remembers each peer account's device ids and registration
 	// ids, learned from key fetches and 409/410 answers.
 	devMu   sync.Mutex
@@ -201,42 +204,61 @@ func (d *Device) receive(ctx context.Context, body []byte) int {
 		return http.StatusOK
 	}
 	key := env.key()
-	in, found, err := d.cfg.Store.GetInbound(ctx, key)
-	if err != nil {
-		return http.StatusServiceUnavailable
-	}
-	if !found {
-		d.crypto.Lock()
-		err = d.cfg.Store.Atomic(ctx, func(ctx context.Context) error {
-			plain, err := d.decrypt(ctx, env)
-			if err != nil {
-				return err
-			}
-			in = store.Inbound{Account: env.from.Account, Device: env.from.Device, Body: plain, Received: time.Now()}
-			return d.cfg.Store.PutInbound(ctx, key, in)
-		})
-		d.crypto.Unlock()
+	var in store.Inbound
+	var storeErr error
+	op := d.cfg.Store.Submit(ctx, func(ctx context.Context) error {
+		// Looked up inside the operation: a redelivery that overtakes the
+		// commit of the first copy still finds it here.
+		got, found, err := d.cfg.Store.GetInbound(ctx, key)
 		if err != nil {
-			if ctx.Err() != nil {
-				return http.StatusServiceUnavailable
-			}
-			d.undecrypt.Add(1)
-			d.log.Warn("dropped an envelope", "from", env.from.String(), "err", err)
-			if d.cfg.OnDrop != nil {
-				d.cfg.OnDrop(env.from, err)
-			}
-			if errors.Is(err, errSession) && d.failures(env.from, true) >= resetAfter {
-				d.resetSession(ctx, env.from)
-			}
-			return http.StatusOK
+			storeErr = err
+			return err
 		}
+		if found {
+			in = got
+			return nil
+		}
+		plain, err := d.decrypt(ctx, env)
+		if err != nil {
+			return err
+		}
+		in = store.Inbound{Account: env.from.Account, Device: env.from.Device, Body: plain, Received: time.Now()}
+		if err := d.cfg.Store.PutInbound(ctx, key, in); err != nil {
+			storeErr = err
+			return err
+		}
+		return nil
+	})
+	// The message is handed over as soon as it is decrypted, before its
+	// commit is durable: the application's own record of it is ordered
+	// after that commit in the same store, and the acknowledgement below
+	// waits for both. A crash in between loses neither: the envelope comes
+	// again and decrypts from the session state on disk.
+	if err := op.Ran(ctx); err != nil {
+		if ctx.Err() != nil || storeErr != nil || errors.Is(err, store.ErrClosed) {
+			return http.StatusServiceUnavailable
+		}
+		d.undecrypt.Add(1)
+		d.log.Warn("dropped an envelope", "from", env.from.String(), "err", err)
+		if d.cfg.OnDrop != nil {
+			d.cfg.OnDrop(env.from, err)
+		}
+		if errors.Is(err, errSession) && d.failures(env.from, true) >= resetAfter {
+			d.resetSession(ctx, env.from)
+		}
+		return http.StatusOK
 	}
 	from := Address{in.Account, in.Device}
 	if err := d.cfg.Deliver(ctx, from, in.Body); err != nil {
-		if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrNotHandled) {
 			return http.StatusServiceUnavailable
 		}
 		d.log.Info("message rejected", "from", from.String(), "err", err)
+	}
+	if err := op.Wait(ctx); err != nil {
+		// Not durable: the envelope stays queued and comes again.
+		d.log.Warn("store decrypted message", "from", from.String(), "err", err)
+		return http.StatusServiceUnavailable
 	}
 	// The kept copy stays for a while (pruned after InboundRetention): if
 	// the acknowledgement is lost, the server delivers the envelope again,
@@ -285,7 +307,7 @@ func parseEnvelope(body []byte) (*incoming, error) {
 }
 
 // decrypt opens the ciphertext with the session (creating it from a prekey
-// message) and removes the padding. The caller holds d.crypto.
+// message) and removes the padding. ctx carries a store operation.
 func (d *Device) decrypt(ctx context.Context, e *incoming) ([]byte, error) {
 	addr := protocol.NewSignalAddress(e.from.Account, e.from.Device)
 	ser := prekey.Serializer()
@@ -354,8 +376,6 @@ func (d *Device) failures(from Address, failed bool) int {
 // clients recover a broken session (there with a retry receipt); here the
 // MPC layer re-sends the lost message itself.
 func (d *Device) resetSession(ctx context.Context, from Address) {
-	d.crypto.Lock()
-	defer d.crypto.Unlock()
 	if err := d.proto.DeleteSession(ctx, protocol.NewSignalAddress(from.Account, from.Device)); err != nil {
 		d.log.Warn("reset session", "peer", from.String(), "err", err)
 	}

@@ -13,6 +13,10 @@ var (
 	ErrSend = errors.New("device: send failed")
 	// ErrPadding: a decrypted plaintext is not padded as Signal pads.
 	ErrPadding = errors.New("device: bad padding")
+	// ErrNotHandled, returned (wrapped) by a DeliverFunc, means the
+	// application could not take the message now (its store failed): the
+	// envelope is not acknowledged and the server delivers it again.
+	ErrNotHandled = errors.New("device: message not handled")
 	// ErrUntagged: an envelope without the MPC tag (other Signal traffic).
 	ErrUntagged = errors.New("device: not an MPC message")
 	// ErrEnvelope: a delivered envelope does not parse or lacks fields.

@@ -141,9 +141,14 @@ func (d *Device) buildMessages(ctx context.Context, to Address, body []byte) ([]
 
 func (d *Device) encrypt(ctx context.Context, to Address, plain []byte) (int, []byte, error) {
 	addr := protocol.NewSignalAddress(to.Account, to.Device)
-	d.crypto.Lock()
-	defer d.crypto.Unlock()
-	ct, err := session.NewCipher(d.builder(addr), addr).Encrypt(ctx, plain)
+	var ct protocol.CiphertextMessage
+	// The session update is durable before the ciphertext can leave: a
+	// crash must never make this console reuse a message key.
+	err := d.cfg.Store.Atomic(ctx, func(ctx context.Context) error {
+		var err error
+		ct, err = session.NewCipher(d.builder(addr), addr).Encrypt(ctx, plain)
+		return err
+	})
 	if err != nil {
 		if errors.Is(err, store.ErrIdentityChanged) {
 			return 0, nil, fmt.Errorf("%w: %s", ErrIdentityChanged, to)
@@ -165,14 +170,17 @@ func (d *Device) encrypt(ctx context.Context, to Address, plain []byte) (int, []
 // else from the device's prekey bundle.
 func (d *Device) ensureSession(ctx context.Context, to Address) error {
 	addr := protocol.NewSignalAddress(to.Account, to.Device)
-	d.crypto.Lock()
-	rec, err := d.proto.LoadSession(ctx, addr)
-	d.crypto.Unlock()
-	if err == nil && rec != nil && !rec.IsFresh() {
-		if reg := rec.SessionState().RemoteRegistrationID(); reg != 0 {
-			d.remember(to.Account, to.Device, reg)
-			return nil
+	var reg uint32
+	err := d.cfg.Store.Atomic(ctx, func(ctx context.Context) error {
+		rec, err := d.proto.LoadSession(ctx, addr)
+		if err == nil && rec != nil && !rec.IsFresh() {
+			reg = rec.SessionState().RemoteRegistrationID()
 		}
+		return err
+	})
+	if err == nil && reg != 0 {
+		d.remember(to.Account, to.Device, reg)
+		return nil
 	}
 	return d.fetchKeys(ctx, to.Account, to.Device, true)
 }
@@ -197,9 +205,7 @@ func (d *Device) fetchKeys(ctx context.Context, account string, id uint32, withS
 		}
 		if withSession {
 			addr := protocol.NewSignalAddress(account, id)
-			d.crypto.Lock()
-			err := d.builder(addr).ProcessBundle(ctx, b.Bundle)
-			d.crypto.Unlock()
+			err := d.cfg.Store.Atomic(ctx, func(ctx context.Context) error { return d.builder(addr).ProcessBundle(ctx, b.Bundle) })
 			if err != nil {
 				if errors.Is(err, store.ErrIdentityChanged) {
 					return fmt.Errorf("%w: %s.%d", ErrIdentityChanged, account, id)
@@ -217,8 +223,6 @@ func (d *Device) forgetDevice(ctx context.Context, account string, id uint32) {
 	d.devMu.Lock()
 	delete(d.devices[account], id)
 	d.devMu.Unlock()
-	d.crypto.Lock()
-	defer d.crypto.Unlock()
 	if err := d.proto.DeleteSession(ctx, protocol.NewSignalAddress(account, id)); err != nil {
 		d.log.Warn("delete session", "device", fmt.Sprintf("%s.%d", account, id), "err", err)
 	}

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"fmt"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -17,6 +18,7 @@ var bucketApp = []byte("app")
 type AppTx struct {
 	s  *Store
 	tx *bolt.Tx
+	w  *txn // nil in a read transaction
 }
 
 func appPath(bucket string) [][]byte { return [][]byte{bucketApp, []byte(bucket)} }
@@ -28,16 +30,18 @@ func (t *AppTx) Get(bucket string, key []byte) ([]byte, error) {
 
 // Put stores value under key.
 func (t *AppTx) Put(bucket string, key, value []byte) error {
-	return t.s.putTx(t.tx, appPath(bucket), key, value)
+	if t.w == nil {
+		return fmt.Errorf("%w: write in a read transaction", ErrInvalidArgument)
+	}
+	return t.s.putTx(t.w, appPath(bucket), key, value)
 }
 
 // Delete removes key; absent keys are fine.
 func (t *AppTx) Delete(bucket string, key []byte) error {
-	b, err := bucketPath(t.tx, false, appPath(bucket))
-	if err != nil || b == nil {
-		return err
+	if t.w == nil {
+		return fmt.Errorf("%w: write in a read transaction", ErrInvalidArgument)
 	}
-	return b.Delete(key)
+	return t.w.delete(appPath(bucket), key)
 }
 
 // Scan calls fn for every key with the prefix, in key order, with the
@@ -65,7 +69,18 @@ func (s *Store) AppUpdate(ctx context.Context, fn func(tx *AppTx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error { return fn(&AppTx{s: s, tx: tx}) })
+	return s.update(ctx, func(t *txn) error { return fn(&AppTx{s: s, tx: t.tx, w: t}) })
+}
+
+// AppSubmit queues fn to run in a write transaction after every write
+// submitted before it and returns at once (see Submit): the application's
+// way to keep its records in the same commit order as the device's session
+// updates without waiting for each commit.
+func (s *Store) AppSubmit(ctx context.Context, fn func(tx *AppTx) error) Pending {
+	return s.Submit(ctx, func(ctx context.Context) error {
+		t := txFrom(ctx)
+		return fn(&AppTx{s: s, tx: t.tx, w: t})
+	})
 }
 
 // AppView runs fn in a read transaction.

@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 const crashChildEnv = "COSIGNER_STORE_CRASH_CHILD"
@@ -28,7 +26,7 @@ func crashChild() {
 	}
 	for i := uint64(1); ; i++ {
 		v := binary.BigEndian.AppendUint64(nil, i)
-		err := s.update(context.Background(), func(tx *bolt.Tx) error {
+		err := s.update(context.Background(), func(tx *txn) error {
 			if err := s.putTx(tx, [][]byte{bucketCrash}, []byte("a"), v); err != nil {
 				return err
 			}

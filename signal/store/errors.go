@@ -27,4 +27,9 @@ var (
 	ErrNoIdentity = errors.New("store: no local identity of that kind")
 	// ErrInvalidArgument: a caller error (nil record, unknown identity kind).
 	ErrInvalidArgument = errors.New("store: invalid argument")
+	// ErrClosed: the store was closed before the write could run.
+	ErrClosed = errors.New("store: closed")
+	// ErrPanicked: an operation's function panicked (libsignal does on some
+	// malformed input); its writes were undone.
+	ErrPanicked = errors.New("store: operation panicked")
 )

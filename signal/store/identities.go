@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // pinned returns the pinned identity key of addr (nil when none), caching
@@ -21,7 +19,11 @@ func (s *Store) pinned(ctx context.Context, addr string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if k != nil { // absent pins are not cached: the network names addresses
+	// Absent pins are not cached (the network names addresses), and pins
+	// read outside a transaction are not either: a group running at that
+	// moment may be changing the pin, and the cache must never hold an
+	// older state than the file.
+	if k != nil && txFrom(ctx) != nil {
 		s.mu.Lock()
 		s.pins[addr] = k
 		s.mu.Unlock()
@@ -46,8 +48,8 @@ func (s *Store) pin(ctx context.Context, addr string, key []byte, replace bool) 
 		return err
 	}
 	path := [][]byte{bucketIdentities}
-	err := s.update(ctx, func(tx *bolt.Tx) error {
-		cur, err := s.getTx(tx, path, []byte(addr))
+	err := s.update(ctx, func(t *txn) error {
+		cur, err := s.getTx(t.tx, path, []byte(addr))
 		if err != nil {
 			return err
 		}
@@ -57,7 +59,7 @@ func (s *Store) pin(ctx context.Context, addr string, key []byte, replace bool) 
 		if cur != nil && !replace {
 			return fmt.Errorf("%w: %s", ErrIdentityChanged, addr)
 		}
-		return s.putTx(tx, path, []byte(addr), key)
+		return s.putTx(t, path, []byte(addr), key)
 	})
 	s.mu.Lock()
 	delete(s.pins, addr) // re-read on next use

@@ -251,7 +251,7 @@ func (p *Protocol) SaveKeys(ctx context.Context, k *prekey.Keys) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return p.s.update(ctx, func(tx *bolt.Tx) error {
+	return p.s.update(ctx, func(tx *txn) error {
 		if k.SignedPreKey != nil {
 			if err := p.s.putTx(tx, p.path(bucketSigned), idKey(k.SignedPreKey.ID()), encodeSignedPreKey(k.SignedPreKey)); err != nil {
 				return err
@@ -502,12 +502,23 @@ func (p *Protocol) DeleteAllSessions(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err := p.s.update(ctx, func(tx *bolt.Tx) error {
-		b, err := bucketPath(tx, false, p.path(nil)[:1])
-		if err != nil || b == nil || b.Bucket(bucketSessions) == nil {
+	err := p.s.update(ctx, func(t *txn) error {
+		// Key by key rather than DeleteBucket, so that the undo log of the
+		// group commit can restore them if the operation fails.
+		b, err := bucketPath(t.tx, false, p.path(bucketSessions))
+		if err != nil || b == nil {
 			return err
 		}
-		return b.DeleteBucket(bucketSessions)
+		var keys [][]byte
+		if err := b.ForEach(func(k, _ []byte) error { keys = append(keys, bytes.Clone(k)); return nil }); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := t.delete(p.path(bucketSessions), k); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	prefix := p.kind.String() + "/"
 	p.s.mu.Lock()
@@ -560,6 +571,6 @@ func (p *Protocol) NextKeyOptions(ctx context.Context) (prekey.Options, error) {
 
 // advance raises the stored next id of key past id (with wrap-around, the
 // most recent id wins).
-func (p *Protocol) advance(tx *bolt.Tx, key []byte, id uint32) error {
+func (p *Protocol) advance(tx *txn, key []byte, id uint32) error {
 	return p.s.putTx(tx, p.path(bucketNext), key, idKey(prekey.NextID(id)))
 }

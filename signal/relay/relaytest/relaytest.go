@@ -20,10 +20,18 @@ type Relay struct {
 // fresh temporary folder when empty), stopped when the test ends.
 func Start(t testing.TB, dir string) *Relay {
 	t.Helper()
-	if dir == "" {
-		dir = t.TempDir()
+	return StartConfig(t, relay.Config{DataDir: dir})
+}
+
+// StartConfig is Start with a configuration: Listen is always 127.0.0.1 with
+// a free port, DataDir a fresh temporary folder when empty.
+func StartConfig(t testing.TB, cfg relay.Config) *Relay {
+	t.Helper()
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
 	}
-	srv, err := relay.New(relay.Config{Listen: "127.0.0.1:0", DataDir: dir})
+	cfg.Listen = "127.0.0.1:0"
+	srv, err := relay.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
