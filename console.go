@@ -40,6 +40,12 @@ func (m messenger) Send(ctx context.Context, to core.Address, env []byte) error 
 	return m.d.Send(ctx, device.Address{Account: to.Account, Device: to.Device}, env)
 }
 
+// SendAfter lets the device wait for core's records after its own commit
+// (same store, same commit order): one commit per send, not two.
+func (m messenger) SendAfter(ctx context.Context, to core.Address, env []byte, durable func(context.Context) error) error {
+	return m.d.SendAfter(ctx, device.Address{Account: to.Account, Device: to.Device}, env, durable)
+}
+
 // consoleConfig is what a running console needs.
 type consoleConfig struct {
 	Name         string // this signer's name in the roster

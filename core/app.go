@@ -59,6 +59,18 @@ type Messenger interface {
 	Send(ctx context.Context, to Address, envelope []byte) error
 }
 
+// OrderedMessenger is a Messenger that can wait for core's records itself,
+// between its own preparations and the moment the message leaves: the
+// Signal device, whose session update shares one commit order with core's
+// records in the same store, so that waiting for its own commit covers
+// core's too and a send costs one commit instead of two in a row.
+type OrderedMessenger interface {
+	Messenger
+	// SendAfter sends envelope, calling durable (and failing if it fails)
+	// before anything leaves the process.
+	SendAfter(ctx context.Context, to Address, envelope []byte, durable func(context.Context) error) error
+}
+
 // Config wires an App.
 type Config struct {
 	Me         roster.Card
@@ -315,16 +327,24 @@ func (a *App) peerSender(ctx context.Context, in <-chan outbound) {
 	var retries []retry
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	ordered, _ := a.cfg.Messenger.(OrderedMessenger)
 	try := func(o outbound, attempt int) {
-		if attempt == 0 && o.durable != nil {
-			if err := o.durable(ctx); err != nil {
-				if ctx.Err() == nil {
-					a.storeFailed(err)
-				}
-				return // never send what a restart would not reproduce
-			}
+		durable := o.durable
+		if durable == nil || attempt > 0 {
+			durable = func(context.Context) error { return nil }
 		}
-		err := a.cfg.Messenger.Send(ctx, o.to, o.env)
+		// Never send what a restart would not reproduce: the records of
+		// the inputs behind a message are durable before it leaves.
+		var err error
+		if ordered != nil {
+			err = ordered.SendAfter(ctx, o.to, o.env, durable)
+		} else if err = durable(ctx); err == nil {
+			err = a.cfg.Messenger.Send(ctx, o.to, o.env)
+		}
+		if errors.Is(err, ErrStoreFailed) {
+			a.storeFailed(err)
+			return
+		}
 		if err == nil || ctx.Err() != nil {
 			return
 		}

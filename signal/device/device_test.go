@@ -485,3 +485,30 @@ func TestChangedIdentityKeyIsBlocked(t *testing.T) {
 }
 
 func protocolAddress(a Address) string { return fmt.Sprintf("%s:%d", a.Account, a.Device) }
+
+func TestSendAfterWaitsForTheCallersRecordsBeforeAnythingLeaves(t *testing.T) {
+	t.Parallel()
+	d := startRelay(t)
+	alice, bob := linkConsole(t, d), linkConsole(t, d)
+	ctx := t.Context()
+	notDurable := errors.New("the caller's record did not reach the disk")
+	called := 0
+	err := alice.dev.SendAfter(ctx, bob.dev.Address(), []byte("must not leave"), func(context.Context) error {
+		called++
+		return notDurable
+	})
+	if !errors.Is(err, notDurable) || called != 1 {
+		t.Fatalf("SendAfter = %v after %d calls, want the caller's failure", err, called)
+	}
+	if s := alice.dev.Stats(); s.Sent != 0 {
+		t.Fatalf("a message left although its cause failed: %d sent", s.Sent)
+	}
+	// The session is intact: the next message goes through and is the
+	// only one bob gets.
+	if err := alice.dev.SendAfter(ctx, bob.dev.Address(), []byte("fine"), func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := bob.in.wait(t, 1); len(got) != 1 || got[0] != "fine" {
+		t.Fatalf("bob got %q", got)
+	}
+}

@@ -50,6 +50,15 @@ type sendBody struct {
 // device of the account. Device-set mismatches (409) and re-linked devices
 // (410) are repaired and retried a bounded number of times.
 func (d *Device) Send(ctx context.Context, to Address, body []byte) error {
+	return d.SendAfter(ctx, to, body, nil)
+}
+
+// SendAfter is Send that calls before (when not nil) once the message is
+// encrypted and its session update durable, just before it leaves; an
+// error from before stops the send. The application uses it to wait for
+// its own records written before the send: in the same store they are
+// ordered before the session update, so this wait costs no second commit.
+func (d *Device) SendAfter(ctx context.Context, to Address, body []byte, before func(context.Context) error) error {
 	if to.Device == 0 || to.Device > 127 {
 		return fmt.Errorf("%w: device id %d", ErrSend, to.Device)
 	}
@@ -58,6 +67,11 @@ func (d *Device) Send(ctx context.Context, to Address, body []byte) error {
 		msgs, err := d.buildMessages(ctx, to, body)
 		if err != nil {
 			return err
+		}
+		if before != nil {
+			if err := before(ctx); err != nil {
+				return err
+			}
 		}
 		resp, err := callRaw(ctx, d.client, "send", http.MethodPut, "/v1/messages/"+to.Account,
 			sendBody{Messages: msgs, Timestamp: time.Now().UnixMilli(), Urgent: true})
