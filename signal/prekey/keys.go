@@ -43,8 +43,14 @@ const (
 )
 
 // serializer is libsignal's serializer for records (JSON) and wire messages
-// (protobuf). Records made here carry it.
-var serializer = serialize.NewProtoBufSerializer()
+// (protobuf), with our own serializers for the session messages (see
+// messages.go). Records made here carry it.
+var serializer = func() *serialize.Serializer {
+	s := serialize.NewProtoBufSerializer()
+	s.SignalMessage = signalMessageSerializer{}
+	s.PreKeySignalMessage = preKeyMessageSerializer{}
+	return s
+}()
 
 // Serializer returns the libsignal serializer the records of this package use.
 func Serializer() *serialize.Serializer { return serializer }
