@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -88,6 +89,15 @@ type store struct {
 	// writes feeds the group-commit writer (runWriter): queue inserts and
 	// deletions of many sockets share one transaction and one fsync.
 	writes chan *writeReq
+
+	// devCache keeps each account's committed device list: every send
+	// reads two of them, and decoding them from the file was a tenth of
+	// the relay's CPU. Writers invalidate after they commit (bumping
+	// devGen); a reader caches what it read only if no writer finished in
+	// between, so the cache never holds a list older than the file.
+	devMu    sync.Mutex
+	devCache map[uuid][]*device
+	devGen   uint64
 }
 
 type writeReq struct {
@@ -287,12 +297,47 @@ func (s *store) device(aci uuid, dev uint8) (d *device, err error) {
 	return d, err
 }
 
+// devices lists an account's devices. The list and its devices are shared:
+// callers must not change them.
 func (s *store) devices(aci uuid) (ds []*device, err error) {
+	s.devMu.Lock()
+	if ds, ok := s.devCache[aci]; ok {
+		s.devMu.Unlock()
+		return ds, nil
+	}
+	gen := s.devGen
+	s.devMu.Unlock()
 	err = s.db.View(func(tx *bolt.Tx) error {
 		ds, err = txDevices(tx, aci)
 		return err
 	})
-	return ds, err
+	if err != nil {
+		return nil, err
+	}
+	s.devMu.Lock()
+	if s.devGen == gen {
+		if s.devCache == nil {
+			s.devCache = map[uuid][]*device{}
+		}
+		if len(s.devCache) >= maxCachedAccounts {
+			clear(s.devCache) // bounded: accounts are few, this is a backstop
+		}
+		s.devCache[aci] = ds
+	}
+	s.devMu.Unlock()
+	return ds, nil
+}
+
+// maxCachedAccounts bounds the device cache.
+const maxCachedAccounts = 100_000
+
+// devicesChanged invalidates an account's cached device list; called after
+// every transaction that may have changed it (committed or not).
+func (s *store) devicesChanged(aci uuid) {
+	s.devMu.Lock()
+	s.devGen++
+	delete(s.devCache, aci)
+	s.devMu.Unlock()
 }
 
 // txPutIdentityKeys stores the signed and last-resort keys given (nil ones
@@ -356,6 +401,7 @@ type newAccount struct {
 }
 
 func (s *store) createAccount(n newAccount) error {
+	defer s.devicesChanged(n.acc.ACI)
 	return s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketAccounts).Get(n.acc.ACI[:]) != nil {
 			return fmt.Errorf("%w: account exists", ErrStore)
@@ -435,6 +481,11 @@ var (
 // linkDevice consumes the token and adds the device under the next id, in
 // one transaction; anything stored under that id before is cleared.
 func (s *store) linkDevice(tokenHash []byte, now time.Time, d *device, aciKeys, pniKeys identityKeys) (acc *account, err error) {
+	defer func() {
+		if acc != nil {
+			s.devicesChanged(acc.ACI)
+		}
+	}()
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		var lt linkToken
 		ok, err := getJSON(tx.Bucket(bucketTokens), tokenHash, &lt)
@@ -486,6 +537,7 @@ func (s *store) linkDevice(tokenHash []byte, now time.Time, d *device, aciKeys, 
 // deleteDevice removes a device with its keys and queue. It reports whether
 // the device existed.
 func (s *store) deleteDevice(aci uuid, dev uint8) (found bool, err error) {
+	defer s.devicesChanged(aci)
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		acc, err := txAccount(tx, aci)
 		if err != nil || acc == nil {
@@ -508,6 +560,7 @@ func (s *store) deleteDevice(aci uuid, dev uint8) (found bool, err error) {
 // write is skipped when the stored value is from the same day).
 func (s *store) touch(aci uuid, dev uint8, now time.Time) error {
 	day := now.Truncate(24 * time.Hour).UnixMilli()
+	defer s.devicesChanged(aci)
 	return s.db.Update(func(tx *bolt.Tx) error {
 		d, err := txDevice(tx, aci, dev)
 		if err != nil || d == nil || d.LastSeen == day {
