@@ -1,7 +1,11 @@
 package store
 
 import (
+	"context"
+	"fmt"
 	"testing"
+
+	"go.mau.fi/libsignal/session"
 )
 
 // BenchmarkSessionMessage measures one message through libsignal with both
@@ -72,5 +76,65 @@ func BenchmarkOpenPassphrase(b *testing.B) {
 			b.Fatal(err)
 		}
 		s.Close()
+	}
+}
+
+// BenchmarkSessionMessagePipelined is BenchmarkSessionMessage with the
+// messages of a round submitted together, as a console does when it
+// encrypts one round for several peers or decrypts what arrived at once:
+// the store runs them one after the other and commits them in one group,
+// so the fsyncs are shared. An op is still one message (encrypt plus
+// decrypt), durable at both ends.
+func BenchmarkSessionMessagePipelined(b *testing.B) {
+	for _, batch := range []int{4, 16} {
+		b.Run(fmt.Sprintf("durable/batch=%d", batch), func(b *testing.B) {
+			ctx := b.Context()
+			alice, bob := newDeviceOpts(b, "alice", Options{}), newDeviceOpts(b, "bob", Options{})
+			connect(b, alice, bob, true)
+			wire, typ := alice.encrypt(b, bob.addr, []byte("setup"))
+			if _, err := bob.decrypt(ctx, alice.addr, wire, typ); err != nil {
+				b.Fatal(err)
+			}
+			wire, typ = bob.encrypt(b, alice.addr, []byte("ack"))
+			if _, err := alice.decrypt(ctx, bob.addr, wire, typ); err != nil {
+				b.Fatal(err)
+			}
+			msg := make([]byte, 160)
+			type sealed struct {
+				wire []byte
+				typ  uint32
+			}
+			out := make([]sealed, batch)
+			pending := make([]Pending, batch)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for done := 0; done < b.N; done += batch {
+				for i := range batch {
+					pending[i] = alice.store.Submit(ctx, func(ctx context.Context) error {
+						ct, err := session.NewCipher(alice.builder(bob.addr), bob.addr).Encrypt(ctx, msg)
+						if err == nil {
+							out[i] = sealed{ct.Serialize(), ct.Type()}
+						}
+						return err
+					})
+				}
+				for i := range batch {
+					if err := pending[i].Wait(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for i := range batch {
+					pending[i] = bob.store.Submit(ctx, func(ctx context.Context) error {
+						_, err := bob.decrypt(ctx, alice.addr, out[i].wire, out[i].typ)
+						return err
+					})
+				}
+				for i := range batch {
+					if err := pending[i].Wait(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
 	}
 }
