@@ -1076,7 +1076,7 @@ func (a *App) startSign(ctx context.Context, keyID [32]byte, msg []byte, desc st
 	var id [32]byte
 	rand.Read(id[:])
 	req := tbls.Request{Message: msg, Description: desc, Expires: a.now().Add(a.cfg.RequestTTL).Truncate(time.Second)}
-	s, out, err := ceremony.NewSignRequest(*k.share, id, req)
+	s, out, err := ceremony.ProposeSignRequest(*k.share, id, req)
 	if err != nil {
 		return [32]byte{}, nil, err
 	}
@@ -1091,6 +1091,14 @@ func (a *App) startSign(ctx context.Context, keyID [32]byte, msg []byte, desc st
 	a.waiters[id] = append(a.waiters[id], wait)
 	st.lastSend = a.now()
 	a.send(k.key.Proposal.Parties, out)
+	// Asking is this human's approval. It is not recorded as an input: a
+	// restored request of our own is approved again (Own), and BLS partial
+	// signatures are deterministic.
+	own, err := s.Approve()
+	if err != nil {
+		return [32]byte{}, nil, err
+	}
+	a.send(k.key.Proposal.Parties, own)
 	a.adoptOrphans(ctx, id)
 	a.afterSign(ctx, st, true)
 	return id, wait, nil

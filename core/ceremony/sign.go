@@ -112,7 +112,7 @@ type SignSession struct {
 	req       *tbls.Request
 	reqEnv    []byte
 	requester uint32
-	h         *bls.G2Point
+	h         *bls.G2Point // H(message), computed on first use (hash)
 
 	decision Decision
 	outcome  Outcome
@@ -137,6 +137,22 @@ type received struct {
 // NewSignRequest starts a request from this party: it broadcasts the
 // request and, since asking is this human's approval, its own partial.
 func NewSignRequest(cfg SignConfig, id [32]byte, req tbls.Request) (*SignSession, []Outgoing, error) {
+	s, out, err := ProposeSignRequest(cfg, id, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	more, err := s.approve()
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, append(out, more...), nil
+}
+
+// ProposeSignRequest is NewSignRequest without the requester's own
+// approval: the caller sends the request at once and then calls Approve
+// (hashing the message and the partial signature then overlap with the
+// request's way to the others).
+func ProposeSignRequest(cfg SignConfig, id [32]byte, req tbls.Request) (*SignSession, []Outgoing, error) {
 	if err := cfg.check(); err != nil {
 		return nil, nil, err
 	}
@@ -150,12 +166,7 @@ func NewSignRequest(cfg SignConfig, id [32]byte, req tbls.Request) (*SignSession
 		return nil, nil, err
 	}
 	s := newSession(cfg, id, &req, env, cfg.Self)
-	out := []Outgoing{{Kind: wire.KindSignRequest, Round: SignRoundRequest, Envelope: env}}
-	more, err := s.approve()
-	if err != nil {
-		return nil, nil, err
-	}
-	return s, append(out, more...), nil
+	return s, []Outgoing{{Kind: wire.KindSignRequest, Round: SignRoundRequest, Envelope: env}}, nil
 }
 
 // OpenSignRequest checks a received request envelope and starts this
@@ -184,12 +195,20 @@ func OpenSignRequest(cfg SignConfig, raw []byte) (*SignSession, error) {
 func newSession(cfg SignConfig, id [32]byte, req *tbls.Request, reqEnv []byte, requester uint32) *SignSession {
 	return &SignSession{
 		cfg: cfg, id: id, req: req, reqEnv: reqEnv, requester: requester,
-		h:        tbls.HashMessage(req.Message),
 		seen:     make(map[wire.DedupKey]received),
 		partials: make(map[uint32]*tbls.Partial),
 		declined: make(map[uint32]string),
 		blamed:   make(map[uint32][][]byte),
 	}
+}
+
+// hash is H(message), computed once, when first needed: a requester's
+// request leaves before it pays for hashing.
+func (s *SignSession) hash() *bls.G2Point {
+	if s.h == nil {
+		s.h = tbls.HashMessage(s.req.Message)
+	}
+	return s.h
 }
 
 // ID is the request id.
@@ -225,7 +244,7 @@ func (s *SignSession) Approve() ([]Outgoing, error) {
 }
 
 func (s *SignSession) approve() ([]Outgoing, error) {
-	p, err := tbls.SignHashed(s.cfg.Share, s.h)
+	p, err := tbls.SignHashed(s.cfg.Share, s.hash())
 	if err != nil {
 		return nil, err
 	}
@@ -393,7 +412,7 @@ func (s *SignSession) tryCombine() []Outgoing {
 	for _, j := range sortedKeys(s.partials) {
 		ps = append(ps, s.partials[j])
 	}
-	res, err := s.cfg.Key.Group.CombineHashed(s.h, ps)
+	res, err := s.cfg.Key.Group.CombineHashed(s.hash(), ps)
 	var blame *tbls.BlameError
 	if errors.As(err, &blame) {
 		for _, j := range blame.Parties {
@@ -481,7 +500,7 @@ func (s *SignSession) handleResult(key wire.DedupKey, env *wire.Envelope, raw []
 		return nil
 	}
 	// Checked with the hash this session already holds: Verify(X, m, sig).
-	if !bls.PairingCheck(s.cfg.Key.Group.Key.Point(), s.h, m.Signature.Point()) {
+	if !bls.PairingCheck(s.cfg.Key.Group.Key.Point(), s.hash(), m.Signature.Point()) {
 		s.seen[key] = received{env, raw}
 		s.blame(env.From, raw)
 		return nil
