@@ -818,10 +818,11 @@ func (a *App) afterKeygen(ctx context.Context, st *keygenState, live bool) {
 		}
 		a.finish(ctx, id, result{keygen: r})
 	case st.s.Err() != nil:
+		err := a.keygenError(st.s)
 		if live {
-			a.publish(event.Error{Time: a.now(), Text: fmt.Sprintf("keygen %s: %v", ceremony.ShortID(id), st.s.Err())})
+			a.publish(event.Error{Time: a.now(), Text: err.Error()})
 		}
-		a.finish(ctx, id, result{err: st.s.Err()})
+		a.finish(ctx, id, result{err: err})
 	case p.State == dkg.StateCreated && !st.announced:
 		st.announced = true
 		prop := st.s.Proposal()
@@ -879,7 +880,7 @@ func (a *App) afterSign(ctx context.Context, st *signState, live bool) {
 		a.finish(ctx, id, result{sign: r})
 		return
 	}
-	err := fmt.Errorf("signing request %s failed: %s", ceremony.ShortID(id), p.Reason)
+	err := &SignError{ID: id, Reason: p.Reason, Declined: a.names(parties, p.Declined), Blamed: a.names(parties, p.Blamed), Expired: p.Expired}
 	if live {
 		a.publish(event.SignDone{ID: hex.EncodeToString(id[:]), KeyID: ceremony.ShortID(req.KeyID), Message: hex.EncodeToString(req.Message),
 			Blamed: a.names(parties, p.Blamed), Failure: p.Reason})
