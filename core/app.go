@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -89,6 +90,7 @@ type App struct {
 
 	mu      sync.Mutex
 	running bool
+	pending atomic.Int64 // envelopes queued or being sent (see Flush)
 
 	// Loop-owned state.
 	keygens map[[32]byte]*keygenState
@@ -97,6 +99,8 @@ type App struct {
 	records map[[32]byte]*CeremonyRecord
 	orphans []Orphan
 	waiters map[[32]byte][]chan result
+	// answered: peers of finished keygens already answered in this run.
+	answered map[answerKey]bool
 }
 
 type keygenState struct {
@@ -268,10 +272,12 @@ func (a *App) sender(ctx context.Context) {
 	try := func(o outbound, attempt int) {
 		err := a.cfg.Messenger.Send(ctx, o.to, o.env)
 		if err == nil || ctx.Err() != nil {
+			a.pending.Add(-1)
 			return
 		}
 		if attempt >= 5 {
 			a.log.Warn("send failed, giving up", "to", o.to.String(), "err", err)
+			a.pending.Add(-1)
 			return
 		}
 		a.log.Info("send failed, will retry", "to", o.to.String(), "err", err)
@@ -585,6 +591,7 @@ func (a *App) handle(ctx context.Context, from Address, raw []byte, fresh bool) 
 	}
 	if r, ok := a.records[env.Ceremony]; ok && r.Finished {
 		a.logMessage(event.In, from, env, raw, "ceremony finished")
+		a.answerFinished(from, env, raw)
 		return fmt.Errorf("%w: ceremony %s is finished", ErrRejected, ceremony.ShortID(env.Ceremony))
 	}
 	if st, ok := a.keygens[env.Ceremony]; ok {
@@ -775,10 +782,12 @@ func (a *App) send(parties []dkg.Party, out []ceremony.Outgoing) {
 			if to == a.self || (o.To != 0 && o.To != idx) {
 				continue
 			}
+			a.pending.Add(1) // before the sender can take it
 			select {
 			case a.out <- outbound{to: to, env: o.Envelope}:
 				a.logMessage(event.Out, to, env, o.Envelope, "")
 			default:
+				a.pending.Add(-1)
 				a.logMessage(event.Out, to, env, o.Envelope, "send queue full: will be re-sent")
 			}
 		}
