@@ -49,9 +49,10 @@ Signal. Prints {"key_id","group_public_key","threshold","parties"} as JSON
 when the key is generated and confirmed by every signer.
 
 Flags:
-  -t T            signatures needed (2 for "2-of-3"; default keygen.threshold)
-  --timeout D     give up waiting after D (default 30m; the ceremony may go on)
-` + globalFlagsHelp,
+  -t T                 signatures needed (2 for "2-of-3"; default keygen.threshold)
+  --timeout D          give up waiting after D (default 30m; the ceremony may go on)
+  --connect-timeout D  give up when the server is not reachable within D (default 1m)
+` + globalFlagsHelp + ceremonyExitHelp,
 	run: runKeygen,
 }
 
@@ -61,6 +62,7 @@ func runKeygen(ctx context.Context, cmd command, args []string, sio stdio) int {
 	g.register(fs)
 	t := fs.Int("t", 0, "threshold")
 	timeout := fs.Duration("timeout", 30*time.Minute, "timeout")
+	connect := fs.Duration("connect-timeout", time.Minute, "connect timeout")
 	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
 		return code
 	}
@@ -69,18 +71,25 @@ func runKeygen(ctx context.Context, cmd command, args []string, sio stdio) int {
 		if th == 0 {
 			th = 2
 		}
-		ctx, cancel := context.WithTimeout(ctx, *timeout)
+		if err := waitOnline(ctx, c, *connect); err != nil {
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
 		fmt.Fprintf(sio.err, "cosigner keygen: proposing a %d-of-n key; waiting for every signer to accept...\n", th)
-		r, err := c.app.StartKeygen(ctx, th)
+		defer flushSends(ctx, c, sio)
+		r, err := c.app.StartKeygen(wctx, th)
+		if err != nil && ctx.Err() == nil && errors.Is(wctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("%w after --timeout %s: %w", errGaveUp, *timeout, err)
+		}
 		if err != nil {
-			return err
+			return offlineAtDeadline(c, err)
 		}
 		return printJSON(sio, map[string]any{"key_id": hex.EncodeToString(r.KeyID[:]), "group_public_key": hex.EncodeToString(r.GroupKey),
 			"threshold": r.T, "parties": r.N})
 	})
 	if err != nil {
-		return fail(sio, cmd, err)
+		return failCeremony(sio, cmd, err)
 	}
 	return exitOK
 }
@@ -93,16 +102,19 @@ var signCommand = command{
 Send a signing request to the group: every console shows it, and once t
 signers approved (this request counts as yours) the partial signatures are
 combined, verified and printed:
-  {"group_public_key","message_hex","signature","signers"}
+  {"group_public_key","message_hex","signature","signers","blamed"}
 The request expires after signing.request_ttl; unanswered means declined.
+A signer whose partial signature was bad is named in "blamed" (and on
+stderr); the signature the honest signers made is still printed (exit 0).
 
 Flags:
-  --message TEXT      the message (its bytes exactly)
-  --hex HEX           the message as hex
-  --file F            the message is the file's content
-  --key ID            key id (hex prefix) when this console holds several keys
-  --description D     what the message is, shown to the approvers
-` + globalFlagsHelp,
+  --message TEXT       the message (its bytes exactly)
+  --hex HEX            the message as hex
+  --file F             the message is the file's content
+  --key ID             key id (hex prefix) when this console holds several keys
+  --description D      what the message is, shown to the approvers
+  --connect-timeout D  give up when the server is not reachable within D (default 1m)
+` + globalFlagsHelp + ceremonyExitHelp,
 	run: runSign,
 }
 
@@ -115,6 +127,7 @@ func runSign(ctx context.Context, cmd command, args []string, sio stdio) int {
 	file := fs.String("file", "", "message file")
 	keyID := fs.String("key", "", "key id")
 	desc := fs.String("description", "", "description")
+	connect := fs.Duration("connect-timeout", time.Minute, "connect timeout")
 	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
 		return code
 	}
@@ -146,18 +159,27 @@ func runSign(ctx context.Context, cmd command, args []string, sio stdio) int {
 		if err != nil {
 			return err
 		}
+		if err := waitOnline(ctx, c, *connect); err != nil {
+			return err
+		}
 		fmt.Fprintln(sio.err, "cosigner sign: request sent; waiting for approvals...")
+		defer flushSends(ctx, c, sio)
 		r, err := c.app.RequestSignature(ctx, id, msg, *desc)
 		if err != nil {
-			return err
+			return offlineAtDeadline(c, err)
 		}
 		signers := slices.Clone(r.Signers)
 		slices.Sort(signers)
+		blamed := append([]string{}, r.Blamed...)
+		slices.Sort(blamed)
+		if len(blamed) > 0 {
+			fmt.Fprintf(sio.err, "cosigner sign: signed without %s, whose partial signature was bad (blamed with evidence)\n", strings.Join(blamed, ", "))
+		}
 		return printJSON(sio, map[string]any{"group_public_key": hex.EncodeToString(r.GroupKey), "message_hex": hex.EncodeToString(msg),
-			"signature": hex.EncodeToString(r.Signature), "signers": signers})
+			"signature": hex.EncodeToString(r.Signature), "signers": signers, "blamed": blamed})
 	})
 	if err != nil {
-		return fail(sio, cmd, err)
+		return failCeremony(sio, cmd, err)
 	}
 	return exitOK
 }

@@ -62,9 +62,12 @@ type signer struct {
 	cancel  context.CancelFunc
 	done    chan error
 	primary *device.Primary
-	// cheat makes the console send bad partials (validly signed); slow
-	// holds its partials back a little.
-	cheat, slow bool
+	// cheat, given the console's key, rewrites what it sends (validly
+	// signed, wrong in content); slow holds its partials back a little;
+	// observe sees every envelope that really leaves the console.
+	cheat   func(key ed25519.PrivateKey) rewriter
+	slow    bool
+	observe func(to core.Address, env []byte)
 }
 
 func newSigner(t *testing.T, r *testRelay, name string) *signer {
@@ -101,15 +104,18 @@ func (s *signer) start(t *testing.T, r *testRelay, auto bool) {
 	}
 	cfg := consoleConfig{Name: s.name, Dialer: r.dialer, Store: s.st, AutoApprove: auto,
 		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: 5 * time.Second}
-	if s.cheat {
-		key, err := core.ConsoleKey(t.Context(), coreVault{s.st})
-		if err != nil {
-			t.Fatal(err)
+	if s.cheat != nil || s.slow || s.observe != nil {
+		var rw rewriter
+		if s.cheat != nil {
+			key, err := core.ConsoleKey(t.Context(), coreVault{s.st})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rw = s.cheat(key)
 		}
-		cfg.Outbound = func(m core.Messenger) core.Messenger { return &cheater{next: m, key: key} }
-	}
-	if s.slow {
-		cfg.Outbound = func(m core.Messenger) core.Messenger { return slowPartials{m} }
+		cfg.Outbound = func(m core.Messenger) core.Messenger {
+			return &outbound{next: m, rewrite: rw, slow: s.slow, observe: s.observe}
+		}
 	}
 	s.con, err = openConsole(t.Context(), cfg)
 	if err != nil {
@@ -470,24 +476,54 @@ func TestCommandsOnASelfHostedRelay(t *testing.T) {
 	}
 }
 
-// cheater re-signs its console's partial signatures over another message:
-// validly signed by its console key, wrong in content.
-type cheater struct {
-	next core.Messenger
-	key  ed25519.PrivateKey
+// rewriter decides what a console really sends: given an envelope core
+// sends to one peer, it returns the bytes to send instead (raw itself to
+// leave it alone).
+type rewriter func(to core.Address, env *wire.Envelope, raw []byte) []byte
+
+// outbound is what a test console sends through: the rewriter, a delay
+// for partials, then an observer of what really leaves.
+type outbound struct {
+	next    core.Messenger
+	rewrite rewriter
+	slow    bool
+	observe func(to core.Address, env []byte)
 }
 
-func (c *cheater) Send(ctx context.Context, to core.Address, env []byte) error {
-	e, err := wire.Decode(env)
-	if err == nil && e.Kind == wire.KindPartial {
-		wrong := &tbls.Partial{Index: e.From, Sig: *bls.HashToG2([]byte("not the message"), bls.SigDST)}
-		if e.Payload, err = tbls.EncodePartial(wrong); err == nil {
-			if b, err := wire.Seal(e, c.key); err == nil {
-				env = b
-			}
-		}
+func (o *outbound) Send(ctx context.Context, to core.Address, raw []byte) error {
+	e, err := wire.Decode(raw)
+	if err == nil && o.rewrite != nil {
+		raw = o.rewrite(to, e, raw)
 	}
-	return c.next.Send(ctx, to, env)
+	if err == nil && o.slow && e.Kind == wire.KindPartial {
+		time.Sleep(300 * time.Millisecond)
+	}
+	if o.observe != nil {
+		// Before sending: whatever a peer received was observed first.
+		o.observe(to, raw)
+	}
+	return o.next.Send(ctx, to, raw)
+}
+
+// badPartials re-signs its console's partial signatures over another
+// message: validly signed by its console key, wrong in content.
+func badPartials(key ed25519.PrivateKey) rewriter {
+	return func(_ core.Address, e *wire.Envelope, raw []byte) []byte {
+		if e.Kind != wire.KindPartial {
+			return raw
+		}
+		wrong := &tbls.Partial{Index: e.From, Sig: *bls.HashToG2([]byte("not the message"), bls.SigDST)}
+		p, err := tbls.EncodePartial(wrong)
+		if err != nil {
+			return raw
+		}
+		bad := *e
+		bad.Payload = p
+		if b, err := wire.Seal(&bad, key); err == nil {
+			return b
+		}
+		return raw
+	}
 }
 
 // A console that sends a bad partial through Signal is blamed, with its
@@ -498,7 +534,10 @@ func TestCheatingConsoleIsBlamedOverTheRelay(t *testing.T) {
 	var out []*signer
 	for _, n := range []string{"alice", "bob", "carol"} {
 		s := newSigner(t, r, n)
-		s.cheat, s.slow = n == "bob", n == "carol"
+		if n == "bob" {
+			s.cheat = badPartials
+		}
+		s.slow = n == "carol"
 		s.start(t, r, true)
 		out = append(out, s)
 	}
@@ -542,14 +581,4 @@ func TestCheatingConsoleIsBlamedOverTheRelay(t *testing.T) {
 			return
 		}
 	}
-}
-
-// slowPartials delays a console's partial signatures.
-type slowPartials struct{ next core.Messenger }
-
-func (s slowPartials) Send(ctx context.Context, to core.Address, env []byte) error {
-	if e, err := wire.Decode(env); err == nil && e.Kind == wire.KindPartial {
-		time.Sleep(300 * time.Millisecond)
-	}
-	return s.next.Send(ctx, to, env)
 }

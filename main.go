@@ -19,11 +19,18 @@ import (
 	"syscall"
 )
 
-// Exit codes.
+// Exit codes. keygen and sign tell their failures apart (ceremonyExit).
 const (
 	exitOK      = 0 // success (for verify: the signature is valid)
 	exitFailure = 1 // the command ran and failed (for verify: invalid)
 	exitUsage   = 2 // bad command line
+	// exitNotApproved: a signer declined, or a deadline passed before
+	// enough signers answered.
+	exitNotApproved = 3
+	// exitBlamed: a signer cheated and is blamed with signed evidence.
+	exitBlamed = 4
+	// exitNoConnection: the server could not be reached.
+	exitNoConnection = 5
 )
 
 // stdio is what a command may read from and write to.

@@ -102,6 +102,7 @@ type App struct {
 
 	mu      sync.Mutex
 	running bool
+	pending atomic.Int64 // envelopes queued or being sent (see Flush)
 
 	// failed holds the first store failure: from then on the App refuses
 	// envelopes (unacknowledged, they come again after a restart) and Run
@@ -116,6 +117,8 @@ type App struct {
 	records map[[32]byte]*CeremonyRecord
 	orphans []Orphan
 	waiters map[[32]byte][]chan result
+	// answered: peers of finished keygens already answered in this run.
+	answered map[answerKey]bool
 }
 
 type keygenState struct {
@@ -346,10 +349,12 @@ func (a *App) peerSender(ctx context.Context, in <-chan outbound) {
 			return
 		}
 		if err == nil || ctx.Err() != nil {
+			a.pending.Add(-1)
 			return
 		}
 		if attempt >= 5 {
 			a.log.Warn("send failed, giving up", "to", o.to.String(), "err", err)
+			a.pending.Add(-1)
 			return
 		}
 		a.log.Info("send failed, will retry", "to", o.to.String(), "err", err)
@@ -715,6 +720,7 @@ func (a *App) handle(ctx context.Context, from Address, raw []byte, fresh bool) 
 	}
 	if r, ok := a.records[env.Ceremony]; ok && r.Finished {
 		a.logMessage(event.In, from, env, raw, "ceremony finished")
+		a.answerFinished(from, env, raw)
 		return fmt.Errorf("%w: ceremony %s is finished", ErrRejected, ceremony.ShortID(env.Ceremony))
 	}
 	if st, ok := a.keygens[env.Ceremony]; ok {
@@ -910,10 +916,12 @@ func (a *App) send(parties []dkg.Party, out []ceremony.Outgoing) {
 			if to == a.self || (o.To != 0 && o.To != idx) {
 				continue
 			}
+			a.pending.Add(1) // before the sender can take it
 			select {
 			case a.out <- outbound{to: to, env: o.Envelope, durable: durable}:
 				a.logMessage(event.Out, to, env, o.Envelope, "")
 			default:
+				a.pending.Add(-1)
 				a.logMessage(event.Out, to, env, o.Envelope, "send queue full: will be re-sent")
 			}
 		}
@@ -953,10 +961,11 @@ func (a *App) afterKeygen(ctx context.Context, st *keygenState, live bool) {
 		}
 		a.finish(ctx, id, result{keygen: r})
 	case st.s.Err() != nil:
+		err := a.keygenError(st.s)
 		if live {
-			a.publish(event.Error{Time: a.now(), Text: fmt.Sprintf("keygen %s: %v", ceremony.ShortID(id), st.s.Err())})
+			a.publish(event.Error{Time: a.now(), Text: err.Error()})
 		}
-		a.finish(ctx, id, result{err: st.s.Err()})
+		a.finish(ctx, id, result{err: err})
 	case p.State == dkg.StateCreated && !st.announced:
 		st.announced = true
 		prop := st.s.Proposal()
@@ -1014,7 +1023,7 @@ func (a *App) afterSign(ctx context.Context, st *signState, live bool) {
 		a.finish(ctx, id, result{sign: r})
 		return
 	}
-	err := fmt.Errorf("signing request %s failed: %s", ceremony.ShortID(id), p.Reason)
+	err := &SignError{ID: id, Reason: p.Reason, Declined: a.names(parties, p.Declined), Blamed: a.names(parties, p.Blamed), Expired: p.Expired}
 	if live {
 		a.publish(event.SignDone{ID: hex.EncodeToString(id[:]), KeyID: ceremony.ShortID(req.KeyID), Message: hex.EncodeToString(req.Message),
 			Blamed: a.names(parties, p.Blamed), Failure: p.Reason})

@@ -150,6 +150,7 @@ type Engine struct {
 	ownProof *bls.G2Point
 	abortErr *AbortError
 	lastOut  []Outgoing
+	final    []Outgoing // the last broadcast, once finished (see Final)
 }
 
 // New validates the configuration and builds an engine in StateCreated.
@@ -291,6 +292,18 @@ func (e *Engine) Resend() []Outgoing {
 	return slices.Clone(e.lastOut)
 }
 
+// Final returns, once the ceremony is over, the last message this party
+// broadcast: its key confirmation, or the abort it detected. Resend stops
+// at the end, and the last round has no next round whose arrival would tell
+// a peer to stop waiting, so the caller answers a peer still sending with
+// these bytes.
+func (e *Engine) Final() []Outgoing {
+	if e.state != StateDone && e.state != StateAborted {
+		return nil
+	}
+	return slices.Clone(e.final)
+}
+
 // Handle takes one signed envelope from a peer. It returns the envelopes to
 // send in response. An error that is not an abort means the input was
 // rejected and nothing changed (ErrDuplicate and ErrWrongCeremony are
@@ -402,6 +415,7 @@ func (e *Engine) abort(a *AbortError) []Outgoing {
 		var out []Outgoing
 		out, err = e.broadcast(wire.KindAbort, e.round, payload)
 		if err == nil {
+			e.final = out
 			return out
 		}
 	}
@@ -410,6 +424,7 @@ func (e *Engine) abort(a *AbortError) []Outgoing {
 	m.Evidence = nil
 	payload, _ = m.encode()
 	out, _ := e.broadcast(wire.KindAbort, e.round, payload)
+	e.final = out
 	return out
 }
 
@@ -1067,6 +1082,7 @@ func (e *Engine) afterConfirm() []Outgoing {
 	}
 	e.result.GroupPoP = pop
 	e.move(StateDone)
+	e.final = e.lastOut // the key confirmation
 	e.lastOut = nil
 	clear(e.seed[:])
 	return nil

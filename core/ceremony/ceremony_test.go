@@ -295,7 +295,7 @@ func TestDeclinesBeyondNMinusTFailTheRequest(t *testing.T) {
 	b.run(signRoute(t, func(c *console, s *SignSession) ([]Outgoing, error) { return s.Decline("no") }))
 	for _, c := range cs {
 		p := c.signs[requestID("declined")].Progress()
-		if p.Outcome != OutcomeFailed || !slices.Equal(p.Declined, []uint32{2, 3}) {
+		if p.Outcome != OutcomeFailed || !slices.Equal(p.Declined, []uint32{2, 3}) || p.Expired {
 			t.Fatalf("console %d: %+v", c.idx, p)
 		}
 	}
@@ -315,7 +315,7 @@ func TestUnansweredRequestExpiresAsADecline(t *testing.T) {
 	if err != nil || len(out) != 1 || out[0].Kind != wire.KindDecline {
 		t.Fatalf("expiry sent %v (%v), want one decline", out, err)
 	}
-	if p := s2.Progress(); p.Decision != DecisionExpired || p.Outcome != OutcomeFailed {
+	if p := s2.Progress(); p.Decision != DecisionExpired || p.Outcome != OutcomeFailed || !p.Expired {
 		t.Fatalf("after expiry: %+v", p)
 	}
 	if _, err := s2.Approve(); !errors.Is(err, ErrDecided) {

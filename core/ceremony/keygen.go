@@ -162,6 +162,10 @@ func (k *KeygenSession) Resend() []Outgoing {
 	return out
 }
 
+// Final is this console's last message once the ceremony is over (its
+// key confirmation or its abort), to answer a peer still waiting for it.
+func (k *KeygenSession) Final() []Outgoing { return convert(k.engine.Final()) }
+
 // Progress reports the round for display.
 func (k *KeygenSession) Progress() dkg.Progress { return k.engine.Progress() }
 

@@ -102,6 +102,9 @@ type SignProgress struct {
 	Blamed    []uint32 // parties whose partial was bad
 	Waiting   []uint32 // parties that have not answered
 	Reason    string   // why it failed, if it did
+	// Expired: it failed because the expiry came before t valid partials
+	// (callers tell "too late" from "declined" without parsing Reason).
+	Expired bool
 }
 
 // SignSession is one party's view of one signing request. Not safe for
@@ -117,6 +120,7 @@ type SignSession struct {
 	decision Decision
 	outcome  Outcome
 	reason   string
+	expired  bool
 
 	seen     map[wire.DedupKey]received
 	partials map[uint32]*tbls.Partial
@@ -303,7 +307,7 @@ func (s *SignSession) Tick(now time.Time) ([]Outgoing, error) {
 		out = o
 	}
 	if s.outcome == OutcomeCollecting {
-		s.outcome = OutcomeFailed
+		s.outcome, s.expired = OutcomeFailed, true
 		s.reason = fmt.Sprintf("expired with %d of %d partial signatures", len(s.partials), s.cfg.Key.T())
 	}
 	return out, nil
@@ -515,7 +519,7 @@ func (s *SignSession) handleResult(key wire.DedupKey, env *wire.Envelope, raw []
 
 // Progress reports the request for display.
 func (s *SignSession) Progress() SignProgress {
-	p := SignProgress{Decision: s.decision, Outcome: s.outcome, Requester: s.requester, Reason: s.reason}
+	p := SignProgress{Decision: s.decision, Outcome: s.outcome, Requester: s.requester, Reason: s.reason, Expired: s.expired}
 	for j := uint32(1); j <= uint32(s.cfg.Key.N()); j++ {
 		_, approved := s.partials[j]
 		_, declined := s.declined[j]

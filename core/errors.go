@@ -1,0 +1,128 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/signal-mpc/cosigner/bls/dkg"
+	"github.com/signal-mpc/cosigner/core/ceremony"
+)
+
+// How a ceremony ended without its result. The error a keygen or signing
+// waiter gets is a *KeygenError or *SignError, which wraps at most one of
+// these; callers (the headless commands' exit codes) branch with errors.Is.
+var (
+	// ErrDeclined: a signer declined the proposal or the request (or too
+	// many did for t signatures to remain possible).
+	ErrDeclined = errors.New("core: declined")
+	// ErrExpired: a deadline passed before enough signers answered (a
+	// request's expiry, a key generation round's deadline).
+	ErrExpired = errors.New("core: expired before enough answers")
+	// ErrBlamed: a party misbehaved and is blamed, with its signed messages
+	// as evidence. It wins over the other two: a request that failed with a
+	// cheater among its signers is about the cheater.
+	ErrBlamed = errors.New("core: a party was blamed")
+)
+
+// KeygenError is a key generation that aborted. Names are the roster's.
+type KeygenError struct {
+	Ceremony [32]byte
+	Reason   dkg.AbortReason
+	Round    dkg.Round
+	Blamed   []string // the parties at fault (cheating, or missing on a timeout)
+	By       string   // the console that stopped it: this one or a peer
+	Remote   bool     // By is a peer: Blamed is that peer's claim
+	// Abort is the engine's account, with the signed evidence itself.
+	Abort *dkg.AbortError
+}
+
+func (e *KeygenError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "keygen %s aborted in round %s by %s: %s", ceremony.ShortID(e.Ceremony), e.Round, e.By, e.Reason)
+	if len(e.Blamed) > 0 {
+		fmt.Fprintf(&b, ", blaming %s", joinNames(e.Blamed))
+	}
+	if n := len(e.Abort.Evidence); n > 0 {
+		fmt.Fprintf(&b, " (%d signed messages as evidence)", n)
+	}
+	if e.Abort.Detail != "" {
+		// A peer wrote the detail of a remote abort: keep escape sequences
+		// off the terminal the headless commands print it to.
+		b.WriteString(": ")
+		b.WriteString(cleanText(e.Abort.Detail))
+	}
+	return b.String()
+}
+
+// Unwrap matches the engine's error and sentinels (dkg.ErrMisbehaviour,
+// dkg.ErrTimeout) and core's class of the ending.
+func (e *KeygenError) Unwrap() []error {
+	errs := []error{e.Abort}
+	switch {
+	case errors.Is(e.Abort, dkg.ErrMisbehaviour):
+		errs = append(errs, ErrBlamed)
+	case e.Reason == dkg.ReasonTimeout:
+		errs = append(errs, ErrExpired)
+	case e.Reason == dkg.ReasonDeclined:
+		errs = append(errs, ErrDeclined)
+	}
+	return errs
+}
+
+// keygenError names the parties of a session's abort.
+func (a *App) keygenError(s *ceremony.KeygenSession) error {
+	var ab *dkg.AbortError
+	if !errors.As(s.Err(), &ab) {
+		return s.Err()
+	}
+	parties := s.Proposal().Parties
+	return &KeygenError{Ceremony: s.ID(), Reason: ab.Reason, Round: ab.Round, Blamed: a.names(parties, ab.Blamed),
+		By: a.name(partyAddr(parties, ab.By)), Remote: ab.By != s.Self(), Abort: ab}
+}
+
+// SignError is a signing request that failed. Names are the roster's.
+type SignError struct {
+	ID       [32]byte
+	Reason   string   // the session's account of it
+	Declined []string // parties that declined (or let it expire unanswered)
+	Blamed   []string // parties whose partial or result was bad
+	Expired  bool     // the expiry came before t valid partials
+}
+
+func (e *SignError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "signing request %s failed: %s", ceremony.ShortID(e.ID), e.Reason)
+	if len(e.Blamed) > 0 {
+		fmt.Fprintf(&b, "; blamed: %s", joinNames(e.Blamed))
+	}
+	if len(e.Declined) > 0 {
+		fmt.Fprintf(&b, "; declined: %s", joinNames(e.Declined))
+	}
+	return b.String()
+}
+
+func (e *SignError) Unwrap() error {
+	switch {
+	case len(e.Blamed) > 0:
+		return ErrBlamed
+	case e.Expired:
+		return ErrExpired
+	case len(e.Declined) > 0:
+		return ErrDeclined
+	}
+	return nil
+}
+
+// cleanText replaces what a terminal would interpret (see printable).
+func cleanText(s string) string {
+	if printable(s) && !strings.ContainsAny(s, "\n\t") {
+		return s
+	}
+	return strings.Map(func(r rune) rune {
+		if !printable(string(r)) || r == '\n' || r == '\t' {
+			return ' '
+		}
+		return r
+	}, s)
+}

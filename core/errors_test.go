@@ -1,0 +1,97 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/signal-mpc/cosigner/bls/dkg"
+	"github.com/signal-mpc/cosigner/core/event"
+)
+
+// The waiter of a ceremony that ended without a result gets an error that
+// says why with a sentinel and names the parties: what the headless
+// commands turn into exit codes.
+func TestFailedCeremoniesSayWhyWithSentinels(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	declineKeygen := make(chan bool, 1)
+	declineKeygen <- true
+	for _, nd := range nodes {
+		nd.start(t, false)
+		approvals(ctx, nd, func(ar event.ApprovalRequested) (bool, string) {
+			if ar.Kind == "keygen" {
+				if nd.name != "bob" {
+					return true, ""
+				}
+				select {
+				case <-declineKeygen:
+					return false, "wrong roster"
+				default:
+					return true, ""
+				}
+			}
+			return false, "not today"
+		})
+	}
+	// Bob declines the first proposal.
+	_, err := nodes[0].app.StartKeygen(ctx, 2)
+	var ke *KeygenError
+	if !errors.As(err, &ke) || !errors.Is(err, ErrDeclined) || errors.Is(err, ErrBlamed) || !errors.Is(err, dkg.ErrAborted) {
+		t.Fatalf("declined keygen: %v", err)
+	}
+	if fmt.Sprint(ke.Blamed) != "[bob]" || ke.By != "bob" || !ke.Remote || ke.Reason != dkg.ReasonDeclined {
+		t.Fatalf("declined keygen: %+v", ke)
+	}
+	if !strings.Contains(err.Error(), "by bob: declined") || !strings.Contains(err.Error(), "wrong roster") {
+		t.Fatalf("declined keygen says %q", err)
+	}
+	kr := keygenAll(t, ctx, nodes)
+	// Bob and carol decline the request: no signature is possible.
+	_, err = nodes[0].app.RequestSignature(ctx, kr.KeyID, []byte("no"), "")
+	var se *SignError
+	if !errors.As(err, &se) || !errors.Is(err, ErrDeclined) || errors.Is(err, ErrExpired) || errors.Is(err, ErrBlamed) {
+		t.Fatalf("declined request: %v", err)
+	}
+	if fmt.Sprint(se.Declined) != "[bob carol]" || len(se.Blamed) != 0 || se.Expired {
+		t.Fatalf("declined request: %+v", se)
+	}
+}
+
+func TestSignErrorClassesAndKeygenErrorText(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"expired", &SignError{Reason: "expired", Expired: true, Declined: []string{"bob"}}, ErrExpired},
+		{"declined", &SignError{Reason: "declined", Declined: []string{"bob", "carol"}}, ErrDeclined},
+		{"a blamed party wins over the expiry", &SignError{Reason: "expired", Expired: true, Blamed: []string{"bob"}}, ErrBlamed},
+		{"a combination failure is no class", &SignError{Reason: "combine"}, nil},
+		{"equivocation is blame", &KeygenError{Abort: &dkg.AbortError{Reason: dkg.ReasonEquivocation}}, ErrBlamed},
+		{"a bad justification is blame", &KeygenError{Abort: &dkg.AbortError{Reason: dkg.ReasonBadJustification}}, ErrBlamed},
+		{"a round deadline is an expiry", &KeygenError{Reason: dkg.ReasonTimeout, Abort: &dkg.AbortError{Reason: dkg.ReasonTimeout}}, ErrExpired},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			for _, s := range []error{ErrDeclined, ErrExpired, ErrBlamed} {
+				if got := errors.Is(tt.err, s); got != (s == tt.want) {
+					t.Errorf("errors.Is(%v, %v) = %v", tt.err, s, got)
+				}
+			}
+		})
+	}
+	// A peer's detail cannot put escape sequences on a terminal.
+	e := &KeygenError{By: "bob", Blamed: []string{"carol"}, Reason: dkg.ReasonEquivocation,
+		Abort: &dkg.AbortError{Reason: dkg.ReasonEquivocation, Detail: "x\x1b[2Jy\nz", Evidence: [][]byte{{1}, {2}}}}
+	if s := e.Error(); strings.ContainsAny(s, "\x1b\n") || !strings.Contains(s, "blaming carol (2 signed messages as evidence)") {
+		t.Fatalf("keygen error text %q", s)
+	}
+}

@@ -1,0 +1,79 @@
+package core
+
+import (
+	"context"
+	"crypto/ed25519"
+	"time"
+
+	"github.com/signal-mpc/cosigner/bls/wire"
+	"github.com/signal-mpc/cosigner/core/event"
+)
+
+// answerKey is one peer of one ceremony.
+type answerKey struct {
+	ceremony [32]byte
+	party    uint32
+}
+
+// answerFinished answers a peer that still sends messages of a keygen this
+// console finished: the peer waits for this console's last message (its key
+// confirmation, or its abort), which may never have left, since the
+// process can stop right after the result and a finished ceremony is not
+// re-sent on the timer. Once per peer and run: two finished consoles must
+// not answer each other forever.
+func (a *App) answerFinished(from Address, env *wire.Envelope, raw []byte) {
+	st, ok := a.keygens[env.Ceremony]
+	if !ok || env.Kind == wire.KindAbort {
+		return
+	}
+	parties := st.s.Proposal().Parties
+	if checkSender(parties, from, env.From) != nil {
+		return
+	}
+	k := answerKey{env.Ceremony, env.From}
+	if a.answered[k] {
+		return
+	}
+	if _, err := wire.Open(raw, func(j uint32) (ed25519.PublicKey, bool) {
+		if j == 0 || int(j) > len(parties) {
+			return nil, false
+		}
+		return parties[j-1].ConsoleKey, true
+	}); err != nil {
+		return
+	}
+	if a.answered == nil {
+		a.answered = map[answerKey]bool{}
+	}
+	a.answered[k] = true
+	for _, o := range st.s.Final() {
+		if o.To != 0 && o.To != env.From {
+			continue
+		}
+		out, _ := wire.Decode(o.Envelope)
+		a.pending.Add(1)
+		select {
+		case a.out <- outbound{to: from, env: o.Envelope}:
+			a.logMessage(event.Out, from, out, o.Envelope, "answer to a peer still waiting")
+		default:
+			a.pending.Add(-1)
+		}
+	}
+}
+
+// Flush waits until every envelope handed to the Messenger so far was sent
+// (or given up on), or ctx ends. A command that exits after its result
+// calls it so that its last messages (a key confirmation, a signature
+// result) reach the others.
+func (a *App) Flush(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for a.pending.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
