@@ -311,6 +311,7 @@ func (a *App) sender(ctx context.Context) {
 			select {
 			case ch <- o:
 			default:
+				a.pending.Add(-1)
 				a.log.Warn("send queue full, the message will be re-sent", "to", o.to.String())
 			}
 		}
@@ -345,6 +346,7 @@ func (a *App) peerSender(ctx context.Context, in <-chan outbound) {
 			err = a.cfg.Messenger.Send(ctx, o.to, o.env)
 		}
 		if errors.Is(err, ErrStoreFailed) {
+			a.pending.Add(-1)
 			a.storeFailed(err)
 			return
 		}
