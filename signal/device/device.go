@@ -60,6 +60,8 @@ type Config struct {
 	// must not block.
 	OnDrop func(from Address, err error)
 	Logger *slog.Logger
+	// Keys tunes the upkeep of the prekeys on the server (prekeys.go).
+	Keys KeyConfig
 }
 
 // Stats counts traffic, for the console's status bar.
@@ -151,6 +153,13 @@ func (d *Device) Run(ctx context.Context) error {
 	go func() {
 		defer close(done)
 		d.pruneInbound(pctx)
+	}()
+	// Prekey upkeep (prekeys.go), stopped and joined the same way.
+	keysDone := make(chan struct{})
+	defer func() { stop(); <-keysDone }()
+	go func() {
+		defer close(keysDone)
+		d.maintainKeys(pctx)
 	}()
 	return d.client.Run(ctx)
 }

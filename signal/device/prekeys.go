@@ -1,0 +1,376 @@
+package device
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"go.mau.fi/libsignal/state/record"
+
+	"github.com/signal-mpc/cosigner/signal/prekey"
+	"github.com/signal-mpc/cosigner/signal/store"
+	"github.com/signal-mpc/cosigner/signal/transport"
+)
+
+// Prekey upkeep: peers start sessions from the keys the server hands out,
+// so a linked device keeps one-time prekeys there (every fetch consumes
+// one) and replaces its signed EC prekey and Kyber last-resort key on a
+// schedule, as Signal's clients do (signal-wire.md section 4).
+
+// Defaults of KeyConfig, close to what Signal's clients use.
+const (
+	DefaultKeyInterval       = time.Hour
+	DefaultKeyLowWater       = 10
+	DefaultKeyBatch          = prekey.MaxUploadKeys
+	DefaultKeyRotateAfter    = 48 * time.Hour
+	DefaultKeyGrace          = 30 * 24 * time.Hour
+	DefaultKeyRequestTimeout = 30 * time.Second
+)
+
+// KeyConfig tunes the prekey upkeep Device.Run does. Zero fields take the
+// defaults.
+type KeyConfig struct {
+	// Interval between checks of the server's key counts; the first check
+	// is at start.
+	Interval time.Duration
+	// LowWater: one-time keys of a kind (EC or Kyber) are replenished when
+	// the server holds fewer than this many (at most Batch).
+	LowWater int
+	// Batch is how many one-time keys of a kind a replenishment uploads (at
+	// most prekey.MaxUploadKeys). The upload replaces the server's remaining
+	// keys of that kind; they stay stored here for peers that fetched them.
+	Batch int
+	// RotateAfter is the age at which the signed EC prekey and the Kyber
+	// last-resort key are replaced.
+	RotateAfter time.Duration
+	// Grace is how long a replaced signed or last-resort key is kept after
+	// its successor was made, for messages already encrypted to it.
+	Grace time.Duration
+	// RequestTimeout bounds each request to the server (a request waits for
+	// the connection while it is down).
+	RequestTimeout time.Duration
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+func (c KeyConfig) withDefaults() KeyConfig {
+	if c.Interval <= 0 {
+		c.Interval = DefaultKeyInterval
+	}
+	if c.Batch <= 0 || c.Batch > prekey.MaxUploadKeys {
+		c.Batch = DefaultKeyBatch
+	}
+	if c.LowWater <= 0 {
+		c.LowWater = DefaultKeyLowWater
+	}
+	// A mark above the batch would replenish on every check.
+	c.LowWater = min(c.LowWater, c.Batch)
+	if c.RotateAfter <= 0 {
+		c.RotateAfter = DefaultKeyRotateAfter
+	}
+	if c.Grace <= 0 {
+		c.Grace = DefaultKeyGrace
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = DefaultKeyRequestTimeout
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// keyUpkeep is the state of one maintainKeys loop; only that loop's
+// goroutine touches it.
+type keyUpkeep struct {
+	d   *Device
+	cfg KeyConfig
+	api requester
+	ids map[prekey.Identity]*identityUpkeep
+}
+
+// identityUpkeep is what the loop remembers of one identity between checks.
+type identityUpkeep struct {
+	// One-time keys stored but not yet accepted by the server (the upload
+	// failed): they are uploaded again rather than making more, which would
+	// only pile up unused keys in the store during an outage.
+	pendingEC []*record.PreKey
+	pendingPQ []*prekey.KyberPreKey
+	// synced: an upload carrying the current signed and last-resort keys
+	// succeeded since start. Until then older keys are not deleted, since
+	// the server may still hand them out.
+	synced bool
+}
+
+func newKeyUpkeep(d *Device, api requester) *keyUpkeep {
+	return &keyUpkeep{d: d, cfg: d.cfg.Keys.withDefaults(), api: api, ids: map[prekey.Identity]*identityUpkeep{}}
+}
+
+// maintainKeys keeps this device's prekeys on the server until ctx ends
+// (nil) or the server refuses the credentials (an error wrapping
+// transport.ErrUnauthorized). Other failures are logged and retried at the
+// next check.
+func (d *Device) maintainKeys(ctx context.Context) error {
+	return newKeyUpkeep(d, d.client).run(ctx)
+}
+
+func (u *keyUpkeep) run(ctx context.Context) error {
+	t := time.NewTicker(u.cfg.Interval)
+	defer t.Stop()
+	for {
+		err := u.check(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, transport.ErrUnauthorized):
+			u.d.log.Error("prekey upkeep stopped", "err", err)
+			return err
+		case err != nil:
+			u.d.log.Warn("prekey upkeep failed, retrying at the next check", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// check runs one round of upkeep for each identity the account has.
+func (u *keyUpkeep) check(ctx context.Context) error {
+	var errs []error
+	for _, id := range []prekey.Identity{prekey.ACI, prekey.PNI} {
+		err := u.checkIdentity(ctx, id)
+		if errors.Is(err, transport.ErrUnauthorized) {
+			return err
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkIdentity replenishes one-time keys below the mark and rotates aged
+// keys of one identity: new keys are stored before they are uploaded, so
+// the server never hands out a key this device does not hold. Replaced
+// keys past their grace period are then deleted.
+func (u *keyUpkeep) checkIdentity(ctx context.Context, id prekey.Identity) error {
+	p, err := u.d.cfg.Store.Protocol(ctx, id)
+	if errors.Is(err, store.ErrNoIdentity) {
+		return nil // an account without a phone number has no PNI
+	}
+	if err != nil {
+		return fmt.Errorf("device: prekeys (%s): %w", id, err)
+	}
+	st := u.ids[id]
+	if st == nil {
+		st = &identityUpkeep{}
+		u.ids[id] = st
+	}
+	ecCount, pqCount, err := u.counts(ctx, id)
+	if err != nil {
+		return fmt.Errorf("device: prekeys (%s): %w", id, err)
+	}
+	now := u.cfg.Now()
+	next, err := p.NextKeyOptions(ctx)
+	if err != nil {
+		return fmt.Errorf("device: prekeys (%s): next ids: %w", id, err)
+	}
+	signed, err := p.LoadSignedPreKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("device: prekeys (%s): signed prekeys: %w", id, err)
+	}
+	lastResorts, err := p.LastResortKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("device: prekeys (%s): last-resort keys: %w", id, err)
+	}
+	signedAges := make([]keyAge, 0, len(signed)+1)
+	for _, k := range signed {
+		signedAges = append(signedAges, keyAge{id: k.ID(), created: time.UnixMilli(k.Timestamp())})
+	}
+	lrAges := make([]keyAge, 0, len(lastResorts)+1)
+	for _, k := range lastResorts {
+		lrAges = append(lrAges, keyAge{id: k.ID, created: time.UnixMilli(k.Timestamp)})
+	}
+	sortByAge(signedAges, next.SignedPreKeyID)
+	sortByAge(lrAges, next.LastResortID)
+
+	ik := p.GetIdentityKeyPair()
+	fresh := &prekey.Keys{Identity: ik}
+	if n := len(signedAges); n == 0 || now.Sub(signedAges[n-1].created) >= u.cfg.RotateAfter {
+		if fresh.SignedPreKey, err = prekey.NewSignedPreKey(next.SignedPreKeyID, ik, now); err != nil {
+			return fmt.Errorf("device: prekeys (%s): %w", id, err)
+		}
+	}
+	// One-time and last-resort Kyber keys share one id space.
+	kyberID := next.LastResortID
+	if n := len(lrAges); n == 0 || now.Sub(lrAges[n-1].created) >= u.cfg.RotateAfter {
+		if fresh.LastResort, err = prekey.NewKyberPreKey(nil, kyberID, ik, true, now); err != nil {
+			return fmt.Errorf("device: prekeys (%s): %w", id, err)
+		}
+		kyberID = prekey.NextID(kyberID)
+	}
+	// Counts back above the mark mean a pending batch arrived after all (the
+	// answer to its upload was lost); it needs no second upload.
+	if ecCount >= u.cfg.LowWater {
+		st.pendingEC = nil
+	} else if st.pendingEC == nil {
+		if fresh.PreKeys, err = prekey.NewPreKeys(next.PreKeyStart, u.cfg.Batch); err != nil {
+			return fmt.Errorf("device: prekeys (%s): %w", id, err)
+		}
+	}
+	if pqCount >= u.cfg.LowWater {
+		st.pendingPQ = nil
+	} else if st.pendingPQ == nil {
+		if fresh.KyberPreKeys, err = prekey.NewKyberPreKeys(kyberID, u.cfg.Batch, ik, now); err != nil {
+			return fmt.Errorf("device: prekeys (%s): %w", id, err)
+		}
+	}
+	if fresh.SignedPreKey != nil || fresh.LastResort != nil || fresh.PreKeys != nil || fresh.KyberPreKeys != nil {
+		if err := p.SaveKeys(ctx, fresh); err != nil {
+			return fmt.Errorf("device: prekeys (%s): store new keys: %w", id, err)
+		}
+		if fresh.PreKeys != nil {
+			st.pendingEC = fresh.PreKeys
+		}
+		if fresh.KyberPreKeys != nil {
+			st.pendingPQ = fresh.KyberPreKeys
+		}
+		if fresh.SignedPreKey != nil {
+			signed = append(signed, fresh.SignedPreKey)
+			signedAges = append(signedAges, keyAge{id: fresh.SignedPreKey.ID(), created: now})
+			st.synced = false
+		}
+		if fresh.LastResort != nil {
+			lastResorts = append(lastResorts, fresh.LastResort)
+			lrAges = append(lrAges, keyAge{id: fresh.LastResort.ID, created: now})
+			st.synced = false
+		}
+	}
+
+	if len(st.pendingEC) > 0 || len(st.pendingPQ) > 0 || !st.synced {
+		// Every upload carries the current signed and last-resort keys, so
+		// the server holds them after the first one since start even if an
+		// earlier run stored a rotation it could not upload.
+		up := &prekey.Keys{
+			Identity:     ik,
+			SignedPreKey: signedByID(signed, signedAges[len(signedAges)-1].id),
+			LastResort:   lastResortByID(lastResorts, lrAges[len(lrAges)-1].id),
+			PreKeys:      st.pendingEC,
+			KyberPreKeys: st.pendingPQ,
+		}
+		if err := u.upload(ctx, id, up); err != nil {
+			return fmt.Errorf("device: prekeys (%s): %w", id, err)
+		}
+		u.d.log.Info("prekeys uploaded", "identity", id.String(), "signed", up.SignedPreKey.ID(), "last_resort", up.LastResort.ID,
+			"one_time", len(up.PreKeys), "one_time_kyber", len(up.KyberPreKeys), "server_count", ecCount, "server_pq_count", pqCount)
+		st.pendingEC, st.pendingPQ, st.synced = nil, nil, true
+	}
+
+	var errs []error
+	for _, old := range expired(signedAges, now, u.cfg.Grace) {
+		if err := p.RemoveSignedPreKey(ctx, old); err != nil {
+			errs = append(errs, fmt.Errorf("device: prekeys (%s): remove signed prekey %d: %w", id, old, err))
+		}
+	}
+	for _, old := range expired(lrAges, now, u.cfg.Grace) {
+		if err := p.RemoveKyberPreKey(ctx, old); err != nil {
+			errs = append(errs, fmt.Errorf("device: prekeys (%s): remove last-resort key %d: %w", id, old, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// counts asks the server how many one-time EC and Kyber keys it holds.
+func (u *keyUpkeep) counts(ctx context.Context, id prekey.Identity) (ec, pq int, err error) {
+	var c struct {
+		Count   int `json:"count"`
+		PQCount int `json:"pqCount"`
+	}
+	rctx, cancel := context.WithTimeout(ctx, u.cfg.RequestTimeout)
+	defer cancel()
+	if _, err := call(rctx, u.api, "prekey counts", http.MethodGet, "/v2/keys?identity="+id.String(), "", nil, &c); err != nil {
+		return 0, 0, refused(err)
+	}
+	return c.Count, c.PQCount, nil
+}
+
+func (u *keyUpkeep) upload(ctx context.Context, id prekey.Identity, k *prekey.Keys) error {
+	body, err := k.UploadRequest()
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, u.cfg.RequestTimeout)
+	defer cancel()
+	_, err = call(rctx, u.api, "upload prekeys", http.MethodPut, prekey.UploadPath(id), "", body, nil, http.StatusOK, http.StatusNoContent)
+	return refused(err)
+}
+
+// refused marks a 401 or 403 answer as the end of this device's
+// credentials, which stops the upkeep as it stops the connection.
+func refused(err error) error {
+	var se *StatusError
+	if errors.As(err, &se) && (se.Status == http.StatusUnauthorized || se.Status == http.StatusForbidden) {
+		return fmt.Errorf("%w: %w", transport.ErrUnauthorized, err)
+	}
+	return err
+}
+
+// keyAge is a signed or last-resort key's id and creation time.
+type keyAge struct {
+	id      uint32
+	created time.Time
+}
+
+// sortByAge orders keys oldest first: by creation time, then (for a clock
+// that stood still or stepped back) by how long ago the id was handed out,
+// next being the id the store hands out next.
+func sortByAge(keys []keyAge, next uint32) {
+	since := func(id uint32) uint32 { // ids wrap from prekey.MaxKeyID to 1
+		if id < next {
+			return next - id
+		}
+		return next + prekey.MaxKeyID - id
+	}
+	slices.SortStableFunc(keys, func(a, b keyAge) int {
+		if c := a.created.Compare(b.created); c != 0 {
+			return c
+		}
+		return int(int64(since(b.id)) - int64(since(a.id)))
+	})
+}
+
+// expired returns the ids of replaced keys (all but the newest of keys,
+// sorted oldest first) whose successor was made more than grace ago:
+// until then a message encrypted to them may still be in flight.
+func expired(keys []keyAge, now time.Time, grace time.Duration) []uint32 {
+	var out []uint32
+	for i := 0; i+1 < len(keys); i++ {
+		if now.Sub(keys[i+1].created) > grace {
+			out = append(out, keys[i].id)
+		}
+	}
+	return out
+}
+
+func signedByID(keys []*record.SignedPreKey, id uint32) *record.SignedPreKey {
+	for _, k := range keys {
+		if k.ID() == id {
+			return k
+		}
+	}
+	return nil
+}
+
+func lastResortByID(keys []*prekey.KyberPreKey, id uint32) *prekey.KyberPreKey {
+	for _, k := range keys {
+		if k.ID == id {
+			return k
+		}
+	}
+	return nil
+}
