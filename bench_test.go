@@ -54,7 +54,7 @@ func newBenchSigner(b *testing.B, r *testRelay, name string, durable bool) *sign
 		b.Fatal(err)
 	}
 	scanned := make(chan error, 1)
-	if _, err := device.Link(ctx, device.LinkConfig{Dialer: r.dialer, Store: st, Name: name, PreKeys: 5,
+	if _, err := device.Link(ctx, device.LinkConfig{Dialer: r.dialer, Store: st, Name: name, PreKeys: 20, // above the upkeep's low-water mark: no top-up while measuring
 		OnURL: func(url string, _ time.Time) { go func() { scanned <- p.ApproveLink(ctx, r.dialer, url, nil) }() },
 	}); err != nil {
 		b.Fatal(err)
