@@ -20,9 +20,15 @@ type Handler func(ctx context.Context, req *Request) *Response
 // request is answered 404), no idle timeout.
 type Options struct {
 	Handler Handler
-	// MaxInFlight bounds the peer requests handled at once; the reader waits
-	// for a free slot (default 32).
+	// MaxInFlight bounds the peer requests handled at once (default 32).
+	// Requests beyond it wait for a slot without holding up the reader, so
+	// that responses to this side's own requests are never stuck behind
+	// them (a device receiving messages must still see the answers to its
+	// sends).
 	MaxInFlight int
+	// MaxQueuedBytes bounds the bodies of peer requests read but not yet
+	// answered (default 16 MiB): only past it does the reader wait.
+	MaxQueuedBytes int
 	// IdleTimeout closes the connection when no frame arrives for this long
 	// (0: never).
 	IdleTimeout time.Duration
@@ -72,6 +78,9 @@ type closeCmd struct {
 func New(ws *websocket.Conn, opts Options) *Conn {
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = 32
+	}
+	if opts.MaxQueuedBytes <= 0 {
+		opts.MaxQueuedBytes = 16 << 20
 	}
 	if opts.ReadLimit <= 0 {
 		opts.ReadLimit = MaxFrameSize
@@ -164,8 +173,35 @@ func (c *Conn) finish(err error) {
 	})
 }
 
+// queueChunk is the unit of the queued-bytes budget.
+const queueChunk = 64 << 10
+
+type queuedRequest struct {
+	req    *Request
+	tokens int
+}
+
 func (c *Conn) readLoop(ctx context.Context, wg *sync.WaitGroup) error {
-	slots := make(chan struct{}, c.opts.MaxInFlight)
+	// The queued-bytes budget in chunks: the reader is its only taker, so
+	// taking several tokens one by one cannot deadlock.
+	budget := make(chan struct{}, max(1, c.opts.MaxQueuedBytes/queueChunk))
+	// MaxInFlight workers take the requests in the order they came: the
+	// reader never waits for a handler, only for the budget.
+	queue := make(chan queuedRequest, cap(budget))
+	defer close(queue)
+	for range c.opts.MaxInFlight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for q := range queue {
+				c.serve(ctx, q.req)
+				for range q.tokens {
+					<-budget
+				}
+				c.handlers.Done()
+			}
+		}()
+	}
 	for {
 		if c.opts.IdleTimeout > 0 {
 			c.mu.Lock()
@@ -204,19 +240,19 @@ func (c *Conn) readLoop(ctx context.Context, wg *sync.WaitGroup) error {
 		}
 		c.handlers.Add(1)
 		c.mu.Unlock()
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			c.handlers.Done()
-			return fmt.Errorf("%w: %w", ErrClosed, ctx.Err())
+		tokens := min(cap(budget), 1+len(data)/queueChunk)
+		for taken := 0; taken < tokens; taken++ {
+			select {
+			case budget <- struct{}{}:
+			case <-ctx.Done():
+				for range taken {
+					<-budget
+				}
+				c.handlers.Done()
+				return fmt.Errorf("%w: %w", ErrClosed, ctx.Err())
+			}
 		}
-		wg.Add(1)
-		go func(req *Request) {
-			defer wg.Done()
-			defer c.handlers.Done()
-			defer func() { <-slots }()
-			c.serve(ctx, req)
-		}(f.Request)
+		queue <- queuedRequest{f.Request, tokens} // never blocks: one place per token
 	}
 }
 

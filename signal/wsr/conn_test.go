@@ -314,3 +314,28 @@ func TestResponsesInFlightGoOutBeforeTheClose(t *testing.T) {
 		t.Fatal("no answer")
 	}
 }
+
+func TestAnswersToOwnRequestsAreReadWhileHandlersAreBusy(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	defer close(release)
+	p := newPair(t, Options{MaxInFlight: 1, Handler: func(ctx context.Context, _ *Request) *Response {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return &Response{Status: 200}
+	}}, Options{Handler: func(context.Context, *Request) *Response { return &Response{Status: 204} }})
+	// The server's only handler is busy and more requests wait behind it.
+	for i := range 4 {
+		if _, err := p.client.Start(t.Context(), &Request{Verb: "PUT", Path: fmt.Sprintf("/%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	resp, err := p.server.Request(ctx, &Request{Verb: "GET", Path: "/own"})
+	if err != nil || resp.Status != 204 {
+		t.Fatalf("the server's own request: %+v, %v (its answer must not wait for its busy handlers)", resp, err)
+	}
+}
