@@ -143,8 +143,9 @@ type keyState struct {
 }
 
 type outbound struct {
-	to  Address
-	env []byte
+	to       Address
+	ceremony [32]byte // its messages to one peer keep their order
+	env      []byte
 	// durable waits for the records of the inputs that produced env: a
 	// message leaves only once its cause is on disk, so a restart never
 	// contradicts what peers already saw.
@@ -286,22 +287,34 @@ func (a *App) do(ctx context.Context, f func()) error {
 	}
 }
 
-// sender hands outgoing envelopes to one worker per peer: messages to one
-// peer keep their order, and a slow or unreachable peer does not hold up
-// the others (the Messenger may be called for several peers at once).
+// sendLanes is how many sends to one peer may be under way at once. A
+// send waits for its commit and the server's answer (about a millisecond
+// each), so one at a time would cap what a console can ask of a peer;
+// messages of one ceremony take one lane and keep their order.
+const sendLanes = 4
+
+// sender hands outgoing envelopes to sendLanes workers per peer: messages
+// of one ceremony to one peer keep their order, other ceremonies overtake,
+// and a slow or unreachable peer does not hold up the others (the
+// Messenger may be called for several peers at once).
 func (a *App) sender(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	peers := map[Address]chan outbound{} // bounded by the roster: only parties are sent to
+	type lane struct {
+		to Address
+		n  byte
+	}
+	lanes := map[lane]chan outbound{} // bounded by the roster: only parties are sent to
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case o := <-a.out:
-			ch, ok := peers[o.to]
+			l := lane{o.to, o.ceremony[0] % sendLanes}
+			ch, ok := lanes[l]
 			if !ok {
 				ch = make(chan outbound, cap(a.out))
-				peers[o.to] = ch
+				lanes[l] = ch
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -316,6 +329,15 @@ func (a *App) sender(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// envCeremony is the ceremony of a decoded envelope (zero when it did not
+// decode: such envelopes share one lane).
+func envCeremony(env *wire.Envelope) [32]byte {
+	if env == nil {
+		return [32]byte{}
+	}
+	return env.Ceremony
 }
 
 // peerSender delivers one peer's envelopes, each once its cause is
@@ -920,7 +942,7 @@ func (a *App) send(parties []dkg.Party, out []ceremony.Outgoing) {
 			}
 			a.pending.Add(1) // before the sender can take it
 			select {
-			case a.out <- outbound{to: to, env: o.Envelope, durable: durable}:
+			case a.out <- outbound{to: to, ceremony: envCeremony(env), env: o.Envelope, durable: durable}:
 				a.logMessage(event.Out, to, env, o.Envelope, "")
 			default:
 				a.pending.Add(-1)

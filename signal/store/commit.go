@@ -112,13 +112,31 @@ func (s *Store) enqueue(o *op) {
 	}
 }
 
+// maxGroup bounds the operations of one transaction, so that the first of
+// a long run does not wait for the last.
+const maxGroup = 256
+
+// takeQueued takes up to n queued operations.
+func (s *Store) takeQueued(n int) []*op {
+	if n <= 0 {
+		return nil
+	}
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	n = min(n, len(s.queue))
+	taken := s.queue[:n:n]
+	s.queue = s.queue[n:]
+	return taken
+}
+
 // lead runs groups until the queue is empty.
 func (s *Store) lead() {
 	defer s.leaders.Done()
 	for {
 		s.cmu.Lock()
-		group := s.queue
-		s.queue = nil
+		n := min(len(s.queue), maxGroup)
+		group := s.queue[:n:n]
+		s.queue = s.queue[n:]
 		if len(group) == 0 {
 			s.leading = false
 			s.cmu.Unlock()
@@ -143,7 +161,17 @@ func (s *Store) runGroup(group []*op) {
 	}
 	t := &txn{tx: tx}
 	ok := group[:0:0]
-	for i, o := range group {
+	for i := 0; ; i++ {
+		if i == len(group) {
+			// Operations that came while these ran join this transaction
+			// instead of waiting for the next commit.
+			more := s.takeQueued(maxGroup - len(group))
+			if len(more) == 0 {
+				break
+			}
+			group = append(group, more...)
+		}
+		o := group[i]
 		if err := o.ctx.Err(); err != nil {
 			o.fail(err)
 			continue
