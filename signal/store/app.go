@@ -73,7 +73,7 @@ func (s *Store) AppUpdate(ctx context.Context, fn func(tx *AppTx) error) error {
 }
 
 // AppSubmit queues fn to run in a write transaction after every write
-// submitted before it and returns at once (see Submit): the application's
+// submitted before it, without waiting for the commit (see Submit): the application's
 // way to keep its records in the same commit order as the device's session
 // updates without waiting for each commit.
 func (s *Store) AppSubmit(ctx context.Context, fn func(tx *AppTx) error) Pending {

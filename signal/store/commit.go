@@ -81,35 +81,69 @@ func (o *op) fail(err error) {
 }
 
 // Submit queues fn to run in a write transaction after every operation
-// submitted before it, and returns at once. fn gets a context carrying the
+// submitted before it, and returns without waiting for the commit. fn gets a context carrying the
 // transaction: every store write it makes through that context commits
 // with it, and fn sees the writes of the operations before it. When fn
 // fails (or panics), its writes are undone and the in-memory session and
 // identity caches are dropped (they may hold what fn changed); the other
 // operations of its group are unaffected.
 //
-// fn runs on another goroutine and must not wait for other store
-// operations (it would wait for itself): everything it needs from the
-// store it reads through its context.
+// fn may run on the caller's goroutine before Submit returns (when the
+// store is idle) or on another one; it must not wait for other store
+// operations (it would wait for itself) or for anything its caller holds:
+// everything it needs from the store it reads through its context.
 func (s *Store) Submit(ctx context.Context, fn func(ctx context.Context) error) Pending {
 	o := &op{ctx: ctx, fn: fn, ran: make(chan struct{}), done: make(chan struct{})}
 	s.enqueue(o)
 	return Pending{o}
 }
 
+// enqueue queues o. When no group is running, the caller leads the next
+// one itself: its operations run on the caller's goroutine (no handoff,
+// which on a busy machine can cost as much as a time slice of whatever
+// else runs), and only the commit moves to a goroutine of its own, which
+// leads the groups that queued meanwhile.
 func (s *Store) enqueue(o *op) {
 	s.cmu.Lock()
-	defer s.cmu.Unlock()
 	if s.closed {
+		s.cmu.Unlock()
 		o.fail(ErrClosed)
 		return
 	}
 	s.queue = append(s.queue, o)
-	if !s.leading {
-		s.leading = true
-		s.leaders.Add(1)
-		go s.lead()
+	if s.leading {
+		s.cmu.Unlock()
+		return
 	}
+	s.leading = true
+	s.leaders.Add(1)
+	s.cmu.Unlock()
+	if g := s.nextGroup(); g != nil {
+		if ready := s.execute(g); ready != nil {
+			go func() {
+				s.commitGroup(ready)
+				s.lead()
+			}()
+			return
+		}
+	}
+	go s.lead()
+}
+
+// nextGroup takes up to maxGroup queued operations; nil (and the end of
+// this leadership) when there are none.
+func (s *Store) nextGroup() []*op {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	n := min(len(s.queue), maxGroup)
+	if n == 0 {
+		s.leading = false
+		s.leaders.Done()
+		return nil
+	}
+	group := s.queue[:n:n]
+	s.queue = s.queue[n:]
+	return group
 }
 
 // maxGroup bounds the operations of one transaction, so that the first of
@@ -131,19 +165,14 @@ func (s *Store) takeQueued(n int) []*op {
 
 // lead runs groups until the queue is empty.
 func (s *Store) lead() {
-	defer s.leaders.Done()
 	for {
-		s.cmu.Lock()
-		n := min(len(s.queue), maxGroup)
-		group := s.queue[:n:n]
-		s.queue = s.queue[n:]
-		if len(group) == 0 {
-			s.leading = false
-			s.cmu.Unlock()
+		g := s.nextGroup()
+		if g == nil {
 			return
 		}
-		s.cmu.Unlock()
-		s.runGroup(group)
+		if ready := s.execute(g); ready != nil {
+			s.commitGroup(ready)
+		}
 	}
 }
 
@@ -151,27 +180,52 @@ func (s *Store) lead() {
 // it. A transaction in which nothing was written is rolled back instead
 // (a bbolt commit syncs even when nothing changed).
 func (s *Store) runGroup(group []*op) {
+	if ready := s.execute(group); ready != nil {
+		s.commitGroup(ready)
+	}
+}
+
+// executed is a group whose operations have run, waiting for its commit.
+type executed struct {
+	t  *txn
+	ok []*op
+}
+
+// execute runs the operations of a group (and those that arrive
+// meanwhile) in one transaction. It returns nil when nothing is left to
+// commit (the transaction could not begin, or was abandoned).
+func (s *Store) execute(group []*op) *executed {
 	tx, err := s.db.Begin(true)
 	if err != nil {
 		err = fmt.Errorf("store: begin: %w", err)
 		for _, o := range group {
 			o.fail(err)
 		}
-		return
+		return nil
 	}
-	t := &txn{tx: tx}
-	ok := group[:0:0]
+	e := &executed{t: &txn{tx: tx}}
+	if !s.runOps(e, group) {
+		return nil
+	}
+	return e
+}
+
+// runOps runs ops in e's transaction, then the operations that came while
+// they ran (they join this transaction instead of waiting for the next
+// commit), up to maxGroup in all. It returns false when the transaction
+// had to be abandoned (every operation of it failed).
+func (s *Store) runOps(e *executed, ops []*op) bool {
+	t := e.t
 	for i := 0; ; i++ {
-		if i == len(group) {
-			// Operations that came while these ran join this transaction
-			// instead of waiting for the next commit.
-			more := s.takeQueued(maxGroup - len(group))
+		if i == len(ops) {
+			more := s.takeQueued(maxGroup - len(e.ok) - len(ops) + i)
 			if len(more) == 0 {
-				break
+				return true
 			}
-			group = append(group, more...)
+			ops = append(ops[i:i:i], more...)
+			i = 0
 		}
-		o := group[i]
+		o := ops[i]
 		if err := o.ctx.Err(); err != nil {
 			o.fail(err)
 			continue
@@ -180,15 +234,15 @@ func (s *Store) runGroup(group []*op) {
 		if err := t.run(o); err != nil {
 			if uerr := t.rollbackTo(mark); uerr != nil {
 				// The transaction can no longer be trusted: fail the group.
-				tx.Rollback()
+				t.tx.Rollback()
 				s.dropCaches()
 				o.fail(err)
 				uerr = fmt.Errorf("store: undo: %w", uerr)
-				s.failAll(ok, uerr)
-				for _, rest := range group[i+1:] {
+				s.failAll(e.ok, uerr)
+				for _, rest := range ops[i+1:] {
 					rest.fail(uerr)
 				}
-				return
+				return false
 			}
 			s.dropCaches()
 			o.fail(err)
@@ -196,8 +250,21 @@ func (s *Store) runGroup(group []*op) {
 		}
 		close(o.ran)
 		s.ops.Add(1)
-		ok = append(ok, o)
+		e.ok = append(e.ok, o)
 	}
+}
+
+// commitGroup commits an executed group (a transaction in which nothing
+// was written is rolled back: a bbolt commit syncs even when nothing
+// changed) and tells its operations.
+func (s *Store) commitGroup(e *executed) {
+	// What queued between the operations' run and now (the commit often
+	// starts on a goroutine of its own) still joins.
+	if !s.runOps(e, nil) {
+		return
+	}
+	t, tx, ok := e.t, e.t.tx, e.ok
+	var err error
 	switch {
 	case !t.wrote:
 		err = tx.Rollback()

@@ -15,7 +15,9 @@ var bucketTest = []byte("test")
 func holdLeader(t *testing.T, s *Store) (release func()) {
 	t.Helper()
 	started, gate := make(chan struct{}), make(chan struct{})
-	s.Submit(t.Context(), func(context.Context) error {
+	// From a goroutine of its own: the first operation of an idle store
+	// runs on the submitter's goroutine.
+	go s.Submit(t.Context(), func(context.Context) error {
 		close(started)
 		<-gate
 		return nil
