@@ -94,8 +94,16 @@ func (o *op) fail(err error) {
 // everything it needs from the store it reads through its context.
 func (s *Store) Submit(ctx context.Context, fn func(ctx context.Context) error) Pending {
 	o := &op{ctx: ctx, fn: fn, ran: make(chan struct{}), done: make(chan struct{})}
-	s.enqueue(o)
+	s.enqueue(o, false)
 	return Pending{o}
+}
+
+// submitWait is Submit followed by Wait, for callers that wait anyway: an
+// idle store then also commits on the caller's goroutine.
+func (s *Store) submitWait(ctx context.Context, fn func(ctx context.Context) error) error {
+	o := &op{ctx: ctx, fn: fn, ran: make(chan struct{}), done: make(chan struct{})}
+	s.enqueue(o, true)
+	return Pending{o}.Wait(ctx)
 }
 
 // enqueue queues o. When no group is running, the caller leads the next
@@ -103,7 +111,7 @@ func (s *Store) Submit(ctx context.Context, fn func(ctx context.Context) error) 
 // which on a busy machine can cost as much as a time slice of whatever
 // else runs), and only the commit moves to a goroutine of its own, which
 // leads the groups that queued meanwhile.
-func (s *Store) enqueue(o *op) {
+func (s *Store) enqueue(o *op, wait bool) {
 	s.cmu.Lock()
 	if s.closed {
 		s.cmu.Unlock()
@@ -120,14 +128,17 @@ func (s *Store) enqueue(o *op) {
 	s.cmu.Unlock()
 	if g := s.nextGroup(); g != nil {
 		if ready := s.execute(g); ready != nil {
-			go func() {
-				s.commitGroup(ready)
-				s.lead()
-			}()
-			return
+			if !wait {
+				go func() {
+					s.commitGroup(ready)
+					s.lead()
+				}()
+				return
+			}
+			s.commitGroup(ready)
 		}
+		go s.lead() // the groups that queued meanwhile (or none: it ends at once)
 	}
-	go s.lead()
 }
 
 // nextGroup takes up to maxGroup queued operations; nil (and the end of

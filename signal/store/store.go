@@ -259,7 +259,7 @@ func (s *Store) update(ctx context.Context, fn func(t *txn) error) error {
 	if t := txFrom(ctx); t != nil {
 		return fn(t)
 	}
-	return s.Submit(ctx, func(ctx context.Context) error { return fn(txFrom(ctx)) }).Wait(ctx)
+	return s.submitWait(ctx, func(ctx context.Context) error { return fn(txFrom(ctx)) })
 }
 
 // view runs fn in a read transaction, or in the operation's write
@@ -296,7 +296,7 @@ func (s *Store) Atomic(ctx context.Context, fn func(ctx context.Context) error) 
 	if txFrom(ctx) != nil {
 		return fn(ctx)
 	}
-	return s.Submit(ctx, fn).Wait(ctx)
+	return s.submitWait(ctx, fn)
 }
 
 // ad is the associated data of a value: its bucket path and key.
