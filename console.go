@@ -40,6 +40,28 @@ func (m messenger) Send(ctx context.Context, to core.Address, env []byte) error 
 	return m.d.Send(ctx, device.Address{Account: to.Account, Device: to.Device}, env)
 }
 
+// Prepare starts the encryption when core queues the envelope, so that it
+// shares a commit with core's record of its cause.
+func (m messenger) Prepare(ctx context.Context, to core.Address, env []byte) core.Prepared {
+	if p := m.d.Prepare(ctx, device.Address{Account: to.Account, Device: to.Device}, env); p != nil {
+		return prepared{p}
+	}
+	return nil
+}
+
+// SendPrepared sends what Prepare started.
+func (m messenger) SendPrepared(ctx context.Context, p core.Prepared, durable func(context.Context) error) error {
+	pp, ok := p.(prepared)
+	if !ok {
+		return fmt.Errorf("console: not a prepared send: %T", p)
+	}
+	return m.d.SendPrepared(ctx, pp.p, durable)
+}
+
+type prepared struct{ p *device.Prepared }
+
+func (prepared) PreparedSend() {}
+
 // SendAfter lets the device wait for core's records after its own commit
 // (same store, same commit order): one commit per send, not two.
 func (m messenger) SendAfter(ctx context.Context, to core.Address, env []byte, durable func(context.Context) error) error {

@@ -71,6 +71,22 @@ type OrderedMessenger interface {
 	SendAfter(ctx context.Context, to Address, envelope []byte, durable func(context.Context) error) error
 }
 
+// PreparingMessenger is an OrderedMessenger that can start a send's local
+// work (the device: encryption, a store operation) when core queues the
+// envelope, right after core's own record of its cause, so that both share
+// one commit; the send itself happens later, from its lane.
+type PreparingMessenger interface {
+	OrderedMessenger
+	// Prepare starts the local work of a send; nil when it cannot (the
+	// send then goes the ordinary way).
+	Prepare(ctx context.Context, to Address, envelope []byte) Prepared
+	// SendPrepared sends what Prepare started, like SendAfter.
+	SendPrepared(ctx context.Context, p Prepared, durable func(context.Context) error) error
+}
+
+// Prepared is a send a PreparingMessenger has started.
+type Prepared interface{ PreparedSend() }
+
 // Config wires an App.
 type Config struct {
 	Me         roster.Card
@@ -109,6 +125,7 @@ type App struct {
 	// returns it.
 	failed atomic.Pointer[error]
 	fatal  chan error
+	runCtx context.Context // Run's context, for work started by the loop
 
 	// Loop-owned state.
 	keygens map[[32]byte]*keygenState
@@ -150,6 +167,9 @@ type outbound struct {
 	// message leaves only once its cause is on disk, so a restart never
 	// contradicts what peers already saw.
 	durable func(context.Context) error
+	// prepared is the send's local work, started when it was queued (nil:
+	// none).
+	prepared Prepared
 }
 
 // result is what a waiter gets when a ceremony ends.
@@ -246,6 +266,7 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	a.runCtx = ctx
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -354,6 +375,7 @@ func (a *App) peerSender(ctx context.Context, in <-chan outbound) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	ordered, _ := a.cfg.Messenger.(OrderedMessenger)
+	preparing, _ := a.cfg.Messenger.(PreparingMessenger)
 	try := func(o outbound, attempt int) {
 		durable := o.durable
 		if durable == nil || attempt > 0 {
@@ -362,7 +384,9 @@ func (a *App) peerSender(ctx context.Context, in <-chan outbound) {
 		// Never send what a restart would not reproduce: the records of
 		// the inputs behind a message are durable before it leaves.
 		var err error
-		if ordered != nil {
+		if preparing != nil && o.prepared != nil && attempt == 0 {
+			err = preparing.SendPrepared(ctx, o.prepared, durable)
+		} else if ordered != nil {
 			err = ordered.SendAfter(ctx, o.to, o.env, durable)
 		} else if err = durable(ctx); err == nil {
 			err = a.cfg.Messenger.Send(ctx, o.to, o.env)
@@ -932,6 +956,7 @@ func (a *App) send(parties []dkg.Party, out []ceremony.Outgoing) {
 		return
 	}
 	durable := a.cfg.Store.Durable()
+	preparing, _ := a.cfg.Messenger.(PreparingMessenger)
 	for _, o := range out {
 		env, _ := wire.Decode(o.Envelope)
 		for i, p := range parties {
@@ -940,9 +965,17 @@ func (a *App) send(parties []dkg.Party, out []ceremony.Outgoing) {
 			if to == a.self || (o.To != 0 && o.To != idx) {
 				continue
 			}
+			if len(a.out) == cap(a.out) {
+				a.logMessage(event.Out, to, env, o.Envelope, "send queue full: will be re-sent")
+				continue
+			}
+			var prepared Prepared
+			if preparing != nil && a.runCtx != nil {
+				prepared = preparing.Prepare(a.runCtx, to, o.Envelope)
+			}
 			a.pending.Add(1) // before the sender can take it
 			select {
-			case a.out <- outbound{to: to, ceremony: envCeremony(env), env: o.Envelope, durable: durable}:
+			case a.out <- outbound{to: to, ceremony: envCeremony(env), env: o.Envelope, durable: durable, prepared: prepared}:
 				a.logMessage(event.Out, to, env, o.Envelope, "")
 			default:
 				a.pending.Add(-1)

@@ -512,3 +512,36 @@ func TestSendAfterWaitsForTheCallersRecordsBeforeAnythingLeaves(t *testing.T) {
 		t.Fatalf("bob got %q", got)
 	}
 }
+
+func TestPreparedSendsArriveAndNeedAKnownSession(t *testing.T) {
+	t.Parallel()
+	d := startRelay(t)
+	alice, bob := linkConsole(t, d), linkConsole(t, d)
+	ctx := t.Context()
+	if p := alice.dev.Prepare(ctx, bob.dev.Address(), []byte("too early")); p != nil {
+		t.Fatal("prepared a message without a session (it would need the network)")
+	}
+	if err := alice.dev.Send(ctx, bob.dev.Address(), []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	var ps []*Prepared
+	for i := range 5 {
+		p := alice.dev.Prepare(ctx, bob.dev.Address(), []byte(fmt.Sprint("prepared ", i)))
+		if p == nil {
+			t.Fatal("nothing prepared although the session exists")
+		}
+		ps = append(ps, p)
+	}
+	// Sent out of the order they were prepared in: each still decrypts.
+	for _, i := range []int{3, 0, 4, 1, 2} {
+		if err := alice.dev.SendPrepared(ctx, ps[i], func(context.Context) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := bob.in.wait(t, 6)
+	slices.Sort(got)
+	want := []string{"first", "prepared 0", "prepared 1", "prepared 2", "prepared 3", "prepared 4"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("bob got %q, want %q", got, want)
+	}
+}

@@ -59,12 +59,63 @@ func (d *Device) Send(ctx context.Context, to Address, body []byte) error {
 // its own records written before the send: in the same store they are
 // ordered before the session update, so this wait costs no second commit.
 func (d *Device) SendAfter(ctx context.Context, to Address, body []byte, before func(context.Context) error) error {
+	return d.send(ctx, to, body, before, nil)
+}
+
+// Prepared is a message whose encryption Prepare has started.
+type Prepared struct {
+	to   Address
+	body []byte
+	op   store.Pending
+	typ  int
+	ct   []byte
+}
+
+// Prepare starts encrypting body for to at once, in the order of the
+// calls, when this device already has what it needs (a session and the
+// account's devices: no network); nil otherwise. The encryption is a
+// store operation submitted now, so it shares a commit with the writes
+// the caller made just before (the record of what made it send), instead
+// of waiting for the next one. SendPrepared sends it.
+func (d *Device) Prepare(ctx context.Context, to Address, body []byte) *Prepared {
+	if to.Device == 0 || to.Device > 127 {
+		return nil
+	}
+	if _, ok := d.registration(to.Account, to.Device); !ok {
+		return nil
+	}
+	p := &Prepared{to: to, body: body}
+	addr := protocol.NewSignalAddress(to.Account, to.Device)
+	plain := pad(body)
+	p.op = d.cfg.Store.Submit(ctx, func(ctx context.Context) error {
+		ct, err := session.NewCipher(d.builder(addr), addr).Encrypt(ctx, plain)
+		if err != nil {
+			return err
+		}
+		p.typ, p.ct, err = wireForm(ct)
+		return err
+	})
+	return p
+}
+
+// SendPrepared sends a prepared message like SendAfter (before is called
+// once its encryption is durable); a retry after a device-set mismatch
+// encrypts again.
+func (d *Device) SendPrepared(ctx context.Context, p *Prepared, before func(context.Context) error) error {
+	if p == nil {
+		return fmt.Errorf("%w: nothing prepared", ErrSend)
+	}
+	return d.send(ctx, p.to, p.body, before, p)
+}
+
+func (d *Device) send(ctx context.Context, to Address, body []byte, before func(context.Context) error, prepared *Prepared) error {
 	if to.Device == 0 || to.Device > 127 {
 		return fmt.Errorf("%w: device id %d", ErrSend, to.Device)
 	}
 	var last error
 	for range sendAttempts {
-		msgs, err := d.buildMessages(ctx, to, body)
+		msgs, err := d.buildMessages(ctx, to, body, prepared)
+		prepared = nil // a retry encrypts again
 		if err != nil {
 			return err
 		}
@@ -125,8 +176,8 @@ func (d *Device) SendAfter(ctx context.Context, to Address, body []byte, before 
 
 // buildMessages makes one entry per known device of the account: the MPC
 // message for the console, fillers for the others.
-func (d *Device) buildMessages(ctx context.Context, to Address, body []byte) ([]outMessage, error) {
-	if _, ok := d.registration(to.Account, to.Device); !ok {
+func (d *Device) buildMessages(ctx context.Context, to Address, body []byte, prepared *Prepared) ([]outMessage, error) {
+	if _, ok := d.registration(to.Account, to.Device); !ok && prepared == nil {
 		if err := d.ensureSession(ctx, to); err != nil {
 			return nil, err
 		}
@@ -139,8 +190,15 @@ func (d *Device) buildMessages(ctx context.Context, to Address, body []byte) ([]
 				Content: base64.StdEncoding.EncodeToString(fillerContent)})
 			continue
 		}
-		typ, ct, err := d.encrypt(ctx, to, pad(body))
-		if err != nil {
+		var typ int
+		var ct []byte
+		var err error
+		if prepared != nil {
+			if err = prepared.op.Wait(ctx); err != nil {
+				return nil, encryptError(to, err)
+			}
+			typ, ct = prepared.typ, prepared.ct
+		} else if typ, ct, err = d.encrypt(ctx, to, pad(body)); err != nil {
 			return nil, err
 		}
 		content := append(append(make([]byte, 0, len(MPCTag)+len(ct)), MPCTag...), ct...)
@@ -164,11 +222,20 @@ func (d *Device) encrypt(ctx context.Context, to Address, plain []byte) (int, []
 		return err
 	})
 	if err != nil {
-		if errors.Is(err, store.ErrIdentityChanged) {
-			return 0, nil, fmt.Errorf("%w: %s", ErrIdentityChanged, to)
-		}
-		return 0, nil, fmt.Errorf("device: encrypt for %s: %w", to, err)
+		return 0, nil, encryptError(to, err)
 	}
+	return wireForm(ct)
+}
+
+func encryptError(to Address, err error) error {
+	if errors.Is(err, store.ErrIdentityChanged) {
+		return fmt.Errorf("%w: %s", ErrIdentityChanged, to)
+	}
+	return fmt.Errorf("device: encrypt for %s: %w", to, err)
+}
+
+// wireForm is a ciphertext's envelope type and bytes.
+func wireForm(ct protocol.CiphertextMessage) (int, []byte, error) {
 	switch ct.Type() {
 	case protocol.PREKEY_TYPE:
 		return typePreKey, ct.Serialize(), nil
