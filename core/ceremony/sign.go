@@ -262,7 +262,14 @@ func (s *SignSession) approve() ([]Outgoing, error) {
 	}
 	s.decision = DecisionApproved
 	s.partials[s.cfg.Self] = p
-	out := []Outgoing{{Kind: wire.KindPartial, Round: SignRoundAnswer, Envelope: env}}
+	// The partial goes to the requester only (the envelope itself stays a
+	// broadcast: anyone shown it can check it). Only the requester
+	// combines; the others check its result, which costs them one pairing
+	// check like a combination would, spares them the other signers'
+	// partials (in a 2-of-3 signing, six messages instead of ten), and
+	// keeps their work out of the way while the requester combines. The
+	// requester's own partial goes nowhere.
+	out := []Outgoing{{To: s.requester, Kind: wire.KindPartial, Round: SignRoundAnswer, Envelope: env}}
 	s.lastOut = out
 	return append(out, s.tryCombine()...), nil
 }
