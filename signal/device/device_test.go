@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -543,5 +544,38 @@ func TestPreparedSendsArriveAndNeedAKnownSession(t *testing.T) {
 	want := []string{"first", "prepared 0", "prepared 1", "prepared 2", "prepared 3", "prepared 4"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("bob got %q, want %q", got, want)
+	}
+}
+
+func TestStaleRegistrationIsRepairedAfterA410(t *testing.T) {
+	t.Parallel()
+	d := startRelay(t)
+	alice, bob := linkConsole(t, d), linkConsole(t, d)
+	ctx := t.Context()
+	if err := alice.dev.Send(ctx, bob.dev.Address(), []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	bob.in.wait(t, 1)
+	old, _ := alice.dev.registration(bob.dev.acct.ACI, bob.dev.acct.DeviceID)
+	// Bob's device comes back as a new installation under the same device
+	// id: a new registration id, as a reinstalled Signal client reports it.
+	fresh := old%0x3fff + 1
+	resp, err := callRaw(ctx, bob.dev.client, "attributes", http.MethodPut, "/v1/accounts/attributes", map[string]any{
+		"fetchesMessages": true, "registrationId": fresh, "pniRegistrationId": bob.dev.acct.PNIRegistrationID,
+		"capabilities": map[string]bool{"spqr": true},
+	})
+	if err != nil || resp.Status != http.StatusNoContent {
+		t.Fatalf("set attributes: %v %v", resp, err)
+	}
+	// Alice still holds the old registration id: the relay answers 410,
+	// she drops the session, fetches the keys again and sends.
+	if err := alice.dev.Send(ctx, bob.dev.Address(), []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if got := bob.in.wait(t, 2); got[1] != "after" {
+		t.Fatalf("bob got %q", got)
+	}
+	if now, _ := alice.dev.registration(bob.dev.acct.ACI, bob.dev.acct.DeviceID); now != fresh {
+		t.Fatalf("alice holds registration id %d for bob, want the new %d", now, fresh)
 	}
 }

@@ -213,6 +213,7 @@ func (s *Server) routes() http.Handler {
 	rest("GET /v1/devices/{$}", s.handleListDevices)
 	rest("DELETE /v1/devices/{id}", s.handleDeleteDevice)
 	rest("GET /v1/accounts/whoami", s.handleWhoami)
+	rest("PUT /v1/accounts/attributes", s.handleSetAttributes)
 	rest("PUT /v2/keys", s.handlePutKeys)
 	rest("GET /v2/keys", s.handleKeyCounts)
 	rest("GET /v2/keys/{serviceId}/{deviceId}", s.handleFetchKeys)

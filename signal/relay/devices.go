@@ -307,6 +307,43 @@ func deviceInfo(d *device) deviceJSON {
 	return j
 }
 
+// handleSetAttributes is PUT /v1/accounts/attributes: the authenticated
+// device replaces its attributes. A new registration id means a new
+// installation behind the same device id: senders holding sessions with the
+// old one get 410 and start new sessions.
+func (s *Server) handleSetAttributes(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.authenticate(r)
+	if err != nil {
+		return err
+	}
+	var attrs accountAttributesJSON
+	if err := decodeJSON(r, &attrs); err != nil {
+		return err
+	}
+	acc, err := s.store.account(p.aci)
+	if err != nil {
+		return fmt.Errorf("read account: %w", err)
+	}
+	if acc == nil {
+		return fail(http.StatusUnauthorized, "unauthorized")
+	}
+	// The checks of a new device, without its password (a dummy one of
+	// the minimum length stands in).
+	d, err := s.newDevice(&attrs, strings.Repeat("x", minPasswordLen), acc.PNI != nil)
+	if err != nil {
+		return err
+	}
+	found, err := s.store.setAttributes(p.aci, p.dev, d)
+	if err != nil {
+		return fmt.Errorf("store attributes: %w", err)
+	}
+	if !found {
+		return fail(http.StatusUnauthorized, "unauthorized")
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 func (s *Server) handleListDevices(w http.ResponseWriter, r *http.Request) error {
 	p, err := s.authenticate(r)
 	if err != nil {

@@ -85,7 +85,7 @@ func FuzzSocketRequest(f *testing.F) {
 	routes := []string{
 		"PUT /v2/keys?identity=aci", "PUT /v2/keys?identity=pni", "GET /v2/keys", "GET /v2/keys/%s/*",
 		"PUT /v1/messages/%s", "PUT /v1/devices/link", "POST /v1/registration", "PUT /v1/provisioning/%s",
-		"GET /v1/devices", "DELETE /v1/devices/%s", "GET /v1/accounts/whoami", "GET /v1/devices/provisioning/code",
+		"GET /v1/devices", "DELETE /v1/devices/%s", "GET /v1/accounts/whoami", "PUT /v1/accounts/attributes", "GET /v1/devices/provisioning/code",
 	}
 	f.Add(uint8(0), "", []byte(`{"preKeys":[{"keyId":1,"publicKey":"BQ=="}]}`))
 	f.Add(uint8(3), "", []byte(``))

@@ -571,6 +571,24 @@ func (s *store) touch(aci uuid, dev uint8, now time.Time) error {
 	})
 }
 
+// setAttributes replaces a device's attributes (registration ids, name,
+// capabilities), keeping its id, password and keys. It reports whether the
+// device exists.
+func (s *store) setAttributes(aci uuid, dev uint8, attrs *device) (found bool, err error) {
+	defer s.devicesChanged(aci)
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		d, err := txDevice(tx, aci, dev)
+		if err != nil || d == nil {
+			return err
+		}
+		found = true
+		d.RegistrationID, d.PNIRegistrationID = attrs.RegistrationID, attrs.PNIRegistrationID
+		d.Name, d.Capabilities, d.FetchesMessages = attrs.Name, attrs.Capabilities, attrs.FetchesMessages
+		return putJSON(tx.Bucket(bucketDevices), devKey(aci, dev), d)
+	})
+	return found, err
+}
+
 // keyUpdate is a PUT /v2/keys body after validation: nil fields and nil
 // lists leave what is stored; a non-nil list replaces the stored one-time
 // keys of its kind.
