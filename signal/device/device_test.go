@@ -579,3 +579,51 @@ func TestStaleRegistrationIsRepairedAfterA410(t *testing.T) {
 		t.Fatalf("alice holds registration id %d for bob, want the new %d", now, fresh)
 	}
 }
+
+func TestDeviceSetChangesAreRepairedAfterA409(t *testing.T) {
+	t.Parallel()
+	d := startRelay(t)
+	alice, bob := linkConsole(t, d), linkConsole(t, d)
+	ctx := t.Context()
+	if err := alice.dev.Send(ctx, bob.dev.Address(), []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	bob.in.wait(t, 1)
+	devicesOfBob := func() []uint32 { return alice.dev.knownDevices(bob.dev.acct.ACI) }
+	if got := devicesOfBob(); !slices.Equal(got, []uint32{1, bob.dev.acct.DeviceID}) {
+		t.Fatalf("alice knows bob's devices %v", got)
+	}
+	// Bob links another device: alice's next send lacks an entry for it, the
+	// relay answers 409 (missing), and she adds a filler for it.
+	other := linkConsoleWith(t, d, bob.primary)
+	if err := alice.dev.Send(ctx, bob.dev.Address(), []byte("two")); err != nil {
+		t.Fatal(err)
+	}
+	if got := bob.in.wait(t, 2); got[1] != "two" {
+		t.Fatalf("bob got %q", got)
+	}
+	if got := devicesOfBob(); !slices.Equal(got, []uint32{1, bob.dev.acct.DeviceID, other.dev.acct.DeviceID}) {
+		t.Fatalf("after the 409 alice knows bob's devices %v", got)
+	}
+	// The new device is removed again: the next send has an entry too many,
+	// 409 (extra), and she drops it.
+	other.stop()
+	primarySocket(t, d, bob.primary, func(r requester) {
+		resp, err := callRaw(ctx, r, "remove device", http.MethodDelete, fmt.Sprintf("/v1/devices/%d", other.dev.acct.DeviceID), nil)
+		if err != nil || resp.Status/100 != 2 {
+			t.Fatalf("remove the device: %v %+v", err, resp)
+		}
+	})
+	if err := alice.dev.Send(ctx, bob.dev.Address(), []byte("three")); err != nil {
+		t.Fatal(err)
+	}
+	if got := bob.in.wait(t, 3); got[2] != "three" {
+		t.Fatalf("bob got %q", got)
+	}
+	if got := devicesOfBob(); !slices.Equal(got, []uint32{1, bob.dev.acct.DeviceID}) {
+		t.Fatalf("after the second 409 alice knows bob's devices %v", got)
+	}
+	if got := other.in.wait(t, 0); len(got) != 0 {
+		t.Fatalf("the other device got MPC messages: %q", got)
+	}
+}
