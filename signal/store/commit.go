@@ -81,9 +81,10 @@ func (o *op) fail(err error) {
 }
 
 // Submit queues fn to run in a write transaction after every operation
-// submitted before it, and returns without waiting for the commit. fn gets a context carrying the
-// transaction: every store write it makes through that context commits
-// with it, and fn sees the writes of the operations before it. When fn
+// submitted before it, and returns without waiting for the commit. fn gets
+// a context carrying the transaction: every store write it makes through
+// that context commits with it, and fn sees the writes of the operations
+// before it. When fn
 // fails (or panics), its writes are undone and the in-memory session and
 // identity caches are dropped (they may hold what fn changed); the other
 // operations of its group are unaffected.
@@ -184,15 +185,6 @@ func (s *Store) lead() {
 		if ready := s.execute(g); ready != nil {
 			s.commitGroup(ready)
 		}
-	}
-}
-
-// runGroup runs the operations of one group in one transaction and commits
-// it. A transaction in which nothing was written is rolled back instead
-// (a bbolt commit syncs even when nothing changed).
-func (s *Store) runGroup(group []*op) {
-	if ready := s.execute(group); ready != nil {
-		s.commitGroup(ready)
 	}
 }
 
