@@ -21,8 +21,9 @@ type Vault interface {
 	// returns once it is durable.
 	Update(ctx context.Context, fn func(tx VaultTx) error) error
 	// Submit queues fn to run in a write transaction after every
-	// transaction submitted before it (all of fn or nothing) and returns at
-	// once. Transactions become durable in the order they were submitted.
+	// transaction submitted before it (all of fn or nothing) and returns
+	// without waiting for the commit (fn may have run already).
+	// Transactions become durable in the order they were submitted.
 	Submit(ctx context.Context, fn func(tx VaultTx) error) Pending
 	// View runs fn in a read transaction over what is durable.
 	View(ctx context.Context, fn func(tx VaultTx) error) error
