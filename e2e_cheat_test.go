@@ -76,26 +76,19 @@ func newTwin(tr *transcript, key ed25519.PrivateKey, id [32]byte, self uint32) (
 	if err != nil {
 		return nil, err
 	}
-	if _, err := e.Start(); err != nil {
+	// A party deals when it accepts (the deal leaves with its acceptance):
+	// the twin's acceptance gives the second deal and its shares.
+	out, err := e.Start()
+	if err != nil {
 		return nil, err
 	}
 	tw := &twin{prop: prop, shares: map[uint32][]byte{}}
-	// The others' real acceptances (the cheater's console deals only once
-	// it has them all, so they were all sent) make the twin deal.
-	for _, raw := range tr.find(func(e *wire.Envelope) bool {
-		return e.Kind == wire.KindAccept && e.Ceremony == id && e.From != self
-	}) {
-		out, err := e.Handle(raw)
-		if err != nil && !errors.Is(err, dkg.ErrDuplicate) {
-			return nil, err
-		}
-		for _, o := range out {
-			switch o.Kind {
-			case wire.KindDeal:
-				tw.deal = o.Envelope
-			case wire.KindShare:
-				tw.shares[o.To] = o.Envelope
-			}
+	for _, o := range out {
+		switch o.Kind {
+		case wire.KindDeal:
+			tw.deal = o.Envelope
+		case wire.KindShare:
+			tw.shares[o.To] = o.Envelope
 		}
 	}
 	if tw.deal == nil || len(tw.shares) != prop.N()-1 {

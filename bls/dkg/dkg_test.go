@@ -737,8 +737,19 @@ func TestProgressNamesWhoIsAwaited(t *testing.T) {
 	if got := p.Progress(); !slices.Equal(got.Waiting, []uint32{3}) || !slices.Equal(got.Got, []uint32{1, 2}) || got.Step != 1 || got.Total != 4 {
 		t.Fatalf("after 2 accepted: %+v", got)
 	}
-	if len(p.Resend()) != 1 || !bytes.Equal(p.Resend()[0].Envelope, out[0].Envelope) {
-		t.Fatal("resend does not repeat the accept")
+	// The deal and the shares left with the acceptance (wire.KindAccept
+	// first); a resend repeats all of them, the same bytes.
+	if out[0].Kind != wire.KindAccept || out[1].Kind != wire.KindDeal || len(out) != 2+2 {
+		t.Fatalf("start sent %d messages, want the accept, the deal and 2 shares", len(out))
+	}
+	again := p.Resend()
+	if len(again) != len(out) {
+		t.Fatalf("resend has %d messages, want %d", len(again), len(out))
+	}
+	for i := range out {
+		if !bytes.Equal(again[i].Envelope, out[i].Envelope) {
+			t.Fatalf("resend message %d differs", i)
+		}
 	}
 }
 

@@ -150,7 +150,10 @@ type Engine struct {
 	ownProof *bls.G2Point
 	abortErr *AbortError
 	lastOut  []Outgoing
-	final    []Outgoing // the last broadcast, once finished (see Final)
+	// dealt: the deal and shares went out with the acceptance (Start);
+	// the deal round then only waits for the others'.
+	dealt bool
+	final []Outgoing // the last broadcast, once finished (see Final)
 }
 
 // New validates the configuration and builds an engine in StateCreated.
@@ -254,6 +257,17 @@ func (e *Engine) Start() ([]Outgoing, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The deal leaves with the acceptance instead of a round later: the
+	// others buffer it until everyone accepted, and nobody processes a deal
+	// before then, so execution still starts when all n accept (a share of
+	// a ceremony that never runs is worthless: the polynomial is this
+	// ceremony's alone). This saves a message round per keygen.
+	deal := e.deal()
+	if e.state != StateRunning { // the deal failed and aborted
+		return deal, nil
+	}
+	e.round, e.dealt = RoundAccept, true
+	out = append(out, deal...)
 	e.lastOut = out
 	more := e.advance()
 	return append(out, more...), nil
@@ -565,7 +579,12 @@ func (e *Engine) advance() []Outgoing {
 		var step []Outgoing
 		switch e.round {
 		case RoundAccept:
-			step = e.deal()
+			if e.dealt {
+				e.round = RoundDeal
+				e.lastOut = slices.DeleteFunc(slices.Clone(e.lastOut), func(o Outgoing) bool { return o.Kind == wire.KindAccept })
+			} else {
+				step = e.deal()
+			}
 		case RoundDeal:
 			step = e.echo()
 		case RoundEcho:
