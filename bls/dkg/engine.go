@@ -150,10 +150,11 @@ type Engine struct {
 	ownProof *bls.G2Point
 	abortErr *AbortError
 	lastOut  []Outgoing
+	final    []Outgoing // the last broadcast, once finished (see Final)
+
 	// dealt: the deal and shares went out with the acceptance (Start);
 	// the deal round then only waits for the others'.
 	dealt bool
-	final []Outgoing // the last broadcast, once finished (see Final)
 }
 
 // New validates the configuration and builds an engine in StateCreated.
