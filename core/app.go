@@ -114,7 +114,9 @@ type App struct {
 	log  *slog.Logger
 	self Address
 	cmds chan func() // run on the loop goroutine
-	out  chan outbound
+	// Loop-owned: the send lanes (see enqueue), and their goroutines.
+	lanes  map[lane]chan outbound
+	laneWG sync.WaitGroup
 
 	mu      sync.Mutex
 	running bool
@@ -236,7 +238,7 @@ func New(cfg Config) (*App, error) {
 		log:     cfg.Logger,
 		self:    Address{cfg.Me.Account, cfg.Me.Device},
 		cmds:    make(chan func()),
-		out:     make(chan outbound, 4096),
+		lanes:   map[lane]chan outbound{},
 		fatal:   make(chan error, 1),
 		keygens: map[[32]byte]*keygenState{},
 		signs:   map[[32]byte]*signState{},
@@ -261,28 +263,23 @@ func (a *App) Run(ctx context.Context) error {
 		a.running = false
 		a.mu.Unlock()
 	}()
+	ctx, cancel := context.WithCancel(ctx)
+	a.runCtx = ctx
+	// The lanes started by the loop (restore may start some) end with ctx.
+	defer func() {
+		cancel()
+		a.laneWG.Wait()
+	}()
 	if err := a.restore(ctx); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	a.runCtx = ctx
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		a.sender(ctx)
-	}()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			wg.Wait()
 			return nil
 		case err := <-a.fatal:
-			cancel()
-			wg.Wait()
 			return fmt.Errorf("core: stopped, restart to resume from the file: %w", err)
 		case f := <-a.cmds:
 			f()
@@ -314,42 +311,55 @@ func (a *App) do(ctx context.Context, f func()) error {
 // messages of one ceremony take one lane and keep their order.
 const sendLanes = 4
 
-// sender hands outgoing envelopes to sendLanes workers per peer: messages
-// of one ceremony to one peer keep their order, other ceremonies overtake,
-// and a slow or unreachable peer does not hold up the others (the
-// Messenger may be called for several peers at once).
-func (a *App) sender(ctx context.Context) {
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	type lane struct {
-		to Address
-		n  byte
+// lane is one of the sendLanes lanes to a peer.
+type lane struct {
+	to Address
+	n  byte
+}
+
+// laneCapacity bounds the envelopes waiting in one lane.
+const laneCapacity = 1024
+
+// enqueue hands an envelope to its lane (loop goroutine only), starting
+// the lane's worker on first use: messages of one ceremony to one peer
+// keep their order, other ceremonies overtake, and a slow or unreachable
+// peer does not hold up the others (the Messenger may be called for
+// several peers at once). The loop hands over directly, with no goroutine
+// in between. It reports false when the lane is full or the App is not
+// running.
+func (a *App) enqueue(o outbound) bool {
+	ch := a.laneOf(o)
+	if ch == nil {
+		return false
 	}
-	lanes := map[lane]chan outbound{} // bounded by the roster: only parties are sent to
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case o := <-a.out:
-			l := lane{o.to, o.ceremony[0] % sendLanes}
-			ch, ok := lanes[l]
-			if !ok {
-				ch = make(chan outbound, cap(a.out))
-				lanes[l] = ch
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					a.peerSender(ctx, ch)
-				}()
-			}
-			select {
-			case ch <- o:
-			default:
-				a.pending.Add(-1)
-				a.log.Warn("send queue full, the message will be re-sent", "to", o.to.String())
-			}
-		}
+	a.pending.Add(1) // before the lane can take it
+	select {
+	case ch <- o:
+		return true
+	default:
+		a.pending.Add(-1)
+		return false
 	}
+}
+
+// laneOf returns o's lane, started if needed; nil when not running.
+func (a *App) laneOf(o outbound) chan outbound {
+	if a.runCtx == nil {
+		return nil
+	}
+	l := lane{o.to, o.ceremony[0] % sendLanes}
+	ch, ok := a.lanes[l]
+	if !ok { // bounded by the roster: only parties are sent to
+		ch = make(chan outbound, laneCapacity)
+		a.lanes[l] = ch
+		ctx := a.runCtx
+		a.laneWG.Add(1)
+		go func() {
+			defer a.laneWG.Done()
+			a.peerSender(ctx, ch)
+		}()
+	}
+	return ch
 }
 
 // envCeremony is the ceremony of a decoded envelope (zero when it did not
@@ -965,20 +975,17 @@ func (a *App) send(parties []dkg.Party, out []ceremony.Outgoing) {
 			if to == a.self || (o.To != 0 && o.To != idx) {
 				continue
 			}
-			if len(a.out) == cap(a.out) {
+			ob := outbound{to: to, ceremony: envCeremony(env), env: o.Envelope, durable: durable}
+			if ch := a.laneOf(ob); ch == nil || len(ch) == cap(ch) {
 				a.logMessage(event.Out, to, env, o.Envelope, "send queue full: will be re-sent")
 				continue
 			}
-			var prepared Prepared
-			if preparing != nil && a.runCtx != nil {
-				prepared = preparing.Prepare(a.runCtx, to, o.Envelope)
+			if preparing != nil {
+				ob.prepared = preparing.Prepare(a.runCtx, to, o.Envelope)
 			}
-			a.pending.Add(1) // before the sender can take it
-			select {
-			case a.out <- outbound{to: to, ceremony: envCeremony(env), env: o.Envelope, durable: durable, prepared: prepared}:
+			if a.enqueue(ob) {
 				a.logMessage(event.Out, to, env, o.Envelope, "")
-			default:
-				a.pending.Add(-1)
+			} else {
 				a.logMessage(event.Out, to, env, o.Envelope, "send queue full: will be re-sent")
 			}
 		}

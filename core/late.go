@@ -51,12 +51,8 @@ func (a *App) answerFinished(from Address, env *wire.Envelope, raw []byte) {
 			continue
 		}
 		out, _ := wire.Decode(o.Envelope)
-		a.pending.Add(1)
-		select {
-		case a.out <- outbound{to: from, ceremony: env.Ceremony, env: o.Envelope}:
+		if a.enqueue(outbound{to: from, ceremony: env.Ceremony, env: o.Envelope}) {
 			a.logMessage(event.Out, from, out, o.Envelope, "answer to a peer still waiting")
-		default:
-			a.pending.Add(-1)
 		}
 	}
 }
