@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -22,35 +21,6 @@ import (
 	"github.com/signal-mpc/cosigner/core/event"
 	"github.com/signal-mpc/cosigner/core/roster"
 )
-
-// answerApprovals plays a console's human: decide says whether to approve
-// (yes) or decline (!yes) a request, or to leave it unanswered (!answer).
-func answerApprovals(ctx context.Context, s *signer, decide func(ar event.ApprovalRequested) (yes, answer bool)) {
-	sub := s.con.bus.Subscribe(0)
-	go func() {
-		defer sub.Close()
-		for {
-			e, err := sub.Next(ctx)
-			if err != nil {
-				return
-			}
-			ar, ok := e.(event.ApprovalRequested)
-			if !ok {
-				continue
-			}
-			var id [32]byte
-			raw, _ := hex.DecodeString(ar.ID)
-			copy(id[:], raw)
-			switch yes, answer := decide(ar); {
-			case !answer:
-			case yes:
-				s.con.app.Approve(ctx, id)
-			default:
-				s.con.app.Decline(ctx, id, "no")
-			}
-		}
-	}()
-}
 
 // wrongShare is a share payload (bls/dkg's layout: field 1, 32 bytes)
 // that no honest dealer's commitments match.

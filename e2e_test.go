@@ -50,6 +50,35 @@ func startTestRelayTB(t testing.TB, dir string) *testRelay {
 	return &testRelay{Relay: r, srv: r.Server, dialer: d}
 }
 
+// answerApprovals plays a console's human: decide says whether to approve
+// (yes) or decline (!yes) a request, or to leave it unanswered (!answer).
+func answerApprovals(ctx context.Context, s *signer, decide func(ar event.ApprovalRequested) (yes, answer bool)) {
+	sub := s.con.bus.Subscribe(0)
+	go func() {
+		defer sub.Close()
+		for {
+			e, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			ar, ok := e.(event.ApprovalRequested)
+			if !ok {
+				continue
+			}
+			var id [32]byte
+			raw, _ := hex.DecodeString(ar.ID)
+			copy(id[:], raw)
+			switch yes, answer := decide(ar); {
+			case !answer:
+			case yes:
+				s.con.app.Approve(ctx, id)
+			default:
+				s.con.app.Decline(ctx, id, "no")
+			}
+		}
+	}()
+}
+
 func (r *testRelay) stop() { r.Stop() }
 
 // signer is one co-signer's console, linked to its own account through the
@@ -197,28 +226,9 @@ func TestThreeConsolesKeygenAndSignOverTheRelay(t *testing.T) {
 
 	// Humans: bob and carol accept the keygen; carol declines the signing.
 	for _, s := range signers {
-		sub := s.con.bus.Subscribe(0)
-		go func(s *signer) {
-			defer sub.Close()
-			for {
-				e, err := sub.Next(ctx)
-				if err != nil {
-					return
-				}
-				ar, ok := e.(event.ApprovalRequested)
-				if !ok {
-					continue
-				}
-				var id [32]byte
-				raw, _ := hex.DecodeString(ar.ID)
-				copy(id[:], raw)
-				if ar.Kind == "sign" && s.name == "carol" {
-					s.con.app.Decline(ctx, id, "not today")
-				} else {
-					s.con.app.Approve(ctx, id)
-				}
-			}
-		}(s)
+		answerApprovals(ctx, s, func(ar event.ApprovalRequested) (yes, answer bool) {
+			return ar.Kind != "sign" || s.name != "carol", true
+		})
 	}
 	kr, err := signers[0].con.app.StartKeygen(ctx, 2)
 	if err != nil {
@@ -309,15 +319,7 @@ func TestRelayRestartMidSigning(t *testing.T) {
 	// The relay goes down and comes back on the same address and data.
 	addr := r.srv.Addr().String()
 	r.stop()
-	srv, err := relay.New(relay.Config{Listen: addr, DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rctx, rcancel := context.WithCancel(context.Background())
-	rdone := make(chan error, 1)
-	go func() { rdone <- srv.Run(rctx) }()
-	t.Cleanup(func() { rcancel(); <-rdone })
-	<-srv.Ready()
+	relaytest.StartConfig(t, relay.Config{Listen: addr, DataDir: dir})
 	signers[1].start(t, r, true)
 	signers[2].start(t, r, true)
 	if err := <-done; err != nil {

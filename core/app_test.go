@@ -446,13 +446,7 @@ func TestNothingLeavesBeforeItsCauseIsDurable(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	kr, err := nodes[0].app.StartKeygen(ctx, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, nd := range nodes {
-		waitKeys(t, ctx, nd, kr.KeyID)
-	}
+	kr := keygenAll(t, ctx, nodes)
 	held.hold() // bob's writes stop reaching his disk
 	sentBefore := nodes[1].sentPartials.Load()
 	// The request in bob's mailbox (other mail, such as a late keygen

@@ -530,18 +530,7 @@ func TestUpkeepRetriesUntilTheRelayIsBack(t *testing.T) {
 	}
 
 	// The same relay (same address, same data) comes back.
-	srv, err := relay.New(relay.Config{Listen: addr, DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	<-srv.Ready()
-	if srv.Addr() == nil {
-		t.Fatalf("the relay did not restart on %s", addr)
-	}
+	relaytest.StartConfig(t, relay.Config{Listen: addr, DataDir: dir}) // fails the test if it cannot
 	primarySocket(t, d, c.primary, func(r requester) {
 		for range 2 {
 			fetchBundle(t, r, acct, prekey.ACI)

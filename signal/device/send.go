@@ -85,17 +85,21 @@ func (d *Device) Prepare(ctx context.Context, to Address, body []byte) *Prepared
 		return nil
 	}
 	p := &Prepared{to: to, body: body}
+	p.op = d.cfg.Store.Submit(ctx, d.encryptInto(p, to, pad(body)))
+	return p
+}
+
+// encryptInto is the store operation that encrypts plain for to into p.
+func (d *Device) encryptInto(p *Prepared, to Address, plain []byte) func(context.Context) error {
 	addr := protocol.NewSignalAddress(to.Account, to.Device)
-	plain := pad(body)
-	p.op = d.cfg.Store.Submit(ctx, func(ctx context.Context) error {
+	return func(ctx context.Context) error {
 		ct, err := session.NewCipher(d.builder(addr), addr).Encrypt(ctx, plain)
 		if err != nil {
 			return err
 		}
 		p.typ, p.ct, err = wireForm(ct)
 		return err
-	})
-	return p
+	}
 }
 
 // SendPrepared sends a prepared message like SendAfter (before is called
@@ -212,19 +216,13 @@ func (d *Device) buildMessages(ctx context.Context, to Address, body []byte, pre
 }
 
 func (d *Device) encrypt(ctx context.Context, to Address, plain []byte) (int, []byte, error) {
-	addr := protocol.NewSignalAddress(to.Account, to.Device)
-	var ct protocol.CiphertextMessage
 	// The session update is durable before the ciphertext can leave: a
 	// crash must never make this console reuse a message key.
-	err := d.cfg.Store.Atomic(ctx, func(ctx context.Context) error {
-		var err error
-		ct, err = session.NewCipher(d.builder(addr), addr).Encrypt(ctx, plain)
-		return err
-	})
-	if err != nil {
+	var p Prepared
+	if err := d.cfg.Store.Atomic(ctx, d.encryptInto(&p, to, plain)); err != nil {
 		return 0, nil, encryptError(to, err)
 	}
-	return wireForm(ct)
+	return p.typ, p.ct, nil
 }
 
 func encryptError(to Address, err error) error {

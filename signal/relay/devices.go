@@ -320,12 +320,9 @@ func (s *Server) handleSetAttributes(w http.ResponseWriter, r *http.Request) err
 	if err := decodeJSON(r, &attrs); err != nil {
 		return err
 	}
-	acc, err := s.store.account(p.aci)
+	acc, err := s.callerAccount(p)
 	if err != nil {
-		return fmt.Errorf("read account: %w", err)
-	}
-	if acc == nil {
-		return fail(http.StatusUnauthorized, "unauthorized")
+		return err
 	}
 	// The checks of a new device, without its password (a dummy one of
 	// the minimum length stands in).
@@ -396,15 +393,25 @@ func (s *Server) handleWhoami(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	acc, err := s.store.account(p.aci)
+	acc, err := s.callerAccount(p)
 	if err != nil {
-		return fmt.Errorf("read account: %w", err)
-	}
-	if acc == nil {
-		return fail(http.StatusUnauthorized, "unauthorized")
+		return err
 	}
 	out := accountJSON(acc, p.dev)
 	out["entitlements"] = map[string]any{"badges": []any{}}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// callerAccount is the authenticated caller's account; 401 when it is gone
+// (deleted since the credentials were checked).
+func (s *Server) callerAccount(p *principal) (*account, error) {
+	acc, err := s.store.account(p.aci)
+	if err != nil {
+		return nil, fmt.Errorf("read account: %w", err)
+	}
+	if acc == nil {
+		return nil, fail(http.StatusUnauthorized, "unauthorized")
+	}
+	return acc, nil
 }

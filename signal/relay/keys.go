@@ -102,12 +102,9 @@ func (s *Server) ownIdentity(r *http.Request, p *principal) (serviceID, []byte, 
 	if err != nil {
 		return serviceID{}, nil, err
 	}
-	acc, err := s.store.account(p.aci)
+	acc, err := s.callerAccount(p)
 	if err != nil {
 		return serviceID{}, nil, err
-	}
-	if acc == nil {
-		return serviceID{}, nil, fail(http.StatusUnauthorized, "unauthorized")
 	}
 	if !pni {
 		return serviceID{uuid: acc.ACI}, acc.ACIIdentityKey, nil

@@ -31,18 +31,7 @@ func BenchmarkSessionMessage(b *testing.B) {
 	for _, bc := range cases {
 		b.Run(bc.name, func(b *testing.B) {
 			ctx := b.Context()
-			alice, bob := newDeviceOpts(b, "alice", bc.opts), newDeviceOpts(b, "bob", bc.opts)
-			connect(b, alice, bob, true)
-			wire, typ := alice.encrypt(b, bob.addr, []byte("setup"))
-			if _, err := bob.decrypt(ctx, alice.addr, wire, typ); err != nil {
-				b.Fatal(err)
-			}
-			// A reply acknowledges the session: later messages are ordinary
-			// (WHISPER) messages, not PreKey messages.
-			wire, typ = bob.encrypt(b, alice.addr, []byte("ack"))
-			if _, err := alice.decrypt(ctx, bob.addr, wire, typ); err != nil {
-				b.Fatal(err)
-			}
+			alice, bob := ackedPair(b, bc.opts)
 			msg := make([]byte, 160) // one padded Content block
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -89,16 +78,7 @@ func BenchmarkSessionMessagePipelined(b *testing.B) {
 	for _, batch := range []int{4, 16} {
 		b.Run(fmt.Sprintf("durable/batch=%d", batch), func(b *testing.B) {
 			ctx := b.Context()
-			alice, bob := newDeviceOpts(b, "alice", Options{}), newDeviceOpts(b, "bob", Options{})
-			connect(b, alice, bob, true)
-			wire, typ := alice.encrypt(b, bob.addr, []byte("setup"))
-			if _, err := bob.decrypt(ctx, alice.addr, wire, typ); err != nil {
-				b.Fatal(err)
-			}
-			wire, typ = bob.encrypt(b, alice.addr, []byte("ack"))
-			if _, err := alice.decrypt(ctx, bob.addr, wire, typ); err != nil {
-				b.Fatal(err)
-			}
+			alice, bob := ackedPair(b, Options{})
 			msg := make([]byte, 160)
 			type sealed struct {
 				wire []byte
@@ -137,4 +117,23 @@ func BenchmarkSessionMessagePipelined(b *testing.B) {
 			}
 		})
 	}
+}
+
+// ackedPair is two devices with a session set up and acknowledged by a
+// reply: later messages are ordinary (WHISPER) messages, not PreKey
+// messages.
+func ackedPair(b *testing.B, o Options) (alice, bob *device) {
+	b.Helper()
+	ctx := b.Context()
+	alice, bob = newDeviceOpts(b, "alice", o), newDeviceOpts(b, "bob", o)
+	connect(b, alice, bob, true)
+	wire, typ := alice.encrypt(b, bob.addr, []byte("setup"))
+	if _, err := bob.decrypt(ctx, alice.addr, wire, typ); err != nil {
+		b.Fatal(err)
+	}
+	wire, typ = bob.encrypt(b, alice.addr, []byte("ack"))
+	if _, err := alice.decrypt(ctx, bob.addr, wire, typ); err != nil {
+		b.Fatal(err)
+	}
+	return alice, bob
 }

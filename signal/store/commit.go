@@ -73,6 +73,10 @@ func (p Pending) Wait(ctx context.Context) error {
 	}
 }
 
+func newOp(ctx context.Context, fn func(ctx context.Context) error) *op {
+	return &op{ctx: ctx, fn: fn, ran: make(chan struct{}), done: make(chan struct{})}
+}
+
 // fail ends an operation that did not run or whose function failed.
 func (o *op) fail(err error) {
 	o.runErr, o.err = err, err
@@ -94,7 +98,7 @@ func (o *op) fail(err error) {
 // operations (it would wait for itself) or for anything its caller holds:
 // everything it needs from the store it reads through its context.
 func (s *Store) Submit(ctx context.Context, fn func(ctx context.Context) error) Pending {
-	o := &op{ctx: ctx, fn: fn, ran: make(chan struct{}), done: make(chan struct{})}
+	o := newOp(ctx, fn)
 	s.enqueue(o, false)
 	return Pending{o}
 }
@@ -102,7 +106,7 @@ func (s *Store) Submit(ctx context.Context, fn func(ctx context.Context) error) 
 // submitWait is Submit followed by Wait, for callers that wait anyway: an
 // idle store then also commits on the caller's goroutine.
 func (s *Store) submitWait(ctx context.Context, fn func(ctx context.Context) error) error {
-	o := &op{ctx: ctx, fn: fn, ran: make(chan struct{}), done: make(chan struct{})}
+	o := newOp(ctx, fn)
 	s.enqueue(o, true)
 	return Pending{o}.Wait(ctx)
 }

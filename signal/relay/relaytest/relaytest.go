@@ -23,14 +23,17 @@ func Start(t testing.TB, dir string) *Relay {
 	return StartConfig(t, relay.Config{DataDir: dir})
 }
 
-// StartConfig is Start with a configuration: Listen is always 127.0.0.1 with
-// a free port, DataDir a fresh temporary folder when empty.
+// StartConfig is Start with a configuration: Listen defaults to 127.0.0.1
+// with a free port (a test restarting a relay gives the old address),
+// DataDir to a fresh temporary folder.
 func StartConfig(t testing.TB, cfg relay.Config) *Relay {
 	t.Helper()
 	if cfg.DataDir == "" {
 		cfg.DataDir = t.TempDir()
 	}
-	cfg.Listen = "127.0.0.1:0"
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
 	srv, err := relay.New(cfg)
 	if err != nil {
 		t.Fatal(err)
