@@ -484,7 +484,8 @@ func TestCommandsOnASelfHostedRelay(t *testing.T) {
 type rewriter func(to core.Address, env *wire.Envelope, raw []byte) []byte
 
 // outbound is what a test console sends through: the rewriter, a delay
-// for partials, then an observer of what really leaves.
+// for partials, then an observer of what really leaves. The rewriter and
+// the observer see every envelope of a bundle on its own.
 type outbound struct {
 	next    core.Messenger
 	rewrite rewriter
@@ -492,19 +493,30 @@ type outbound struct {
 	observe func(to core.Address, env []byte)
 }
 
-func (o *outbound) Send(ctx context.Context, to core.Address, raw []byte) error {
-	e, err := wire.Decode(raw)
-	if err == nil && o.rewrite != nil {
-		raw = o.rewrite(to, e, raw)
+func (o *outbound) Send(ctx context.Context, to core.Address, msg []byte) error {
+	envs, err := wire.Unbundle(msg)
+	if err != nil {
+		return err
 	}
-	if err == nil && o.slow && e.Kind == wire.KindPartial {
-		time.Sleep(300 * time.Millisecond)
+	for i, raw := range envs {
+		e, err := wire.Decode(raw)
+		if err == nil && o.rewrite != nil {
+			envs[i] = o.rewrite(to, e, raw)
+		}
+		if err == nil && o.slow && e.Kind == wire.KindPartial {
+			time.Sleep(300 * time.Millisecond)
+		}
+		if o.observe != nil {
+			// Before sending: whatever a peer received was observed first.
+			o.observe(to, envs[i])
+		}
 	}
-	if o.observe != nil {
-		// Before sending: whatever a peer received was observed first.
-		o.observe(to, raw)
+	for _, m := range wire.Pack(envs) {
+		if err := o.next.Send(ctx, to, m); err != nil {
+			return err
+		}
 	}
-	return o.next.Send(ctx, to, raw)
+	return nil
 }
 
 // badPartials re-signs its console's partial signatures over another

@@ -484,22 +484,35 @@ func (a *App) settle(ctx context.Context, durable func(context.Context) error, e
 	return err
 }
 
-// Deliver hands an envelope from a Signal device to the loop and returns
-// once it is stored (nil) or rejected (an error wrapping ErrRejected: the
-// caller acknowledges and drops it). A context error means "not handled":
-// do not acknowledge.
+// Deliver hands a message from a Signal device (an envelope, or a bundle
+// of envelopes: wire.Unbundle) to the loop and returns once it is stored
+// (nil) or rejected (an error wrapping ErrRejected: the caller acknowledges
+// and drops it; in a bundle, the first rejection is reported and the other
+// envelopes are handled all the same). A context error means "not
+// handled": do not acknowledge.
 //
 // It waits for durability whatever the outcome: a duplicate of an envelope
 // whose first copy is still being written must not be acknowledged first.
 // After a store failure it refuses everything with ErrStoreFailed (not
 // handled: do not acknowledge).
-func (a *App) Deliver(ctx context.Context, from Address, env []byte) error {
+func (a *App) Deliver(ctx context.Context, from Address, msg []byte) error {
 	if err := a.failure(); err != nil {
 		return err
 	}
-	var err error
+	envs, err := wire.Unbundle(msg)
+	if err != nil {
+		a.logMessage(event.In, from, nil, msg, "malformed: "+err.Error())
+		return fmt.Errorf("%w: %w", ErrRejected, err)
+	}
 	var durable func(context.Context) error
-	if e := a.do(ctx, func() { err = a.handle(ctx, from, env, true); durable = a.cfg.Store.Durable() }); e != nil {
+	if e := a.do(ctx, func() {
+		for _, env := range envs {
+			if herr := a.handle(ctx, from, env, true); herr != nil && err == nil {
+				err = herr
+			}
+		}
+		durable = a.cfg.Store.Durable()
+	}); e != nil {
 		return e
 	}
 	return a.settle(ctx, durable, err)
@@ -965,8 +978,25 @@ func (a *App) send(parties []dkg.Party, out []ceremony.Outgoing) {
 	if len(out) == 0 {
 		return
 	}
-	durable := a.cfg.Store.Durable()
-	preparing, _ := a.cfg.Messenger.(PreparingMessenger)
+	// What one step sends to one peer in one ceremony leaves as one Signal
+	// message (wire.Pack), in the order the engine gave.
+	type batch struct {
+		to       Address
+		ceremony [32]byte
+		envs     [][]byte
+		decoded  []*wire.Envelope
+	}
+	var batches []*batch
+	find := func(to Address, c [32]byte) *batch {
+		for _, b := range batches {
+			if b.to == to && b.ceremony == c {
+				return b
+			}
+		}
+		b := &batch{to: to, ceremony: c}
+		batches = append(batches, b)
+		return b
+	}
 	for _, o := range out {
 		env, _ := wire.Decode(o.Envelope)
 		for i, p := range parties {
@@ -975,19 +1005,39 @@ func (a *App) send(parties []dkg.Party, out []ceremony.Outgoing) {
 			if to == a.self || (o.To != 0 && o.To != idx) {
 				continue
 			}
-			ob := outbound{to: to, ceremony: envCeremony(env), env: o.Envelope, durable: durable}
-			if ch := a.laneOf(ob); ch == nil || len(ch) == cap(ch) {
-				a.logMessage(event.Out, to, env, o.Envelope, "send queue full: will be re-sent")
-				continue
+			b := find(to, envCeremony(env))
+			b.envs = append(b.envs, o.Envelope)
+			b.decoded = append(b.decoded, env)
+		}
+	}
+	durable := a.cfg.Store.Durable()
+	preparing, _ := a.cfg.Messenger.(PreparingMessenger)
+	for _, b := range batches {
+		msgs := wire.Pack(b.envs)
+		note := ""
+		if len(msgs) < len(b.envs) {
+			note = fmt.Sprintf("%d envelopes in %d message(s)", len(b.envs), len(msgs))
+		}
+		ob := outbound{to: b.to, ceremony: b.ceremony, durable: durable}
+		queued := true
+		if ch := a.laneOf(ob); ch == nil || len(ch)+len(msgs) > cap(ch) {
+			queued = false
+		} else {
+			for _, m := range msgs {
+				ob.env, ob.prepared = m, nil
+				if preparing != nil {
+					ob.prepared = preparing.Prepare(a.runCtx, b.to, m)
+				}
+				if !a.enqueue(ob) {
+					queued = false
+				}
 			}
-			if preparing != nil {
-				ob.prepared = preparing.Prepare(a.runCtx, to, o.Envelope)
-			}
-			if a.enqueue(ob) {
-				a.logMessage(event.Out, to, env, o.Envelope, "")
-			} else {
-				a.logMessage(event.Out, to, env, o.Envelope, "send queue full: will be re-sent")
-			}
+		}
+		if !queued {
+			note = "send queue full: will be re-sent"
+		}
+		for i, env := range b.decoded {
+			a.logMessage(event.Out, b.to, env, b.envs[i], note)
 		}
 	}
 }

@@ -497,3 +497,69 @@ func TestNothingLeavesBeforeItsCauseIsDurable(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// What one step sends one peer travels as one bundle; a receiver handles
+// its envelopes one by one, so a bad entry is reported and the others
+// still count.
+func TestBundledEnvelopesAreHandledOneByOne(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	var mu sync.Mutex
+	var held []byte
+	nodes[1].deliver = func(from Address, msg []byte) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if held == nil && from == nodes[0].addr {
+			if envs, err := wire.Unbundle(msg); err == nil && len(envs) > 1 {
+				held = msg // the proposal, alice's acceptance, deal and share
+				return false
+			}
+		}
+		return true
+	}
+	for _, nd := range nodes {
+		nd.start(t, true)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	var kr *KeygenResult
+	go func() {
+		var err error
+		kr, err = nodes[0].app.StartKeygen(ctx, 2)
+		done <- err
+	}()
+	var envs [][]byte
+	for envs == nil {
+		mu.Lock()
+		if held != nil {
+			var err error
+			if envs, err = wire.Unbundle(held); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mu.Unlock()
+		select {
+		case <-ctx.Done():
+			t.Fatal("alice sent bob no bundle")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	junk := []byte{0x7f, 0x01}
+	if err := nodes[1].app.Deliver(ctx, nodes[0].addr, append([]byte{0x0a, 2}, junk...)); !errors.Is(err, ErrRejected) {
+		t.Fatalf("a malformed bundle: %v, want ErrRejected", err)
+	}
+	tampered := wire.Pack(append([][]byte{envs[0], junk}, envs[1:]...))
+	if len(tampered) != 1 {
+		t.Fatalf("packed into %d messages", len(tampered))
+	}
+	if err := nodes[1].app.Deliver(ctx, nodes[0].addr, tampered[0]); !errors.Is(err, ErrRejected) {
+		t.Fatalf("a bundle with a malformed entry: %v, want ErrRejected", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("keygen after the other entries were handled: %v", err)
+	}
+	for _, nd := range nodes {
+		waitKeys(t, ctx, nd, kr.KeyID)
+	}
+}
