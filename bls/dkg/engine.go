@@ -1078,23 +1078,26 @@ func (e *Engine) afterConfirm() []Outgoing {
 		}
 		partials = append(partials, p)
 	}
-	if bad := verifyProofs(group, h, partials); len(bad) > 0 {
+	own := tbls.Partial{Index: e.self, Sig: *e.ownProof}
+	all := append(slices.Clone(partials), &own)
+	slices.SortFunc(all, func(a, b *tbls.Partial) int { return int(a.Index) - int(b.Index) })
+	// Interpolated before the proofs are checked, so that one batch check
+	// covers them and PopVerify(X, pop) (same hash): a bad proof among the
+	// t is found and blamed below before the result could be used.
+	pt, err := tbls.Interpolate(all[:e.t])
+	if err != nil {
+		return e.internalFailure(err)
+	}
+	bad, popOK := verifyProofs(group, h, partials, pt)
+	if len(bad) > 0 {
 		var evidence [][]byte
 		for _, j := range bad {
 			evidence = append(evidence, raws[j])
 		}
 		return e.fail(ReasonBadConfirmation, bad, "key confirmation proof does not verify against the public share", evidence...)
 	}
-	own := tbls.Partial{Index: e.self, Sig: *e.ownProof}
-	partials = append(partials, &own)
-	slices.SortFunc(partials, func(a, b *tbls.Partial) int { return int(a.Index) - int(b.Index) })
-	pt, err := tbls.Interpolate(partials[:e.t])
-	if err != nil {
-		return e.internalFailure(err)
-	}
-	// PopVerify(X, pop), with the hash already at hand.
 	pop, err := bls.NewSignatureFromSubgroupPoint(pt)
-	if err == nil && !bls.PairingCheck(group.Key.Point(), h, pt) {
+	if err == nil && !popOK {
 		err = bls.ErrVerify
 	}
 	if err != nil {
@@ -1108,37 +1111,40 @@ func (e *Engine) afterConfirm() []Outgoing {
 	return nil
 }
 
-// verifyProofs checks every confirmation proof against its public share with
-// one randomized batch check, e(sum r_j X_j, H) == e(P1, sum r_j pi_j), and
-// falls back to one check per proof only to name the bad ones. With 64-bit
+// verifyProofs checks every confirmation proof pi_j against its public
+// share X_j, and the group's proof of possession pop against the group key
+// X (a proof over the same hash H), with one randomized batch check,
+// e(r_0 X + sum r_j X_j, H) == e(P1, r_0 pop + sum r_j pi_j): one pairing
+// check instead of two. Only when the batch fails does it check one by one,
+// to name the bad proofs (bad) and tell whether pop holds. With 64-bit
 // random weights a wrong proof passes the batch with probability 2^-64; the
 // short weights make each multiplication a quarter of a full one.
-func verifyProofs(group *tbls.Group, h *bls.G2Point, ps []*tbls.Partial) []uint32 {
-	if len(ps) == 0 {
-		return nil
-	}
+func verifyProofs(group *tbls.Group, h *bls.G2Point, ps []*tbls.Partial, pop *bls.G2Point) (bad []uint32, popOK bool) {
 	g1, g2 := bls12381.NewG1(), bls12381.NewG2()
-	accX, accP := g1.Zero(), g2.Zero()
 	var seed [8]byte
-	for _, p := range ps {
-		xj, _ := group.PublicShare(p.Index)
+	weight := func() uint64 {
 		if _, err := rand.Read(seed[:]); err != nil {
 			panic(fmt.Sprintf("dkg: crypto/rand failed: %v", err))
 		}
-		r := binary.LittleEndian.Uint64(seed[:]) | 1 // odd, so never zero
+		return binary.LittleEndian.Uint64(seed[:]) | 1 // odd, so never zero
+	}
+	r := weight()
+	accX, accP := mulG1Small(g1, group.Key.Point(), r), mulG2Small(g2, pop, r)
+	for _, p := range ps {
+		xj, _ := group.PublicShare(p.Index)
+		r := weight()
 		g1.Add(accX, accX, mulG1Small(g1, xj.Point(), r))
 		g2.Add(accP, accP, mulG2Small(g2, &p.Sig, r))
 	}
 	if !g1.IsZero(accX) && !g2.IsZero(accP) && bls.PairingCheck(g1.Affine(accX), h, g2.Affine(accP)) {
-		return nil
+		return nil, true
 	}
-	var bad []uint32
 	for _, p := range ps {
 		if group.VerifyPartial(h, p) != nil {
 			bad = append(bad, p.Index)
 		}
 	}
-	return bad
+	return bad, bls.PairingCheck(group.Key.Point(), h, pop)
 }
 
 // mulG1Small and mulG2Small multiply by a public 64-bit scalar with plain
