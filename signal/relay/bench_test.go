@@ -194,7 +194,7 @@ func BenchmarkBacklogDrain(b *testing.B) {
 			for j := range items {
 				items[j] = queued{aci: aci, dev: 1, envelope: env}
 			}
-			if err := tr.srv.store.enqueue(context.Background(), items); err != nil {
+			if err := tr.srv.store.enqueue(context.Background(), items, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 
@@ -213,7 +214,18 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 		items = append(items, queued{aci: destAcc.ACI, dev: e.dev, envelope: b})
 	}
 	if len(items) > 0 {
-		if err := s.store.enqueue(r.Context(), items); err != nil {
+		// Connected devices get their envelopes as soon as they are
+		// written, while the commit syncs (chatSession.fresh).
+		var o offers
+		ran := func(g uint64, keys [][]byte) {
+			for i, it := range items {
+				if sess := s.session(it.aci, it.dev); sess != nil {
+					o.offer(sess, g, queueItem{key: keys[i], envelope: it.envelope})
+				}
+			}
+		}
+		if err := s.store.enqueue(r.Context(), items, ran); err != nil {
+			o.withdraw()
 			return fmt.Errorf("queue envelopes: %w", err)
 		}
 	}
@@ -230,6 +242,30 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"needsSync": needsSync})
 	return nil
+}
+
+// offers remembers which sessions got which envelopes of one send from
+// memory, to take them back if the write fails. The writer may still call
+// offer after a context ended the sender's wait, hence the lock.
+type offers struct {
+	mu    sync.Mutex
+	keys  [][]byte
+	sesss []*chatSession
+}
+
+func (o *offers) offer(sess *chatSession, g uint64, it queueItem) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	sess.offer(g, it)
+	o.keys, o.sesss = append(o.keys, it.key), append(o.sesss, sess)
+}
+
+func (o *offers) withdraw() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i, sess := range o.sesss {
+		sess.withdraw(o.keys[i : i+1])
+	}
 }
 
 // rateLimit takes a token of the account's send budget: 429 with

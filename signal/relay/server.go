@@ -70,6 +70,10 @@ const (
 
 // Server is one relay.
 type Server struct {
+	// beforeCommit, when set (tests, before Run), runs before each group
+	// commit of the store's writer; an error fails the group.
+	beforeCommit func() error
+
 	cfg       Config
 	tlsConfig *tls.Config
 	now       func() time.Time
@@ -205,6 +209,7 @@ func (s *Server) Run(ctx context.Context) (err error) {
 			err = fmt.Errorf("%w: close: %w", ErrStore, cerr)
 		}
 	}()
+	st.beforeCommit = s.beforeCommit
 	s.store = st
 	// The group-commit writer outlives every socket and request: it stops
 	// after them (deferred calls run last-in first-out), before the store

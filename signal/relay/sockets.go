@@ -1,12 +1,14 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -183,6 +185,18 @@ type chatSession struct {
 	p      principal
 	conn   *wsr.Conn
 	notify chan struct{} // a new envelope is queued; capacity 1
+
+	// fresh holds envelopes written for this device whose commit may not
+	// be done yet, in queue order, so that a connected device gets a
+	// message while the relay's commit syncs instead of after it (one
+	// commit less per hop on the path of every MPC round). It is only a
+	// shortcut: the queue stays the record, a message is acknowledged to
+	// its sender only once committed, and a relay that dies before the
+	// commit has delivered a message its sender will send again (a
+	// duplicate, never a loss).
+	fmu     sync.Mutex
+	fresh   []queueItem
+	refused uint64 // the group of the last refused offer (0: none)
 }
 
 func (c *chatSession) poke() {
@@ -190,6 +204,77 @@ func (c *chatSession) poke() {
 	case c.notify <- struct{}{}:
 	default:
 	}
+}
+
+// maxFresh bounds a session's fresh envelopes; beyond it, envelopes reach
+// the device from the queue once committed.
+const maxFresh = 4 * deliveryWindow
+
+// offer adds an envelope written in group g (the writer calls it in queue
+// order). Once one envelope of a group is refused (full), the rest of
+// that group is too: delivering a later envelope of the group from memory
+// while an earlier one is not yet readable from the queue would skip the
+// earlier one. Envelopes of later groups are safe again, because a group's
+// hooks run only after every earlier group has committed.
+func (c *chatSession) offer(g uint64, it queueItem) {
+	c.fmu.Lock()
+	if c.refused == g || len(c.fresh) >= maxFresh {
+		c.refused = g
+		c.fmu.Unlock()
+		return
+	}
+	c.fresh = append(c.fresh, it)
+	c.fmu.Unlock()
+	c.poke()
+}
+
+// withdraw drops fresh envelopes whose write failed.
+func (c *chatSession) withdraw(keys [][]byte) {
+	c.fmu.Lock()
+	c.fresh = slices.DeleteFunc(c.fresh, func(it queueItem) bool {
+		return slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, it.key) })
+	})
+	c.fmu.Unlock()
+}
+
+// freshAfter forgets the fresh envelopes at or before cursor (delivered)
+// and returns the others.
+func (c *chatSession) freshAfter(cursor []byte) []queueItem {
+	c.fmu.Lock()
+	defer c.fmu.Unlock()
+	i := 0
+	for i < len(c.fresh) && cursor != nil && bytes.Compare(c.fresh[i].key, cursor) <= 0 {
+		i++
+	}
+	c.fresh = c.fresh[i:]
+	return slices.Clone(c.fresh)
+}
+
+// mergeQueue merges queue items and fresh ones (both in key order, possibly
+// overlapping) into at most n items in key order, each once.
+func mergeQueue(queued, fresh []queueItem, n int) []queueItem {
+	if len(fresh) == 0 {
+		return queued
+	}
+	out := make([]queueItem, 0, min(n, len(queued)+len(fresh)))
+	for len(out) < n && (len(queued) > 0 || len(fresh) > 0) {
+		switch {
+		case len(fresh) == 0:
+			out, queued = append(out, queued[0]), queued[1:]
+		case len(queued) == 0:
+			out, fresh = append(out, fresh[0]), fresh[1:]
+		default:
+			switch c := bytes.Compare(queued[0].key, fresh[0].key); {
+			case c < 0:
+				out, queued = append(out, queued[0]), queued[1:]
+			case c > 0:
+				out, fresh = append(out, fresh[0]), fresh[1:]
+			default:
+				out, queued, fresh = append(out, queued[0]), queued[1:], fresh[1:]
+			}
+		}
+	}
+	return out
 }
 
 // serveChatSocket serves /v1/websocket/: with credentials, the device's
@@ -307,10 +392,15 @@ func (s *Server) deliverLoop(ctx context.Context, sess *chatSession) error {
 		<-ackDone
 	}()
 	for {
+		// Fresh first, then the queue: an envelope that leaves fresh
+		// because it was delivered is behind the cursor, and one that
+		// commits in between is in the queue read after.
+		fresh := sess.freshAfter(cursor)
 		items, err := s.store.queueAfter(sess.p.aci, sess.p.dev, cursor, deliveryWindow)
 		if err != nil {
 			return fmt.Errorf("read queue: %w", err)
 		}
+		items = mergeQueue(items, fresh, deliveryWindow)
 		for _, it := range items {
 			select {
 			case slots <- struct{}{}:
@@ -400,6 +490,13 @@ func (s *Server) ackLoop(ctx context.Context, acks <-chan []byte) {
 			s.log.Error("delete acknowledged envelopes", "n", len(batch), "err", err)
 		}
 	}
+}
+
+// session returns a device's chat session, nil when it has no socket.
+func (s *Server) session(aci uuid, dev uint8) *chatSession {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.chat[string(devKey(aci, dev))]
 }
 
 // pokeDevice wakes the delivery loop of a connected device; it reports

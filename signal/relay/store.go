@@ -89,6 +89,15 @@ type store struct {
 	// writes feeds the group-commit writer (runWriter): queue inserts and
 	// deletions of many sockets share one transaction and one fsync.
 	writes chan *writeReq
+	// beforeCommit, when set (tests, before the relay runs), runs before
+	// each group of the writer commits; an error fails the group.
+	beforeCommit func() error
+	// lastSeq is the last queue sequence number the writer handed out,
+	// committed or not: a failed commit rolls the bucket's sequence back,
+	// and reusing a number that a device already got from memory
+	// (chatSession.fresh) would make it skip the next envelope. Writer
+	// goroutine only.
+	lastSeq uint64
 
 	// devCache keeps each account's committed device list: every send
 	// reads two of them, and decoding them from the file was a tenth of
@@ -101,7 +110,12 @@ type store struct {
 }
 
 type writeReq struct {
-	fn   func(*bolt.Tx) error
+	fn func(*bolt.Tx) error
+	// ran, when set, is called by the writer after fn has run in the
+	// transaction of group number g, before that transaction commits (and
+	// again for a retry, which runs fn in a group of its own). Groups
+	// commit one after the other in their numbers' order.
+	ran  func(g uint64)
 	done chan error
 }
 
@@ -148,6 +162,7 @@ func openStore(dir string) (*store, error) {
 // only for its own commit and writes that pile up during a commit share
 // the next one. A failing write is retried alone so that it fails alone.
 func (s *store) runWriter(ctx context.Context) {
+	var g uint64
 	for {
 		var first *writeReq
 		select {
@@ -165,30 +180,56 @@ func (s *store) runWriter(ctx context.Context) {
 				break more
 			}
 		}
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			for _, w := range group {
-				if err := w.fn(tx); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err == nil {
+		g++
+		if err := s.commitGroup(g, group); err == nil {
 			for _, w := range group {
 				w.done <- nil
 			}
 			continue
 		}
 		for _, w := range group {
-			w.done <- s.db.Update(w.fn)
+			g++
+			w.done <- s.commitGroup(g, []*writeReq{w})
 		}
 	}
+}
+
+// commitGroup runs the writes of group number g in one transaction, calls
+// their ran hooks and commits.
+func (s *store) commitGroup(g uint64, group []*writeReq) error {
+	tx, err := s.db.Begin(true)
+	if err != nil {
+		return err
+	}
+	for _, w := range group {
+		if err := w.fn(tx); err != nil {
+			tx.Rollback()
+			return err
+		}
+	}
+	for _, w := range group {
+		if w.ran != nil {
+			w.ran(g)
+		}
+	}
+	if s.beforeCommit != nil {
+		if err := s.beforeCommit(); err != nil {
+			tx.Rollback()
+			return err
+		}
+	}
+	return tx.Commit()
 }
 
 // group runs fn in a shared transaction of the writer and returns once it
 // is committed (durable) or failed.
 func (s *store) group(ctx context.Context, fn func(*bolt.Tx) error) error {
-	w := &writeReq{fn: fn, done: make(chan error, 1)}
+	return s.groupRan(ctx, fn, nil)
+}
+
+// groupRan is group with a ran hook (see writeReq).
+func (s *store) groupRan(ctx context.Context, fn func(*bolt.Tx) error, ran func(g uint64)) error {
+	w := &writeReq{fn: fn, ran: ran, done: make(chan error, 1)}
 	select {
 	case s.writes <- w:
 	case <-ctx.Done():
@@ -746,21 +787,40 @@ func queueKey(aci uuid, dev uint8, seq uint64) []byte {
 
 // enqueue stores envelopes durably before returning; queue order is the
 // order of commits, because sequence numbers come from the one bucket
-// sequence inside the (serialized) write transaction.
-func (s *store) enqueue(ctx context.Context, items []queued) error {
-	return s.group(ctx, func(tx *bolt.Tx) error {
+// sequence inside the (serialized) write transaction. ran, when set, gets
+// the queue keys of items once they are written in the transaction of
+// group g, before it commits (see writeReq; a retry calls it again with
+// new keys).
+func (s *store) enqueue(ctx context.Context, items []queued, ran func(g uint64, keys [][]byte)) error {
+	var keys [][]byte
+	fn := func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketQueue)
+		keys = nil
 		for _, it := range items {
 			seq, err := b.NextSequence()
 			if err != nil {
 				return err
 			}
-			if err := b.Put(queueKey(it.aci, it.dev, seq), it.envelope); err != nil {
+			if seq <= s.lastSeq {
+				seq = s.lastSeq + 1
+				if err := b.SetSequence(seq); err != nil {
+					return err
+				}
+			}
+			s.lastSeq = seq
+			k := queueKey(it.aci, it.dev, seq)
+			if err := b.Put(k, it.envelope); err != nil {
 				return err
 			}
+			keys = append(keys, k)
 		}
 		return nil
-	})
+	}
+	var hook func(uint64)
+	if ran != nil {
+		hook = func(g uint64) { ran(g, keys) }
+	}
+	return s.groupRan(ctx, fn, hook)
 }
 
 type queueItem struct {
