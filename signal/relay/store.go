@@ -89,6 +89,7 @@ type store struct {
 	// writes feeds the group-commit writer (runWriter): queue inserts and
 	// deletions of many sockets share one transaction and one fsync.
 	writes chan *writeReq
+	lazy   chan *writeReq // writes that join others' commits (runWriter)
 	// beforeCommit, when set (tests, before the relay runs), runs before
 	// each group of the writer commits; an error fails the group.
 	beforeCommit func() error
@@ -154,45 +155,77 @@ func openStore(dir string) (*store, error) {
 		db.Close()
 		return nil, fmt.Errorf("%w: init %s: %w", ErrStore, path, err)
 	}
-	return &store{db: db, writes: make(chan *writeReq, maxGroup)}, nil
+	return &store{db: db, writes: make(chan *writeReq, maxGroup), lazy: make(chan *writeReq, maxGroup)}, nil
 }
 
 // runWriter commits grouped writes until ctx ends: it takes every write
 // waiting, runs them in one transaction and commits, so a lone write waits
 // only for its own commit and writes that pile up during a commit share
 // the next one. A failing write is retried alone so that it fails alone.
+//
+// Lazy writes (deletions of delivered envelopes) start no group of their
+// own: they join the next group of other writes, or commit on their own
+// after lazyDelay. A busy relay then syncs once per batch of sends instead
+// of once more for their deletions; a relay on a signer's server shares
+// the disk with the console, and every sync lengthens the others'.
 func (s *store) runWriter(ctx context.Context) {
 	var g uint64
-	for {
-		var first *writeReq
-		select {
-		case first = <-s.writes:
-		case <-ctx.Done():
-			return
-		}
-		group := []*writeReq{first}
-	more:
-		for len(group) < maxGroup {
-			select {
-			case w := <-s.writes:
-				group = append(group, w)
-			default:
-				break more
-			}
-		}
+	var lazy []*writeReq
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	commit := func(group []*writeReq) {
 		g++
 		if err := s.commitGroup(g, group); err == nil {
 			for _, w := range group {
 				w.done <- nil
 			}
-			continue
+			return
 		}
 		for _, w := range group {
 			g++
 			w.done <- s.commitGroup(g, []*writeReq{w})
 		}
 	}
+	for {
+		var group []*writeReq
+		select {
+		case w := <-s.writes:
+			group = append(lazy, w)
+		case w := <-s.lazy:
+			if len(lazy) == 0 {
+				timer.Reset(lazyDelay)
+			}
+			if lazy = append(lazy, w); len(lazy) < maxGroup {
+				continue
+			}
+			group = lazy
+		case <-timer.C:
+			group = lazy
+		case <-ctx.Done():
+			if len(lazy) > 0 {
+				commit(lazy) // what waits must not be dropped at shutdown
+			}
+			return
+		}
+		lazy = nil
+		timer.Stop()
+	more:
+		for len(group) < maxGroup {
+			select {
+			case w := <-s.writes:
+				group = append(group, w)
+			case w := <-s.lazy:
+				group = append(group, w)
+			default:
+				break more
+			}
+		}
+		commit(group)
+	}
 }
+
+// lazyDelay bounds how long a lazy write waits for a group to join.
+const lazyDelay = 10 * time.Millisecond
 
 // commitGroup runs the writes of group number g in one transaction, calls
 // their ran hooks and commits.
@@ -229,9 +262,18 @@ func (s *store) group(ctx context.Context, fn func(*bolt.Tx) error) error {
 
 // groupRan is group with a ran hook (see writeReq).
 func (s *store) groupRan(ctx context.Context, fn func(*bolt.Tx) error, ran func(g uint64)) error {
-	w := &writeReq{fn: fn, ran: ran, done: make(chan error, 1)}
+	return s.submit(ctx, s.writes, &writeReq{fn: fn, ran: ran, done: make(chan error, 1)})
+}
+
+// groupLazy is group for a write that may wait a little for other writes
+// to share their commit (see runWriter).
+func (s *store) groupLazy(ctx context.Context, fn func(*bolt.Tx) error) error {
+	return s.submit(ctx, s.lazy, &writeReq{fn: fn, done: make(chan error, 1)})
+}
+
+func (s *store) submit(ctx context.Context, ch chan *writeReq, w *writeReq) error {
 	select {
-	case s.writes <- w:
+	case ch <- w:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -852,9 +894,10 @@ func (s *store) queueAfter(aci uuid, dev uint8, after []byte, n int) (items []qu
 }
 
 // ack deletes delivered envelopes; concurrent calls (the sockets of
-// several devices) share a transaction.
+// several devices) share a transaction, a lazy one (runWriter): a
+// deletion lost to a crash only means a duplicate delivery.
 func (s *store) ack(ctx context.Context, keys [][]byte) error {
-	return s.group(ctx, func(tx *bolt.Tx) error {
+	return s.groupLazy(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketQueue)
 		for _, k := range keys {
 			if err := b.Delete(k); err != nil {
