@@ -1114,11 +1114,13 @@ func (e *Engine) afterConfirm() []Outgoing {
 // verifyProofs checks every confirmation proof pi_j against its public
 // share X_j, and the group's proof of possession pop against the group key
 // X (a proof over the same hash H), with one randomized batch check,
-// e(r_0 X + sum r_j X_j, H) == e(P1, r_0 pop + sum r_j pi_j): one pairing
-// check instead of two. Only when the batch fails does it check one by one,
-// to name the bad proofs (bad) and tell whether pop holds. With 64-bit
-// random weights a wrong proof passes the batch with probability 2^-64; the
-// short weights make each multiplication a quarter of a full one.
+// e(X + sum r_j X_j, H) == e(P1, pop + sum r_j pi_j): one pairing check
+// instead of two. Only when the batch fails does it check one by one, to
+// name the bad proofs (bad) and tell whether pop holds. With 64-bit random
+// weights a wrong proof passes the batch with probability about 2^-63 (one
+// weight can be 1: what matters is that the others are unpredictable
+// relative to it); the short weights make each multiplication a quarter of
+// a full one.
 func verifyProofs(group *tbls.Group, h *bls.G2Point, ps []*tbls.Partial, pop *bls.G2Point) (bad []uint32, popOK bool) {
 	g1, g2 := bls12381.NewG1(), bls12381.NewG2()
 	var seed [8]byte
@@ -1128,8 +1130,7 @@ func verifyProofs(group *tbls.Group, h *bls.G2Point, ps []*tbls.Partial, pop *bl
 		}
 		return binary.LittleEndian.Uint64(seed[:]) | 1 // odd, so never zero
 	}
-	r := weight()
-	accX, accP := mulG1Small(g1, group.Key.Point(), r), mulG2Small(g2, pop, r)
+	accX, accP := g1.New().Set(group.Key.Point()), g2.New().Set(pop)
 	for _, p := range ps {
 		xj, _ := group.PublicShare(p.Index)
 		r := weight()
