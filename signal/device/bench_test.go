@@ -67,8 +67,9 @@ func BenchmarkMessageThroughRelay(b *testing.B) {
 				alice := benchConsole(b, d, durable, func(context.Context, Address, []byte) error { return nil })
 				bob := benchConsole(b, d, durable, recv)
 				ctx := context.Background()
-				body := make([]byte, 700)                                    // about a DKG deal for a small group
-				if err := alice.Send(ctx, bob.Address(), body); err != nil { // session setup
+				body := make([]byte, 700) // about a DKG deal for a small group
+				// Session setup.
+				if err := alice.Send(ctx, bob.Address(), body); err != nil {
 					b.Fatal(err)
 				}
 				waitGot(1)
