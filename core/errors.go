@@ -31,8 +31,11 @@ type KeygenError struct {
 	Reason   dkg.AbortReason
 	Round    dkg.Round
 	Blamed   []string // the parties at fault (cheating, or missing on a timeout)
-	By       string   // the console that stopped it: this one or a peer
-	Remote   bool     // By is a peer: Blamed is that peer's claim
+	// Claimed are parties a peer's abort accuses of cheating without
+	// evidence that proves it to this console: the peer's word only.
+	Claimed []string
+	By      string // the console that stopped it: this one or a peer
+	Remote  bool   // By is a peer (a cheating accusation in Blamed was proven here)
 	// Abort is the engine's account, with the signed evidence itself.
 	Abort *dkg.AbortError
 }
@@ -42,6 +45,9 @@ func (e *KeygenError) Error() string {
 	fmt.Fprintf(&b, "keygen %s aborted in round %s by %s: %s", ceremony.ShortID(e.Ceremony), e.Round, e.By, e.Reason)
 	if len(e.Blamed) > 0 {
 		fmt.Fprintf(&b, ", blaming %s", joinNames(e.Blamed))
+	}
+	if len(e.Claimed) > 0 {
+		fmt.Fprintf(&b, ", accusing %s without proof", joinNames(e.Claimed))
 	}
 	if n := len(e.Abort.Evidence); n > 0 {
 		fmt.Fprintf(&b, " (%d signed messages as evidence)", n)
@@ -78,7 +84,7 @@ func (a *App) keygenError(s *ceremony.KeygenSession) error {
 	}
 	parties := s.Proposal().Parties
 	return &KeygenError{Ceremony: s.ID(), Reason: ab.Reason, Round: ab.Round, Blamed: a.names(parties, ab.Blamed),
-		By: a.name(partyAddr(parties, ab.By)), Remote: ab.By != s.Self(), Abort: ab}
+		Claimed: a.names(parties, ab.Claimed), By: a.name(partyAddr(parties, ab.By)), Remote: ab.By != s.Self(), Abort: ab}
 }
 
 // SignError is a signing request that failed. Names are the roster's.

@@ -74,8 +74,9 @@ func TestSignErrorClassesAndKeygenErrorText(t *testing.T) {
 		{"declined", &SignError{Reason: "declined", Declined: []string{"bob", "carol"}}, ErrDeclined},
 		{"a blamed party wins over the expiry", &SignError{Reason: "expired", Expired: true, Blamed: []string{"bob"}}, ErrBlamed},
 		{"a combination failure is no class", &SignError{Reason: "combine"}, nil},
-		{"equivocation is blame", &KeygenError{Abort: &dkg.AbortError{Reason: dkg.ReasonEquivocation}}, ErrBlamed},
-		{"a bad justification is blame", &KeygenError{Abort: &dkg.AbortError{Reason: dkg.ReasonBadJustification}}, ErrBlamed},
+		{"equivocation is blame", &KeygenError{Abort: &dkg.AbortError{Reason: dkg.ReasonEquivocation, Blamed: []uint32{2}}}, ErrBlamed},
+		{"a bad justification is blame", &KeygenError{Abort: &dkg.AbortError{Reason: dkg.ReasonBadJustification, Blamed: []uint32{2}}}, ErrBlamed},
+		{"a peer's unproven accusation is not", &KeygenError{Abort: &dkg.AbortError{Reason: dkg.ReasonEquivocation, By: 3, Claimed: []uint32{2}}}, nil},
 		{"a round deadline is an expiry", &KeygenError{Reason: dkg.ReasonTimeout, Abort: &dkg.AbortError{Reason: dkg.ReasonTimeout}}, ErrExpired},
 	}
 	for _, tt := range tests {
@@ -93,5 +94,10 @@ func TestSignErrorClassesAndKeygenErrorText(t *testing.T) {
 		Abort: &dkg.AbortError{Reason: dkg.ReasonEquivocation, Detail: "x\x1b[2Jy\nz", Evidence: [][]byte{{1}, {2}}}}
 	if s := e.Error(); strings.ContainsAny(s, "\x1b\n") || !strings.Contains(s, "blaming carol (2 signed messages as evidence)") {
 		t.Fatalf("keygen error text %q", s)
+	}
+	e = &KeygenError{By: "carol", Claimed: []string{"bob"}, Reason: dkg.ReasonInvalidDeal, Remote: true,
+		Abort: &dkg.AbortError{Reason: dkg.ReasonInvalidDeal, By: 3, Claimed: []uint32{2}}}
+	if s := e.Error(); !strings.Contains(s, "by carol: invalid deal, accusing bob without proof") || strings.Contains(s, "blaming") {
+		t.Fatalf("unproven accusation text %q", s)
 	}
 }

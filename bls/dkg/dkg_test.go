@@ -409,11 +409,12 @@ func TestTwoDifferentMessagesFromOnePartyAreEquivocation(t *testing.T) {
 	nw.run()
 	expectAbort(t, ps[1], ReasonEquivocation, []uint32{1})
 	// Party 2's abort reaches party 3 and party 1, who stop too, naming who
-	// aborted.
+	// aborted; its evidence (both deals) proves the blame to them.
 	for _, p := range []*party{ps[0], ps[2]} {
 		var a *AbortError
-		if !errors.As(p.engine.Err(), &a) || a.By != 2 || a.Reason != ReasonEquivocation {
-			t.Fatalf("party %d: err %v, want the abort relayed from party 2", p.idx, p.engine.Err())
+		if !errors.As(p.engine.Err(), &a) || a.By != 2 || a.Reason != ReasonEquivocation ||
+			!slices.Equal(a.Blamed, []uint32{1}) || len(a.Claimed) != 0 || !errors.Is(a, ErrMisbehaviour) {
+			t.Fatalf("party %d: err %v, want the proven abort relayed from party 2", p.idx, p.engine.Err())
 		}
 	}
 }

@@ -398,13 +398,23 @@ func (e *Engine) remoteAbort(rec received) error {
 	if err != nil {
 		m = &abort{Reason: ReasonRemote, Detail: "unreadable abort message"}
 	}
-	e.abort(&AbortError{
+	a := &AbortError{
 		Reason:   m.Reason,
 		Blamed:   m.Blamed,
 		By:       rec.env.From,
 		Detail:   fmt.Sprintf("party %d aborted: %s", rec.env.From, m.Detail),
 		Evidence: m.Evidence,
-	})
+	}
+	if a.misbehaviour() {
+		// Adopted only as far as the evidence proves it here (evidence.go).
+		a.Blamed = e.provenBlame(rec.env.From, m)
+		for _, j := range m.Blamed {
+			if !slices.Contains(a.Blamed, j) {
+				a.Claimed = append(a.Claimed, j)
+			}
+		}
+	}
+	e.abort(a)
 	return nil
 }
 

@@ -89,9 +89,13 @@ func (r AbortReason) String() string {
 // signed envelopes that prove it. Evidence holds complete signed envelopes:
 // anyone with the roster's console keys can check them.
 type AbortError struct {
-	Reason   AbortReason
-	Round    Round
-	Blamed   []uint32 // party indices at fault (missing, cheating), ascending
+	Reason AbortReason
+	Round  Round
+	Blamed []uint32 // party indices at fault (missing, cheating), ascending
+	// Claimed lists the parties a remote abort accuses of misbehaviour that
+	// its evidence does not prove to this console: the other party's word,
+	// not this console's blame.
+	Claimed  []uint32
 	By       uint32   // the party that aborted (this one, or a remote party)
 	Detail   string   // human-readable, never secret
 	Evidence [][]byte // signed envelopes, if the reason has any
@@ -107,6 +111,13 @@ func (e *AbortError) Error() string {
 		}
 		fmt.Fprintf(&b, " (party %s)", strings.Join(ids, ", "))
 	}
+	if len(e.Claimed) > 0 {
+		ids := make([]string, len(e.Claimed))
+		for i, p := range e.Claimed {
+			ids[i] = fmt.Sprint(p)
+		}
+		fmt.Fprintf(&b, " (party %d accuses party %s, unproven)", e.By, strings.Join(ids, ", "))
+	}
 	if e.Detail != "" {
 		b.WriteString(": ")
 		b.WriteString(e.Detail)
@@ -114,14 +125,26 @@ func (e *AbortError) Error() string {
 	return b.String()
 }
 
-// Unwrap makes errors.Is match ErrAborted and the reason's class.
-func (e *AbortError) Unwrap() []error {
-	errs := []error{ErrAborted}
+// misbehaviour reports whether the reason accuses parties of cheating (as
+// opposed to a timeout, a decline or an unreadable abort).
+func (e *AbortError) misbehaviour() bool {
 	switch e.Reason {
-	case ReasonTimeout:
-		errs = append(errs, ErrTimeout)
 	case ReasonInvalidDeal, ReasonEquivocation, ReasonComplaints, ReasonBadJustification,
 		ReasonInconsistentEcho, ReasonBadConfirmation:
+		return true
+	}
+	return false
+}
+
+// Unwrap makes errors.Is match ErrAborted and the reason's class:
+// ErrMisbehaviour only when someone is blamed on evidence this console
+// holds (an unproven accusation is not).
+func (e *AbortError) Unwrap() []error {
+	errs := []error{ErrAborted}
+	switch {
+	case e.Reason == ReasonTimeout:
+		errs = append(errs, ErrTimeout)
+	case e.misbehaviour() && len(e.Blamed) > 0:
 		errs = append(errs, ErrMisbehaviour)
 	}
 	return errs

@@ -1,0 +1,124 @@
+package dkg
+
+import (
+	"slices"
+
+	"github.com/signal-mpc/cosigner/bls"
+	"github.com/signal-mpc/cosigner/bls/wire"
+)
+
+// A remote abort ends the ceremony whatever it says (any party may refuse
+// to go on), but the misbehaviour it alleges is only adopted as this
+// console's blame when the signed evidence it carries proves it here: a
+// cheater must not be able to abort in an honest party's name. What the
+// evidence cannot show on its own (an echo that disagrees with deals this
+// console never saw, a key confirmation it cannot check yet) stays the
+// other party's claim (AbortError.Claimed).
+
+// provenBlame returns the parties among m.Blamed whose misbehaviour m's
+// evidence proves, checked as this console would check the same messages
+// had it received them; by is the aborting party.
+func (e *Engine) provenBlame(by uint32, m *abort) []uint32 {
+	if len(m.Blamed) != 1 {
+		// Every evidence-carrying abort of this engine names one culprit
+		// (an inconsistent echo may name several: not provable here).
+		return nil
+	}
+	culprit := m.Blamed[0]
+	ev := e.openEvidence(m.Evidence)
+	if ev == nil {
+		return nil
+	}
+	ok := false
+	switch m.Reason {
+	case ReasonEquivocation:
+		ok = len(ev) == 2 && ev[0].From == culprit && wire.Equivocation(ev[0], ev[1])
+	case ReasonInvalidDeal:
+		ok = len(ev) == 1 && e.isDeal(ev[0], culprit) && e.dealFails(culprit, ev[0])
+	case ReasonComplaints:
+		ok = e.complaintsProven(by, culprit, ev)
+	case ReasonBadJustification:
+		ok = len(ev) == 2 && ev[0].Kind == wire.KindJustification && ev[0].From == culprit &&
+			Round(ev[0].Round) == RoundJustify && ev[0].To == 0 &&
+			e.isDeal(ev[1], culprit) && e.justificationFails(culprit, ev[0], ev[1])
+	}
+	if !ok {
+		return nil
+	}
+	return []uint32{culprit}
+}
+
+// openEvidence opens every envelope under the roster's console keys and
+// checks that it belongs to this ceremony; nil if any does not.
+func (e *Engine) openEvidence(raws [][]byte) []*wire.Envelope {
+	if len(raws) == 0 {
+		return nil
+	}
+	out := make([]*wire.Envelope, 0, len(raws))
+	for _, raw := range raws {
+		env, err := wire.Open(raw, e.prop.consoleKey)
+		if err != nil || env.Ceremony != e.id {
+			return nil
+		}
+		out = append(out, env)
+	}
+	return out
+}
+
+func (e *Engine) isDeal(env *wire.Envelope, dealer uint32) bool {
+	return env.Kind == wire.KindDeal && env.From == dealer && env.To == 0 && Round(env.Round) == RoundDeal
+}
+
+// dealFails reports whether a dealer's signed deal fails the checks every
+// party runs on it.
+func (e *Engine) dealFails(dealer uint32, deal *wire.Envelope) bool {
+	_, err := e.checkDeal(dealer, deal.Payload)
+	return err != nil
+}
+
+// complaintsProven reports whether at least t parties complained about
+// dealer in signed echoes of this ceremony: the evidence's echoes, plus
+// the aborting party, whose signed abort stands for its own complaint (as
+// a local abort leaves out the aborting console's own echo).
+func (e *Engine) complaintsProven(by, dealer uint32, ev []*wire.Envelope) bool {
+	complainers := []uint32{by}
+	for _, env := range ev {
+		if env.Kind != wire.KindEcho || Round(env.Round) != RoundEcho || env.To != 0 || env.From == dealer {
+			return false
+		}
+		m, err := decodeEcho(env.Payload, e.n)
+		if err != nil || !slices.Contains(m.Complaints, dealer) {
+			return false
+		}
+		if !slices.Contains(complainers, env.From) {
+			complainers = append(complainers, env.From)
+		}
+	}
+	return !slices.Contains(complainers, dealer) && len(complainers) >= e.t
+}
+
+// justificationFails reports whether a dealer's signed justification is
+// unreadable or reveals a share that does not match its signed deal (or
+// the deal itself fails). That it answered the right complainers needs the
+// echoes, which the evidence does not carry: not judged here.
+func (e *Engine) justificationFails(dealer uint32, just, deal *wire.Envelope) bool {
+	comms, err := e.checkDeal(dealer, deal.Payload)
+	if err != nil {
+		return true
+	}
+	m, err := decodeJustification(just.Payload, e.n)
+	if err != nil {
+		return true
+	}
+	for _, rs := range m.Shares {
+		s, err := bls.ScalarFromBytes(rs.Value)
+		if err == nil {
+			err = comms.VerifyShare(rs.To, s)
+			bls.WipeScalar(s)
+		}
+		if err != nil {
+			return true
+		}
+	}
+	return false
+}

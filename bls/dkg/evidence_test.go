@@ -1,0 +1,131 @@
+package dkg
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/signal-mpc/cosigner/bls/wire"
+)
+
+// forgedAbort is an abort signed by party from (a cheater) blaming blamed.
+func forgedAbort(t *testing.T, p *party, round Round, reason AbortReason, blamed []uint32, evidence ...[]byte) []byte {
+	t.Helper()
+	payload, err := (&abort{Reason: reason, Blamed: blamed, Detail: "forged", Evidence: evidence}).encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.engine.seal(wire.KindAbort, round, 0, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A cheater cannot abort in an honest party's name: the ceremony stops,
+// but without proof the accusation stays the cheater's claim.
+func TestAnUnprovenAccusationIsNotBlame(t *testing.T) {
+	t.Parallel()
+	var deal1, echo2 []byte
+	for _, tc := range []struct {
+		name     string
+		reason   AbortReason
+		evidence func() [][]byte
+	}{
+		{"an invalid deal, with a valid one as evidence", ReasonInvalidDeal, func() [][]byte { return [][]byte{deal1} }},
+		{"an invalid deal, with no evidence", ReasonInvalidDeal, func() [][]byte { return nil }},
+		{"equivocation, with one deal twice", ReasonEquivocation, func() [][]byte { return [][]byte{deal1, deal1} }},
+		{"complaints, with an echo that complains of nobody", ReasonComplaints, func() [][]byte { return [][]byte{echo2} }},
+		{"a bad justification, with a deal and no justification", ReasonBadJustification, func() [][]byte { return [][]byte{deal1, deal1} }},
+		{"a bad key confirmation (not provable from evidence)", ReasonBadConfirmation, func() [][]byte { return [][]byte{deal1} }},
+		{"evidence from another ceremony's signer", ReasonInvalidDeal, func() [][]byte { return [][]byte{[]byte("not an envelope")} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, ps := testGroup(t, "forged-abort", 2, 3)
+			nw := newNetwork(t, ps)
+			// Everyone gets to the key confirmation, which never arrives.
+			nw.tamper = func(d delivery) [][]byte {
+				switch kindOf(d.env) {
+				case wire.KindConfirm:
+					return nil
+				case wire.KindDeal:
+					if d.from == 1 {
+						deal1 = d.env
+					}
+				case wire.KindEcho:
+					if d.from == 2 {
+						echo2 = d.env
+					}
+				}
+				return [][]byte{d.env}
+			}
+			nw.startAll()
+			nw.run()
+			if ps[1].engine.Round() != RoundConfirm || deal1 == nil || echo2 == nil {
+				t.Fatalf("setup: party 2 in round %s", ps[1].engine.Round())
+			}
+			// Party 3 accuses honest party 1.
+			if _, err := ps[1].engine.Handle(forgedAbort(t, ps[2], ps[2].engine.Round(), tc.reason, []uint32{1}, tc.evidence()...)); err != nil {
+				t.Fatal(err)
+			}
+			var a *AbortError
+			if !errors.As(ps[1].engine.Err(), &a) {
+				t.Fatalf("the abort did not stop party 2: %v", ps[1].engine.Err())
+			}
+			if len(a.Blamed) != 0 || !slices.Equal(a.Claimed, []uint32{1}) || a.By != 3 || errors.Is(a, ErrMisbehaviour) {
+				t.Fatalf("party 2: blamed %v, claimed %v, by %d (%v); want party 3's unproven claim against party 1", a.Blamed, a.Claimed, a.By, a)
+			}
+		})
+	}
+}
+
+// With proof the remote blame is adopted: a relayed conviction for a deal
+// that fails its checks.
+func TestAProvenAccusationIsBlame(t *testing.T) {
+	t.Parallel()
+	_, ps := testGroup(t, "proven-abort", 2, 3)
+	nw := newNetwork(t, ps)
+	var bad []byte
+	// Dealer 1's deal to party 3 carries a broken proof of knowledge; party
+	// 3 is kept from aborting on its own (its outputs are dropped), and its
+	// conviction is then handed to party 2 by hand.
+	nw.tamper = func(d delivery) [][]byte {
+		if d.from == 3 {
+			return nil
+		}
+		if d.from == 1 && d.to == 3 && kindOf(d.env) == wire.KindDeal {
+			bad = reseal(t, d.env, ps[0].key, func(e *wire.Envelope) { e.Payload = brokenProof(t, e.Payload) })
+			return [][]byte{bad}
+		}
+		return [][]byte{d.env}
+	}
+	nw.startAll()
+	nw.run()
+	var a3 *AbortError
+	if !errors.As(ps[2].engine.Err(), &a3) || a3.Reason != ReasonInvalidDeal {
+		t.Fatalf("party 3: %v, want an invalid deal", ps[2].engine.Err())
+	}
+	if _, err := ps[1].engine.Handle(forgedAbort(t, ps[2], a3.Round, ReasonInvalidDeal, []uint32{1}, bad)); err != nil {
+		t.Fatal(err)
+	}
+	var a *AbortError
+	if !errors.As(ps[1].engine.Err(), &a) || !slices.Equal(a.Blamed, []uint32{1}) || len(a.Claimed) != 0 || !errors.Is(a, ErrMisbehaviour) {
+		t.Fatalf("party 2: %v, want dealer 1 blamed on the evidence", ps[1].engine.Err())
+	}
+}
+
+// brokenProof makes a deal's proof of knowledge refer to another secret.
+func brokenProof(t *testing.T, payload []byte) []byte {
+	t.Helper()
+	m, err := decodeDeal(payload, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Commitments[0], m.Commitments[1] = m.Commitments[1], m.Commitments[0]
+	b, err := m.encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
