@@ -26,22 +26,22 @@ func forgedAbort(t *testing.T, p *party, round Round, reason AbortReason, blamed
 // but without proof the accusation stays the cheater's claim.
 func TestAnUnprovenAccusationIsNotBlame(t *testing.T) {
 	t.Parallel()
-	var deal1, echo2 []byte
 	for _, tc := range []struct {
 		name     string
 		reason   AbortReason
-		evidence func() [][]byte
+		evidence func(deal1, echo2 []byte) [][]byte
 	}{
-		{"an invalid deal, with a valid one as evidence", ReasonInvalidDeal, func() [][]byte { return [][]byte{deal1} }},
-		{"an invalid deal, with no evidence", ReasonInvalidDeal, func() [][]byte { return nil }},
-		{"equivocation, with one deal twice", ReasonEquivocation, func() [][]byte { return [][]byte{deal1, deal1} }},
-		{"complaints, with an echo that complains of nobody", ReasonComplaints, func() [][]byte { return [][]byte{echo2} }},
-		{"a bad justification, with a deal and no justification", ReasonBadJustification, func() [][]byte { return [][]byte{deal1, deal1} }},
-		{"a bad key confirmation (not provable from evidence)", ReasonBadConfirmation, func() [][]byte { return [][]byte{deal1} }},
-		{"evidence from another ceremony's signer", ReasonInvalidDeal, func() [][]byte { return [][]byte{[]byte("not an envelope")} }},
+		{"an invalid deal, with a valid one as evidence", ReasonInvalidDeal, func(d, _ []byte) [][]byte { return [][]byte{d} }},
+		{"an invalid deal, with no evidence", ReasonInvalidDeal, func(_, _ []byte) [][]byte { return nil }},
+		{"equivocation, with one deal twice", ReasonEquivocation, func(d, _ []byte) [][]byte { return [][]byte{d, d} }},
+		{"complaints, with an echo that complains of nobody", ReasonComplaints, func(_, e []byte) [][]byte { return [][]byte{e} }},
+		{"a bad justification, with a deal and no justification", ReasonBadJustification, func(d, _ []byte) [][]byte { return [][]byte{d, d} }},
+		{"a bad key confirmation (not provable from evidence)", ReasonBadConfirmation, func(d, _ []byte) [][]byte { return [][]byte{d} }},
+		{"evidence that is no envelope", ReasonInvalidDeal, func(_, _ []byte) [][]byte { return [][]byte{[]byte("not an envelope")} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			var deal1, echo2 []byte
 			_, ps := testGroup(t, "forged-abort", 2, 3)
 			nw := newNetwork(t, ps)
 			// Everyone gets to the key confirmation, which never arrives.
@@ -66,7 +66,7 @@ func TestAnUnprovenAccusationIsNotBlame(t *testing.T) {
 				t.Fatalf("setup: party 2 in round %s", ps[1].engine.Round())
 			}
 			// Party 3 accuses honest party 1.
-			if _, err := ps[1].engine.Handle(forgedAbort(t, ps[2], ps[2].engine.Round(), tc.reason, []uint32{1}, tc.evidence()...)); err != nil {
+			if _, err := ps[1].engine.Handle(forgedAbort(t, ps[2], ps[2].engine.Round(), tc.reason, []uint32{1}, tc.evidence(deal1, echo2)...)); err != nil {
 				t.Fatal(err)
 			}
 			var a *AbortError
