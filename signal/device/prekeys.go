@@ -216,7 +216,11 @@ func (u *keyUpkeep) checkIdentity(ctx context.Context, id prekey.Identity) error
 	}
 	// Counts back above the mark mean a pending batch arrived after all (the
 	// answer to its upload was lost); it needs no second upload.
+	var errs []error
 	if ecCount >= u.cfg.LowWater {
+		if st.pendingEC != nil {
+			errs = append(errs, u.markReplaced(ctx, p, false, ecIDs(st.pendingEC), now))
+		}
 		st.pendingEC = nil
 	} else if st.pendingEC == nil {
 		if fresh.PreKeys, err = prekey.NewPreKeys(next.PreKeyStart, u.cfg.Batch); err != nil {
@@ -224,6 +228,9 @@ func (u *keyUpkeep) checkIdentity(ctx context.Context, id prekey.Identity) error
 		}
 	}
 	if pqCount >= u.cfg.LowWater {
+		if st.pendingPQ != nil {
+			errs = append(errs, u.markReplaced(ctx, p, true, kyberIDs(st.pendingPQ), now))
+		}
 		st.pendingPQ = nil
 	} else if st.pendingPQ == nil {
 		if fresh.KyberPreKeys, err = prekey.NewKyberPreKeys(kyberID, u.cfg.Batch, ik, now); err != nil {
@@ -268,10 +275,27 @@ func (u *keyUpkeep) checkIdentity(ctx context.Context, id prekey.Identity) error
 		}
 		u.d.log.Info("prekeys uploaded", "identity", id.String(), "signed", up.SignedPreKey.ID(), "last_resort", up.LastResort.ID,
 			"one_time", len(up.PreKeys), "one_time_kyber", len(up.KyberPreKeys), "server_count", ecCount, "server_pq_count", pqCount)
+		if len(up.PreKeys) > 0 {
+			errs = append(errs, u.markReplaced(ctx, p, false, ecIDs(up.PreKeys), now))
+		}
+		if len(up.KyberPreKeys) > 0 {
+			errs = append(errs, u.markReplaced(ctx, p, true, kyberIDs(up.KyberPreKeys), now))
+		}
 		st.pendingEC, st.pendingPQ, st.synced = nil, nil, true
 	}
 
-	var errs []error
+	replaced, err := p.Replaced(ctx)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("device: prekeys (%s): replaced keys: %w", id, err))
+	}
+	for _, k := range replaced {
+		if now.Sub(k.Since) < u.cfg.Grace {
+			continue
+		}
+		if err := p.RemoveReplaced(ctx, k); err != nil {
+			errs = append(errs, fmt.Errorf("device: prekeys (%s): remove replaced one-time key %d: %w", id, k.ID, err))
+		}
+	}
 	for _, old := range expired(signedAges, now, u.cfg.Grace) {
 		if err := p.RemoveSignedPreKey(ctx, old); err != nil {
 			errs = append(errs, fmt.Errorf("device: prekeys (%s): remove signed prekey %d: %w", id, old, err))
@@ -283,6 +307,46 @@ func (u *keyUpkeep) checkIdentity(ctx context.Context, id prekey.Identity) error
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// markReplaced marks every stored one-time key of a kind outside batch,
+// which the server now holds instead of them (an upload replaces the
+// server's set): removed a grace period later (see store.ReplacedKey).
+func (u *keyUpkeep) markReplaced(ctx context.Context, p *store.Protocol, kyber bool, batch []uint32, now time.Time) error {
+	ec, pq, err := p.OneTimeKeyIDs(ctx)
+	if err == nil {
+		stored := ec
+		if kyber {
+			stored = pq
+		}
+		var old []uint32
+		for _, id := range stored {
+			if !slices.Contains(batch, id) {
+				old = append(old, id)
+			}
+		}
+		err = p.MarkReplaced(ctx, kyber, old, now)
+	}
+	if err != nil {
+		return fmt.Errorf("device: prekeys: mark replaced one-time keys: %w", err)
+	}
+	return nil
+}
+
+func ecIDs(keys []*record.PreKey) []uint32 {
+	ids := make([]uint32, len(keys))
+	for i, k := range keys {
+		ids[i] = k.ID().Value
+	}
+	return ids
+}
+
+func kyberIDs(keys []*prekey.KyberPreKey) []uint32 {
+	ids := make([]uint32, len(keys))
+	for i, k := range keys {
+		ids[i] = k.ID
+	}
+	return ids
 }
 
 // counts asks the server how many one-time EC and Kyber keys it holds.

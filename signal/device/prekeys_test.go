@@ -541,3 +541,66 @@ func TestUpkeepRetriesUntilTheRelayIsBack(t *testing.T) {
 		return err == nil && resp.Status == http.StatusOK && strings.Contains(string(resp.Body), `"count":8`)
 	})
 }
+
+// An upload of new one-time keys replaces the server's set; the keys it
+// replaced are kept for the grace period (a PreKey message made from one
+// may still be on its way) and then removed.
+func TestReplacedOneTimeKeysAreRemovedAGraceAfterTheReplacement(t *testing.T) {
+	t.Parallel()
+	d := startRelay(t)
+	c, acct := linkedStore(t, d)
+	clock := newTestClock()
+	kc := KeyConfig{Interval: 10 * time.Millisecond, LowWater: 4, Batch: 8, Now: clock.Now}
+	c.runWithKeys(t, d, kc, testLogger())
+	ctx := t.Context()
+	p := protocolOf(t, c.st, prekey.ACI)
+	linkedEC, linkedPQ, err := p.OneTimeKeyIDs(ctx)
+	if err != nil || len(linkedEC) != 5 || len(linkedPQ) != 5 {
+		t.Fatalf("after linking: %d EC and %d Kyber one-time keys (%v), want 5 and 5", len(linkedEC), len(linkedPQ), err)
+	}
+	// Two fetches leave 3 on the relay, below the mark: a batch of 8
+	// replaces them.
+	primarySocket(t, d, c.primary, func(r requester) {
+		fetchBundle(t, r, acct, prekey.ACI)
+		fetchBundle(t, r, acct, prekey.ACI)
+	})
+	eventually(t, "a new batch replaces the relay's keys", func() bool {
+		ec, pq := serverCounts(t, c.dev.client, prekey.ACI)
+		return ec == kc.Batch && pq == kc.Batch
+	})
+	var replaced []store.ReplacedKey
+	eventually(t, "the linked keys are marked as replaced", func() bool {
+		replaced, err = p.Replaced(ctx)
+		return err == nil && len(replaced) == 10
+	})
+	for _, k := range replaced {
+		if k.Kyber && !slices.Contains(linkedPQ, k.ID) || !k.Kyber && !slices.Contains(linkedEC, k.ID) {
+			t.Fatalf("marked %+v, which is not one of the linked keys", k)
+		}
+	}
+	if pni, _ := protocolOf(t, c.st, prekey.PNI).Replaced(ctx); len(pni) != 0 {
+		t.Fatalf("PNI keys marked %v: nothing replaced them", pni)
+	}
+
+	// Within the grace they stay.
+	clock.Advance(DefaultKeyGrace - time.Hour)
+	time.Sleep(10 * kc.Interval)
+	if ec, pq, _ := p.OneTimeKeyIDs(ctx); len(ec) != 5+kc.Batch || len(pq) != 5+kc.Batch {
+		t.Fatalf("within the grace: %d EC and %d Kyber one-time keys, want %d", len(ec), len(pq), 5+kc.Batch)
+	}
+	// After it they go, with their marks; the new batch stays.
+	clock.Advance(2 * time.Hour)
+	eventually(t, "the replaced keys are removed", func() bool {
+		left, err := p.Replaced(ctx)
+		return err == nil && len(left) == 0
+	})
+	ec, pq, err := p.OneTimeKeyIDs(ctx)
+	if err != nil || len(ec) != kc.Batch || len(pq) != kc.Batch {
+		t.Fatalf("after the grace: %d EC and %d Kyber one-time keys (%v), want the batch of %d", len(ec), len(pq), err, kc.Batch)
+	}
+	for _, id := range linkedEC {
+		if _, err := p.LoadPreKey(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("replaced EC key %d still loads: %v", id, err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -55,4 +56,147 @@ func (p *Protocol) LastResortKeys(ctx context.Context) ([]*prekey.KyberPreKey, e
 // rotation, after its grace period.
 func (p *Protocol) RemoveKyberPreKey(ctx context.Context, id uint32) error {
 	return p.s.del(ctx, p.path(bucketKyber), idKey(id))
+}
+
+// bucketReplaced marks one-time keys whose server copies a later upload
+// replaced (the server keeps only the newest batch): no new session can
+// use them, but a PreKey message sent before the replacement may still be
+// on its way, so they are removed only a grace period later. Key: 'e' (EC)
+// or 'k' (Kyber) and the id; value: when the replacement was uploaded, in
+// Unix milliseconds.
+var bucketReplaced = []byte("replaced")
+
+// ReplacedKey is a one-time key waiting for removal.
+type ReplacedKey struct {
+	Kyber bool
+	ID    uint32
+	Since time.Time
+}
+
+func replacedKey(kyber bool, id uint32) []byte {
+	kind := byte('e')
+	if kyber {
+		kind = 'k'
+	}
+	return append([]byte{kind}, idKey(id)...)
+}
+
+// OneTimeKeyIDs lists the ids of the stored one-time EC and Kyber keys
+// (the Kyber last-resort keys excluded).
+func (p *Protocol) OneTimeKeyIDs(ctx context.Context) (ec, kyber []uint32, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	err = p.s.view(ctx, func(tx *bolt.Tx) error {
+		if b, err := bucketPath(tx, false, p.path(bucketPreKeys)); err != nil {
+			return err
+		} else if b != nil {
+			if err := b.ForEach(func(k, _ []byte) error {
+				if len(k) != 4 {
+					return fmt.Errorf("%w: prekey key of %d bytes", ErrCorrupt, len(k))
+				}
+				ec = append(ec, binary.BigEndian.Uint32(k))
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		b, err := bucketPath(tx, false, p.path(bucketKyber))
+		if err != nil || b == nil {
+			return err
+		}
+		return b.ForEach(func(k, _ []byte) error {
+			if len(k) != 4 {
+				return fmt.Errorf("%w: kyber prekey key of %d bytes", ErrCorrupt, len(k))
+			}
+			v, err := p.s.getTx(tx, p.path(bucketKyber), k)
+			if err != nil {
+				return err
+			}
+			kk, err := prekey.UnmarshalKyberPreKey(v)
+			if err != nil {
+				return fmt.Errorf("%w: kyber prekey %d", ErrCorrupt, binary.BigEndian.Uint32(k))
+			}
+			if !kk.LastResort {
+				kyber = append(kyber, kk.ID)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return ec, kyber, nil
+}
+
+// MarkReplaced records that the server no longer holds these one-time
+// keys since at. Keys already marked keep their first mark.
+func (p *Protocol) MarkReplaced(ctx context.Context, kyber bool, ids []uint32, at time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return p.s.update(ctx, func(t *txn) error {
+		for _, id := range ids {
+			k := replacedKey(kyber, id)
+			old, err := p.s.getTx(t.tx, p.path(bucketReplaced), k)
+			if err != nil {
+				return err
+			}
+			if old != nil {
+				continue
+			}
+			if err := p.s.putTx(t, p.path(bucketReplaced), k, binary.BigEndian.AppendUint64(nil, uint64(at.UnixMilli()))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Replaced lists the one-time keys waiting for removal.
+func (p *Protocol) Replaced(ctx context.Context) ([]ReplacedKey, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []ReplacedKey
+	err := p.s.view(ctx, func(tx *bolt.Tx) error {
+		b, err := bucketPath(tx, false, p.path(bucketReplaced))
+		if err != nil || b == nil {
+			return err
+		}
+		return b.ForEach(func(k, _ []byte) error {
+			if len(k) != 5 || (k[0] != 'e' && k[0] != 'k') {
+				return fmt.Errorf("%w: replaced-key entry of %d bytes", ErrCorrupt, len(k))
+			}
+			v, err := p.s.getTx(tx, p.path(bucketReplaced), k)
+			if err != nil {
+				return err
+			}
+			if len(v) != 8 {
+				return fmt.Errorf("%w: replaced-key time of %d bytes", ErrCorrupt, len(v))
+			}
+			out = append(out, ReplacedKey{Kyber: k[0] == 'k', ID: binary.BigEndian.Uint32(k[1:]),
+				Since: time.UnixMilli(int64(binary.BigEndian.Uint64(v)))})
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RemoveReplaced deletes a replaced one-time key and its mark together (a
+// key a session already used is gone already: only the mark goes).
+func (p *Protocol) RemoveReplaced(ctx context.Context, k ReplacedKey) error {
+	return p.s.update(ctx, func(t *txn) error {
+		bucket := bucketPreKeys
+		if k.Kyber {
+			bucket = bucketKyber
+		}
+		if err := t.delete(p.path(bucket), idKey(k.ID)); err != nil {
+			return err
+		}
+		return t.delete(p.path(bucketReplaced), replacedKey(k.Kyber, k.ID))
+	})
 }
