@@ -5,7 +5,9 @@ import (
 	"crypto/ed25519"
 	"time"
 
+	"github.com/signal-mpc/cosigner/bls/dkg"
 	"github.com/signal-mpc/cosigner/bls/wire"
+	"github.com/signal-mpc/cosigner/core/ceremony"
 	"github.com/signal-mpc/cosigner/core/event"
 )
 
@@ -15,18 +17,26 @@ type answerKey struct {
 	party    uint32
 }
 
-// answerFinished answers a peer that still sends messages of a keygen this
-// console finished: the peer waits for this console's last message (its key
-// confirmation, or its abort), which may never have left, since the
-// process can stop right after the result and a finished ceremony is not
-// re-sent on the timer. Once per peer and run: two finished consoles must
-// not answer each other forever.
+// answerFinished answers a peer that still sends messages of a ceremony
+// this console finished: the peer waits for this console's last message (a
+// keygen's key confirmation or abort, a signing's result), which may never
+// have left, since the process can stop right after the result and a
+// finished ceremony is not re-sent on the timer. Once per peer and run:
+// two finished consoles must not answer each other forever.
 func (a *App) answerFinished(from Address, env *wire.Envelope, raw []byte) {
-	st, ok := a.keygens[env.Ceremony]
-	if !ok || env.Kind == wire.KindAbort {
+	if env.Kind == wire.KindAbort {
 		return
 	}
-	parties := st.s.Proposal().Parties
+	var parties []dkg.Party
+	var final []ceremony.Outgoing
+	if st, ok := a.keygens[env.Ceremony]; ok {
+		parties, final = st.s.Proposal().Parties, st.s.Final()
+	} else if st, ok := a.signs[env.Ceremony]; ok {
+		parties, final = st.key.key.Proposal.Parties, st.s.Final()
+	}
+	if len(final) == 0 {
+		return
+	}
 	if checkSender(parties, from, env.From) != nil {
 		return
 	}
@@ -46,7 +56,7 @@ func (a *App) answerFinished(from Address, env *wire.Envelope, raw []byte) {
 		a.answered = map[answerKey]bool{}
 	}
 	a.answered[k] = true
-	for _, o := range st.s.Final() {
+	for _, o := range final {
 		if o.To != 0 && o.To != env.From {
 			continue
 		}

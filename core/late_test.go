@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"encoding/hex"
 	"sync"
 	"testing"
 	"time"
@@ -90,5 +91,84 @@ func TestFinishedKeygenAnswersAPeerStillWaiting(t *testing.T) {
 	}
 	if answers != 1 {
 		t.Fatalf("alice answered %d times, want once", answers)
+	}
+}
+
+// The requester's process stops right after its signature, before the
+// result reached alice. Restarted, it answers alice's partial (which she
+// re-sends while she waits) with the result, and alice gets the signature.
+func TestFinishedSigningAnswersAPeerStillWaiting(t *testing.T) {
+	t.Parallel()
+	net, nodes := newTestNet(t, "alice", "bob", "carol")
+	alice, bob := nodes[0], nodes[1]
+	kindFrom := func(env []byte, k wire.Kind, from *node, sender Address) bool {
+		e, err := wire.Decode(env)
+		return err == nil && e.Kind == k && sender == from.addr
+	}
+	for _, nd := range nodes {
+		nd.start(t, true)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	kr := keygenAll(t, ctx, nodes)
+	var mu sync.Mutex
+	var alicesPartial []byte
+	alice.mu.Lock()
+	alice.deliver = func(from Address, env []byte) bool {
+		return !kindFrom(env, wire.KindSignResult, bob, from) // lost with bob's process
+	}
+	alice.mu.Unlock()
+	bob.mu.Lock()
+	bob.deliver = func(from Address, env []byte) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if alicesPartial == nil && kindFrom(env, wire.KindPartial, alice, from) {
+			alicesPartial = env
+		}
+		return true
+	}
+	bob.mu.Unlock()
+	sub := alice.bus.Subscribe(0)
+	defer sub.Close()
+	sr, err := bob.app.RequestSignature(ctx, kr.KeyID, []byte("late"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually := func(what string, ok func() bool) {
+		for !ok() {
+			select {
+			case <-ctx.Done():
+				t.Fatal(what)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	eventually("alice's partial reached bob", func() bool { mu.Lock(); defer mu.Unlock(); return alicesPartial != nil })
+	if err := bob.app.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bob.stop()
+	alice.mu.Lock()
+	alice.deliver = nil
+	alice.mu.Unlock()
+	bob.start(t, true)
+	mu.Lock()
+	again := alicesPartial
+	mu.Unlock()
+	if err := net.Send(alice.addr).Send(ctx, bob.addr, again); err != nil {
+		t.Fatal(err)
+	}
+	id := sr.ID
+	for {
+		e, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatal("alice never got the signature")
+		}
+		if d, ok := e.(event.SignDone); ok && d.ID == hex.EncodeToString(id[:]) {
+			if d.Signature == "" || !d.Verified {
+				t.Fatalf("alice's signing ended %+v", d)
+			}
+			return
+		}
 	}
 }

@@ -334,6 +334,22 @@ func (s *SignSession) Resend() []Outgoing {
 	return out
 }
 
+// Final returns the requester's result envelope once the request is
+// signed (nil otherwise), for a peer that still asks after the request
+// ended here: the process may have stopped before it left. The bytes are
+// the same after a restart (BLS and Ed25519 signatures are deterministic).
+func (s *SignSession) Final() []Outgoing {
+	if s.outcome != OutcomeSigned || s.requester != s.cfg.Self {
+		return nil
+	}
+	for _, o := range s.lastOut {
+		if o.Kind == wire.KindSignResult {
+			return []Outgoing{o}
+		}
+	}
+	return nil
+}
+
 // Handle takes a partial, a decline or a result for this request. Errors
 // that are not about misbehaviour leave the session unchanged.
 func (s *SignSession) Handle(raw []byte) ([]Outgoing, error) {
