@@ -40,7 +40,15 @@ func (s *Server) handle(h handlerFunc) http.HandlerFunc {
 			return
 		}
 		var ae *apiError
-		if !errors.As(err, &ae) {
+		switch {
+		case errors.As(err, &ae):
+		case r.Context().Err() != nil && errors.Is(err, r.Context().Err()):
+			// The client went away (or the relay is stopping) while the
+			// request waited, for a commit say: nobody is there to answer,
+			// and it is no fault of the relay's.
+			s.log.Debug("request abandoned", "method", r.Method, "path", r.URL.Path, "err", err)
+			ae = fail(http.StatusServiceUnavailable, "request abandoned")
+		default:
 			s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			ae = fail(http.StatusInternalServerError, "internal error")
 		}

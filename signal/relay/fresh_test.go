@@ -2,12 +2,18 @@ package relay
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/signal-mpc/cosigner/signal/wsr"
 )
 
 func qi(seq byte) queueItem { return queueItem{key: []byte{0, seq}, envelope: []byte{seq}} }
@@ -158,4 +164,67 @@ func TestAFailedCommitQueuesNothing(t *testing.T) {
 		}
 	}
 	waitQueueLen(t, tr, bob, 0)
+}
+
+// errorLog records the messages logged at error level.
+type errorLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *errorLog) Enabled(_ context.Context, lv slog.Level) bool { return lv >= slog.LevelError }
+func (l *errorLog) WithAttrs([]slog.Attr) slog.Handler            { return l }
+func (l *errorLog) WithGroup(string) slog.Handler                 { return l }
+func (l *errorLog) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, r.Message)
+	return nil
+}
+
+// A sender that gives up while its message is being committed is no
+// failure of the relay: nothing is logged as an error, and the message,
+// committed all the same, is delivered (its sender will send it again: a
+// duplicate, never a loss).
+func TestASenderGivingUpDuringTheCommitIsNoError(t *testing.T) {
+	t.Parallel()
+	var hold atomic.Bool
+	release := make(chan struct{})
+	errs := &errorLog{}
+	tr := startRelayWith(t, Config{Logger: slog.New(errs)}, func(s *Server) {
+		s.beforeCommit = func() error {
+			if hold.Load() {
+				<-release
+			}
+			return nil
+		}
+	})
+	alice := tr.register(t, "")
+	bob := tr.register(t, "")
+	sock := tr.mustDial(t, alice, nil)
+	if r := sock.next(t); r.Path != "/api/v1/queue/empty" {
+		t.Fatalf("first push: %s", r.Path)
+	}
+	hold.Store(true)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b, _ := json.Marshal(sendBodyOf(message(1, bob.regID, []byte("given up"))))
+		sock.conn.Request(ctx, &wsr.Request{Verb: "PUT", Path: "/v1/messages/" + bob.aci,
+			Headers: []string{"Content-Type:application/json"}, Body: b})
+	}()
+	time.Sleep(50 * time.Millisecond) // the send waits for its commit
+	sock.closedWS.UnderlyingConn().Close()
+	cancel()
+	<-done
+	time.Sleep(50 * time.Millisecond) // the relay notices the socket is gone
+	hold.Store(false)
+	close(release)
+	waitQueueLen(t, tr, bob, 1)
+	errs.mu.Lock()
+	defer errs.mu.Unlock()
+	if len(errs.msgs) != 0 {
+		t.Fatalf("logged as errors: %v", errs.msgs)
+	}
 }
