@@ -3,6 +3,8 @@ package core
 import (
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/signal-mpc/cosigner/bls/dkg"
@@ -38,6 +40,9 @@ type KeygenError struct {
 	Remote  bool   // By is a peer (a cheating accusation in Blamed was proven here)
 	// Abort is the engine's account, with the signed evidence itself.
 	Abort *dkg.AbortError
+	// Detail is the engine's detail with the parties' names for their
+	// indices ("party 2" reads "bob"); empty: Abort.Detail as it is.
+	Detail string
 }
 
 func (e *KeygenError) Error() string {
@@ -52,11 +57,15 @@ func (e *KeygenError) Error() string {
 	if n := len(e.Abort.Evidence); n > 0 {
 		fmt.Fprintf(&b, " (%d signed messages as evidence)", n)
 	}
-	if e.Abort.Detail != "" {
+	detail := e.Detail
+	if detail == "" {
+		detail = e.Abort.Detail
+	}
+	if detail != "" {
 		// A peer wrote the detail of a remote abort: keep escape sequences
 		// off the terminal the headless commands print it to.
 		b.WriteString(": ")
-		b.WriteString(cleanText(e.Abort.Detail))
+		b.WriteString(cleanText(detail))
 	}
 	return b.String()
 }
@@ -84,8 +93,18 @@ func (a *App) keygenError(s *ceremony.KeygenSession) error {
 	}
 	parties := s.Proposal().Parties
 	return &KeygenError{Ceremony: s.ID(), Reason: ab.Reason, Round: ab.Round, Blamed: a.names(parties, ab.Blamed),
-		Claimed: a.names(parties, ab.Claimed), By: a.name(partyAddr(parties, ab.By)), Remote: ab.By != s.Self(), Abort: ab}
+		Claimed: a.names(parties, ab.Claimed), By: a.name(partyAddr(parties, ab.By)), Remote: ab.By != s.Self(), Abort: ab,
+		Detail: partyNames.ReplaceAllStringFunc(ab.Detail, func(m string) string {
+			j, err := strconv.ParseUint(partyNames.FindStringSubmatch(m)[1], 10, 32)
+			if err != nil || j == 0 || int(j) > len(parties) {
+				return m
+			}
+			return a.name(partyAddr(parties, uint32(j)))
+		})}
 }
+
+// partyNames finds the party indices in the engine's details.
+var partyNames = regexp.MustCompile(`\bparty (\d{1,4})\b`)
 
 // SignError is a signing request that failed. Names are the roster's.
 type SignError struct {
