@@ -156,30 +156,31 @@ func BenchmarkKeygenOverRelay(b *testing.B) {
 // waitKeygenDone waits for the KeygenDone event of a key on a stream.
 func waitKeygenDone(b *testing.B, sub *event.Subscription, keyID string) {
 	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	for {
-		e, err := sub.Next(ctx)
-		if err != nil {
-			b.Fatalf("no KeygenDone for %s: %v", keyID, err)
-		}
-		if d, ok := e.(event.KeygenDone); ok && d.KeyID == keyID {
-			return
-		}
-	}
+	waitEvent(b, sub, "KeygenDone for "+keyID, func(e event.Event) bool {
+		d, ok := e.(event.KeygenDone)
+		return ok && d.KeyID == keyID
+	})
 }
 
 // waitSignDone waits for the SignDone event of a request on a stream.
 func waitSignDone(b *testing.B, sub *event.Subscription, id string) {
+	b.Helper()
+	waitEvent(b, sub, "SignDone for "+id, func(e event.Event) bool {
+		d, ok := e.(event.SignDone)
+		return ok && d.ID == id
+	})
+}
+
+func waitEvent(b *testing.B, sub *event.Subscription, what string, match func(event.Event) bool) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for {
 		e, err := sub.Next(ctx)
 		if err != nil {
-			b.Fatalf("no SignDone for %s: %v", id, err)
+			b.Fatalf("no %s: %v", what, err)
 		}
-		if d, ok := e.(event.SignDone); ok && d.ID == id {
+		if match(e) {
 			return
 		}
 	}

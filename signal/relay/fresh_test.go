@@ -83,27 +83,47 @@ func TestARefusedOfferRefusesTheRestOfItsGroup(t *testing.T) {
 	}
 }
 
+// commitGate holds the relay's commits while held is set, until release.
+type commitGate struct {
+	held    atomic.Bool
+	release chan struct{}
+}
+
+func newCommitGate() *commitGate { return &commitGate{release: make(chan struct{})} }
+
+func (g *commitGate) beforeCommit() error {
+	if g.held.Load() {
+		<-g.release
+	}
+	return nil
+}
+
+// open lets the held commits and all later ones go.
+func (g *commitGate) open() {
+	g.held.Store(false)
+	close(g.release)
+}
+
+// connected dials d's socket and waits for the relay's queue-empty.
+func (tr *testRelay) connected(t *testing.T, d *testDevice) *socket {
+	t.Helper()
+	sock := tr.mustDial(t, d, nil)
+	if r := sock.next(t); r.Path != "/api/v1/queue/empty" {
+		t.Fatalf("first push: %s", r.Path)
+	}
+	return sock
+}
+
 // A connected device gets a message while the relay's commit of it is
 // still under way; its sender gets 200 only after the commit.
 func TestAConnectedDeviceGetsAMessageBeforeItsCommitEnds(t *testing.T) {
 	t.Parallel()
-	var hold atomic.Bool
-	release := make(chan struct{})
-	tr := startRelayWith(t, Config{}, func(s *Server) {
-		s.beforeCommit = func() error {
-			if hold.Load() {
-				<-release
-			}
-			return nil
-		}
-	})
+	gate := newCommitGate()
+	tr := startRelayWith(t, Config{}, func(s *Server) { s.beforeCommit = gate.beforeCommit })
 	alice := tr.register(t, "")
 	bob := tr.register(t, "")
-	sock := tr.mustDial(t, bob, nil)
-	if r := sock.next(t); r.Path != "/api/v1/queue/empty" {
-		t.Fatalf("first push: %s", r.Path)
-	}
-	hold.Store(true)
+	sock := tr.connected(t, bob)
+	gate.held.Store(true)
 	sent := make(chan int, 1)
 	go func() {
 		status, _ := tr.do(t, "PUT", "/v1/messages/"+bob.aci, alice.auth(), sendBodyOf(message(1, bob.regID, []byte("early"))))
@@ -117,8 +137,7 @@ func TestAConnectedDeviceGetsAMessageBeforeItsCommitEnds(t *testing.T) {
 		t.Fatalf("the sender got %d before the commit", s)
 	case <-time.After(50 * time.Millisecond):
 	}
-	hold.Store(false)
-	close(release)
+	gate.open()
 	if s := <-sent; s != http.StatusOK {
 		t.Fatalf("send: %d", s)
 	}
@@ -140,10 +159,7 @@ func TestAFailedCommitQueuesNothing(t *testing.T) {
 	})
 	alice := tr.register(t, "")
 	bob := tr.register(t, "")
-	sock := tr.mustDial(t, bob, nil)
-	if r := sock.next(t); r.Path != "/api/v1/queue/empty" {
-		t.Fatalf("first push: %s", r.Path)
-	}
+	sock := tr.connected(t, bob)
 	fail.Store(true)
 	if status, _ := tr.do(t, "PUT", "/v1/messages/"+bob.aci, alice.auth(), sendBodyOf(message(1, bob.regID, []byte("lost")))); status < 500 {
 		t.Fatalf("send with a failing commit: %d, want 5xx", status)
@@ -188,24 +204,13 @@ func (l *errorLog) Handle(_ context.Context, r slog.Record) error {
 // duplicate, never a loss).
 func TestASenderGivingUpDuringTheCommitIsNoError(t *testing.T) {
 	t.Parallel()
-	var hold atomic.Bool
-	release := make(chan struct{})
+	gate := newCommitGate()
 	errs := &errorLog{}
-	tr := startRelayWith(t, Config{Logger: slog.New(errs)}, func(s *Server) {
-		s.beforeCommit = func() error {
-			if hold.Load() {
-				<-release
-			}
-			return nil
-		}
-	})
+	tr := startRelayWith(t, Config{Logger: slog.New(errs)}, func(s *Server) { s.beforeCommit = gate.beforeCommit })
 	alice := tr.register(t, "")
 	bob := tr.register(t, "")
-	sock := tr.mustDial(t, alice, nil)
-	if r := sock.next(t); r.Path != "/api/v1/queue/empty" {
-		t.Fatalf("first push: %s", r.Path)
-	}
-	hold.Store(true)
+	sock := tr.connected(t, alice)
+	gate.held.Store(true)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() {
@@ -219,8 +224,7 @@ func TestASenderGivingUpDuringTheCommitIsNoError(t *testing.T) {
 	cancel()
 	<-done
 	time.Sleep(50 * time.Millisecond) // the relay notices the socket is gone
-	hold.Store(false)
-	close(release)
+	gate.open()
 	waitQueueLen(t, tr, bob, 1)
 	errs.mu.Lock()
 	defer errs.mu.Unlock()

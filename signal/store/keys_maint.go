@@ -23,32 +23,39 @@ func (p *Protocol) LastResortKeys(ctx context.Context) ([]*prekey.KyberPreKey, e
 	}
 	var out []*prekey.KyberPreKey
 	err := p.s.view(ctx, func(tx *bolt.Tx) error {
-		b, err := bucketPath(tx, false, p.path(bucketKyber))
-		if err != nil || b == nil {
-			return err
-		}
-		return b.ForEach(func(k, _ []byte) error {
-			if len(k) != 4 {
-				return fmt.Errorf("%w: kyber prekey key of %d bytes", ErrCorrupt, len(k))
-			}
-			v, err := p.s.getTx(tx, p.path(bucketKyber), k)
-			if err != nil {
-				return err
-			}
-			kk, err := prekey.UnmarshalKyberPreKey(v)
-			if err != nil {
-				return fmt.Errorf("%w: kyber prekey %d", ErrCorrupt, binary.BigEndian.Uint32(k))
-			}
+		return p.forEachKyber(tx, func(kk *prekey.KyberPreKey) {
 			if kk.LastResort {
 				out = append(out, kk)
 			}
-			return nil
 		})
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// forEachKyber calls fn with every stored Kyber key of this identity.
+func (p *Protocol) forEachKyber(tx *bolt.Tx, fn func(*prekey.KyberPreKey)) error {
+	b, err := bucketPath(tx, false, p.path(bucketKyber))
+	if err != nil || b == nil {
+		return err
+	}
+	return b.ForEach(func(k, _ []byte) error {
+		if len(k) != 4 {
+			return fmt.Errorf("%w: kyber prekey key of %d bytes", ErrCorrupt, len(k))
+		}
+		v, err := p.s.getTx(tx, p.path(bucketKyber), k)
+		if err != nil {
+			return err
+		}
+		kk, err := prekey.UnmarshalKyberPreKey(v)
+		if err != nil {
+			return fmt.Errorf("%w: kyber prekey %d", ErrCorrupt, binary.BigEndian.Uint32(k))
+		}
+		fn(kk)
+		return nil
+	})
 }
 
 // RemoveKyberPreKey deletes a Kyber prekey of either kind. Unlike
@@ -101,26 +108,10 @@ func (p *Protocol) OneTimeKeyIDs(ctx context.Context) (ec, kyber []uint32, err e
 				return err
 			}
 		}
-		b, err := bucketPath(tx, false, p.path(bucketKyber))
-		if err != nil || b == nil {
-			return err
-		}
-		return b.ForEach(func(k, _ []byte) error {
-			if len(k) != 4 {
-				return fmt.Errorf("%w: kyber prekey key of %d bytes", ErrCorrupt, len(k))
-			}
-			v, err := p.s.getTx(tx, p.path(bucketKyber), k)
-			if err != nil {
-				return err
-			}
-			kk, err := prekey.UnmarshalKyberPreKey(v)
-			if err != nil {
-				return fmt.Errorf("%w: kyber prekey %d", ErrCorrupt, binary.BigEndian.Uint32(k))
-			}
+		return p.forEachKyber(tx, func(kk *prekey.KyberPreKey) {
 			if !kk.LastResort {
 				kyber = append(kyber, kk.ID)
 			}
-			return nil
 		})
 	})
 	if err != nil {
