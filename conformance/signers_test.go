@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -20,8 +21,9 @@ import (
 )
 
 // The wiring below is the console's (console.go in package main: the device
-// store as core's vault, the device as its messenger), repeated here because
-// package main cannot be imported.
+// store as core's vault, the device as its messenger with the prepared and
+// ordered sends), repeated here because package main cannot be imported:
+// the mock server sees what a console really sends.
 
 type vault struct{ s *store.Store }
 
@@ -42,6 +44,29 @@ type messenger struct{ d *device.Device }
 func (m messenger) Send(ctx context.Context, to core.Address, env []byte) error {
 	return m.d.Send(ctx, device.Address{Account: to.Account, Device: to.Device}, env)
 }
+
+func (m messenger) Prepare(ctx context.Context, to core.Address, env []byte) core.Prepared {
+	if p := m.d.Prepare(ctx, device.Address{Account: to.Account, Device: to.Device}, env); p != nil {
+		return prepared{p}
+	}
+	return nil
+}
+
+func (m messenger) SendPrepared(ctx context.Context, p core.Prepared, durable func(context.Context) error) error {
+	pp, ok := p.(prepared)
+	if !ok {
+		return fmt.Errorf("conformance: not a prepared send: %T", p)
+	}
+	return m.d.SendPrepared(ctx, pp.p, durable)
+}
+
+func (m messenger) SendAfter(ctx context.Context, to core.Address, env []byte, durable func(context.Context) error) error {
+	return m.d.SendAfter(ctx, device.Address{Account: to.Account, Device: to.Device}, env, durable)
+}
+
+type prepared struct{ p *device.Prepared }
+
+func (prepared) PreparedSend() {}
 
 // signer is a linked console running core's engine over the mock.
 type signer struct {
