@@ -81,6 +81,16 @@ func TestARefusedOfferRefusesTheRestOfItsGroup(t *testing.T) {
 	if got := seqs(s.freshAfter(nil)); got != "3 " {
 		t.Fatalf("a later group: %s", got)
 	}
+	// The byte bound refuses the same way.
+	s.freshAfter(qi(3).key)
+	s.offer(4, queueItem{key: []byte{0, 4}, envelope: make([]byte, maxFreshBytes)})
+	s.offer(5, queueItem{key: []byte{0, 5}, envelope: []byte{1}})
+	if got := seqs(s.freshAfter(nil)); got != "4 " {
+		t.Fatalf("at the byte bound: %s", got)
+	}
+	if s.freshAfter([]byte{0, 4}); s.freshBytes != 0 {
+		t.Fatalf("%d bytes counted after delivering everything", s.freshBytes)
+	}
 }
 
 // commitGate holds the relay's commits while held is set, until release.

@@ -194,9 +194,10 @@ type chatSession struct {
 	// its sender only once committed, and a relay that dies before the
 	// commit has delivered a message its sender will send again (a
 	// duplicate, never a loss).
-	fmu     sync.Mutex
-	fresh   []queueItem
-	refused uint64 // the group of the last refused offer (0: none)
+	fmu        sync.Mutex
+	fresh      []queueItem
+	freshBytes int
+	refused    uint64 // the group of the last refused offer (0: none)
 }
 
 func (c *chatSession) poke() {
@@ -206,9 +207,13 @@ func (c *chatSession) poke() {
 	}
 }
 
-// maxFresh bounds a session's fresh envelopes; beyond it, envelopes reach
-// the device from the queue once committed.
-const maxFresh = 4 * deliveryWindow
+// maxFresh and maxFreshBytes bound a session's fresh envelopes (a device
+// that reads slowly holds them up); beyond them, envelopes reach the
+// device from the queue once committed.
+const (
+	maxFresh      = 4 * deliveryWindow
+	maxFreshBytes = 4 << 20
+)
 
 // offer adds an envelope written in group g (the writer calls it in queue
 // order). Once one envelope of a group is refused (full), the rest of
@@ -218,12 +223,13 @@ const maxFresh = 4 * deliveryWindow
 // hooks run only after every earlier group has committed.
 func (c *chatSession) offer(g uint64, it queueItem) {
 	c.fmu.Lock()
-	if c.refused == g || len(c.fresh) >= maxFresh {
+	if c.refused == g || len(c.fresh) >= maxFresh || c.freshBytes+len(it.envelope) > maxFreshBytes {
 		c.refused = g
 		c.fmu.Unlock()
 		return
 	}
 	c.fresh = append(c.fresh, it)
+	c.freshBytes += len(it.envelope)
 	c.fmu.Unlock()
 	c.poke()
 }
@@ -232,7 +238,11 @@ func (c *chatSession) offer(g uint64, it queueItem) {
 func (c *chatSession) withdraw(keys [][]byte) {
 	c.fmu.Lock()
 	c.fresh = slices.DeleteFunc(c.fresh, func(it queueItem) bool {
-		return slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, it.key) })
+		if slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, it.key) }) {
+			c.freshBytes -= len(it.envelope)
+			return true
+		}
+		return false
 	})
 	c.fmu.Unlock()
 }
@@ -244,6 +254,7 @@ func (c *chatSession) freshAfter(cursor []byte) []queueItem {
 	defer c.fmu.Unlock()
 	i := 0
 	for i < len(c.fresh) && cursor != nil && bytes.Compare(c.fresh[i].key, cursor) <= 0 {
+		c.freshBytes -= len(c.fresh[i].envelope)
 		i++
 	}
 	c.fresh = c.fresh[i:]
