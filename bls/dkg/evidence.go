@@ -1,9 +1,11 @@
 package dkg
 
 import (
+	"bytes"
 	"slices"
 
 	"github.com/signal-mpc/cosigner/bls"
+	"github.com/signal-mpc/cosigner/bls/tbls"
 	"github.com/signal-mpc/cosigner/bls/wire"
 )
 
@@ -12,8 +14,8 @@ import (
 // console's blame when the signed evidence it carries proves it here: a
 // cheater must not be able to abort in an honest party's name. What the
 // evidence cannot show on its own (an echo that disagrees with deals this
-// console never saw, a key confirmation it cannot check yet) stays the
-// other party's claim (AbortError.Claimed).
+// console never saw, a key confirmation before this console derived the
+// key) stays the other party's claim (AbortError.Claimed).
 
 // provenBlame returns the parties among m.Blamed whose misbehaviour m's
 // evidence proves, checked as this console would check the same messages
@@ -41,6 +43,9 @@ func (e *Engine) provenBlame(by uint32, m *abort) []uint32 {
 		ok = len(ev) == 2 && ev[0].Kind == wire.KindJustification && ev[0].From == culprit &&
 			Round(ev[0].Round) == RoundJustify && ev[0].To == 0 &&
 			e.isDeal(ev[1], culprit) && e.justificationFails(culprit, ev[0], ev[1])
+	case ReasonBadConfirmation:
+		ok = len(ev) == 1 && ev[0].Kind == wire.KindConfirm && ev[0].From == culprit &&
+			Round(ev[0].Round) == RoundConfirm && ev[0].To == 0 && e.confirmationFails(culprit, ev[0])
 	}
 	if !ok {
 		return nil
@@ -95,6 +100,22 @@ func (e *Engine) complaintsProven(by, dealer uint32, ev []*wire.Envelope) bool {
 		}
 	}
 	return !slices.Contains(complainers, dealer) && len(complainers) >= e.t
+}
+
+// confirmationFails reports whether a key confirmation fails the checks
+// of afterConfirm: unreadable, for another key, or a proof that does not
+// verify against the sender's public share. It needs this console's own
+// key, so before finalize nothing is proven.
+func (e *Engine) confirmationFails(j uint32, env *wire.Envelope) bool {
+	if e.result == nil {
+		return false
+	}
+	m, err := decodeConfirm(env.Payload)
+	if err != nil || !bytes.Equal(m.KeyHash, e.keyHash) {
+		return true
+	}
+	p, err := tbls.PartialFromBytes(j, m.Proof)
+	return err != nil || e.result.Group.VerifyPartial(e.popHash, p) != nil
 }
 
 // justificationFails reports whether a dealer's signed justification is

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/signal-mpc/cosigner/bls"
 	"github.com/signal-mpc/cosigner/bls/wire"
 )
 
@@ -36,7 +37,7 @@ func TestAnUnprovenAccusationIsNotBlame(t *testing.T) {
 		{"equivocation, with one deal twice", ReasonEquivocation, func(d, _ []byte) [][]byte { return [][]byte{d, d} }},
 		{"complaints, with an echo that complains of nobody", ReasonComplaints, func(_, e []byte) [][]byte { return [][]byte{e} }},
 		{"a bad justification, with a deal and no justification", ReasonBadJustification, func(d, _ []byte) [][]byte { return [][]byte{d, d} }},
-		{"a bad key confirmation (not provable from evidence)", ReasonBadConfirmation, func(d, _ []byte) [][]byte { return [][]byte{d} }},
+		{"a bad key confirmation, with a deal as evidence", ReasonBadConfirmation, func(d, _ []byte) [][]byte { return [][]byte{d} }},
 		{"evidence that is no envelope", ReasonInvalidDeal, func(_, _ []byte) [][]byte { return [][]byte{[]byte("not an envelope")} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -128,4 +129,46 @@ func brokenProof(t *testing.T, payload []byte) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// A relayed conviction for a bad key confirmation is checked against this
+// console's own key: proven once it has derived it.
+func TestAProvenBadConfirmationIsBlame(t *testing.T) {
+	t.Parallel()
+	_, ps := testGroup(t, "proven-confirm", 2, 3)
+	nw := newNetwork(t, ps)
+	var abort1 []byte
+	nw.tamper = func(d delivery) [][]byte {
+		switch k := kindOf(d.env); {
+		case d.from == 3 && d.to == 1 && k == wire.KindConfirm:
+			// Party 3's proof to party 1 is for another key.
+			return [][]byte{reseal(t, d.env, ps[2].key, func(e *wire.Envelope) {
+				m, _ := decodeConfirm(e.Payload)
+				sk, _ := bls.GenerateKey(nil)
+				pop, _ := sk.PopProve()
+				m.Proof = pop.Bytes()
+				e.Payload, _ = m.encode()
+			})}
+		case d.from == 1 && d.to == 2 && (k == wire.KindConfirm || k == wire.KindAbort):
+			// Party 2 waits for party 1 with its own key derived.
+			if k == wire.KindAbort {
+				abort1 = d.env
+			}
+			return nil
+		}
+		return [][]byte{d.env}
+	}
+	nw.startAll()
+	nw.run()
+	expectAbort(t, ps[0], ReasonBadConfirmation, []uint32{3})
+	if ps[1].engine.Round() != RoundConfirm || abort1 == nil {
+		t.Fatalf("setup: party 2 in round %s, abort captured %v", ps[1].engine.Round(), abort1 != nil)
+	}
+	if _, err := ps[1].engine.Handle(abort1); err != nil {
+		t.Fatal(err)
+	}
+	var a *AbortError
+	if !errors.As(ps[1].engine.Err(), &a) || !slices.Equal(a.Blamed, []uint32{3}) || len(a.Claimed) != 0 || !errors.Is(a, ErrMisbehaviour) {
+		t.Fatalf("party 2: %v, want party 3 blamed on the evidence", ps[1].engine.Err())
+	}
 }
