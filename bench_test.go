@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"github.com/signal-mpc/cosigner/signal/store/storetest"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -148,6 +149,9 @@ func BenchmarkKeygenOverRelay(b *testing.B) {
 					took = append(took, time.Since(start))
 				}
 				reportMedian(b, took)
+				if durable {
+					storetest.Report(b)
+				}
 			})
 		}
 	}
@@ -246,6 +250,9 @@ func BenchmarkSignOverRelay(b *testing.B) {
 				}
 			}
 			reportMedian(b, took)
+			if durable {
+				storetest.Report(b)
+			}
 		})
 	}
 }
@@ -281,6 +288,10 @@ func BenchmarkSignPipelined(b *testing.B) {
 			}
 			wg.Wait()
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "signatures/s")
+			b.StopTimer()
+			if durable {
+				storetest.Report(b)
+			}
 			reportCommits(b, signers, opsBefore, commitsBefore)
 		})
 	}

@@ -3,6 +3,7 @@ package device
 import (
 	"context"
 	"fmt"
+	"github.com/signal-mpc/cosigner/signal/store/storetest"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -97,6 +98,10 @@ func BenchmarkMessageThroughRelay(b *testing.B) {
 				elapsed := time.Since(start)
 				sending.Wait()
 				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+				b.StopTimer()
+				if durable {
+					storetest.Report(b)
+				}
 				for who, d := range map[string]*Device{"sender": alice, "recipient": bob} {
 					if st := d.cfg.Store.Stats(); st.Commits > 0 {
 						b.ReportMetric(float64(st.Operations)/float64(st.Commits), who+"-ops/commit")

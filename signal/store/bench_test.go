@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"github.com/signal-mpc/cosigner/signal/store/storetest"
 	"testing"
 
 	"go.mau.fi/libsignal/session"
@@ -44,6 +45,9 @@ func BenchmarkSessionMessage(b *testing.B) {
 				if _, err := to.decrypt(ctx, from.addr, wire, typ); err != nil {
 					b.Fatal(err)
 				}
+			}
+			if !bc.opts.NoSync {
+				storetest.Report(b)
 			}
 		})
 	}
@@ -115,6 +119,8 @@ func BenchmarkSessionMessagePipelined(b *testing.B) {
 					}
 				}
 			}
+			b.StopTimer()
+			storetest.Report(b)
 		})
 	}
 }

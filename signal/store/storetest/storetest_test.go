@@ -1,0 +1,21 @@
+package storetest
+
+import (
+	"os"
+	"testing"
+)
+
+func TestSyncLatencyMeasuresSomething(t *testing.T) {
+	if d := SyncLatency(t, t.TempDir(), 5); d <= 0 {
+		t.Fatalf("sync latency %v", d)
+	}
+}
+
+func TestSyncLatencyLeavesNothingBehind(t *testing.T) {
+	dir := t.TempDir()
+	SyncLatency(t, dir, 3)
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 0 {
+		t.Fatalf("left %d entries (%v)", len(entries), err)
+	}
+}
