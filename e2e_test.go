@@ -35,6 +35,8 @@ type testRelay struct {
 	*relaytest.Relay
 	srv    *relay.Server
 	dialer *transport.Dialer
+	proxy  *relaytest.Proxy // startRestartableRelay only
+	dir    string
 }
 
 func startTestRelay(t *testing.T, dir string) *testRelay { return startTestRelayTB(t, dir) }
@@ -48,6 +50,31 @@ func startTestRelayTB(t testing.TB, dir string) *testRelay {
 		t.Fatal(err)
 	}
 	return &testRelay{Relay: r, srv: r.Server, dialer: d}
+}
+
+// startRestartableRelay is startTestRelay behind a relaytest.Proxy, for a
+// test that stops the relay and starts it again (restart does).
+func startRestartableRelay(t *testing.T, dir string) *testRelay {
+	t.Helper()
+	liblog.Silence()
+	r := relaytest.Start(t, dir)
+	proxy := relaytest.NewProxy(t, r.Server.Addr().String())
+	d, err := transport.NewDialer(transport.Config{URL: proxy.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testRelay{Relay: r, srv: r.Server, dialer: d, proxy: proxy, dir: dir}
+}
+
+// restart stops the relay and starts it again on the same data, behind
+// the same proxy address.
+func (r *testRelay) restart(t *testing.T) {
+	t.Helper()
+	r.proxy.To("")
+	r.Stop()
+	r.Relay = relaytest.Start(t, r.dir)
+	r.srv = r.Server
+	r.proxy.To(r.Server.Addr().String())
 }
 
 // answerApprovals plays a console's human: decide says whether to approve
@@ -294,8 +321,7 @@ func TestConsoleKilledMidKeygenResumes(t *testing.T) {
 // survive, the consoles reconnect, and the request completes.
 func TestRelayRestartMidSigning(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	r := startTestRelay(t, dir)
+	r := startRestartableRelay(t, t.TempDir())
 	signers := threeSigners(t, r, true)
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
@@ -316,10 +342,9 @@ func TestRelayRestartMidSigning(t *testing.T) {
 		done <- err
 	}()
 	time.Sleep(200 * time.Millisecond)
-	// The relay goes down and comes back on the same address and data.
-	addr := r.srv.Addr().String()
-	r.stop()
-	relaytest.StartConfig(t, relay.Config{Listen: addr, DataDir: dir})
+	// The relay goes down and comes back with the same data, behind the
+	// same address.
+	r.restart(t)
 	signers[1].start(t, r, true)
 	signers[2].start(t, r, true)
 	if err := <-done; err != nil {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/signal-mpc/cosigner/signal/prekey"
-	"github.com/signal-mpc/cosigner/signal/relay"
 	"github.com/signal-mpc/cosigner/signal/relay/relaytest"
 	"github.com/signal-mpc/cosigner/signal/store"
 	"github.com/signal-mpc/cosigner/signal/transport"
@@ -506,8 +505,8 @@ func TestUpkeepRetriesUntilTheRelayIsBack(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	r := relaytest.Start(t, dir)
-	addr := r.Server.Addr().String()
-	d, err := transport.NewDialer(transport.Config{URL: r.URL()})
+	proxy := relaytest.NewProxy(t, r.Server.Addr().String())
+	d, err := transport.NewDialer(transport.Config{URL: proxy.URL()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -519,6 +518,7 @@ func TestUpkeepRetriesUntilTheRelayIsBack(t *testing.T) {
 	signedBefore, lrBefore := signedIDs(t, p), lastResortIDs(t, p)
 
 	r.Stop()
+	proxy.To("")
 	eventually(t, "a failed check is logged", func() bool { return strings.Contains(logs.text(), "prekey upkeep failed") })
 	if s, lr := signedIDs(t, p), lastResortIDs(t, p); !slices.Equal(s, signedBefore) || !slices.Equal(lr, lrBefore) {
 		t.Fatalf("signed %v and last resort %v while the relay is down, were %v and %v", s, lr, signedBefore, lrBefore)
@@ -529,8 +529,8 @@ func TestUpkeepRetriesUntilTheRelayIsBack(t *testing.T) {
 		}
 	}
 
-	// The same relay (same address, same data) comes back.
-	relaytest.StartConfig(t, relay.Config{Listen: addr, DataDir: dir}) // fails the test if it cannot
+	// The same relay (same data, behind the same address) comes back.
+	proxy.To(relaytest.Start(t, dir).Server.Addr().String())
 	primarySocket(t, d, c.primary, func(r requester) {
 		for range 2 {
 			fetchBundle(t, r, acct, prekey.ACI)

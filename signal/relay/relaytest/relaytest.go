@@ -24,8 +24,9 @@ func Start(t testing.TB, dir string) *Relay {
 }
 
 // StartConfig is Start with a configuration: Listen defaults to 127.0.0.1
-// with a free port (a test restarting a relay gives the old address),
-// DataDir to a fresh temporary folder.
+// with a free port, DataDir to a fresh temporary folder. A test that
+// restarts a relay puts a Proxy in front of it rather than listening on
+// the old port again.
 func StartConfig(t testing.TB, cfg relay.Config) *Relay {
 	t.Helper()
 	if cfg.DataDir == "" {
