@@ -247,6 +247,14 @@ func (c *chatSession) withdraw(keys [][]byte) {
 	c.fmu.Unlock()
 }
 
+// dropFresh forgets every fresh envelope (the queue has them, or will once
+// their commit ends, followed by a poke).
+func (c *chatSession) dropFresh() {
+	c.fmu.Lock()
+	c.fresh, c.freshBytes = nil, 0
+	c.fmu.Unlock()
+}
+
 // freshAfter forgets the fresh envelopes at or before cursor (delivered)
 // and returns the others.
 func (c *chatSession) freshAfter(cursor []byte) []queueItem {
@@ -384,6 +392,11 @@ func (s *Server) deliverLoop(ctx context.Context, sess *chatSession) error {
 		return wsr.ErrClosed
 	}
 	defer func() { <-lock }() // runs last, after the acknowledgements are committed
+	// Envelopes offered to this session while the previous socket's loop
+	// still ran may have gone out there (from the queue, once committed):
+	// they are read from the queue now, which holds what was not yet
+	// acknowledged, rather than sent again from memory.
+	sess.dropFresh()
 
 	var (
 		cursor  []byte
