@@ -45,25 +45,26 @@ func startTestRelayTB(t testing.TB, dir string) *testRelay {
 	t.Helper()
 	liblog.Silence()
 	r := relaytest.Start(t, dir)
-	d, err := transport.NewDialer(transport.Config{URL: r.URL()})
+	return &testRelay{Relay: r, srv: r.Server, dialer: dialerTo(t, r.URL()), dir: dir}
+}
+
+func dialerTo(t testing.TB, url string) *transport.Dialer {
+	t.Helper()
+	d, err := transport.NewDialer(transport.Config{URL: url})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testRelay{Relay: r, srv: r.Server, dialer: d}
+	return d
 }
 
 // startRestartableRelay is startTestRelay behind a relaytest.Proxy, for a
 // test that stops the relay and starts it again (restart does).
 func startRestartableRelay(t *testing.T, dir string) *testRelay {
 	t.Helper()
-	liblog.Silence()
-	r := relaytest.Start(t, dir)
-	proxy := relaytest.NewProxy(t, r.Server.Addr().String())
-	d, err := transport.NewDialer(transport.Config{URL: proxy.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testRelay{Relay: r, srv: r.Server, dialer: d, proxy: proxy, dir: dir}
+	r := startTestRelayTB(t, dir)
+	r.proxy = relaytest.NewProxy(t, r.Server.Addr().String())
+	r.dialer = dialerTo(t, r.proxy.URL())
+	return r
 }
 
 // restart stops the relay and starts it again on the same data, behind

@@ -635,13 +635,7 @@ func TestBadKeyConfirmationIsBlamed(t *testing.T) {
 	nw := newNetwork(t, ps)
 	nw.tamper = func(d delivery) [][]byte {
 		if d.from == 3 && kindOf(d.env) == wire.KindConfirm {
-			return [][]byte{reseal(t, d.env, ps[2].key, func(e *wire.Envelope) {
-				m, _ := decodeConfirm(e.Payload)
-				sk, _ := bls.GenerateKey(nil)
-				pop, _ := sk.PopProve()
-				m.Proof = pop.Bytes()
-				e.Payload, _ = m.encode()
-			})}
+			return [][]byte{foreignProof(t, d.env, ps[2].key)}
 		}
 		return [][]byte{d.env}
 	}

@@ -1,6 +1,7 @@
 package dkg
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"slices"
 	"testing"
@@ -142,13 +143,7 @@ func TestAProvenBadConfirmationIsBlame(t *testing.T) {
 		switch k := kindOf(d.env); {
 		case d.from == 3 && d.to == 1 && k == wire.KindConfirm:
 			// Party 3's proof to party 1 is for another key.
-			return [][]byte{reseal(t, d.env, ps[2].key, func(e *wire.Envelope) {
-				m, _ := decodeConfirm(e.Payload)
-				sk, _ := bls.GenerateKey(nil)
-				pop, _ := sk.PopProve()
-				m.Proof = pop.Bytes()
-				e.Payload, _ = m.encode()
-			})}
+			return [][]byte{foreignProof(t, d.env, ps[2].key)}
 		case d.from == 1 && d.to == 2 && (k == wire.KindConfirm || k == wire.KindAbort):
 			// Party 2 waits for party 1 with its own key derived.
 			if k == wire.KindAbort {
@@ -171,4 +166,28 @@ func TestAProvenBadConfirmationIsBlame(t *testing.T) {
 	if !errors.As(ps[1].engine.Err(), &a) || !slices.Equal(a.Blamed, []uint32{3}) || len(a.Claimed) != 0 || !errors.Is(a, ErrMisbehaviour) {
 		t.Fatalf("party 2: %v, want party 3 blamed on the evidence", ps[1].engine.Err())
 	}
+}
+
+// foreignProof re-signs a key confirmation with a proof of possession of
+// another key in it: validly signed, wrong in content.
+func foreignProof(t testing.TB, raw []byte, key ed25519.PrivateKey) []byte {
+	t.Helper()
+	return reseal(t, raw, key, func(e *wire.Envelope) {
+		m, err := decodeConfirm(e.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sk, err := bls.GenerateKey(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pop, err := sk.PopProve()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Proof = pop.Bytes()
+		if e.Payload, err = m.encode(); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
