@@ -28,6 +28,9 @@ import (
 func benchGroup(b *testing.B, n int, durable bool) []*signer {
 	b.Helper()
 	r := startBenchRelay(b)
+	if durable {
+		storetest.LoadDisk(b, b.TempDir())
+	}
 	var out []*signer
 	for i := range n {
 		s := newBenchSigner(b, r, fmt.Sprintf("s%02d", i), durable)

@@ -81,6 +81,9 @@ func BenchmarkMessageThroughRelay(b *testing.B) {
 					b.Fatal(err)
 				}
 				waitFor(b, func() bool { return alice.Stats().Received == 1 })
+				if durable {
+					storetest.LoadDisk(b, b.TempDir())
+				}
 				sem := make(chan struct{}, inflight)
 				var sending sync.WaitGroup
 				start := time.Now()

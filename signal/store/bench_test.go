@@ -33,6 +33,9 @@ func BenchmarkSessionMessage(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			ctx := b.Context()
 			alice, bob := ackedPair(b, bc.opts)
+			if !bc.opts.NoSync {
+				storetest.LoadDisk(b, b.TempDir())
+			}
 			msg := make([]byte, 160) // one padded Content block
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -83,6 +86,7 @@ func BenchmarkSessionMessagePipelined(b *testing.B) {
 		b.Run(fmt.Sprintf("durable/batch=%d", batch), func(b *testing.B) {
 			ctx := b.Context()
 			alice, bob := ackedPair(b, Options{})
+			storetest.LoadDisk(b, b.TempDir())
 			msg := make([]byte, 160)
 			type sealed struct {
 				wire []byte
