@@ -17,6 +17,7 @@ var relayCommand = command{
 	name:    "relay",
 	summary: "run a self-hosted Signal-compatible relay for the co-signers",
 	usage: `Usage: cosigner relay --listen ADDR --data DIR [--tls-cert FILE --tls-key FILE] [flags]
+       cosigner relay challenge-code --data DIR TOKEN
 
 Run a server that speaks the Signal service protocol for linked devices
 (provisioning, linking, prekeys, messages over WebSocket), so co-signers can
@@ -31,6 +32,16 @@ Accounts are created by 'cosigner register'. With a registration token
 (--registration-token-file) every registration must carry it; without one,
 registration is open on a loopback listener and closed on any other.
 
+An account that keeps sending while the relay refuses it (429, Retry-After)
+is challenged: its sends are answered 428 with a token until it answers
+with a code only the operator can make. Its owner sees the token (the
+console shows it) and asks the operator, who runs
+  cosigner relay challenge-code --data DIR TOKEN
+on the relay's machine (it reads DIR/challenge.key; the relay may be
+running) and gives the code back; the owner enters it in the console (!)
+or runs 'cosigner challenge'. Consoles that honour Retry-After, as
+cosigner's do, are never challenged.
+
 Flags:
   --listen ADDR                    address to listen on, e.g. 127.0.0.1:8443 (port 0 picks one)
   --data DIR                       data directory (created with mode 0700)
@@ -38,6 +49,9 @@ Flags:
   --tls-key FILE                   PEM private key; needs --tls-cert
   --registration-token-file FILE   file holding the operator's registration token
   --allow-insecure                 allow plain HTTP beyond loopback (a warning is logged)
+  --challenge-after N              refused sends an account may pile up (forgiven at N a
+                                   minute) before it is challenged; 0: the send burst (1000),
+                                   -1: never
   --verbose                        log debug lines
 
 Logs go to stderr. When listening, the relay prints its URL on stdout.
@@ -48,6 +62,7 @@ Logs go to stderr. When listening, the relay prints its URL on stdout.
 type relayArgs struct {
 	listen, data, tlsCert, tlsKey, tokenFile string
 	allowInsecure, verbose                   bool
+	challengeAfter                           int
 }
 
 func newRelayFlags(stderr io.Writer) (*flag.FlagSet, *relayArgs) {
@@ -60,6 +75,7 @@ func newRelayFlags(stderr io.Writer) (*flag.FlagSet, *relayArgs) {
 	fs.StringVar(&a.tokenFile, "registration-token-file", "", "registration token file")
 	fs.BoolVar(&a.allowInsecure, "allow-insecure", false, "allow plain HTTP beyond loopback")
 	fs.BoolVar(&a.verbose, "verbose", false, "debug logs")
+	fs.IntVar(&a.challengeAfter, "challenge-after", 0, "refusals before a challenge")
 	return fs, &a
 }
 
@@ -67,6 +83,9 @@ func newRelayFlags(stderr io.Writer) (*flag.FlagSet, *relayArgs) {
 const maxTokenFile = 4 << 10
 
 func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
+	if len(args) > 0 && args[0] == "challenge-code" {
+		return runChallengeCode(cmd, args[1:], sio)
+	}
 	fs, a := newRelayFlags(sio.err)
 	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
 		return code
@@ -100,6 +119,7 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 	srv, err := relay.New(relay.Config{
 		Listen: a.listen, DataDir: a.data, TLSCert: a.tlsCert, TLSKey: a.tlsKey,
 		AllowInsecure: a.allowInsecure, RegistrationToken: token, Logger: log,
+		ChallengeAfter: a.challengeAfter,
 	})
 	if err != nil {
 		fmt.Fprintf(sio.err, "cosigner relay: %v\n", err)
@@ -116,6 +136,30 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 		return relayExit(err, sio)
 	}
 	return relayExit(<-done, sio)
+}
+
+// runChallengeCode prints the code that answers a challenge token of the
+// relay whose data folder is --data.
+func runChallengeCode(cmd command, args []string, sio stdio) int {
+	fs := newFlagSet(cmd.name+" challenge-code", sio.err)
+	data := fs.String("data", "", "data directory")
+	pos, code, ok := parseFlagsArgs(fs, cmd, args, sio, 1)
+	if !ok {
+		return code
+	}
+	switch {
+	case *data == "":
+		return usageError(cmd, sio, "challenge-code: --data is required")
+	case len(pos) != 1:
+		return usageError(cmd, sio, "challenge-code: give the TOKEN the console shows")
+	}
+	answer, err := relay.ChallengeCode(*data, pos[0])
+	if err != nil {
+		fmt.Fprintf(sio.err, "cosigner relay challenge-code: %v\n", err)
+		return exitFailure
+	}
+	fmt.Fprintln(sio.out, answer)
+	return exitOK
 }
 
 func relayExit(err error, sio stdio) int {

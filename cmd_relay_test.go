@@ -12,6 +12,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/signal-mpc/cosigner/signal/relay"
+	"github.com/signal-mpc/cosigner/signal/relay/relaytest"
 )
 
 // lockedWriter serialises writes from the relay's goroutines.
@@ -119,5 +122,35 @@ func TestRelayServesUntilCancelled(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), "operator-secret") {
 		t.Error("the registration token reached the log")
+	}
+}
+
+func TestRelayChallengeCodeCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	relaytest.Start(t, dir) // a relay that has run once has its challenge key
+	token := strings.Repeat("K", 16)
+	want, err := relay.ChallengeCode(dir, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runArgs(t, "relay", "challenge-code", "--data", dir, token).check(t, 0, []string{want + "\n"}, []string{""})
+	// The flag may follow the token, as elsewhere.
+	runArgs(t, "relay", "challenge-code", token, "--data", dir).check(t, 0, []string{want}, []string{""})
+	for _, tt := range []struct {
+		name    string
+		args    []string
+		code    int
+		wantErr string
+	}{
+		{"--data is required", []string{token}, 2, "--data is required"},
+		{"the token is required", []string{"--data", dir}, 2, "give the TOKEN"},
+		{"one token only", []string{"--data", dir, token, token}, 2, "unexpected argument"},
+		{"a token the relay never makes", []string{"--data", dir, "hello"}, 1, "not a challenge token"},
+		{"a folder where no relay ran", []string{"--data", t.TempDir(), token}, 1, "challenge.key does not exist"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			runArgs(t, append([]string{"relay", "challenge-code"}, tt.args...)...).check(t, tt.code, []string{""}, []string{tt.wantErr})
+		})
 	}
 }

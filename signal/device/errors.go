@@ -21,6 +21,11 @@ var (
 	ErrUntagged = errors.New("device: not an MPC message")
 	// ErrEnvelope: a delivered envelope does not parse or lacks fields.
 	ErrEnvelope = errors.New("device: malformed envelope")
+	// ErrChallengeRequired: the server wants a challenge answered (428)
+	// before this account sends again; *ChallengeError carries its token.
+	ErrChallengeRequired = errors.New("device: the server requires a challenge")
+	// ErrChallengeFailed: the server did not accept a challenge's answer.
+	ErrChallengeFailed = errors.New("device: challenge answer refused")
 	// ErrIdentityChanged: a peer's Signal identity key differs from the one
 	// pinned; its messages are refused until a human trusts the new key.
 	ErrIdentityChanged = errors.New("device: peer identity key changed")

@@ -3,6 +3,7 @@ package device
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -40,6 +41,30 @@ func FuzzUnpad(f *testing.F) {
 		out, err := unpad(b)
 		if err == nil && len(out) >= len(b) {
 			t.Fatal("unpad grew its input")
+		}
+	})
+}
+
+func FuzzParseChallenge(f *testing.F) {
+	f.Add([]byte(`{"token":"t0k3n","options":["captcha","pushChallenge"]}`))
+	f.Add([]byte(`{"token":"","options":null}`))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := parseChallenge(b)
+		if !errors.Is(err, ErrChallengeRequired) {
+			t.Fatalf("a 428 gave %v, not ErrChallengeRequired", err)
+		}
+		var ce *ChallengeError
+		if !errors.As(err, &ce) {
+			return
+		}
+		if ce.Token == "" || len(ce.Token) > maxChallengeToken || len(ce.Options) > maxChallengeOptions {
+			t.Fatalf("challenge %+v out of bounds", ce)
+		}
+		for _, r := range ce.Token + strings.Join(ce.Options, "") {
+			if r < 0x20 || r == 0x7f {
+				t.Fatalf("control character %q reached the challenge %+v", r, ce)
+			}
 		}
 	})
 }

@@ -226,6 +226,7 @@ func (s *Server) routes() http.Handler {
 	rest("GET /v2/keys", s.handleKeyCounts)
 	rest("GET /v2/keys/{serviceId}/{deviceId}", s.handleFetchKeys)
 	rest("PUT /v1/messages/{serviceId}", s.handleSend)
+	rest("PUT /v1/challenge", s.handleChallenge)
 	mux.Handle("/", s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return fail(http.StatusNotFound, "not found")
 	}))

@@ -14,6 +14,8 @@ var (
 	ErrStore = errors.New("relay: store")
 	// ErrBadServiceID: a service id is neither a UUID nor PNI:<UUID>.
 	ErrBadServiceID = errors.New("relay: bad service id")
+	// ErrChallengeToken: a challenge token is not one this relay makes.
+	ErrChallengeToken = errors.New("relay: not a challenge token")
 	// ErrAlreadyRunning: Run was called twice.
 	ErrAlreadyRunning = errors.New("relay: Run called twice")
 )

@@ -54,6 +54,13 @@ func (l *limiter) allow(key string) (bool, time.Duration) {
 	return false, wait
 }
 
+// forget drops key's bucket: its next use starts full.
+func (l *limiter) forget(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.buckets, key)
+}
+
 // prune drops buckets that have refilled (they behave like new ones).
 func (l *limiter) prune(now time.Time) {
 	for k, b := range l.buckets {

@@ -5,7 +5,6 @@ import (
 	"math"
 	"net/http"
 	"slices"
-	"strconv"
 	"sync"
 
 	"google.golang.org/protobuf/proto"
@@ -269,15 +268,27 @@ func (o *offers) withdraw() {
 }
 
 // rateLimit takes a token of the account's send budget: 429 with
-// Retry-After when it is spent.
+// Retry-After when it is spent, and 428 while the account owes an answer
+// to a challenge (challenge.go).
 func (s *Server) rateLimit(p *principal) error {
-	if ok, wait := s.limiter.allow(string(p.aci[:])); !ok {
-		secs := int(math.Ceil(wait.Seconds()))
-		e := fail(http.StatusTooManyRequests, "rate limited")
-		e.header = map[string]string{"Retry-After": strconv.Itoa(max(secs, 1))}
-		return e
+	acct := string(p.aci[:])
+	if tok, ok := s.challenges.pendingFor(acct); ok {
+		return challengeRequired(tok)
 	}
-	return nil
+	ok, wait := s.limiter.allow(acct)
+	if ok {
+		return nil
+	}
+	tok, err := s.challenges.refused(acct)
+	if err != nil {
+		return err
+	}
+	if tok != "" {
+		s.log.Warn("account keeps sending while refused: it must answer a challenge",
+			"account", p.aci.String(), "token", tok)
+		return challengeRequired(tok)
+	}
+	return tooManyRequests(wait)
 }
 
 func nonNil(s []int) []int {

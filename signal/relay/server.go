@@ -46,6 +46,12 @@ type Config struct {
 	// bucket, sends per second). Zero: 500 per second, burst 1000.
 	MessageRate  float64
 	MessageBurst int
+	// ChallengeAfter is how many sends refused with 429 an account may
+	// pile up (forgiven at that many a minute) before the relay demands a
+	// challenge: its sends are then 428 until it answers PUT /v1/challenge
+	// with the operator's code (ChallengeCode). Zero: the send burst;
+	// negative: never.
+	ChallengeAfter int
 	// MaxSockets bounds the open WebSockets of all kinds (default 10,000);
 	// an upgrade beyond it is answered 503.
 	MaxSockets int
@@ -98,6 +104,7 @@ type Server struct {
 	provisioning  map[string]*provisioningSession
 	linked        *linkWaiters
 	limiter       *limiter
+	challenges    *challenges
 	sockets       atomic.Int64    // open WebSockets
 	writerCtx     context.Context // lives until the store's writer stops
 }
@@ -146,6 +153,11 @@ func New(cfg Config) (*Server, error) {
 		burst = 1000
 	}
 	s.limiter = newLimiter(rate, burst, s.now)
+	after := cfg.ChallengeAfter
+	if after == 0 {
+		after = burst
+	}
+	s.challenges = newChallenges(after, s.now)
 	if s.cfg.MaxSockets <= 0 {
 		s.cfg.MaxSockets = 10_000
 	}
@@ -204,11 +216,15 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+
 	defer func() {
 		if cerr := st.close(); cerr != nil && err == nil {
 			err = fmt.Errorf("%w: close: %w", ErrStore, cerr)
 		}
 	}()
+	if s.challenges.key, err = loadChallengeKey(s.cfg.DataDir); err != nil {
+		return err
+	}
 	st.beforeCommit = s.beforeCommit
 	s.store = st
 	// The group-commit writer outlives every socket and request: it stops
