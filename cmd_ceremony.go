@@ -38,6 +38,14 @@ func runConsoleWhile(ctx context.Context, g globalFlags, sio stdio, fn func(ctx 
 	})
 }
 
+// runCeremonyWhile is runConsoleWhile for the ceremony commands: a server
+// challenge ends fn at once (stopOnChallenge).
+func runCeremonyWhile(ctx context.Context, g globalFlags, sio stdio, fn func(ctx context.Context, c *console) error) error {
+	return runConsoleWhile(ctx, g, sio, func(ctx context.Context, c *console) error {
+		return stopOnChallenge(ctx, c, func(ctx context.Context) error { return fn(ctx, c) })
+	})
+}
+
 var keygenCommand = command{
 	name:    "keygen",
 	summary: "generate a t-of-n key with the roster (distributed, nobody holds the key)",
@@ -66,7 +74,7 @@ func runKeygen(ctx context.Context, cmd command, args []string, sio stdio) int {
 	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
 		return code
 	}
-	err := runConsoleWhile(ctx, g, sio, func(ctx context.Context, c *console) error {
+	err := runCeremonyWhile(ctx, g, sio, func(ctx context.Context, c *console) error {
 		th := *t
 		if th == 0 {
 			th = 2
@@ -154,7 +162,7 @@ func runSign(ctx context.Context, cmd command, args []string, sio stdio) int {
 	if err != nil {
 		return fail(sio, cmd, err)
 	}
-	err = runConsoleWhile(ctx, g, sio, func(ctx context.Context, c *console) error {
+	err = runCeremonyWhile(ctx, g, sio, func(ctx context.Context, c *console) error {
 		id, err := pickKeyID(ctx, c, *keyID)
 		if err != nil {
 			return err

@@ -90,6 +90,13 @@ func logEvent(log *slog.Logger, e event.Event) {
 		log.Warn(tui.Clean(e.Text))
 	case event.Connection:
 		log.Info("connection", "state", e.State, "detail", tui.Clean(e.Detail))
+	case event.Challenge:
+		token := tui.Clean(e.Token)
+		log.Warn("the server refuses this console's messages until its challenge is answered: get the code from the relay's operator "+
+			"(cosigner relay challenge-code --data DIR TOKEN), stop this console and run: cosigner challenge --token TOKEN --code CODE",
+			"token", token)
+	case event.ChallengeAnswered:
+		log.Info("server challenge answered", "token", tui.Clean(e.Token))
 	}
 }
 

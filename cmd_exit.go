@@ -30,7 +30,9 @@ Exit status:
   4  a signer cheated: it is named, with its signed messages as evidence, on
      every console; the ceremony stopped
   5  no connection: the server was not reachable within --connect-timeout,
-     or the connection was down when the deadline passed
+     or the connection was down when the deadline passed, or the server
+     refuses this console's messages until a challenge is answered (the
+     message gives its token; see cosigner help challenge)
 `
 
 // ceremonyExit maps how keygen or sign failed to its exit code. Blame wins:

@@ -69,6 +69,13 @@ func (m messenger) SendAfter(ctx context.Context, to core.Address, env []byte, d
 }
 
 // consoleConfig is what a running console needs.
+var _ core.Challenger = messenger{}
+
+// AnswerChallenge makes the device a core.Challenger.
+func (m messenger) AnswerChallenge(ctx context.Context, token, answer string) error {
+	return m.d.AnswerChallenge(ctx, token, answer)
+}
+
 type consoleConfig struct {
 	Name         string // this signer's name in the roster
 	Dialer       *transport.Dialer

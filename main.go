@@ -62,6 +62,7 @@ func init() {
 		keygenCommand,
 		signCommand,
 		keyCommand,
+		challengeCommand,
 		verifyCommand,
 		relayCommand,
 		{

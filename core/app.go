@@ -118,9 +118,10 @@ type App struct {
 	lanes  map[lane]chan outbound
 	laneWG sync.WaitGroup
 
-	mu      sync.Mutex
-	running bool
-	pending atomic.Int64 // envelopes queued or being sent (see Flush)
+	mu        sync.Mutex
+	running   bool
+	challenge string       // the token of the server challenge last published (challenge.go)
+	pending   atomic.Int64 // envelopes queued or being sent (see Flush)
 
 	// failed holds the first store failure: from then on the App refuses
 	// envelopes (unacknowledged, they come again after a restart) and Run
@@ -410,6 +411,7 @@ func (a *App) peerSender(ctx context.Context, in <-chan outbound) {
 			a.pending.Add(-1)
 			return
 		}
+		a.noteSendError(err)
 		if attempt >= 5 {
 			a.log.Warn("send failed, giving up", "to", o.to.String(), "err", err)
 			a.pending.Add(-1)
@@ -1364,6 +1366,18 @@ func (a *App) resend(id [32]byte) {
 	if st, ok := a.signs[id]; ok && !st.done {
 		st.lastSend = a.now()
 		a.send(st.key.key.Proposal.Parties, st.s.Resend())
+	}
+}
+
+// resendOpen re-sends the current messages of every open ceremony.
+func (a *App) resendOpen() {
+	for id := range a.keygens {
+		if r := a.records[id]; r == nil || !r.Finished {
+			a.resend(id)
+		}
+	}
+	for id := range a.signs {
+		a.resend(id)
 	}
 }
 

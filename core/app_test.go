@@ -44,6 +44,7 @@ type node struct {
 	done         chan struct{}
 	deliver      func(Address, []byte) bool // test hook: false drops the message
 	sentPartials atomic.Int64               // partial signatures this node's App sent
+	messenger    func(Messenger) Messenger  // test hook: wraps the node's Messenger
 }
 
 type mail struct {
@@ -107,8 +108,12 @@ func (nd *node) start(t *testing.T, auto bool) {
 		}
 	}
 	nd.bus = &event.Bus{}
+	m := nd.net.Send(nd.addr)
+	if nd.messenger != nil {
+		m = nd.messenger(m)
+	}
 	app, err := New(Config{
-		Me: nd.card, ConsoleKey: nd.key, Roster: &r, Messenger: nd.net.Send(nd.addr), Store: nd.store, Bus: nd.bus,
+		Me: nd.card, ConsoleKey: nd.key, Roster: &r, Messenger: m, Store: nd.store, Bus: nd.bus,
 		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: time.Hour, AutoApprove: auto,
 	})
 	if err != nil {

@@ -108,6 +108,24 @@ type Error struct {
 
 func (Error) Must() bool { return true }
 
+// Challenge: the server refuses this console's messages until a person
+// answers its challenge Token (a code from the relay's operator, or
+// Signal's captcha).
+type Challenge struct {
+	Time  time.Time
+	Token string
+}
+
+func (Challenge) Must() bool { return true }
+
+// ChallengeAnswered: the server accepted the answer to Token.
+type ChallengeAnswered struct {
+	Time  time.Time
+	Token string
+}
+
+func (ChallengeAnswered) Must() bool { return true }
+
 // Connection is the Signal connection's state.
 type Connection struct {
 	State   string // connected, connecting, reconnecting, stopped
