@@ -292,6 +292,14 @@ func (l *lateCore) Decline(ctx context.Context, id [32]byte, reason string) erro
 	return a.Decline(ctx, id, reason)
 }
 
+func (l *lateCore) AnswerChallenge(ctx context.Context, token, answer string) error {
+	a, err := l.wait(ctx)
+	if err != nil {
+		return err
+	}
+	return a.AnswerChallenge(ctx, token, answer)
+}
+
 func (l *lateCore) Keys(ctx context.Context) ([]core.KeyInfo, error) {
 	a, err := l.wait(ctx)
 	if err != nil {

@@ -143,6 +143,7 @@ func TestUntrustedTextIsNeutralised(t *testing.T) {
 		{"ceremony progress", []any{event.Progress{Ceremony: evil, Kind: "sign", Got: []string{evil}, Waiting: []string{evil}}}, []any{"2"}},
 		{"connection detail", []any{event.Connection{State: evil}}, nil},
 		{"identity", []any{Identity{Name: evil, Server: evil}}, nil},
+		{"challenge token", []any{event.Challenge{Time: t0, Token: evil}}, []any{"!"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -21,4 +21,7 @@ type Core interface {
 	Decline(ctx context.Context, id [32]byte, reason string) error
 	// Keys lists the generated keys.
 	Keys(ctx context.Context) ([]core.KeyInfo, error)
+	// AnswerChallenge answers the server's challenge token (a code from
+	// the relay's operator, or Signal's captcha token).
+	AnswerChallenge(ctx context.Context, token, answer string) error
 }

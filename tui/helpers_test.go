@@ -24,6 +24,7 @@ type fakeCore struct {
 	keygens  []int
 	signs    []signCall
 	keys     []core.KeyInfo
+	answers  [][2]string // token, answer
 	err      error
 	called   chan string // optional: one name per call
 }
@@ -72,6 +73,14 @@ func (f *fakeCore) Decline(_ context.Context, id [32]byte, _ string) error {
 	f.declined = append(f.declined, id)
 	f.mu.Unlock()
 	f.note("decline")
+	return f.err
+}
+
+func (f *fakeCore) AnswerChallenge(_ context.Context, token, answer string) error {
+	f.mu.Lock()
+	f.answers = append(f.answers, [2]string{token, answer})
+	f.mu.Unlock()
+	f.note("challenge")
 	return f.err
 }
 
@@ -163,6 +172,8 @@ func keyMsg(name string) tea.KeyMsg {
 		return tea.KeyMsg{Type: tea.KeyDown}
 	case "ctrl+c":
 		return tea.KeyMsg{Type: tea.KeyCtrlC}
+	case "backspace":
+		return tea.KeyMsg{Type: tea.KeyBackspace}
 	case "space":
 		return tea.KeyMsg{Type: tea.KeySpace, Runes: []rune{' '}}
 	}

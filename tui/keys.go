@@ -29,6 +29,7 @@ type keyMap struct {
 	CopyHex   key.Binding
 	CopyJSON  key.Binding
 	CopyURL   key.Binding
+	Challenge key.Binding
 	// forms
 	NextField key.Binding
 	PrevField key.Binding
@@ -64,6 +65,7 @@ func defaultKeys() keyMap {
 		CopyHex:   key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "copy hex")),
 		CopyJSON:  key.NewBinding(key.WithKeys("C"), key.WithHelp("C", "copy json")),
 		CopyURL:   key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "copy url")),
+		Challenge: key.NewBinding(key.WithKeys("!"), key.WithHelp("!", "answer challenge")),
 		NextField: key.NewBinding(key.WithKeys("tab", "down"), key.WithHelp("tab", "next field")),
 		PrevField: key.NewBinding(key.WithKeys("shift+tab", "up"), key.WithHelp("⇧tab", "previous field")),
 		Toggle:    key.NewBinding(key.WithKeys(" ", "left", "right"), key.WithHelp("space", "text/hex")),
@@ -97,6 +99,8 @@ func (m *Model) bindings() helpKeys {
 			key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "clear filter")), quitOnly)
 	case m.mode == modeKeygenForm:
 		return one(key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "propose")), k.Cancel, quitOnly)
+	case m.mode == modeChallengeForm:
+		return one(key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "send answer")), k.Cancel, quitOnly)
 	case m.mode == modeSignForm:
 		return one(key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "next/send")),
 			key.NewBinding(key.WithKeys("tab"), key.WithHelp("tab/⇧tab", "field")), k.Toggle, k.Cancel, quitOnly)
@@ -108,6 +112,10 @@ func (m *Model) bindings() helpKeys {
 		return helpKeys{short: []key.Binding{k.Back, k.Quit}, full: m.mainFull()}
 	}
 	short := []key.Binding{k.NextTab}
+	if m.challenge.token != "" {
+		// First, so that it shows however narrow the window.
+		short = []key.Binding{k.Challenge, k.NextTab}
+	}
 	switch m.tab {
 	case tabLog:
 		short = append(short, k.Filter, scroll)
@@ -132,6 +140,6 @@ func (m *Model) mainFull() [][]key.Binding {
 		{k.NextTab, k.PrevTab, k.TabLog, k.TabCer, k.TabQueue, k.TabSigs, k.TabRoster},
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom, k.Filter},
 		{k.Open, k.Back, k.Approve, k.Decline, k.CopyHex, k.CopyJSON},
-		{k.Sign, k.Keygen, k.Help, k.Quit},
+		{k.Sign, k.Keygen, k.Challenge, k.Help, k.Quit},
 	}
 }

@@ -36,12 +36,13 @@ const (
 type mode int
 
 const (
-	modeNormal     mode = iota // the tabs
-	modeFilter                 // typing the log filter
-	modeReview                 // reviewing an approval request
-	modeSigDetail              // one signature
-	modeKeygenForm             // the keygen form
-	modeSignForm               // the signing request form
+	modeNormal        mode = iota // the tabs
+	modeFilter                    // typing the log filter
+	modeReview                    // reviewing an approval request
+	modeSigDetail                 // one signature
+	modeKeygenForm                // the keygen form
+	modeSignForm                  // the signing request form
+	modeChallengeForm             // answering the server's challenge
 )
 
 type tab int
@@ -128,20 +129,21 @@ type Model struct {
 	tab           tab
 	showHelp      bool
 
-	id      Identity
-	conn    event.Connection
-	link    linkState
-	mpc     logState
-	cers    ceremonies
-	queue   approvals
-	review  review
-	sigs    signatures
-	signers []Signer
-	keyList []keyItem
-	forms   forms
-	notice  notice
-	rosterY int // roster scroll
-	cerY    int // ceremonies scroll
+	id        Identity
+	conn      event.Connection
+	link      linkState
+	mpc       logState
+	cers      ceremonies
+	queue     approvals
+	review    review
+	sigs      signatures
+	signers   []Signer
+	keyList   []keyItem
+	forms     forms
+	challenge challenge
+	notice    notice
+	rosterY   int // roster scroll
+	cerY      int // ceremonies scroll
 }
 
 // notice is the one-line message above the help line.
@@ -172,6 +174,7 @@ func New(ctx context.Context, c Core, opts ...Option) *Model {
 		o(m)
 	}
 	m.forms = newForms()
+	m.challenge = newChallenge()
 	m.help.ShortSeparator = " · "
 	return m
 }
@@ -220,6 +223,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case tea.WindowSizeMsg:
 		m.width, m.height = max(msg.Width, 1), max(msg.Height, 1)
 		m.forms.resize(m.width)
+		m.challenge.code.Width = max(m.width-18, 8)
 		m.mpc.filter.Width = max(m.width-20, 8)
 		return m, nil
 	case tickMsg:
@@ -283,6 +287,15 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.mpc.addError(msg)
 		m.link.err = Clean(msg.Text)
 		m.setError(msg.Text)
+		return m, nil
+	case event.Challenge:
+		m.challengeRequested(msg)
+		return m, nil
+	case event.ChallengeAnswered:
+		m.challengeAnswered(msg)
+		return m, nil
+	case challengeResultMsg:
+		m.challengeResult(msg)
 		return m, nil
 	case event.Connection:
 		prev := m.conn.State
@@ -349,6 +362,8 @@ func (m *Model) handleKey(msg tea.KeyMsg) tea.Cmd {
 		return m.keygenFormKey(msg)
 	case modeSignForm:
 		return m.signFormKey(msg)
+	case modeChallengeForm:
+		return m.challengeFormKey(msg)
 	case modeReview:
 		return m.reviewKey(msg)
 	case modeSigDetail:
@@ -387,6 +402,8 @@ func (m *Model) handleKey(msg tea.KeyMsg) tea.Cmd {
 		return m.openKeygenForm()
 	case key.Matches(msg, k.Sign):
 		return m.openSignForm()
+	case key.Matches(msg, k.Challenge):
+		return m.openChallengeForm()
 	default:
 		return m.tabKey(msg)
 	}
@@ -515,6 +532,8 @@ func (m *Model) mainView() []string {
 		body = m.keygenFormView()
 	case m.mode == modeSignForm:
 		body = m.signFormView()
+	case m.mode == modeChallengeForm:
+		body = m.challengeFormView()
 	default:
 		switch m.tab {
 		case tabLog:

@@ -13,6 +13,9 @@ func (m *Model) statusBar() string {
 	sep := st.Status.Render(" │ ")
 	var parts []string
 	parts = append(parts, m.connState())
+	if m.challenge.token != "" {
+		parts = append(parts, st.Reconnect.Render("server challenge: ! to answer"))
+	}
 	q := len(m.queue.list)
 	if q > 0 {
 		parts = append(parts, st.Reconnect.Render("queue "+itoa(q)))

@@ -121,6 +121,9 @@ func TestViewGolden(t *testing.T) {
 		{"sign form", 80, 24, nil, full("s", typeText("hello"))},
 		{"keygen form with error", 80, 24, nil, full("K", typeText("9"), "enter")},
 		{"full help", 80, 24, nil, full("?")},
+		{"server challenge pending", 80, 24, nil, full(event.Challenge{Time: t0, Token: challengeToken})},
+		{"server challenge pending at 40x12", 40, 12, nil, full(event.Challenge{Time: t0, Token: challengeToken})},
+		{"challenge form", 80, 24, nil, full(event.Challenge{Time: t0, Token: challengeToken}, "!", typeText("ab12-cd34"))},
 		{"reconnecting with countdown", 80, 24, nil, full(event.Connection{State: "reconnecting", RetryAt: t0.Add(5 * time.Second)}, event.Error{Time: t0, Text: "websocket: read: connection reset"})},
 		{"link screen at 80x24", 80, 24, []Option{WithLinking(true)}, []any{
 			LinkURL{URL: linkURL, Expires: t0.Add(45 * time.Second)}, LinkStep{Text: "waiting for scan"}}},
