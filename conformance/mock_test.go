@@ -460,3 +460,47 @@ func TestMessagesQueuedWhileOfflineThroughMock(t *testing.T) {
 	}
 	waitStats(t, bob, func(s device.Stats) bool { return s.Undecrypt == 0 && s.Received == 3 })
 }
+
+// Signal's own challenge flow, as the mock plays it: a rate-limited sender
+// gets 428 {token, options}; the console reports the token and options;
+// its answer goes to PUT /v1/challenge as a captcha answer, which the mock
+// accepts (200) or refuses (428); once the server lifts the limit, sends
+// go through again.
+func TestChallengesFollowTheMocksAnswers(t *testing.T) {
+	t.Parallel()
+	m := startMock(t, transport.ModeHTTP2)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	alice := m.link(m.createAccount("alice")).run(t, m.Dialer)
+	bob := m.link(m.createAccount("bob")).run(t, m.Dialer)
+	if err := alice.Dev.Send(ctx, bob.Dev.Address(), []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+
+	m.must("rateLimit", map[string]any{"from": "alice", "to": "bob"})
+	err := alice.Dev.Send(ctx, bob.Dev.Address(), []byte("limited"))
+	var ce *device.ChallengeError
+	if !errors.As(err, &ce) || !errors.Is(err, device.ErrChallengeRequired) {
+		t.Fatalf("send while rate limited: %v, want a ChallengeError", err)
+	}
+	if ce.Token != "token" || len(ce.Options) != 1 || ce.Options[0] != "captcha" {
+		t.Fatalf("challenge %+v, want the mock's token and its captcha option", ce)
+	}
+	m.must("respondToChallengesWith", map[string]any{"status": 428})
+	if err := alice.Dev.AnswerChallenge(ctx, ce.Token, "signalcaptcha://a-wrong-one"); !errors.Is(err, device.ErrChallengeFailed) {
+		t.Fatalf("an answer the mock refuses: %v, want ErrChallengeFailed", err)
+	}
+	m.must("respondToChallengesWith", map[string]any{})
+	if err := alice.Dev.AnswerChallenge(ctx, ce.Token, "signalcaptcha://solved"); err != nil {
+		t.Fatalf("an answer the mock takes: %v", err)
+	}
+	if got := m.must("stopRateLimiting", map[string]any{"from": "alice", "to": "bob"}); got["refused"] != float64(1) {
+		t.Errorf("the mock refused %v sends, want 1", got["refused"])
+	}
+	if err := alice.Dev.Send(ctx, bob.Dev.Address(), []byte("after")); err != nil {
+		t.Fatalf("send after the challenge: %v", err)
+	}
+	if got := bob.In.wait(t, 2); got[1].Body != "after" {
+		t.Fatalf("bob got %q, want before then after", []string{got[0].Body, got[1].Body})
+	}
+}

@@ -38,6 +38,11 @@
 //   phoneText {name, deviceId, text}  the phone sends a normal Signal text (PQXDH+SPQR)
 //                                     to one of its linked devices -> {sent: true}
 //   messages  {}                      everything seen so far -> {messages, sends}
+//   rateLimit {from, to}              sends from one account to the other get 428
+//                                     {token, options} -> {limited: true}
+//   stopRateLimiting {from, to}       lift it -> {refused: sends answered 428}
+//   respondToChallengesWith {status}  PUT /v1/challenge answers status; without
+//                                     one, 200 again -> {status}
 
 'use strict';
 
@@ -277,6 +282,28 @@ async function main() {
 
     async messages() {
       return { messages: seen, sends };
+    },
+
+    // The mock answers every send from one account to another with 428
+    // (a challenge) until stopRateLimiting; PUT /v1/challenge answers
+    // with respondToChallengesWith's status (200 until it is set).
+    async rateLimit({ from, to }) {
+      server.rateLimit({ source: phone(from).device.aci, target: phone(to).device.aci });
+      return { limited: true };
+    },
+
+    async stopRateLimiting({ from, to }) {
+      const refused = server.stopRateLimiting({ source: phone(from).device.aci, target: phone(to).device.aci });
+      return { refused: refused ?? 0 };
+    },
+
+    async respondToChallengesWith({ status }) {
+      if (status) {
+        server.respondToChallengesWith(Number(status));
+      } else {
+        server.stopRespondingToChallenges();
+      }
+      return { status: status ?? 200 };
     },
   };
 
