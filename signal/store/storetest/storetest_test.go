@@ -14,47 +14,35 @@ func TestSyncLatencyLeavesNothingBehind(t *testing.T) {
 	}
 }
 
-func TestLoadDiskWritesOnlyWhileTheBenchmarkRuns(t *testing.T) {
-	t.Setenv(LoadEnv, "2")
-	dir := t.TempDir()
-	var seen int
-	testing.Benchmark(func(b *testing.B) {
-		LoadDisk(b, dir)
-		for b.Loop() {
-			entries, err := os.ReadDir(dir)
-			if err != nil {
-				b.Fatal(err)
+func TestLoadDiskWritesOnlyWhileTheBenchmarkRunsAndOnlyWhenAsked(t *testing.T) {
+	for _, tc := range []struct {
+		env     string
+		writers int
+	}{{"2", 2}, {"", 0}, {"0", 0}} {
+		t.Run("COSIGNER_BENCH_DISK_LOAD="+tc.env, func(t *testing.T) {
+			t.Setenv(LoadEnv, tc.env)
+			dir := t.TempDir()
+			seen := -1
+			testing.Benchmark(func(b *testing.B) {
+				LoadDisk(b, dir)
+				for b.Loop() {
+					entries, err := os.ReadDir(dir)
+					if err != nil {
+						b.Fatal(err)
+					}
+					seen = max(seen, len(entries))
+				}
+			})
+			if seen != tc.writers {
+				t.Errorf("saw %d load files while the benchmark ran, want %d", seen, tc.writers)
 			}
-			seen = max(seen, len(entries))
-		}
-	})
-	if seen != 2 {
-		t.Errorf("saw %d load files while the benchmark ran, want 2", seen)
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil || len(entries) != 0 {
-		t.Fatalf("left %d entries (%v)", len(entries), err)
-	}
-}
-
-func TestLoadDiskDoesNothingUnlessAsked(t *testing.T) {
-	t.Setenv(LoadEnv, "")
-	dir := t.TempDir()
-	seen := -1
-	testing.Benchmark(func(b *testing.B) {
-		LoadDisk(b, dir)
-		for b.Loop() {
-			entries, err := os.ReadDir(dir)
-			if err != nil {
-				b.Fatal(err)
+			if n := loadWriters(); n != tc.writers {
+				t.Errorf("loadWriters() = %d, want %d", n, tc.writers)
 			}
-			seen = max(seen, len(entries))
-		}
-	})
-	if seen != 0 {
-		t.Errorf("saw %d load files without a load, want 0", seen)
-	}
-	if n := loadWriters(); n != 0 {
-		t.Errorf("loadWriters() = %d without a load", n)
+			entries, err := os.ReadDir(dir)
+			if err != nil || len(entries) != 0 {
+				t.Fatalf("left %d entries (%v)", len(entries), err)
+			}
+		})
 	}
 }
