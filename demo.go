@@ -78,8 +78,11 @@ func startDemoWorld(ctx context.Context, dir string, log *slog.Logger, auto map[
 			w.close()
 			return nil, fmt.Errorf("demo: %s: %w", name, err)
 		}
+		// Re-sends recover lost messages; the in-process relay loses none,
+		// and each one is a log line on every console while the humans
+		// decide, so they come rarely.
 		s.con, err = openConsole(runCtx, consoleConfig{Name: name, Dialer: w.dialer, Store: s.store, Logger: log.With("signer", name),
-			AutoApprove: auto[name], RoundTimeout: 2 * time.Minute, RequestTTL: 5 * time.Minute, ResendEvery: 2 * time.Second})
+			AutoApprove: auto[name], RoundTimeout: 2 * time.Minute, RequestTTL: 5 * time.Minute, ResendEvery: 15 * time.Second})
 		if err != nil {
 			w.close()
 			return nil, fmt.Errorf("demo: %s: %w", name, err)
@@ -184,26 +187,35 @@ func runDemoScript(ctx context.Context, w *demoWorld, msg []byte) (*core.KeygenR
 	if err != nil {
 		return nil, nil, fmt.Errorf("keygen: %w", err)
 	}
-	// Wait until bob holds the key too (alice finishes first).
-	for {
-		keys, err := bob.con.app.Keys(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		if len(keys) > 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+	if err := waitHoldsKey(ctx, bob, kr.KeyID); err != nil {
+		return nil, nil, err
 	}
 	sr, err := bob.con.app.RequestSignature(ctx, kr.KeyID, msg, "demo signing request")
 	if err != nil {
 		return nil, nil, fmt.Errorf("sign: %w", err)
 	}
 	return kr, sr, nil
+}
+
+// waitHoldsKey waits until s holds the key: the proposer's keygen returns
+// once its own key is confirmed, and the others may finish a moment later.
+func waitHoldsKey(ctx context.Context, s *demoSigner, id [32]byte) error {
+	for {
+		keys, err := s.con.app.Keys(ctx)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if k.KeyID == id {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // demoDir makes the throwaway folder of a demo run (0700).

@@ -95,8 +95,10 @@ func (m *demoModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.forward(m.active, msg)
 	case demoDone:
 		if msg.err != nil {
+			// On the link screen as a step, on the main screen as an error.
 			for i := range m.models {
 				m.models[i].Update(tui.LinkStep{Text: "demo failed: " + msg.err.Error()})
+				m.models[i].Update(event.Error{Time: time.Now(), Text: "demo failed: " + msg.err.Error()})
 			}
 		}
 		return m, nil
@@ -203,7 +205,12 @@ func runDemoConsole(ctx context.Context, dir string, msg []byte, sio stdio) int 
 				return
 			}
 			result.group = kr.GroupKey
-			// Then bob asks for a signature; the humans decide.
+			// Then bob asks for a signature (once he holds the key too);
+			// the humans decide.
+			if err := waitHoldsKey(ctx, bob, kr.KeyID); err != nil {
+				p.Send(demoDone{err: err})
+				return
+			}
 			sr, err := bob.con.app.RequestSignature(ctx, kr.KeyID, msg, "demo signing request")
 			if err != nil {
 				p.Send(demoDone{err: err})
