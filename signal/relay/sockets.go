@@ -490,28 +490,48 @@ func (s *Server) deliveryLock(p principal) chan struct{} {
 	return l
 }
 
-// maxAckBatch bounds the deletions of one transaction.
-const maxAckBatch = 1024
+// maxAckBatch bounds the deletions of one batch, maxAckBatches the batches
+// of one socket waiting for their commit at once.
+const (
+	maxAckBatch   = 1024
+	maxAckBatches = 8
+)
 
-// ackLoop deletes acknowledged envelopes, as many per transaction as have
-// arrived, until acks is closed and drained.
+// ackLoop deletes acknowledged envelopes in batches of what has arrived,
+// until acks is closed and drained; it returns once every deletion has
+// committed. A batch's deletion waits for a commit to join (store.ack is
+// lazy), so several batches wait at once and acknowledgements go on being
+// taken meanwhile: one wait at a time stalled the delivery window behind
+// each (a backlog drained at a window per linger).
 func (s *Server) ackLoop(ctx context.Context, acks <-chan []byte) {
-	for key := range acks {
-		batch := [][]byte{key}
-	more:
-		for len(batch) < maxAckBatch {
-			select {
-			case k, ok := <-acks:
-				if !ok {
-					break more
-				}
-				batch = append(batch, k)
-			default:
-				break more
-			}
+	var deleting sync.WaitGroup
+	defer deleting.Wait()
+	slots := make(chan struct{}, maxAckBatches)
+	var batch [][]byte
+	for acks != nil || len(batch) > 0 {
+		in, slot := acks, slots
+		if len(batch) >= maxAckBatch {
+			in = nil // full: wait for a slot
 		}
-		if err := s.store.ack(ctx, batch); err != nil {
-			s.log.Error("delete acknowledged envelopes", "n", len(batch), "err", err)
+		if len(batch) == 0 {
+			slot = nil // nothing to delete yet
+		}
+		select {
+		case key, ok := <-in:
+			if !ok {
+				acks = nil
+				continue
+			}
+			batch = append(batch, key)
+		case slot <- struct{}{}:
+			keys := batch
+			batch = nil
+			deleting.Go(func() {
+				defer func() { <-slots }()
+				if err := s.store.ack(ctx, keys); err != nil {
+					s.log.Error("delete acknowledged envelopes", "n", len(keys), "err", err)
+				}
+			})
 		}
 	}
 }
