@@ -10,19 +10,25 @@ import (
 	"os"
 	"strings"
 
+	"github.com/signal-mpc/cosigner/core/config"
 	"github.com/signal-mpc/cosigner/signal/relay"
 )
 
 var relayCommand = command{
 	name:    "relay",
 	summary: "run a self-hosted Signal-compatible relay for the co-signers",
-	usage: `Usage: cosigner relay --listen ADDR --data DIR [--tls-cert FILE --tls-key FILE] [flags]
-       cosigner relay challenge-code --data DIR TOKEN
+	usage: `Usage: cosigner relay [--listen ADDR] [--data DIR] [--tls-cert FILE --tls-key FILE] [flags]
+       cosigner relay challenge-code [--data DIR] TOKEN
 
 Run a server that speaks the Signal service protocol for linked devices
 (provisioning, linking, prekeys, messages over WebSocket), so co-signers can
 talk without Signal's servers. Accounts, devices, keys and queued messages
 are kept in DIR/relay.db and survive a restart. Stop it with Ctrl-C.
+
+Settings come from the [relay] section of the configuration file (--config,
+or the default file when it exists; see config.example.toml); a flag given
+on the command line wins over the file. Without either, the relay listens
+on 127.0.0.1:8443 and keeps its data in $XDG_DATA_HOME/cosigner/relay.
 
 Without TLS the relay only listens on loopback (127.0.0.1, ::1, localhost)
 unless --allow-insecure says an operator really wants plain HTTP (for
@@ -36,18 +42,20 @@ An account that keeps sending while the relay refuses it (429, Retry-After)
 is challenged: its sends are answered 428 with a token until it answers
 with a code only the operator can make. Its owner sees the token (the
 console shows it) and asks the operator, who runs
-  cosigner relay challenge-code --data DIR TOKEN
-on the relay's machine (it reads DIR/challenge.key; the relay may be
-running) and gives the code back; the owner enters it in the console (!)
-or runs 'cosigner challenge'. Consoles that honour Retry-After, as
-cosigner's do, are never challenged.
+  cosigner relay challenge-code TOKEN
+on the relay's machine (it reads DIR/challenge.key, DIR from the same
+settings; the relay may be running) and gives the code back; the owner
+enters it in the console (!) or runs 'cosigner challenge'. Consoles that
+honour Retry-After, as cosigner's do, are never challenged.
 
 Flags:
+  --config PATH                    configuration file (default $XDG_CONFIG_HOME/cosigner/config.toml)
   --listen ADDR                    address to listen on, e.g. 127.0.0.1:8443 (port 0 picks one)
-  --data DIR                       data directory (created with mode 0700)
+  --data DIR                       the relay's data directory (created with mode 0700)
   --tls-cert FILE                  PEM certificate chain; needs --tls-key
   --tls-key FILE                   PEM private key; needs --tls-cert
-  --registration-token-file FILE   file holding the operator's registration token
+  --registration-token-file FILE   file holding the operator's registration token (instead
+                                   of relay.registration_token)
   --allow-insecure                 allow plain HTTP beyond loopback (a warning is logged)
   --challenge-after N              refused sends an account may pile up (forgiven at N a
                                    minute) before it is challenged; 0: the send burst (1000),
@@ -60,14 +68,15 @@ Logs go to stderr. When listening, the relay prints its URL on stdout.
 }
 
 type relayArgs struct {
-	listen, data, tlsCert, tlsKey, tokenFile string
-	allowInsecure, verbose                   bool
-	challengeAfter                           int
+	config, listen, data, tlsCert, tlsKey, tokenFile string
+	allowInsecure, verbose                           bool
+	challengeAfter                                   int
 }
 
 func newRelayFlags(stderr io.Writer) (*flag.FlagSet, *relayArgs) {
 	var a relayArgs
 	fs := newFlagSet("relay", stderr)
+	fs.StringVar(&a.config, "config", "", "configuration file")
 	fs.StringVar(&a.listen, "listen", "", "listen address")
 	fs.StringVar(&a.data, "data", "", "data directory")
 	fs.StringVar(&a.tlsCert, "tls-cert", "", "TLS certificate (PEM)")
@@ -90,15 +99,30 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
 		return code
 	}
-	switch {
-	case a.listen == "":
-		return usageError(cmd, sio, "--listen is required")
-	case a.data == "":
-		return usageError(cmd, sio, "--data is required")
-	case (a.tlsCert == "") != (a.tlsKey == ""):
+	if (a.tlsCert == "") != (a.tlsKey == "") {
 		return usageError(cmd, sio, "--tls-cert and --tls-key go together")
 	}
-	var token string
+	rc, err := relaySettings(a.config)
+	if err != nil {
+		fmt.Fprintf(sio.err, "cosigner relay: %v\n", err)
+		return exitFailure
+	}
+	// The file's settings, then what the command line says.
+	token := rc.RegistrationToken
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "listen":
+			rc.Listen = a.listen
+		case "data":
+			rc.DataDir = a.data
+		case "tls-cert", "tls-key":
+			rc.TLSCert, rc.TLSKey = a.tlsCert, a.tlsKey
+		case "allow-insecure":
+			rc.AllowInsecureNonLoopback = a.allowInsecure
+		case "challenge-after":
+			rc.ChallengeAfter = a.challengeAfter
+		}
+	})
 	if a.tokenFile != "" {
 		b, err := readSmallFile(a.tokenFile, maxTokenFile)
 		if err != nil {
@@ -117,9 +141,9 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 	}
 	log := slog.New(slog.NewTextHandler(sio.err, &slog.HandlerOptions{Level: level}))
 	srv, err := relay.New(relay.Config{
-		Listen: a.listen, DataDir: a.data, TLSCert: a.tlsCert, TLSKey: a.tlsKey,
-		AllowInsecure: a.allowInsecure, RegistrationToken: token, Logger: log,
-		ChallengeAfter: a.challengeAfter,
+		Listen: rc.Listen, DataDir: rc.DataDir, TLSCert: rc.TLSCert, TLSKey: rc.TLSKey,
+		AllowInsecure: rc.AllowInsecureNonLoopback, RegistrationToken: token, Logger: log,
+		ChallengeAfter: rc.ChallengeAfter,
 	})
 	if err != nil {
 		fmt.Fprintf(sio.err, "cosigner relay: %v\n", err)
@@ -138,22 +162,51 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 	return relayExit(<-done, sio)
 }
 
+// relaySettings is the [relay] section of the configuration file: the one
+// named, else the default one when it exists, else the defaults.
+func relaySettings(path string) (config.Relay, error) {
+	cfgFile, dataDir := defaultDirs()
+	var cfg *config.Config
+	var err error
+	switch {
+	case path != "":
+		cfg, err = config.Load(path, dataDir)
+	default:
+		if _, serr := os.Stat(cfgFile); serr == nil {
+			cfg, err = config.Load(cfgFile, dataDir)
+		} else {
+			cfg = config.Default(dataDir)
+		}
+	}
+	if err != nil {
+		return config.Relay{}, err
+	}
+	return cfg.Relay, nil
+}
+
 // runChallengeCode prints the code that answers a challenge token of the
-// relay whose data folder is --data.
+// relay whose data folder is --data (or the configuration's).
 func runChallengeCode(cmd command, args []string, sio stdio) int {
 	fs := newFlagSet(cmd.name+" challenge-code", sio.err)
+	cfgPath := fs.String("config", "", "configuration file")
 	data := fs.String("data", "", "data directory")
 	pos, code, ok := parseFlagsArgs(fs, cmd, args, sio, 1)
 	if !ok {
 		return code
 	}
-	switch {
-	case *data == "":
-		return usageError(cmd, sio, "challenge-code: --data is required")
-	case len(pos) != 1:
+	if len(pos) != 1 {
 		return usageError(cmd, sio, "challenge-code: give the TOKEN the console shows")
 	}
-	answer, err := relay.ChallengeCode(*data, pos[0])
+	dir := *data
+	if dir == "" {
+		rc, err := relaySettings(*cfgPath)
+		if err != nil {
+			fmt.Fprintf(sio.err, "cosigner relay challenge-code: %v\n", err)
+			return exitFailure
+		}
+		dir = rc.DataDir
+	}
+	answer, err := relay.ChallengeCode(dir, pos[0])
 	if err != nil {
 		fmt.Fprintf(sio.err, "cosigner relay challenge-code: %v\n", err)
 		return exitFailure

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -32,7 +33,7 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 func TestRelayCommandLine(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	usage := "Usage: cosigner relay --listen ADDR --data DIR"
+	usage := "Usage: cosigner relay [--listen ADDR] [--data DIR]"
 	tests := []struct {
 		name             string
 		args             []string
@@ -40,8 +41,16 @@ func TestRelayCommandLine(t *testing.T) {
 		wantOut, wantErr []string
 	}{
 		{"help shows the usage", []string{"--help"}, 0, []string{usage, "--tls-cert", "--allow-insecure"}, []string{""}},
-		{"--listen is required", []string{"--data", dir}, 2, []string{""}, []string{"--listen is required"}},
-		{"--data is required", []string{"--listen", "127.0.0.1:0"}, 2, []string{""}, []string{"--data is required"}},
+		{"the configuration's listen address is used", []string{"--config", relayConfig(t, dir, `listen = "0.0.0.0:0"`)}, 1,
+			[]string{""}, []string{"refusing to serve plain HTTP beyond loopback"}},
+		{"a flag wins over the configuration", []string{"--config", relayConfig(t, dir, `listen = "127.0.0.1:0"`), "--listen", "0.0.0.0:0"}, 1,
+			[]string{""}, []string{"refusing to serve plain HTTP beyond loopback"}},
+		{"a bad value in the configuration names its key", []string{"--config", relayConfig(t, dir, `challenge_after = -5`)}, 1,
+			[]string{""}, []string{"relay.challenge_after"}},
+		{"an unknown key in the configuration is named", []string{"--config", relayConfig(t, dir, `lisen = "127.0.0.1:0"`)}, 1,
+			[]string{""}, []string{"unknown key relay.lisen"}},
+		{"a missing configuration file fails", []string{"--config", filepath.Join(dir, "absent.toml")}, 1,
+			[]string{""}, []string{"absent.toml"}},
 		{"half a TLS pair is a usage error", []string{"--listen", "127.0.0.1:0", "--data", dir, "--tls-cert", "c.pem"}, 2,
 			[]string{""}, []string{"--tls-cert and --tls-key go together"}},
 		{"plain HTTP beyond loopback is refused", []string{"--listen", "0.0.0.0:0", "--data", dir}, 1,
@@ -57,6 +66,21 @@ func TestRelayCommandLine(t *testing.T) {
 			runArgs(t, append([]string{"relay"}, tt.args...)...).check(t, tt.code, tt.wantOut, tt.wantErr)
 		})
 	}
+}
+
+// relayConfig writes a configuration file whose [relay] section holds
+// lines, and returns its path.
+func relayConfig(t *testing.T, dir string, lines ...string) string {
+	t.Helper()
+	f, err := os.CreateTemp(dir, "relay-*.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("[relay]\n" + strings.Join(lines, "\n") + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	return f.Name()
 }
 
 func TestRelayUsageNamesEveryFlag(t *testing.T) {
@@ -76,52 +100,67 @@ func TestRelayUsageNamesEveryFlag(t *testing.T) {
 
 func TestRelayServesUntilCancelled(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte("operator-secret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	outR, outW := io.Pipe()
-	var stderr strings.Builder
-	code := make(chan int, 1)
-	go func() {
-		code <- run(ctx, []string{"relay", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"),
-			"--registration-token-file", tokenFile}, strings.NewReader(""), outW, &lockedWriter{w: &stderr})
-		outW.Close()
-	}()
-	line, err := bufio.NewReader(outR).ReadString('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	url, ok := strings.CutPrefix(strings.TrimSpace(line), "relay listening on ")
-	if !ok || !strings.HasPrefix(url, "http://127.0.0.1:") {
-		t.Fatalf("first line %q", line)
-	}
-	resp, err := http.Get(url + "/v1/keepalive")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Errorf("keepalive: %d", resp.StatusCode)
-	}
-	go io.Copy(io.Discard, outR)
-	cancel()
-	select {
-	case c := <-code:
-		if c != 0 {
-			t.Errorf("exit code %d after cancel", c)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("relay did not stop")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "data", "relay.db")); err != nil {
-		t.Errorf("no database: %v", err)
-	}
-	if strings.Contains(stderr.String(), "operator-secret") {
-		t.Error("the registration token reached the log")
+	for _, tc := range []struct {
+		name string
+		args func(dir string) []string
+	}{
+		{"from flags", func(dir string) []string {
+			tokenFile := filepath.Join(dir, "token")
+			if err := os.WriteFile(tokenFile, []byte("operator-secret\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return []string{"--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--registration-token-file", tokenFile}
+		}},
+		{"from the configuration", func(dir string) []string {
+			// data_dir is relative to the file.
+			return []string{"--config", relayConfig(t, dir, `listen = "127.0.0.1:0"`, `data_dir = "data"`, `registration_token = "operator-secret"`)}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			outR, outW := io.Pipe()
+			var stderr strings.Builder
+			code := make(chan int, 1)
+			go func() {
+				code <- run(ctx, append([]string{"relay"}, tc.args(dir)...), strings.NewReader(""), outW, &lockedWriter{w: &stderr})
+				outW.Close()
+			}()
+			line, err := bufio.NewReader(outR).ReadString('\n')
+			if err != nil {
+				t.Fatalf("%v; stderr: %s", err, stderr.String())
+			}
+			url, ok := strings.CutPrefix(strings.TrimSpace(line), "relay listening on ")
+			if !ok || !strings.HasPrefix(url, "http://127.0.0.1:") {
+				t.Fatalf("first line %q", line)
+			}
+			resp, err := http.Get(url + "/v1/keepalive")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("keepalive: %d", resp.StatusCode)
+			}
+			go io.Copy(io.Discard, outR)
+			cancel()
+			select {
+			case c := <-code:
+				if c != 0 {
+					t.Errorf("exit code %d after cancel", c)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("relay did not stop")
+			}
+			if _, err := os.Stat(filepath.Join(dir, "data", "relay.db")); err != nil {
+				t.Errorf("no database: %v", err)
+			}
+			if strings.Contains(stderr.String(), "operator-secret") {
+				t.Error("the registration token reached the log")
+			}
+		})
 	}
 }
 
@@ -137,13 +176,16 @@ func TestRelayChallengeCodeCommand(t *testing.T) {
 	runArgs(t, "relay", "challenge-code", "--data", dir, token).check(t, 0, []string{want + "\n"}, []string{""})
 	// The flag may follow the token, as elsewhere.
 	runArgs(t, "relay", "challenge-code", token, "--data", dir).check(t, 0, []string{want}, []string{""})
+	// Without --data, the configuration's relay.data_dir.
+	cfg := relayConfig(t, t.TempDir(), fmt.Sprintf("data_dir = %q", dir))
+	runArgs(t, "relay", "challenge-code", "--config", cfg, token).check(t, 0, []string{want + "\n"}, []string{""})
 	for _, tt := range []struct {
 		name    string
 		args    []string
 		code    int
 		wantErr string
 	}{
-		{"--data is required", []string{token}, 2, "--data is required"},
+		{"a bad configuration", []string{"--config", relayConfig(t, t.TempDir(), "nope = 1"), token}, 1, "unknown key relay.nope"},
 		{"the token is required", []string{"--data", dir}, 2, "give the TOKEN"},
 		{"one token only", []string{"--data", dir, token, token}, 2, "unexpected argument"},
 		{"a token the relay never makes", []string{"--data", dir, "hello"}, 1, "not a challenge token"},

@@ -97,6 +97,7 @@ type Relay struct {
 	TLSKey                   string `toml:"tls_key"`
 	RegistrationToken        string `toml:"registration_token"`
 	AllowInsecureNonLoopback bool   `toml:"allow_insecure_nonloopback"`
+	ChallengeAfter           int    `toml:"challenge_after"`
 }
 
 // Default returns the configuration used when no file exists; dataDir is
@@ -234,6 +235,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Relay.Listen); err != nil {
 		return bad("relay.listen", "%v", err)
+	}
+	if c.Relay.ChallengeAfter < -1 {
+		return bad("relay.challenge_after", "%d, want -1 (never), 0 (the send burst) or a number of refused sends", c.Relay.ChallengeAfter)
 	}
 	return nil
 }
