@@ -162,22 +162,9 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 	return relayExit(<-done, sio)
 }
 
-// relaySettings is the [relay] section of the configuration file: the one
-// named, else the default one when it exists, else the defaults.
+// relaySettings is the [relay] section of the configuration (loadConfig).
 func relaySettings(path string) (config.Relay, error) {
-	cfgFile, dataDir := defaultDirs()
-	var cfg *config.Config
-	var err error
-	switch {
-	case path != "":
-		cfg, err = config.Load(path, dataDir)
-	default:
-		if _, serr := os.Stat(cfgFile); serr == nil {
-			cfg, err = config.Load(cfgFile, dataDir)
-		} else {
-			cfg = config.Default(dataDir)
-		}
-	}
+	cfg, err := loadConfig(path, "")
 	if err != nil {
 		return config.Relay{}, err
 	}

@@ -55,30 +55,31 @@ func defaultDirs() (configFile, dataDir string) {
 	return filepath.Join(cfgHome, "cosigner", "config.toml"), filepath.Join(dataHome, "cosigner")
 }
 
-// loadEnv reads the configuration (an absent default file means defaults;
-// an absent named file is an error) and prepares the data directory.
-func loadEnv(g globalFlags, sio stdio) (*env, error) {
+// loadConfig reads the configuration file named by path, else the default
+// file when it exists, else the defaults (an absent named file is an
+// error). data, when set (the --data flag), wins over device.data_dir.
+func loadConfig(path, data string) (*config.Config, error) {
 	cfgFile, dataDir := defaultDirs()
-	if g.data != "" {
-		dataDir = g.data
-	}
-	var cfg *config.Config
-	var err error
-	switch {
-	case g.config != "":
-		cfg, err = config.Load(g.config, dataDir)
-	default:
-		if _, serr := os.Stat(cfgFile); serr == nil {
-			cfg, err = config.Load(cfgFile, dataDir)
-		} else {
-			cfg = config.Default(dataDir)
+	if path == "" {
+		if _, err := os.Stat(cfgFile); err == nil {
+			path = cfgFile
 		}
 	}
+	if path == "" {
+		if data != "" {
+			dataDir = data
+		}
+		return config.Default(dataDir), nil
+	}
+	return config.Load(path, dataDir, data)
+}
+
+// loadEnv reads the configuration (loadConfig) and prepares the data
+// directory.
+func loadEnv(g globalFlags, sio stdio) (*env, error) {
+	cfg, err := loadConfig(g.config, g.data)
 	if err != nil {
 		return nil, err
-	}
-	if g.data != "" {
-		cfg.Device.DataDir = g.data
 	}
 	if err := os.MkdirAll(cfg.Device.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)

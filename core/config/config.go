@@ -103,22 +103,32 @@ type Relay struct {
 // Default returns the configuration used when no file exists; dataDir is
 // the default data directory (XDG).
 func Default(dataDir string) *Config {
-	c := &Config{
+	c := defaults()
+	c.fill(dataDir)
+	return c
+}
+
+// defaults are the values of the keys a file leaves out, before the paths
+// that derive from the data directory are filled in.
+func defaults() *Config {
+	return &Config{
 		Server:  Server{Transport: "auto"},
-		Device:  Device{Name: "cosigner", DataDir: dataDir},
+		Device:  Device{Name: "cosigner"},
 		Keygen:  Keygen{Threshold: 2, Parties: 3, RoundTimeout: Duration{10 * time.Minute}, Resend: Duration{30 * time.Second}},
 		Signing: Signing{RequestTTL: Duration{15 * time.Minute}, ApprovalGrace: Duration{time.Second}, Resend: Duration{30 * time.Second}},
 		Log:     Log{Level: "info"},
 		Relay:   Relay{Listen: "127.0.0.1:8443"},
 	}
-	c.fill(dataDir)
-	return c
 }
 
 // Load reads path over the defaults and validates the result. Relative
 // file names in the file are taken relative to the file's directory.
-func Load(path, dataDir string) (*Config, error) {
-	c := Default(dataDir)
+// dataDir is the data directory when the file names none; a non-empty
+// forceDataDir (the --data flag) wins over the file's device.data_dir. The
+// paths left empty that live in the data directory by default (the store's
+// key file, the log, the relay's data) are then placed in the one chosen.
+func Load(path, dataDir, forceDataDir string) (*Config, error) {
+	c := defaults()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
@@ -135,6 +145,9 @@ func Load(path, dataDir string) (*Config, error) {
 		return nil, fmt.Errorf("%w: %s: unknown key %s", ErrConfig, path, strings.Join(keys, ", "))
 	}
 	c.resolve(filepath.Dir(path))
+	if forceDataDir != "" {
+		c.Device.DataDir = forceDataDir
+	}
 	c.fill(dataDir)
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

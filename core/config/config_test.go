@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +14,7 @@ import (
 // this code does not know, and passes validation.
 func TestExampleConfigLoads(t *testing.T) {
 	t.Parallel()
-	c, err := Load(filepath.Join("..", "..", "config.example.toml"), "/data")
+	c, err := Load(filepath.Join("..", "..", "config.example.toml"), "/data", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,12 +74,12 @@ func TestBadConfigsAreRefusedNamingTheKey(t *testing.T) {
 		"long grace":        {"[signing]\napproval_grace = \"1m\"\n", "signing.approval_grace"},
 	}
 	for name, c := range cases {
-		_, err := Load(write(t, c.body), "/d")
+		_, err := Load(write(t, c.body), "/d", "")
 		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want an error naming %s", name, err, c.want)
 		}
 	}
-	if _, err := Load(filepath.Join(t.TempDir(), "absent.toml"), "/d"); !errors.Is(err, ErrConfig) {
+	if _, err := Load(filepath.Join(t.TempDir(), "absent.toml"), "/d", ""); !errors.Is(err, ErrConfig) {
 		t.Errorf("missing file: %v", err)
 	}
 }
@@ -89,11 +90,46 @@ func TestRelativePathsAreTakenFromTheFilesDirectory(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "ca.pem"), []byte("x"), 0o600)
 	p := filepath.Join(dir, "c.toml")
 	os.WriteFile(p, []byte("[server]\nca_file = \"ca.pem\"\n"), 0o600)
-	c, err := Load(p, "/d")
+	c, err := Load(p, "/d", "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Server.CAFile != filepath.Join(dir, "ca.pem") {
 		t.Fatalf("ca_file %q", c.Server.CAFile)
+	}
+}
+
+// The key file, the log and the relay's data live in the data directory
+// unless the file names them: the one the file names, or the one the
+// --data flag forces, never the default one.
+func TestPathsInTheDataDirectoryFollowTheChosenOne(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tests := []struct {
+		name, body, force string
+		data, key, log    string
+		relay             string
+	}{
+		{"the default", "", "", "/default", "/default/store.key", "/default/cosigner.log", "/default/relay"},
+		{"the file's", "[device]\ndata_dir = \"/mine\"\n", "", "/mine", "/mine/store.key", "/mine/cosigner.log", "/mine/relay"},
+		{"the file's, relative to it", "[device]\ndata_dir = \"state\"\n", "", filepath.Join(dir, "state"), filepath.Join(dir, "state", "store.key"),
+			filepath.Join(dir, "state", "cosigner.log"), filepath.Join(dir, "state", "relay")},
+		{"the flag's over the file's", "[device]\ndata_dir = \"/mine\"\n", "/flag", "/flag", "/flag/store.key", "/flag/cosigner.log", "/flag/relay"},
+		{"named paths stay", "[device]\ndata_dir = \"/mine\"\n[store]\nkey_file = \"/keys/k\"\n[log]\nfile = \"/var/log/c.log\"\n[relay]\ndata_dir = \"/srv/relay\"\n",
+			"/flag", "/flag", "/keys/k", "/var/log/c.log", "/srv/relay"},
+	}
+	for i, tc := range tests {
+		p := filepath.Join(dir, fmt.Sprintf("c%d.toml", i))
+		if err := os.WriteFile(p, []byte(tc.body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(p, "/default", tc.force)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if c.Device.DataDir != tc.data || c.Store.KeyFile != tc.key || c.Log.File != tc.log || c.Relay.DataDir != tc.relay {
+			t.Errorf("%s: data %q, key file %q, log %q, relay %q; want %q, %q, %q, %q", tc.name,
+				c.Device.DataDir, c.Store.KeyFile, c.Log.File, c.Relay.DataDir, tc.data, tc.key, tc.log, tc.relay)
+		}
 	}
 }
