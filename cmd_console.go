@@ -100,6 +100,38 @@ func logEvent(log *slog.Logger, e event.Event) {
 	}
 }
 
+// feedConsole runs the console c and tells the screen about it through
+// send: who it is, its roster, then every event of its bus. It returns when
+// the console stops. The roster is asked of the running App (its loop owns
+// it): asked before Run, the call would wait forever, and the console with
+// it, never connecting.
+func feedConsole(ctx context.Context, c *console, server string, send func(tea.Msg)) error {
+	go tui.Bridge(ctx, c.bus.Subscribe(0), send) // subscribed now: no event of the run is missed
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	send(tui.Identity{Name: c.card.Name, Account: c.card.Account, Device: c.card.Device, Server: server})
+	send(tui.Linked{Account: c.card.Account, Device: c.card.Device})
+	if r, err := screenRoster(ctx, c); err == nil {
+		send(r)
+	}
+	return <-done
+}
+
+// screenRoster is the console's roster as the screen shows it.
+func screenRoster(ctx context.Context, c *console) (tui.Roster, error) {
+	members, err := c.app.Roster(ctx)
+	if err != nil {
+		return tui.Roster{}, err
+	}
+	var r tui.Roster
+	for _, mb := range members {
+		r.Signers = append(r.Signers, tui.Signer{Name: mb.Card.Name, Account: mb.Card.Account, Device: mb.Card.Device,
+			Fingerprint: mb.Card.Fingerprint(), Verified: mb.Verified, Blocked: mb.Blocked(),
+			Self: mb.Card.Account == c.card.Account && mb.Card.Device == c.card.Device})
+	}
+	return r, nil
+}
+
 // runConsoleTUI runs the Bubble Tea console, with the link screen first if
 // the device is not linked yet.
 func runConsoleTUI(ctx context.Context, g globalFlags, sio stdio) error {
@@ -153,19 +185,7 @@ func runConsoleTUI(ctx context.Context, g globalFlags, sio stdio) error {
 				return err
 			}
 			lc.set(c.app)
-			go tui.Bridge(ctx, c.bus.Subscribe(0), p.Send)
-			p.Send(tui.Identity{Name: c.card.Name, Account: c.card.Account, Device: c.card.Device, Server: e.cfg.Server.URL})
-			p.Send(tui.Linked{Account: c.card.Account, Device: c.card.Device})
-			members, err := c.app.Roster(ctx)
-			if err == nil {
-				var r tui.Roster
-				for _, mb := range members {
-					r.Signers = append(r.Signers, tui.Signer{Name: mb.Card.Name, Account: mb.Card.Account, Device: mb.Card.Device,
-						Fingerprint: mb.Card.Fingerprint(), Verified: mb.Verified, Blocked: mb.Blocked(), Self: mb.Card.Account == c.card.Account && mb.Card.Device == c.card.Device})
-				}
-				p.Send(r)
-			}
-			return c.Run(ctx)
+			return feedConsole(ctx, c, e.cfg.Server.URL, p.Send)
 		}()
 	}()
 	if _, err := p.Run(); err != nil && ctx.Err() == nil {

@@ -193,7 +193,9 @@ func runDemoConsole(ctx context.Context, dir string, msg []byte, sio stdio) int 
 			s.con.bus.Publish(event.Connection{State: st.State.String(), RetryAt: st.RetryAt, Detail: st.Err})
 			send(s.name, tui.Identity{Name: s.name, Account: s.con.card.Account, Device: s.con.card.Device})
 			send(s.name, tui.Linked{Account: s.con.card.Account, Device: s.con.card.Device})
-			send(s.name, demoRoster(ctx, s))
+			if r, err := screenRoster(ctx, s.con); err == nil {
+				send(s.name, r)
+			}
 		}
 		defer w.close()
 		alice, bob := w.signer("alice"), w.signer("bob")
@@ -231,16 +233,6 @@ func runDemoConsole(ctx context.Context, dir string, msg []byte, sio stdio) int 
 			result.group, msg, result.sig, result.group, result.sig, msg)
 	}
 	return exitOK
-}
-
-func demoRoster(ctx context.Context, s *demoSigner) tui.Roster {
-	members, _ := s.con.app.Roster(ctx)
-	var r tui.Roster
-	for _, m := range members {
-		r.Signers = append(r.Signers, tui.Signer{Name: m.Card.Name, Account: m.Card.Account, Device: m.Card.Device,
-			Fingerprint: m.Card.Fingerprint(), Verified: m.Verified, Blocked: m.Blocked(), Self: m.Card.Name == s.name})
-	}
-	return r
 }
 
 // lateCore is a tui.Core whose App exists only once the demo's setup
