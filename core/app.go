@@ -42,6 +42,9 @@ var (
 	ErrNoKey     = errors.New("core: no key")
 	ErrRejected  = errors.New("core: envelope rejected")
 	ErrNotSigner = errors.New("core: sender is not a signer of that ceremony")
+	// ErrEnded: an answer to a request that has already ended (signed
+	// without this console, or failed).
+	ErrEnded = errors.New("core: the request has already ended")
 )
 
 // Address is a Signal device: an account and a device id.
@@ -1126,6 +1129,15 @@ func (a *App) afterSign(ctx context.Context, st *signState, live bool) {
 	}
 	st.done = true
 	req := st.s.Request()
+	if live && st.announced && p.Decision == ceremony.DecisionPending {
+		// The request ended before this console's human answered: the
+		// prompt goes, and an answer now is refused (decide).
+		decision := "ended unsigned: " + p.Reason
+		if p.Outcome == ceremony.OutcomeSigned {
+			decision = "signed without this console"
+		}
+		a.publish(event.ApprovalResolved{ID: hex.EncodeToString(id[:]), Decision: decision})
+	}
 	if p.Outcome == ceremony.OutcomeSigned {
 		res := st.s.Result()
 		r := &SignResult{ID: id, KeyID: req.KeyID, GroupKey: st.key.key.Group.Key.Bytes(), Message: req.Message, Signature: res.Signature.Bytes(),
@@ -1272,6 +1284,9 @@ func (a *App) decide(ctx context.Context, id [32]byte, yes bool, reason string) 
 		return nil
 	}
 	if st, ok := a.signs[id]; ok {
+		if st.done {
+			return fmt.Errorf("%w: request %s", ErrEnded, ceremony.ShortID(id))
+		}
 		var out []ceremony.Outgoing
 		var err error
 		if yes {

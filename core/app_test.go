@@ -568,3 +568,63 @@ func TestBundledEnvelopesAreHandledOneByOne(t *testing.T) {
 		waitKeys(t, ctx, nd, kr.KeyID)
 	}
 }
+
+func TestARequestSignedWithoutThisConsoleLeavesItsQueue(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for _, nd := range nodes {
+		nd.start(t, false)
+	}
+	// Everyone accepts the keygen; bob approves signing requests; carol's
+	// human does not answer them.
+	approvals(ctx, nodes[1], func(event.ApprovalRequested) (bool, string) { return true, "" })
+	keygens := nodes[2].bus.Subscribe(0)
+	go func() {
+		defer keygens.Close()
+		for {
+			e, err := keygens.Next(ctx)
+			if err != nil {
+				return
+			}
+			if ar, ok := e.(event.ApprovalRequested); ok && ar.Kind == "keygen" {
+				var id [32]byte
+				b, _ := hex.DecodeString(ar.ID)
+				copy(id[:], b)
+				nodes[2].app.Approve(ctx, id)
+			}
+		}
+	}()
+	kr := keygenAll(t, ctx, nodes)
+	sub := nodes[2].bus.Subscribe(0)
+	defer sub.Close()
+	if _, err := nodes[0].app.RequestSignature(ctx, kr.KeyID, []byte("payroll"), ""); err != nil {
+		t.Fatal(err)
+	}
+	var asked string
+	for {
+		e, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatalf("carol's prompt was never resolved (asked %q): %v", asked, err)
+		}
+		if ar, ok := e.(event.ApprovalRequested); ok && ar.Kind == "sign" {
+			asked = ar.ID
+		}
+		if r, ok := e.(event.ApprovalResolved); ok && r.ID == asked {
+			if r.Decision != "signed without this console" {
+				t.Fatalf("carol's prompt resolved as %q", r.Decision)
+			}
+			break
+		}
+	}
+	var id [32]byte
+	b, _ := hex.DecodeString(asked)
+	copy(id[:], b)
+	if err := nodes[2].app.Approve(ctx, id); !errors.Is(err, ErrEnded) {
+		t.Fatalf("carol approving a signed request: %v, want ErrEnded", err)
+	}
+	if n := nodes[2].sentPartials.Load(); n != 0 {
+		t.Fatalf("carol sent %d partials after the request was signed", n)
+	}
+}
