@@ -150,6 +150,7 @@ type keygenState struct {
 	deadline  time.Time
 	lastSend  time.Time
 	announced bool
+	asked     bool // its proposal awaits this console's human
 }
 
 type signState struct {
@@ -1082,11 +1083,17 @@ func (a *App) afterKeygen(ctx context.Context, st *keygenState, live bool) {
 	case st.s.Err() != nil:
 		err := a.keygenError(st.s)
 		if live {
+			if st.asked {
+				// It ended before this console's human answered: the
+				// prompt goes.
+				st.asked = false
+				a.publish(event.ApprovalResolved{ID: hex.EncodeToString(id[:]), Decision: "ended: the key generation stopped"})
+			}
 			a.publish(event.Error{Time: a.now(), Text: err.Error()})
 		}
 		a.finish(ctx, id, result{err: err})
 	case p.State == dkg.StateCreated && !st.announced:
-		st.announced = true
+		st.announced, st.asked = true, true
 		prop := st.s.Proposal()
 		a.publish(event.ApprovalRequested{
 			ID: hex.EncodeToString(id[:]), Kind: "keygen", Requester: a.name(Address{prop.Parties[prop.Initiator-1].Account, prop.Parties[prop.Initiator-1].Device}),
@@ -1277,6 +1284,7 @@ func (a *App) decide(ctx context.Context, id [32]byte, yes bool, reason string) 
 		if err := a.record(ctx, id, in); err != nil {
 			return err
 		}
+		st.asked = false
 		a.publish(event.ApprovalResolved{ID: hex.EncodeToString(id[:]), Decision: map[bool]string{true: "accepted", false: "declined"}[yes]})
 		st.lastSend = a.now()
 		a.send(st.s.Proposal().Parties, out)

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -626,5 +627,38 @@ func TestARequestSignedWithoutThisConsoleLeavesItsQueue(t *testing.T) {
 	}
 	if n := nodes[2].sentPartials.Load(); n != 0 {
 		t.Fatalf("carol sent %d partials after the request was signed", n)
+	}
+}
+
+func TestAKeygenThatStopsBeforeThisConsoleAnsweredLeavesItsQueue(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for _, nd := range nodes {
+		nd.start(t, false)
+	}
+	// carol declines; bob's human never answers.
+	approvals(ctx, nodes[2], func(event.ApprovalRequested) (bool, string) { return false, "not today" })
+	sub := nodes[1].bus.Subscribe(0)
+	defer sub.Close()
+	if _, err := nodes[0].app.StartKeygen(ctx, 2); !errors.Is(err, ErrDeclined) {
+		t.Fatalf("keygen with a decline: %v, want ErrDeclined", err)
+	}
+	var asked string
+	for {
+		e, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatalf("bob's prompt was never resolved (asked %q): %v", asked, err)
+		}
+		if ar, ok := e.(event.ApprovalRequested); ok {
+			asked = ar.ID
+		}
+		if r, ok := e.(event.ApprovalResolved); ok && r.ID == asked {
+			if !strings.HasPrefix(r.Decision, "ended") {
+				t.Fatalf("bob's prompt resolved as %q", r.Decision)
+			}
+			return
+		}
 	}
 }
