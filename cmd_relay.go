@@ -57,6 +57,8 @@ Flags:
   --registration-token-file FILE   file holding the operator's registration token (instead
                                    of relay.registration_token)
   --allow-insecure                 allow plain HTTP beyond loopback (a warning is logged)
+  --message-rate R                 sends a second per account (0: 500); over it, 429
+  --message-burst N                sends at once beyond the rate (0: 1000)
   --challenge-after N              refused sends an account may pile up (forgiven at N a
                                    minute) before it is challenged; 0: the send burst (1000),
                                    -1: never
@@ -70,7 +72,8 @@ Logs go to stderr. When listening, the relay prints its URL on stdout.
 type relayArgs struct {
 	config, listen, data, tlsCert, tlsKey, tokenFile string
 	allowInsecure, verbose                           bool
-	challengeAfter                                   int
+	messageRate                                      float64
+	messageBurst, challengeAfter                     int
 }
 
 func newRelayFlags(stderr io.Writer) (*flag.FlagSet, *relayArgs) {
@@ -84,6 +87,8 @@ func newRelayFlags(stderr io.Writer) (*flag.FlagSet, *relayArgs) {
 	fs.StringVar(&a.tokenFile, "registration-token-file", "", "registration token file")
 	fs.BoolVar(&a.allowInsecure, "allow-insecure", false, "allow plain HTTP beyond loopback")
 	fs.BoolVar(&a.verbose, "verbose", false, "debug logs")
+	fs.Float64Var(&a.messageRate, "message-rate", 0, "sends a second per account")
+	fs.IntVar(&a.messageBurst, "message-burst", 0, "sends at once beyond the rate")
 	fs.IntVar(&a.challengeAfter, "challenge-after", 0, "refusals before a challenge")
 	return fs, &a
 }
@@ -119,10 +124,20 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 			rc.TLSCert, rc.TLSKey = a.tlsCert, a.tlsKey
 		case "allow-insecure":
 			rc.AllowInsecureNonLoopback = a.allowInsecure
+		case "message-rate":
+			rc.MessageRate = a.messageRate
+		case "message-burst":
+			rc.MessageBurst = a.messageBurst
 		case "challenge-after":
 			rc.ChallengeAfter = a.challengeAfter
 		}
 	})
+	switch {
+	case rc.MessageRate < 0 || rc.MessageBurst < 0:
+		return usageError(cmd, sio, "--message-rate and --message-burst are 0 (the default) or more")
+	case rc.ChallengeAfter < -1:
+		return usageError(cmd, sio, "--challenge-after is -1 (never), 0 (the send burst) or more")
+	}
 	if a.tokenFile != "" {
 		b, err := readSmallFile(a.tokenFile, maxTokenFile)
 		if err != nil {
@@ -143,7 +158,7 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 	srv, err := relay.New(relay.Config{
 		Listen: rc.Listen, DataDir: rc.DataDir, TLSCert: rc.TLSCert, TLSKey: rc.TLSKey,
 		AllowInsecure: rc.AllowInsecureNonLoopback, RegistrationToken: token, Logger: log,
-		ChallengeAfter: rc.ChallengeAfter,
+		MessageRate: rc.MessageRate, MessageBurst: rc.MessageBurst, ChallengeAfter: rc.ChallengeAfter,
 	})
 	if err != nil {
 		fmt.Fprintf(sio.err, "cosigner relay: %v\n", err)

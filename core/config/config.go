@@ -91,13 +91,15 @@ type Log struct {
 
 // Relay configures `cosigner relay`.
 type Relay struct {
-	Listen                   string `toml:"listen"`
-	DataDir                  string `toml:"data_dir"`
-	TLSCert                  string `toml:"tls_cert"`
-	TLSKey                   string `toml:"tls_key"`
-	RegistrationToken        string `toml:"registration_token"`
-	AllowInsecureNonLoopback bool   `toml:"allow_insecure_nonloopback"`
-	ChallengeAfter           int    `toml:"challenge_after"`
+	Listen                   string  `toml:"listen"`
+	DataDir                  string  `toml:"data_dir"`
+	TLSCert                  string  `toml:"tls_cert"`
+	TLSKey                   string  `toml:"tls_key"`
+	RegistrationToken        string  `toml:"registration_token"`
+	AllowInsecureNonLoopback bool    `toml:"allow_insecure_nonloopback"`
+	MessageRate              float64 `toml:"message_rate"`
+	MessageBurst             int     `toml:"message_burst"`
+	ChallengeAfter           int     `toml:"challenge_after"`
 }
 
 // Default returns the configuration used when no file exists; dataDir is
@@ -248,6 +250,9 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Relay.Listen); err != nil {
 		return bad("relay.listen", "%v", err)
+	}
+	if c.Relay.MessageRate < 0 || c.Relay.MessageBurst < 0 {
+		return bad("relay.message_rate", "rate %v and burst %d, want 0 (the default) or more", c.Relay.MessageRate, c.Relay.MessageBurst)
 	}
 	if c.Relay.ChallengeAfter < -1 {
 		return bad("relay.challenge_after", "%d, want -1 (never), 0 (the send burst) or a number of refused sends", c.Relay.ChallengeAfter)
