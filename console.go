@@ -68,14 +68,14 @@ func (m messenger) SendAfter(ctx context.Context, to core.Address, env []byte, d
 	return m.d.SendAfter(ctx, device.Address{Account: to.Account, Device: to.Device}, env, durable)
 }
 
-// consoleConfig is what a running console needs.
 var _ core.Challenger = messenger{}
 
-// AnswerChallenge makes the device a core.Challenger.
+// AnswerChallenge answers the server's challenge (core.Challenger).
 func (m messenger) AnswerChallenge(ctx context.Context, token, answer string) error {
 	return m.d.AnswerChallenge(ctx, token, answer)
 }
 
+// consoleConfig is what a running console needs.
 type consoleConfig struct {
 	Name         string // this signer's name in the roster
 	Dialer       *transport.Dialer
