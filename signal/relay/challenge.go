@@ -114,7 +114,7 @@ func (c *challenges) answer(acct, token, code string) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if open, ok := c.pending[acct]; ok && open != token {
+	if open, ok := c.pending[acct]; ok && open != normalizeCode(token) {
 		return fail(http.StatusPreconditionRequired, "not this account's challenge")
 	}
 	delete(c.pending, acct)

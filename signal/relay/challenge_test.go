@@ -92,9 +92,10 @@ func TestASenderThatIgnoresRetryAfterMustAnswerTheOperatorsChallenge(t *testing.
 	if err != nil {
 		t.Fatal(err)
 	}
-	// People read codes out: dashes, spaces and case do not matter.
+	// People read codes out: dashes, spaces and case do not matter, in the
+	// code or in the token.
 	typed := strings.ToLower(strings.ReplaceAll(code, "-", " "))
-	if s, out := answer(map[string]string{"type": "captcha", "token": ch.Token, "captcha": typed}); s != http.StatusOK {
+	if s, out := answer(map[string]string{"type": "captcha", "token": strings.ToLower(ch.Token), "captcha": typed}); s != http.StatusOK {
 		t.Fatalf("right code %q: %d %s, want 200", typed, s, out)
 	}
 	if s, out := sendOnce(t, tr, alice, bob); s != http.StatusOK {
