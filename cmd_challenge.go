@@ -8,6 +8,7 @@ import (
 
 	"github.com/signal-mpc/cosigner/core/event"
 	"github.com/signal-mpc/cosigner/signal/device"
+	"github.com/signal-mpc/cosigner/tui"
 )
 
 var challengeCommand = command{
@@ -102,7 +103,7 @@ func stopOnChallenge(ctx context.Context, c *console, fn func(context.Context) e
 				return
 			}
 			if ch, ok := e.(event.Challenge); ok {
-				cancel(&challengedError{token: ch.Token})
+				cancel(&challengedError{token: tui.Clean(ch.Token)}) // a server wrote it
 				return
 			}
 		}
