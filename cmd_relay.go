@@ -45,8 +45,9 @@ console shows it) and asks the operator, who runs
   cosigner relay challenge-code TOKEN
 on the relay's machine (it reads DIR/challenge.key, DIR from the same
 settings; the relay may be running) and gives the code back; the owner
-enters it in the console (!) or runs 'cosigner challenge'. Consoles that
-honour Retry-After, as cosigner's do, are never challenged.
+enters it in the console (!) or runs 'cosigner challenge'. A console that
+waits as Retry-After says, as cosigner's do, is refused at most once per
+message in flight per wait: far below the default tolerance.
 
 Flags:
   --config PATH                    configuration file (default $XDG_CONFIG_HOME/cosigner/config.toml)

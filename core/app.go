@@ -421,8 +421,15 @@ func (a *App) peerSender(ctx context.Context, in <-chan outbound) {
 			a.pending.Add(-1)
 			return
 		}
-		a.log.Info("send failed, will retry", "to", o.to.String(), "err", err)
-		retries = append(retries, retry{o, attempt + 1, time.Now().Add(time.Duration(1<<attempt) * time.Second)})
+		wait := time.Duration(1<<attempt) * time.Second
+		var limited interface{ RetryAfter() time.Duration }
+		if errors.As(err, &limited) {
+			// The server said when: earlier tries would only be refused
+			// again (and a relay challenges an account that keeps trying).
+			wait = max(wait, limited.RetryAfter())
+		}
+		a.log.Info("send failed, will retry", "to", o.to.String(), "in", wait, "err", err)
+		retries = append(retries, retry{o, attempt + 1, time.Now().Add(wait)})
 	}
 	for {
 		next := time.Hour

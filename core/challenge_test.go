@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -117,5 +118,55 @@ func TestAMessengerWithoutChallengesSaysSo(t *testing.T) {
 	nodes[0].start(t, true)
 	if err := nodes[0].app.AnswerChallenge(t.Context(), "T", "code"); !errors.Is(err, ErrNoChallenges) {
 		t.Fatalf("answer through a plain messenger: %v, want ErrNoChallenges", err)
+	}
+}
+
+// limitedMessenger refuses the first send with a rate limit that asks for
+// a wait, then lets everything through; it notes when each send came.
+type limitedMessenger struct {
+	Messenger
+	wait  time.Duration
+	mu    sync.Mutex
+	tries []time.Time
+}
+
+type testRateLimit struct{ wait time.Duration }
+
+func (e testRateLimit) Error() string             { return "rate limited" }
+func (e testRateLimit) RetryAfter() time.Duration { return e.wait }
+
+func (m *limitedMessenger) Send(ctx context.Context, to Address, env []byte) error {
+	m.mu.Lock()
+	m.tries = append(m.tries, time.Now())
+	first := len(m.tries) == 1
+	m.mu.Unlock()
+	if first {
+		return fmt.Errorf("send: %w", testRateLimit{m.wait})
+	}
+	return m.Messenger.Send(ctx, to, env)
+}
+
+func TestARefusedSendWaitsAsLongAsTheServerSaid(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob")
+	lm := &limitedMessenger{wait: 2500 * time.Millisecond} // longer than the first retry's own 1 s
+	nodes[0].messenger = func(m Messenger) Messenger { lm.Messenger = m; return lm }
+	for _, nd := range nodes {
+		nd.start(t, true)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if _, err := nodes[0].app.StartKeygen(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
+	lm.mu.Lock()
+	defer lm.mu.Unlock()
+	if len(lm.tries) < 2 {
+		t.Fatalf("%d sends", len(lm.tries))
+	}
+	// The refused envelope's next try is the first one after the refusal
+	// to the same peer (there is only bob).
+	if gap := lm.tries[1].Sub(lm.tries[0]); gap < lm.wait {
+		t.Fatalf("the refused send was tried again after %v; the server asked for %v", gap, lm.wait)
 	}
 }

@@ -32,7 +32,11 @@ func TestAChallengedSenderGetsTheTokenAndSendsAgainOnceItAnswers(t *testing.T) {
 			t.Fatalf("send %d: %v; never challenged", i, err)
 		case err == nil:
 			sent++
-		case errors.Is(err, ErrSend) && !errors.Is(err, ErrChallengeRequired):
+		case errors.Is(err, ErrRateLimited):
+			var rl *RateLimitError
+			if !errors.As(err, &rl) || rl.RetryAfter() < time.Second || !errors.Is(err, ErrSend) {
+				t.Fatalf("send %d: %v: want a RateLimitError with the server's Retry-After", i, err)
+			}
 		case errors.As(err, &challenge):
 			if !errors.Is(err, ErrSend) || !errors.Is(err, ErrChallengeRequired) {
 				t.Errorf("challenge error %v does not match ErrSend and ErrChallengeRequired", err)
@@ -94,6 +98,28 @@ func TestA428BodyIsReadWithCare(t *testing.T) {
 			t.Errorf("%s: carries token %q, want none", tc.name, ce.Token)
 		case tc.token != "" && (!errors.As(err, &ce) || ce.Token != tc.token):
 			t.Errorf("%s: %v, want token %q", tc.name, err, tc.token)
+		}
+	}
+}
+
+func TestRetryAfterIsReadInSecondsAndBounded(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		header string
+		want   time.Duration
+	}{
+		{"7", 7 * time.Second},
+		{" 30 ", 30 * time.Second},
+		{"", time.Second},
+		{"0", time.Second},
+		{"-5", time.Second},
+		{"soon", time.Second},
+		{"Wed, 21 Oct 2026 07:28:00 GMT", time.Second},
+		{"99999999999999999999", time.Second}, // does not parse as an int
+		{"9999999999", maxRetryAfter},
+	} {
+		if got := retryAfter(tc.header); got != tc.want {
+			t.Errorf("Retry-After %q: %v, want %v", tc.header, got, tc.want)
 		}
 	}
 }

@@ -1,6 +1,11 @@
 package device
 
-import "errors"
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // Sentinel errors.
 var (
@@ -21,6 +26,9 @@ var (
 	ErrUntagged = errors.New("device: not an MPC message")
 	// ErrEnvelope: a delivered envelope does not parse or lacks fields.
 	ErrEnvelope = errors.New("device: malformed envelope")
+	// ErrRateLimited: the server refused a send for now (429);
+	// *RateLimitError says how long to wait.
+	ErrRateLimited = errors.New("device: rate limited by the server")
 	// ErrChallengeRequired: the server wants a challenge answered (428)
 	// before this account sends again; *ChallengeError carries its token.
 	ErrChallengeRequired = errors.New("device: the server requires a challenge")
@@ -30,6 +38,38 @@ var (
 	// pinned; its messages are refused until a human trusts the new key.
 	ErrIdentityChanged = errors.New("device: peer identity key changed")
 )
+
+// RateLimitError is a 429: the server takes this account's sends again
+// after Wait (its Retry-After; a second when it gave none or nonsense).
+type RateLimitError struct{ Wait time.Duration }
+
+func (e *RateLimitError) Error() string {
+	return "device: rate limited by the server, retry after " + e.Wait.String()
+}
+
+// Is matches ErrRateLimited.
+func (e *RateLimitError) Is(target error) bool { return target == ErrRateLimited }
+
+// RetryAfter is how long to wait before sending again; core finds it
+// through this method without importing this package.
+func (e *RateLimitError) RetryAfter() time.Duration { return e.Wait }
+
+// maxRetryAfter caps a server's Retry-After: a send waits at most this
+// long for its next try (the ceremonies' own re-sends cover the rest).
+const maxRetryAfter = 10 * time.Minute
+
+// retryAfter reads a Retry-After header in seconds (the form Signal's
+// server uses; an HTTP date is not).
+func retryAfter(h string) time.Duration {
+	secs, err := strconv.Atoi(strings.TrimSpace(h))
+	switch {
+	case err != nil || secs < 1:
+		return time.Second
+	case secs > int(maxRetryAfter/time.Second):
+		return maxRetryAfter
+	}
+	return time.Duration(secs) * time.Second
+}
 
 // StatusError is an unexpected HTTP status from the server.
 type StatusError struct {

@@ -169,8 +169,7 @@ func (d *Device) send(ctx context.Context, to Address, body []byte, before func(
 			}
 			last = &StatusError{Op: "send", Status: resp.Status, Body: quote(resp.Body)}
 		case http.StatusTooManyRequests:
-			return fmt.Errorf("%w: rate limited (%d), retry after %s s: %w", ErrSend, resp.Status, resp.Header("Retry-After"),
-				&StatusError{Op: "send", Status: resp.Status, Body: quote(resp.Body)})
+			return fmt.Errorf("%w: %w", ErrSend, &RateLimitError{Wait: retryAfter(resp.Header("Retry-After"))})
 		case http.StatusPreconditionRequired:
 			return fmt.Errorf("%w: %w", ErrSend, parseChallenge(resp.Body))
 		default:

@@ -31,7 +31,8 @@ import (
 // the operator can make, an HMAC of the challenge's token under a key in
 // the data folder (`cosigner relay challenge-code TOKEN`). The client sends
 // the code as the "captcha" of a captcha answer, the shape Signal's clients
-// already use. A client that honours Retry-After is never challenged.
+// already use. A client that waits as Retry-After says is refused at most
+// once per send in flight per wait, far below the default tolerance.
 //
 // Challenges live in memory, as the rate limits do: a restarted relay
 // forgets them.
