@@ -14,7 +14,8 @@ import (
 // it the server refuses this console's messages (core retries them and
 // sends what was held back once it is answered).
 type challenge struct {
-	token string // cleaned; empty: none open
+	token string // as the server gave it (the answer names it); empty: none open
+	shown string // token, cleaned for the screen
 	code  textinput.Model
 	err   string
 	busy  bool // an answer is on its way
@@ -28,7 +29,7 @@ type challengeResultMsg struct {
 func newChallenge() challenge { return challenge{code: newInput("the code you were given", 512)} }
 
 func (m *Model) challengeRequested(e event.Challenge) {
-	m.challenge.token = Clean(e.Token)
+	m.challenge.token, m.challenge.shown = e.Token, Clean(e.Token)
 	m.challenge.err = ""
 	text := "server challenge: press ! to answer it; until then no message goes out"
 	m.mpc.addError(event.Error{Time: e.Time, Text: text})
@@ -36,7 +37,7 @@ func (m *Model) challengeRequested(e event.Challenge) {
 }
 
 func (m *Model) challengeAnswered(e event.ChallengeAnswered) {
-	if Clean(e.Token) != m.challenge.token {
+	if e.Token != m.challenge.token {
 		return
 	}
 	m.challenge.token = ""
@@ -119,10 +120,10 @@ func (m *Model) challengeFormView() []string {
 		"",
 		st.Dim.Render("The server refuses this console's messages until a person answers."),
 		"",
-		st.Field.Render(pad("token", 7)) + ch.token,
+		st.Field.Render(pad("token", 7)) + ch.shown,
 		"",
 		st.Dim.Render("On the project's relay, give the token to its operator, who runs"),
-		"  cosigner relay challenge-code --data DIR " + ch.token,
+		"  cosigner relay challenge-code " + ch.shown,
 		st.Dim.Render("and type the code they give you. On Signal's service: the captcha token."),
 		"",
 		st.FieldActive.Render(pad("code", 7)) + ch.code.View(),

@@ -22,7 +22,7 @@ func TestAServerChallengeIsAnsweredFromTheConsole(t *testing.T) {
 		t.Fatalf("a pending challenge is not on screen:\n%s", v)
 	}
 	h.key("!")
-	if h.m.mode != modeChallengeForm || !strings.Contains(h.view(), "challenge-code --data DIR "+challengeToken) {
+	if h.m.mode != modeChallengeForm || !strings.Contains(h.view(), "challenge-code "+challengeToken) {
 		t.Fatalf("! did not open the form with the token:\n%s", h.view())
 	}
 	if cmd := h.key("enter"); cmd != nil || !strings.Contains(h.view(), "type the code first") {
