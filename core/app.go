@@ -748,7 +748,9 @@ func (a *App) replay(ctx context.Context, r *CeremonyRecord) error {
 		if err != nil {
 			return err
 		}
-		st := &signState{s: s, key: k}
+		// A finished request stays ended: it is not shown to the human
+		// again, nor answerable.
+		st := &signState{s: s, key: k, done: r.Finished}
 		a.signs[r.ID] = st
 		if r.Own {
 			s.Approve()
@@ -1121,7 +1123,7 @@ func (a *App) afterSign(ctx context.Context, st *signState, live bool) {
 		a.publish(event.Progress{Ceremony: ceremony.ShortID(id), Kind: "sign", Round: p.Outcome.String(), Step: len(p.Approved), Total: st.key.key.T(),
 			Got: a.names(parties, p.Approved), Waiting: a.names(parties, p.Waiting), Deadline: st.s.Request().Expires})
 	}
-	if p.Decision == ceremony.DecisionPending && !st.announced {
+	if p.Decision == ceremony.DecisionPending && !st.announced && !st.done && p.Outcome == ceremony.OutcomeCollecting {
 		st.announced = true
 		req := st.s.Request()
 		sum := sha256.Sum256(req.Message)

@@ -46,6 +46,7 @@ type node struct {
 	deliver      func(Address, []byte) bool // test hook: false drops the message
 	sentPartials atomic.Int64               // partial signatures this node's App sent
 	messenger    func(Messenger) Messenger  // test hook: wraps the node's Messenger
+	onBus        func(*event.Bus)           // test hook: sees the bus before the App runs
 }
 
 type mail struct {
@@ -109,6 +110,9 @@ func (nd *node) start(t *testing.T, auto bool) {
 		}
 	}
 	nd.bus = &event.Bus{}
+	if nd.onBus != nil {
+		nd.onBus(nd.bus)
+	}
 	m := nd.net.Send(nd.addr)
 	if nd.messenger != nil {
 		m = nd.messenger(m)
@@ -627,6 +631,27 @@ func TestARequestSignedWithoutThisConsoleLeavesItsQueue(t *testing.T) {
 	}
 	if n := nodes[2].sentPartials.Load(); n != 0 {
 		t.Fatalf("carol sent %d partials after the request was signed", n)
+	}
+
+	// Restarted, carol's console does not ask about it again.
+	nodes[2].stop()
+	var after *event.Subscription
+	nodes[2].onBus = func(b *event.Bus) { after = b.Subscribe(0) }
+	nodes[2].start(t, false)
+	defer after.Close()
+	if err := nodes[2].app.Approve(ctx, id); !errors.Is(err, ErrEnded) {
+		t.Fatalf("carol approving the signed request after a restart: %v, want ErrEnded", err)
+	}
+	quiet, stop := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer stop()
+	for {
+		e, err := after.Next(quiet)
+		if err != nil {
+			break
+		}
+		if ar, ok := e.(event.ApprovalRequested); ok && ar.ID == asked {
+			t.Fatal("the restarted console asks about the signed request again")
+		}
 	}
 }
 
