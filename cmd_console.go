@@ -85,6 +85,10 @@ func logEvent(log *slog.Logger, e event.Event) {
 	case event.KeygenDone:
 		log.Info("key generated", "key", e.KeyID, "group_key", e.GroupKey, "t", e.T, "n", e.N)
 	case event.SignDone:
+		if e.Restored {
+			log.Debug("signing finished before this run", "id", e.ID[:8], "signature", e.Signature, "failure", tui.Clean(e.Failure))
+			return
+		}
 		log.Info("signing finished", "id", e.ID[:8], "signature", e.Signature, "signers", e.Signers, "failure", tui.Clean(e.Failure))
 	case event.Error:
 		log.Warn(tui.Clean(e.Text))

@@ -702,6 +702,7 @@ func (a *App) restore(ctx context.Context) error {
 			a.publish(event.Error{Time: a.now(), Text: fmt.Sprintf("cannot restore ceremony %s: %v", ceremony.ShortID(r.ID), err)})
 		}
 	}
+	a.publishHistory()
 	orphans, err := a.cfg.Store.Orphans(ctx)
 	if err != nil {
 		return fmt.Errorf("core: load orphans: %w", err)
@@ -1159,8 +1160,7 @@ func (a *App) afterSign(ctx context.Context, st *signState, live bool) {
 		r := &SignResult{ID: id, KeyID: req.KeyID, GroupKey: st.key.key.Group.Key.Bytes(), Message: req.Message, Signature: res.Signature.Bytes(),
 			Signers: a.names(parties, res.Signers), Blamed: a.names(parties, res.Blamed)}
 		if live {
-			a.publish(event.SignDone{ID: hex.EncodeToString(id[:]), KeyID: ceremony.ShortID(req.KeyID), Message: hex.EncodeToString(req.Message),
-				Signature: hex.EncodeToString(r.Signature), Signers: r.Signers, Blamed: r.Blamed, Verified: true})
+			a.publish(a.signDone(st))
 		}
 		// Stay open a little for the others (resends answer late peers);
 		// the record is finished now, so a restart does not reopen it.
@@ -1169,8 +1169,7 @@ func (a *App) afterSign(ctx context.Context, st *signState, live bool) {
 	}
 	err := &SignError{ID: id, Reason: p.Reason, Declined: a.names(parties, p.Declined), Blamed: a.names(parties, p.Blamed), Expired: p.Expired}
 	if live {
-		a.publish(event.SignDone{ID: hex.EncodeToString(id[:]), KeyID: ceremony.ShortID(req.KeyID), Message: hex.EncodeToString(req.Message),
-			Blamed: a.names(parties, p.Blamed), Failure: p.Reason})
+		a.publish(a.signDone(st))
 	}
 	a.finish(ctx, id, result{err: err})
 }
@@ -1398,6 +1397,48 @@ func (a *App) resend(id [32]byte) {
 	if st, ok := a.signs[id]; ok && !st.done {
 		st.lastSend = a.now()
 		a.send(st.key.key.Proposal.Parties, st.s.Resend())
+	}
+}
+
+// signDone is the event of a signing request that has ended.
+func (a *App) signDone(st *signState) event.SignDone {
+	id, req, p := st.s.ID(), st.s.Request(), st.s.Progress()
+	parties := st.key.key.Proposal.Parties
+	e := event.SignDone{ID: hex.EncodeToString(id[:]), KeyID: ceremony.ShortID(req.KeyID), Message: hex.EncodeToString(req.Message),
+		Blamed: a.names(parties, p.Blamed)}
+	if p.Outcome == ceremony.OutcomeSigned {
+		res := st.s.Result()
+		e.Signature, e.Signers, e.Blamed, e.Verified = hex.EncodeToString(res.Signature.Bytes()), a.names(parties, res.Signers), a.names(parties, res.Blamed), true
+	} else {
+		e.Failure = p.Reason
+	}
+	return e
+}
+
+// maxRestoredResults bounds the signing results replayed to the console at
+// start (its history view keeps as many).
+const maxRestoredResults = 500
+
+// publishHistory tells the console about the signing requests that ended
+// before this run, oldest first, as restored history.
+func (a *App) publishHistory() {
+	type ended struct {
+		st *signState
+		at time.Time
+	}
+	var list []ended
+	for id, st := range a.signs {
+		r := a.records[id]
+		if r == nil || !r.Finished || st.s.Progress().Outcome == ceremony.OutcomeCollecting {
+			continue
+		}
+		list = append(list, ended{st, r.Created})
+	}
+	slices.SortFunc(list, func(x, y ended) int { return x.at.Compare(y.at) })
+	for _, e := range list[max(len(list)-maxRestoredResults, 0):] {
+		ev := a.signDone(e.st)
+		ev.Restored, ev.Time = true, e.at
+		a.publish(ev)
 	}
 }
 

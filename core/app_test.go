@@ -644,6 +644,7 @@ func TestARequestSignedWithoutThisConsoleLeavesItsQueue(t *testing.T) {
 	}
 	quiet, stop := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer stop()
+	var history []event.SignDone
 	for {
 		e, err := after.Next(quiet)
 		if err != nil {
@@ -652,6 +653,13 @@ func TestARequestSignedWithoutThisConsoleLeavesItsQueue(t *testing.T) {
 		if ar, ok := e.(event.ApprovalRequested); ok && ar.ID == asked {
 			t.Fatal("the restarted console asks about the signed request again")
 		}
+		if d, ok := e.(event.SignDone); ok {
+			history = append(history, d)
+		}
+	}
+	// It lists it among the results from before the restart.
+	if len(history) != 1 || history[0].ID != asked || !history[0].Restored || history[0].Signature == "" || history[0].Time.IsZero() {
+		t.Fatalf("history after the restart %+v, want the signed request, restored, with its signature", history)
 	}
 }
 

@@ -397,3 +397,25 @@ func TestQuitKeys(t *testing.T) {
 		})
 	}
 }
+
+func TestResultsFromBeforeARestartAreListedQuietly(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 80, 24)
+	old := signDone()
+	old.Restored, old.Time = true, t0.Add(-26*time.Hour)
+	h.send(old)
+	if h.m.notice.text != "" {
+		t.Errorf("a restored result made a notice: %q", h.m.notice.text)
+	}
+	if len(h.m.cers.byID) != 0 {
+		t.Errorf("a restored result was listed as a ceremony of this run")
+	}
+	if s, ok := h.m.sigs.selected(); !ok || s.ev.ID != old.ID || !s.at.Equal(old.Time) {
+		t.Fatalf("signatures %+v: want the restored one, at its own time", h.m.sigs.list)
+	}
+	// A result of this run is news.
+	h.send(event.SignDone{ID: reqID, KeyID: "5eed1234", Message: "00", Signature: sigHex, Signers: []string{"alice", "bob"}, Verified: true})
+	if !strings.Contains(h.m.notice.text, "ready") || len(h.m.sigs.list) != 2 {
+		t.Fatalf("a live result: notice %q, %d signatures", h.m.notice.text, len(h.m.sigs.list))
+	}
+}

@@ -275,6 +275,15 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.setNotice("key " + msg.KeyID + " ready: " + itoa(msg.T) + "-of-" + itoa(msg.N))
 		return m, m.loadKeys()
 	case event.SignDone:
+		if msg.Restored {
+			// History from before this run: listed, not announced.
+			at := msg.Time
+			if at.IsZero() {
+				at = m.now()
+			}
+			m.sigs.add(msg, at)
+			return m, nil
+		}
 		m.cers.signDone(msg)
 		m.sigs.add(msg, m.now())
 		if msg.Failure != "" {

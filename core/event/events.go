@@ -96,6 +96,10 @@ type SignDone struct {
 	Blamed    []string
 	Verified  bool
 	Failure   string // why it failed, if it did
+	// Restored: it ended before this run (history replayed at start, not
+	// news); Time is then when it was requested.
+	Restored bool
+	Time     time.Time
 }
 
 func (SignDone) Must() bool { return true }
