@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,7 +28,11 @@ func TestAChallengedConsoleSaysSoAndWorksAgainOnceAnswered(t *testing.T) {
 	t.Parallel()
 	liblog.Silence()
 	relayDir := t.TempDir()
-	rr := relaytest.StartConfig(t, relay.Config{DataDir: relayDir, MessageRate: 20, MessageBurst: 40, ChallengeAfter: 5})
+	// The relay's clock runs ahead on demand: budgets refill when the test
+	// says, not when the machine gets round to it.
+	var ahead atomic.Int64
+	now := func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	rr := relaytest.StartConfig(t, relay.Config{DataDir: relayDir, Now: now, MessageRate: 1, MessageBurst: 40, ChallengeAfter: 5})
 	r := &testRelay{Relay: rr, srv: rr.Server, dialer: dialerTo(t, rr.URL()), dir: relayDir}
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
@@ -79,6 +84,9 @@ func TestAChallengedConsoleSaysSoAndWorksAgainOnceAnswered(t *testing.T) {
 	if _, errs, code := alice("challenge", "--token", token); code != exitUsage || !strings.Contains(errs, "give --token and --code") {
 		t.Fatalf("challenge without a code: exit %d, %s", code, errs)
 	}
+	// Alice's spent budget refills meanwhile (a minute at one send a
+	// second): once answered, what was held back goes out.
+	ahead.Add(int64(time.Minute))
 	answer, err := relay.ChallengeCode(relayDir, token)
 	if err != nil {
 		t.Fatal(err)
