@@ -232,6 +232,10 @@ func (s *Server) handleChallenge(w http.ResponseWriter, r *http.Request) error {
 		s.log.Info("wrong challenge answer", "account", p.aci.String())
 		return err
 	}
+	// The operator vouched for the account: it starts again with a full
+	// send budget, so what it held back goes out now instead of being
+	// refused again (and counted toward the next challenge).
+	s.limiter.forget(acct)
 	s.log.Info("challenge answered", "account", p.aci.String())
 	writeJSON(w, http.StatusOK, map[string]any{})
 	return nil

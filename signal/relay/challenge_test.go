@@ -98,8 +98,11 @@ func TestASenderThatIgnoresRetryAfterMustAnswerTheOperatorsChallenge(t *testing.
 	if s, out := answer(map[string]string{"type": "captcha", "token": strings.ToLower(ch.Token), "captcha": typed}); s != http.StatusOK {
 		t.Fatalf("right code %q: %d %s, want 200", typed, s, out)
 	}
-	if s, out := sendOnce(t, tr, alice, bob); s != http.StatusOK {
-		t.Fatalf("send after the answer: %d %s, want 200", s, out)
+	// With a full budget again: the burst, at once.
+	for i := range 2 {
+		if s, out := sendOnce(t, tr, alice, bob); s != http.StatusOK {
+			t.Fatalf("send %d after the answer: %d %s, want 200", i, s, out)
+		}
 	}
 	// Answering again (another device of the account, say) is no error.
 	if s, _ := answer(map[string]string{"type": "captcha", "token": ch.Token, "captcha": code}); s != http.StatusOK {
@@ -204,5 +207,33 @@ func TestChallengeCodesComeFromTheRelaysOwnKey(t *testing.T) {
 	}
 	if _, err := ChallengeCode(t.TempDir(), tok); !errors.Is(err, ErrStore) {
 		t.Errorf("a folder without a key: %v, want ErrStore", err)
+	}
+}
+
+func TestAnAnsweredAccountStartsWithAFullBudget(t *testing.T) {
+	t.Parallel()
+	tr, _, dir := challengeRelay(t, 1) // the clock stands still: nothing refills by itself
+	alice, bob := tr.register(t, ""), tr.register(t, "")
+	var token string
+	for i := 0; token == ""; i++ {
+		if i > 10 {
+			t.Fatal("never challenged")
+		}
+		if s, out := sendOnce(t, tr, alice, bob); s == http.StatusPreconditionRequired {
+			token = decode[challengeBody](t, out).Token
+		}
+	}
+	code, err := ChallengeCode(dir, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.mustDo(t, http.StatusOK, "PUT", "/v1/challenge", alice.auth(), map[string]string{"type": "captcha", "token": token, "captcha": code})
+	for i := range 2 { // the burst
+		if s, out := sendOnce(t, tr, alice, bob); s != http.StatusOK {
+			t.Fatalf("send %d after the answer: %d %s, want 200 (a full budget)", i, s, out)
+		}
+	}
+	if s, _ := sendOnce(t, tr, alice, bob); s != http.StatusTooManyRequests {
+		t.Fatalf("the send after the burst: %d, want 429", s)
 	}
 }
