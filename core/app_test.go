@@ -241,8 +241,17 @@ func waitKeys(t *testing.T, ctx context.Context, nd *node, id [32]byte) {
 	}
 }
 
-// approvals answers approval requests on a node's bus with decide.
+// approvals answers every approval request on a node's bus with decide.
 func approvals(ctx context.Context, nd *node, decide func(event.ApprovalRequested) (bool, string)) {
+	answerSome(ctx, nd, func(ar event.ApprovalRequested) (bool, bool, string) {
+		yes, why := decide(ar)
+		return true, yes, why
+	})
+}
+
+// answerSome answers the approval requests on a node's bus that decide
+// chooses to answer; the others stay unanswered, as with a human away.
+func answerSome(ctx context.Context, nd *node, decide func(event.ApprovalRequested) (answer, yes bool, why string)) {
 	sub := nd.bus.Subscribe(0)
 	go func() {
 		defer sub.Close()
@@ -255,10 +264,12 @@ func approvals(ctx context.Context, nd *node, decide func(event.ApprovalRequeste
 				var id [32]byte
 				b, _ := hex.DecodeString(ar.ID)
 				copy(id[:], b)
-				yes, why := decide(ar)
-				if yes {
+				answer, yes, why := decide(ar)
+				switch {
+				case !answer:
+				case yes:
 					nd.app.Approve(ctx, id)
-				} else {
+				default:
 					nd.app.Decline(ctx, id, why)
 				}
 			}
@@ -585,22 +596,7 @@ func TestARequestSignedWithoutThisConsoleLeavesItsQueue(t *testing.T) {
 	// Everyone accepts the keygen; bob approves signing requests; carol's
 	// human does not answer them.
 	approvals(ctx, nodes[1], func(event.ApprovalRequested) (bool, string) { return true, "" })
-	keygens := nodes[2].bus.Subscribe(0)
-	go func() {
-		defer keygens.Close()
-		for {
-			e, err := keygens.Next(ctx)
-			if err != nil {
-				return
-			}
-			if ar, ok := e.(event.ApprovalRequested); ok && ar.Kind == "keygen" {
-				var id [32]byte
-				b, _ := hex.DecodeString(ar.ID)
-				copy(id[:], b)
-				nodes[2].app.Approve(ctx, id)
-			}
-		}
-	}()
+	answerSome(ctx, nodes[2], func(ar event.ApprovalRequested) (bool, bool, string) { return ar.Kind == "keygen", true, "" })
 	kr := keygenAll(t, ctx, nodes)
 	sub := nodes[2].bus.Subscribe(0)
 	defer sub.Close()
