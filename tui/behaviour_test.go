@@ -419,3 +419,23 @@ func TestResultsFromBeforeARestartAreListedQuietly(t *testing.T) {
 		t.Fatalf("a live result: notice %q, %d signatures", h.m.notice.text, len(h.m.sigs.list))
 	}
 }
+
+func TestAConnectionComplaintGoesWhenTheConnectionIsBack(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 80, 24)
+	h.send(event.Connection{State: "connected"},
+		event.Connection{State: "reconnecting", RetryAt: t0.Add(2 * time.Second), Detail: "dial tcp: connection refused"})
+	if !h.m.notice.err || !strings.Contains(h.m.notice.text, "connection refused") {
+		t.Fatalf("notice %+v while reconnecting", h.m.notice)
+	}
+	h.send(event.Connection{State: "connected"})
+	if h.m.notice.err || h.m.notice.text != "connected again" {
+		t.Fatalf("notice %+v once connected", h.m.notice)
+	}
+	// Another message shown meanwhile is not replaced.
+	h.send(event.Connection{State: "reconnecting", Detail: "reset"}, event.Error{Time: t0, Text: "keygen 1234 aborted"},
+		event.Connection{State: "connected"})
+	if !strings.Contains(h.m.notice.text, "keygen 1234 aborted") {
+		t.Fatalf("notice %+v: the later error was replaced", h.m.notice)
+	}
+}

@@ -129,21 +129,22 @@ type Model struct {
 	tab           tab
 	showHelp      bool
 
-	id        Identity
-	conn      event.Connection
-	link      linkState
-	mpc       logState
-	cers      ceremonies
-	queue     approvals
-	review    review
-	sigs      signatures
-	signers   []Signer
-	keyList   []keyItem
-	forms     forms
-	challenge challenge
-	notice    notice
-	rosterY   int // roster scroll
-	cerY      int // ceremonies scroll
+	id         Identity
+	conn       event.Connection
+	link       linkState
+	mpc        logState
+	cers       ceremonies
+	queue      approvals
+	review     review
+	sigs       signatures
+	signers    []Signer
+	keyList    []keyItem
+	forms      forms
+	challenge  challenge
+	notice     notice
+	connNotice notice // the notice the connection's trouble set, if any
+	rosterY    int    // roster scroll
+	cerY       int    // ceremonies scroll
 }
 
 // notice is the one-line message above the help line.
@@ -309,8 +310,14 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case event.Connection:
 		prev := m.conn.State
 		m.conn = event.Connection{State: Clean(msg.State), RetryAt: msg.RetryAt, Detail: Clean(msg.Detail)}
-		if m.conn.State != prev && m.conn.State != "connected" && m.conn.Detail != "" {
+		switch {
+		case m.conn.State != prev && m.conn.State != "connected" && m.conn.Detail != "":
 			m.setError("connection " + m.conn.State + ": " + m.conn.Detail)
+			m.connNotice = m.notice
+		case m.conn.State == "connected" && prev != "connected" && m.notice == m.connNotice && m.notice.text != "":
+			// The connection's own complaint is stale now; another
+			// message shown since stays.
+			m.setNotice("connected again")
 		}
 		return m, nil
 
