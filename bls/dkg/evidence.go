@@ -84,9 +84,14 @@ func (e *Engine) dealFails(dealer uint32, deal *wire.Envelope) bool {
 // complaintsProven reports whether at least t parties complained about
 // dealer in signed echoes of this ceremony: the evidence's echoes, plus
 // the aborting party, whose signed abort stands for its own complaint (as
-// a local abort leaves out the aborting console's own echo).
+// a local abort leaves out the aborting console's own echo) unless it is
+// the dealer itself: a dealer that counts the complaints against it and
+// aborts is proven wrong by the others' echoes alone.
 func (e *Engine) complaintsProven(by, dealer uint32, ev []*wire.Envelope) bool {
-	complainers := []uint32{by}
+	var complainers []uint32
+	if by != dealer {
+		complainers = append(complainers, by)
+	}
 	for _, env := range ev {
 		if env.Kind != wire.KindEcho || Round(env.Round) != RoundEcho || env.To != 0 || env.From == dealer {
 			return false
@@ -99,7 +104,7 @@ func (e *Engine) complaintsProven(by, dealer uint32, ev []*wire.Envelope) bool {
 			complainers = append(complainers, env.From)
 		}
 	}
-	return !slices.Contains(complainers, dealer) && len(complainers) >= e.t
+	return len(complainers) >= e.t
 }
 
 // confirmationFails reports whether a key confirmation fails the checks

@@ -191,3 +191,61 @@ func foreignProof(t testing.TB, raw []byte, key ed25519.PrivateKey) []byte {
 		}
 	})
 }
+
+// A dealer that draws t complaints and aborts itself (an honest engine
+// with a broken deal does) is blamed on the others' echoes: which console
+// aborts first must not decide whether the dealer is blamed. Its abort
+// does not count as a complaint: one echo is not enough.
+func TestADealerAbortingOnItsOwnComplaintsIsBlamed(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		echoes func(echo2, echo3 []byte) [][]byte
+		proven bool
+	}{
+		{"both echoes", func(e2, e3 []byte) [][]byte { return [][]byte{e2, e3} }, true},
+		{"one echo", func(_, e3 []byte) [][]byte { return [][]byte{e3} }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, ps := testGroup(t, "self-abort", 2, 3)
+			nw := newNetwork(t, ps)
+			var echo2, echo3 []byte
+			// Dealer 1 sends wrong shares to both others; party 2 gets no
+			// echo (nor anyone's abort), so it cannot count the complaints
+			// itself.
+			nw.tamper = func(d delivery) [][]byte {
+				switch {
+				case d.from == 1 && kindOf(d.env) == wire.KindShare:
+					return [][]byte{reseal(t, d.env, ps[0].key, func(e *wire.Envelope) {
+						e.Payload = sharePayload(t, bls.ScalarFromUint64(uint64(d.to)))
+					})}
+				case kindOf(d.env) == wire.KindEcho && d.from == 2:
+					echo2 = d.env
+				case kindOf(d.env) == wire.KindEcho && d.from == 3:
+					echo3 = d.env
+				}
+				if d.to == 2 && (kindOf(d.env) == wire.KindEcho || kindOf(d.env) == wire.KindAbort) {
+					return nil
+				}
+				return [][]byte{d.env}
+			}
+			nw.startAll()
+			nw.run()
+			if ps[1].engine.State() == StateAborted || echo2 == nil || echo3 == nil {
+				t.Fatalf("setup: party 2 %s, echoes %v %v", ps[1].engine.State(), echo2 != nil, echo3 != nil)
+			}
+			if _, err := ps[1].engine.Handle(forgedAbort(t, ps[0], RoundEcho, ReasonComplaints, []uint32{1}, tc.echoes(echo2, echo3)...)); err != nil {
+				t.Fatal(err)
+			}
+			var a *AbortError
+			if !errors.As(ps[1].engine.Err(), &a) || a.By != 1 {
+				t.Fatalf("party 2: %v, want dealer 1's abort", ps[1].engine.Err())
+			}
+			blamed, claimed := slices.Equal(a.Blamed, []uint32{1}), slices.Equal(a.Claimed, []uint32{1})
+			if tc.proven != blamed || tc.proven == claimed {
+				t.Fatalf("party 2: blamed %v, claimed %v; want proven %v", a.Blamed, a.Claimed, tc.proven)
+			}
+		})
+	}
+}
