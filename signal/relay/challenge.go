@@ -195,12 +195,12 @@ func readChallengeKey(path string) ([]byte, error) {
 }
 
 // challengeAnswer is the body of PUT /v1/challenge (Signal's
-// AnswerChallengeRequest: a captcha answer or a push challenge's token).
+// AnswerChallengeRequest). Only captcha answers are taken; a push answer's
+// "challenge" field is never read, since this relay sends no pushes.
 type challengeAnswer struct {
-	Type      string `json:"type"`
-	Token     string `json:"token"`
-	Captcha   string `json:"captcha"`
-	Challenge string `json:"challenge"`
+	Type    string `json:"type"`
+	Token   string `json:"token"`
+	Captcha string `json:"captcha"`
 }
 
 // handleChallenge is PUT /v1/challenge: 200 when the answer opens the
