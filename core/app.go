@@ -140,8 +140,9 @@ type App struct {
 	records map[[32]byte]*CeremonyRecord
 	orphans []Orphan
 	waiters map[[32]byte][]chan result
-	// answered: peers of finished keygens already answered in this run.
-	answered map[answerKey]bool
+	// answered: when each peer of a finished ceremony was last answered
+	// (answerFinished).
+	answered map[answerKey]time.Time
 }
 
 type keygenState struct {
@@ -1368,6 +1369,7 @@ func (a *App) onTick(ctx context.Context) {
 			a.send(st.key.key.Proposal.Parties, st.s.Resend())
 		}
 	}
+	a.forgetAnswers(now)
 	// Orphans past their time are dropped with a reason.
 	var keep []Orphan
 	var drop [][]byte

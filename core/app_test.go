@@ -47,6 +47,8 @@ type node struct {
 	sentPartials atomic.Int64               // partial signatures this node's App sent
 	messenger    func(Messenger) Messenger  // test hook: wraps the node's Messenger
 	onBus        func(*event.Bus)           // test hook: sees the bus before the App runs
+	resendEvery  time.Duration              // the App's ResendEvery (default an hour)
+	now          func() time.Time           // the App's clock (default time.Now)
 }
 
 type mail struct {
@@ -117,9 +119,13 @@ func (nd *node) start(t *testing.T, auto bool) {
 	if nd.messenger != nil {
 		m = nd.messenger(m)
 	}
+	resend := nd.resendEvery
+	if resend == 0 {
+		resend = time.Hour
+	}
 	app, err := New(Config{
 		Me: nd.card, ConsoleKey: nd.key, Roster: &r, Messenger: m, Store: nd.store, Bus: nd.bus,
-		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: time.Hour, AutoApprove: auto,
+		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: resend, AutoApprove: auto, Now: nd.now,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -21,8 +21,9 @@ type answerKey struct {
 // this console finished: the peer waits for this console's last message (a
 // keygen's key confirmation or abort, a signing's result), which may never
 // have left, since the process can stop right after the result and a
-// finished ceremony is not re-sent on the timer. Once per peer and run:
-// two finished consoles must not answer each other forever.
+// finished ceremony is not re-sent on the timer. At most once per peer and
+// resend interval: two finished consoles must not answer each other
+// forever, and an answer that was lost in turn is given again.
 func (a *App) answerFinished(from Address, env *wire.Envelope, raw []byte) {
 	if env.Kind == wire.KindAbort {
 		return
@@ -41,7 +42,7 @@ func (a *App) answerFinished(from Address, env *wire.Envelope, raw []byte) {
 		return
 	}
 	k := answerKey{env.Ceremony, env.From}
-	if a.answered[k] {
+	if at, ok := a.answered[k]; ok && a.now().Sub(at) < a.cfg.ResendEvery {
 		return
 	}
 	if _, err := wire.Open(raw, func(j uint32) (ed25519.PublicKey, bool) {
@@ -53,9 +54,9 @@ func (a *App) answerFinished(from Address, env *wire.Envelope, raw []byte) {
 		return
 	}
 	if a.answered == nil {
-		a.answered = map[answerKey]bool{}
+		a.answered = map[answerKey]time.Time{}
 	}
-	a.answered[k] = true
+	a.answered[k] = a.now()
 	for _, o := range final {
 		if o.To != 0 && o.To != env.From {
 			continue
@@ -63,6 +64,16 @@ func (a *App) answerFinished(from Address, env *wire.Envelope, raw []byte) {
 		out, _ := wire.Decode(o.Envelope)
 		if a.enqueue(outbound{to: from, ceremony: env.Ceremony, env: o.Envelope}) {
 			a.logMessage(event.Out, from, out, o.Envelope, "answer to a peer still waiting")
+		}
+	}
+}
+
+// forgetAnswers drops the answers older than the resend interval: they no
+// longer hold anything back, and the map stays as small as the traffic.
+func (a *App) forgetAnswers(now time.Time) {
+	for k, at := range a.answered {
+		if now.Sub(at) >= a.cfg.ResendEvery {
+			delete(a.answered, k)
 		}
 	}
 }

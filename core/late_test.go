@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,11 +15,14 @@ import (
 // The proposer finishes the keygen and its process stops before its key
 // confirmation reached bob (the headless command exits on its result).
 // When bob's confirmation, re-sent while he waits, reaches the proposer's
-// console again, it answers with its own, once, and bob gets the key.
+// console again, it answers with its own, once per resend interval (an
+// answer can be lost too), and bob gets the key.
 func TestFinishedKeygenAnswersAPeerStillWaiting(t *testing.T) {
 	t.Parallel()
 	net, nodes := newTestNet(t, "alice", "bob", "carol")
 	alice, bob, carol := nodes[0], nodes[1], nodes[2]
+	var later atomic.Int64 // how far alice's clock is ahead
+	alice.now = func() time.Time { return time.Now().Add(time.Duration(later.Load())) }
 	kindFrom := func(env []byte, k wire.Kind, from *node, sender Address) bool {
 		e, err := wire.Decode(env)
 		return err == nil && e.Kind == k && sender == from.addr
@@ -91,6 +95,21 @@ func TestFinishedKeygenAnswersAPeerStillWaiting(t *testing.T) {
 	}
 	if answers != 1 {
 		t.Fatalf("alice answered %d times, want once", answers)
+	}
+	// A resend interval later (an hour here), bob's next re-send is
+	// answered again.
+	later.Store(int64(time.Hour + time.Minute))
+	if err := net.Send(bob.addr).Send(ctx, alice.addr, again); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		e, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatal("alice did not answer bob's re-send a resend interval later")
+		}
+		if m, ok := e.(event.Message); ok && m.Kind == "confirm" && m.Note == "answer to a peer still waiting" {
+			break
+		}
 	}
 }
 

@@ -733,18 +733,101 @@ func TestProgressNamesWhoIsAwaited(t *testing.T) {
 		t.Fatalf("after 2 accepted: %+v", got)
 	}
 	// The deal and the shares left with the acceptance (wire.KindAccept
-	// first); a resend repeats all of them, the same bytes.
+	// first); a resend repeats to each peer the accept, the deal and its
+	// share, the same bytes: neither peer has shown it received them.
 	if out[0].Kind != wire.KindAccept || out[1].Kind != wire.KindDeal || len(out) != 2+2 {
 		t.Fatalf("start sent %d messages, want the accept, the deal and 2 shares", len(out))
 	}
 	again := p.Resend()
-	if len(again) != len(out) {
-		t.Fatalf("resend has %d messages, want %d", len(again), len(out))
-	}
-	for i := range out {
-		if !bytes.Equal(again[i].Envelope, out[i].Envelope) {
-			t.Fatalf("resend message %d differs", i)
+	for _, j := range []uint32{2, 3} {
+		var got [][]byte
+		for _, o := range again {
+			if o.To == j {
+				got = append(got, o.Envelope)
+			}
 		}
+		var want [][]byte
+		for _, o := range out {
+			if o.To == 0 || o.To == j {
+				want = append(want, o.Envelope)
+			}
+		}
+		if !slices.EqualFunc(got, want, bytes.Equal) {
+			t.Fatalf("resend to party %d: %d messages, want the %d sent to it, the same bytes", j, len(got), len(want))
+		}
+	}
+	if len(again) != 6 {
+		t.Fatalf("resend has %d messages, want 6 (3 to each peer)", len(again))
+	}
+}
+
+// A party whose first messages were lost after it moved on (its process
+// stopped while they were queued) sends them again: the peers, still in
+// the accept round, would otherwise wait for them until the deadline.
+func TestMessagesOfAnEarlierRoundAreSentAgainToAPeerStillInIt(t *testing.T) {
+	t.Parallel()
+	_, ps := testGroup(t, "lost-accept", 2, 3)
+	nw := newNetwork(t, ps)
+	carol := ps[2]
+	// Carol's acceptance, deal and shares never leave; she gets everyone
+	// else's and moves on to the echo round.
+	nw.tamper = func(d delivery) [][]byte {
+		if d.from == carol.idx {
+			return nil
+		}
+		return [][]byte{d.env}
+	}
+	nw.startAll()
+	nw.run()
+	if r := carol.engine.Round(); r != RoundEcho {
+		t.Fatalf("carol is in round %s, want echo", r)
+	}
+	for _, p := range ps[:2] {
+		if r := p.engine.Round(); r != RoundAccept {
+			t.Fatalf("party %d is in round %s, want accept (carol's acceptance was lost)", p.idx, r)
+		}
+	}
+	nw.tamper = nil
+	resent := carol.engine.Resend()
+	kinds := map[wire.Kind]int{}
+	for _, o := range resent {
+		kinds[o.Kind]++
+	}
+	if kinds[wire.KindAccept] != 2 || kinds[wire.KindDeal] != 2 || kinds[wire.KindShare] != 2 {
+		t.Fatalf("carol re-sends %v, want her acceptance, deal and share to each peer", kinds)
+	}
+	nw.send(carol.idx, resent)
+	nw.run()
+	for _, p := range ps {
+		if p.engine.State() != StateDone {
+			t.Fatalf("party %d: %s in round %s (%v), want done", p.idx, p.engine.State(), p.engine.Round(), p.engine.Err())
+		}
+	}
+}
+
+// Once a peer's message shows it completed a round, that round's messages
+// are no longer re-sent to it.
+func TestResendSkipsRoundsAPeerHasCompleted(t *testing.T) {
+	t.Parallel()
+	_, ps := testGroup(t, "resend-skip", 2, 3)
+	nw := newNetwork(t, ps)
+	// Everything flows but the echoes to party 1 from party 3.
+	nw.tamper = func(d delivery) [][]byte {
+		if d.from == 3 && d.to == 1 && kindOf(d.env) == wire.KindEcho {
+			return nil
+		}
+		return [][]byte{d.env}
+	}
+	nw.startAll()
+	nw.run()
+	p := ps[0].engine
+	if p.Round() != RoundEcho {
+		t.Fatalf("party 1 in round %s, want echo", p.Round())
+	}
+	// Party 2 sent its echo and party 3 its confirmation: both have party
+	// 1's messages up to its echo, so nothing is re-sent.
+	if again := p.Resend(); len(again) != 0 {
+		t.Fatalf("party 1 re-sends %d messages to peers that completed its rounds", len(again))
 	}
 }
 

@@ -151,6 +151,14 @@ type Engine struct {
 	abortErr *AbortError
 	lastOut  []Outgoing
 	final    []Outgoing // the last broadcast, once finished (see Final)
+	// sent is every message this party sent while running, in order, and
+	// past[j] the last round party j has shown it completed (see
+	// completedBefore): Resend repeats to each peer what it may still lack.
+	// The current round's messages are not enough: a peer can stay in an
+	// earlier round because this party's message of that round was lost
+	// (a process stopped while it was queued) after this party moved on.
+	sent []Outgoing
+	past map[uint32]Round
 
 	// dealt: the deal and shares went out with the acceptance (Start);
 	// the deal round then only waits for the others'.
@@ -195,6 +203,7 @@ func New(cfg Config) (*Engine, error) {
 		seen:   make(map[wire.DedupKey]received),
 		comms:  make(map[uint32]share.Commitments),
 		shares: make(map[uint32]*bls.Scalar),
+		past:   make(map[uint32]Round),
 	}
 	return e, nil
 }
@@ -271,7 +280,33 @@ func (e *Engine) Start() ([]Outgoing, error) {
 	out = append(out, deal...)
 	e.lastOut = out
 	more := e.advance()
-	return append(out, more...), nil
+	return e.emit(append(out, more...)), nil
+}
+
+// emit notes what this party sends while the ceremony runs, for Resend.
+func (e *Engine) emit(out []Outgoing) []Outgoing {
+	if e.state == StateRunning {
+		e.sent = append(e.sent, out...)
+	}
+	return out
+}
+
+// completedBefore is the round a party must have completed before it sends
+// a message of kind k, as far as this party can tell (-1: none). Every round
+// waits for all the others' messages (justification only for the accused),
+// so a peer that sent k has this party's messages of the earlier rounds.
+// Conservative where a round may or may not run: an extra re-send is
+// dropped as a duplicate, a missing one stalls the ceremony.
+func completedBefore(k wire.Kind) (Round, bool) {
+	switch k {
+	case wire.KindEcho:
+		return RoundDeal, true
+	case wire.KindDealReveal, wire.KindJustification, wire.KindConfirm:
+		return RoundEcho, true
+	}
+	// An acceptance, and a deal or share (dealt with the acceptance), say
+	// nothing about what the sender received.
+	return 0, false
 }
 
 // Decline aborts because this party's human declined (or gave up on) the
@@ -297,14 +332,29 @@ func (e *Engine) Timeout() ([]Outgoing, error) {
 	}), nil
 }
 
-// Resend returns the messages this party sent in the current round, the same
-// bytes, for the caller to send again while it waits (Signal is
-// store-and-forward; a peer that lost state or a message catches up).
+// Resend returns, for the caller to send again while it waits, every
+// message this party sent (the same bytes) that a peer may still lack: those
+// of the rounds the peer has not shown it completed, addressed to that peer
+// alone. Signal is store-and-forward, but a message can still be lost
+// before it leaves (the process stopped while it was queued, or its sends
+// failed for longer than their retries), and a peer stuck in an earlier
+// round waits for it until the deadline.
 func (e *Engine) Resend() []Outgoing {
 	if e.state != StateRunning {
 		return nil
 	}
-	return slices.Clone(e.lastOut)
+	var out []Outgoing
+	for _, j := range e.others() {
+		done, any := e.past[j]
+		for _, o := range e.sent {
+			if (o.To != 0 && o.To != j) || (any && o.Round <= done) {
+				continue
+			}
+			o.To = j
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // Final returns, once the ceremony is over, the last message this party
@@ -355,6 +405,11 @@ func (e *Engine) Handle(raw []byte) ([]Outgoing, error) {
 	}
 	rec := received{env: env, raw: raw}
 	e.seen[key] = rec
+	if r, ok := completedBefore(env.Kind); ok {
+		if prev, had := e.past[env.From]; !had || r > prev {
+			e.past[env.From] = r
+		}
+	}
 	if env.Kind == wire.KindAbort {
 		return nil, e.remoteAbort(rec)
 	}
@@ -365,7 +420,7 @@ func (e *Engine) Handle(raw []byte) ([]Outgoing, error) {
 	if e.state != StateRunning {
 		return nil, nil
 	}
-	return e.advance(), nil
+	return e.emit(e.advance()), nil
 }
 
 // checkSlot drops envelopes whose kind, round or recipient cannot occur.
@@ -463,6 +518,7 @@ func (e *Engine) wipe() {
 	}
 	clear(e.shares)
 	clear(e.seed[:])
+	e.sent = nil // holds the shares dealt to the others
 }
 
 func (e *Engine) seal(kind wire.Kind, round Round, to uint32, payload []byte) ([]byte, error) {
@@ -1117,6 +1173,7 @@ func (e *Engine) afterConfirm() []Outgoing {
 	e.move(StateDone)
 	e.final = e.lastOut // the key confirmation
 	e.lastOut = nil
+	e.sent = nil
 	clear(e.seed[:])
 	return nil
 }
