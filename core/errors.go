@@ -94,17 +94,38 @@ func (a *App) keygenError(s *ceremony.KeygenSession) error {
 	parties := s.Proposal().Parties
 	return &KeygenError{Ceremony: s.ID(), Reason: ab.Reason, Round: ab.Round, Blamed: a.names(parties, ab.Blamed),
 		Claimed: a.names(parties, ab.Claimed), By: a.name(partyAddr(parties, ab.By)), Remote: ab.By != s.Self(), Abort: ab,
-		Detail: partyNames.ReplaceAllStringFunc(ab.Detail, func(m string) string {
-			j, err := strconv.ParseUint(partyNames.FindStringSubmatch(m)[1], 10, 32)
-			if err != nil || j == 0 || int(j) > len(parties) {
-				return m
+		Detail: nameParties(ab.Detail, func(j uint32) (string, bool) {
+			if j == 0 || int(j) > len(parties) {
+				return "", false
 			}
-			return a.name(partyAddr(parties, uint32(j)))
+			return a.name(partyAddr(parties, j)), true
 		})}
 }
 
-// partyNames finds the party indices in the engine's details.
-var partyNames = regexp.MustCompile(`\bparty (\d{1,4})\b`)
+// partyNames finds the party indices in the engine's details: "party 2",
+// or a list such as "party 2, 3".
+var partyNames = regexp.MustCompile(`\bparty (\d{1,4}(?:, \d{1,4})*)\b`)
+
+// nameParties replaces the party indices in an engine's detail with the
+// names name gives ("party 2, 3" reads "bob and carol"). A list with an
+// index name does not know stays as it was.
+func nameParties(detail string, name func(uint32) (string, bool)) string {
+	return partyNames.ReplaceAllStringFunc(detail, func(m string) string {
+		var names []string
+		for _, f := range strings.Split(partyNames.FindStringSubmatch(m)[1], ", ") {
+			j, err := strconv.ParseUint(f, 10, 32)
+			if err != nil {
+				return m
+			}
+			n, ok := name(uint32(j))
+			if !ok {
+				return m
+			}
+			names = append(names, n)
+		}
+		return joinNames(names)
+	})
+}
 
 // SignError is a signing request that failed. Names are the roster's.
 type SignError struct {

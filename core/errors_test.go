@@ -102,3 +102,23 @@ func TestSignErrorClassesAndKeygenErrorText(t *testing.T) {
 		t.Fatalf("unproven accusation text %q", s)
 	}
 }
+
+func TestEngineDetailsReadWithTheRosterNames(t *testing.T) {
+	t.Parallel()
+	names := map[uint32]string{1: "alice", 2: "bob", 3: "carol"}
+	name := func(j uint32) (string, bool) { n, ok := names[j]; return n, ok }
+	tests := []struct{ detail, want string }{
+		{"no accept message from party 2, 3 before the deadline", "no accept message from bob and carol before the deadline"},
+		{"no echo message from party 1, 2, 3 before the deadline", "no echo message from alice, bob and carol before the deadline"},
+		{"no deal message from party 3 before the deadline", "no deal message from carol before the deadline"},
+		{"party 2 relayed an invalid deal for party 3", "bob relayed an invalid deal for carol"},
+		{"party 2 aborted: party 9 is unknown", "bob aborted: party 9 is unknown"},
+		{"no accept message from party 2, 9 before the deadline", "no accept message from party 2, 9 before the deadline"},
+		{"nothing to name", "nothing to name"},
+	}
+	for _, tt := range tests {
+		if got := nameParties(tt.detail, name); got != tt.want {
+			t.Errorf("nameParties(%q) = %q, want %q", tt.detail, got, tt.want)
+		}
+	}
+}
