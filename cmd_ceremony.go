@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/signal/store"
 )
 
@@ -30,13 +31,35 @@ func runConsoleWhile(ctx context.Context, g globalFlags, sio stdio, fn func(ctx 
 			return err
 		}
 		runCtx, stop := context.WithCancel(ctx)
+		// fn ends when the console does: a console whose store failed, or
+		// whose device was unlinked, must not leave its command (or a
+		// headless console) up and silent.
+		fnCtx, fnStop := context.WithCancelCause(ctx)
 		done := make(chan error, 1)
-		go func() { done <- c.Run(runCtx) }()
-		ferr := fn(ctx, c)
+		go func() {
+			err := c.Run(runCtx)
+			if err == nil && runCtx.Err() == nil {
+				err = errConsoleStopped
+			}
+			fnStop(err)
+			done <- err
+		}()
+		ferr := fn(fnCtx, c)
 		stop()
-		return errors.Join(ferr, <-done)
+		cerr := <-done
+		if cerr != nil && ctx.Err() == nil && context.Cause(fnCtx) == cerr {
+			// The console stopped on its own: that is the news, and what
+			// fn says about being cut short is not.
+			if ferr == nil || errors.Is(ferr, context.Canceled) || errors.Is(ferr, core.ErrStoreFailed) || errors.Is(ferr, core.ErrStopped) {
+				return cerr
+			}
+		}
+		return errors.Join(ferr, cerr)
 	})
 }
+
+// errConsoleStopped: the console stopped without saying why.
+var errConsoleStopped = errors.New("the console stopped")
 
 // runCeremonyWhile is runConsoleWhile for the ceremony commands: a server
 // challenge ends fn at once (stopOnChallenge).

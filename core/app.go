@@ -132,6 +132,12 @@ type App struct {
 	failed atomic.Pointer[error]
 	fatal  chan error
 	runCtx context.Context // Run's context, for work started by the loop
+	// stopped is closed when Run returns: calls then fail at once instead
+	// of waiting for a loop that is gone.
+	stopped chan struct{}
+	// announce holds the endings the loop has reached and not yet told
+	// (announcer): a result is told only once what produced it is durable.
+	announce chan announcement
 
 	// Loop-owned state.
 	keygens map[[32]byte]*keygenState
@@ -245,8 +251,10 @@ func New(cfg Config) (*App, error) {
 		self:    Address{cfg.Me.Account, cfg.Me.Device},
 		cmds:    make(chan func()),
 		lanes:   map[lane]chan outbound{},
-		fatal:   make(chan error, 1),
-		keygens: map[[32]byte]*keygenState{},
+		fatal:    make(chan error, 1),
+		stopped:  make(chan struct{}),
+		announce: make(chan announcement, announceBacklog),
+		keygens:  map[[32]byte]*keygenState{},
 		signs:   map[[32]byte]*signState{},
 		keys:    map[[32]byte]*keyState{},
 		records: map[[32]byte]*CeremonyRecord{},
@@ -264,17 +272,19 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	a.running = true
 	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		a.running = false
-		a.mu.Unlock()
-	}()
+	defer close(a.stopped)
 	ctx, cancel := context.WithCancel(ctx)
 	a.runCtx = ctx
-	// The lanes started by the loop (restore may start some) end with ctx.
+	// The lanes started by the loop (restore may start some) and the
+	// announcer end with ctx.
 	defer func() {
 		cancel()
 		a.laneWG.Wait()
+	}()
+	a.laneWG.Add(1)
+	go func() {
+		defer a.laneWG.Done()
+		a.announcer(ctx)
 	}()
 	if err := a.restore(ctx); err != nil {
 		return err
@@ -302,12 +312,69 @@ func (a *App) do(ctx context.Context, f func()) error {
 	case a.cmds <- func() { f(); close(done) }:
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-a.stopped:
+		return a.stopErr()
 	}
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// stopErr is why the loop is gone: the store failure that stopped it, or
+// ErrStopped.
+func (a *App) stopErr() error {
+	if err := a.failure(); err != nil {
+		return err
+	}
+	return ErrStopped
+}
+
+// announcement is an ending to tell (tell) once the writes before it are
+// durable (durable); tell gets the store's error, if any.
+type announcement struct {
+	durable func(context.Context) error
+	tell    func(err error)
+}
+
+// announceBacklog bounds the endings waiting for durability; past it the
+// loop waits for the store itself (rare: one ending per ceremony).
+const announceBacklog = 256
+
+// whenDurable calls tell once every write made so far is durable (loop
+// goroutine only). Endings are told in order: a console never announces a
+// key, or prints a signature, that a restart would not show again.
+func (a *App) whenDurable(tell func(err error)) {
+	ann := announcement{a.cfg.Store.Durable(), tell}
+	select {
+	case a.announce <- ann:
+	default:
+		err := ann.durable(a.runCtx)
+		if err != nil && a.runCtx.Err() == nil {
+			a.storeFailed(err)
+		}
+		ann.tell(err)
+	}
+}
+
+// announcer tells the endings, in order, as they become durable.
+func (a *App) announcer(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ann := <-a.announce:
+			err := ann.durable(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				a.storeFailed(err)
+			}
+			ann.tell(err)
+		}
 	}
 }
 
@@ -549,6 +616,8 @@ func (a *App) StartKeygen(ctx context.Context, t int) (*KeygenResult, error) {
 		return r.keygen, r.err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("keygen %s still running: %w", ceremony.ShortID(id), ctx.Err())
+	case <-a.stopped:
+		return nil, fmt.Errorf("keygen %s: %w", ceremony.ShortID(id), a.stopErr())
 	}
 }
 
@@ -569,6 +638,8 @@ func (a *App) RequestSignature(ctx context.Context, keyID [32]byte, msg []byte, 
 		return r.sign, r.err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("request %s still open: %w", ceremony.ShortID(id), ctx.Err())
+	case <-a.stopped:
+		return nil, fmt.Errorf("request %s: %w", ceremony.ShortID(id), a.stopErr())
 	}
 }
 
@@ -1076,7 +1147,7 @@ func (a *App) afterKeygen(ctx context.Context, st *keygenState, live bool) {
 	case st.s.Done():
 		key, share, err := st.s.Result()
 		if err != nil {
-			a.finish(ctx, id, result{err: err})
+			a.finish(ctx, id, result{err: err}, nil)
 			return
 		}
 		k := &keyState{key: key, share: &ceremony.SignConfig{Key: key, Self: st.s.Self(), Share: share, ConsoleKey: a.cfg.ConsoleKey}}
@@ -1087,22 +1158,24 @@ func (a *App) afterKeygen(ctx context.Context, st *keygenState, live bool) {
 			}
 		}
 		r := &KeygenResult{Ceremony: id, KeyID: key.ID, GroupKey: key.Group.Key.Bytes(), T: key.T(), N: key.N()}
+		var told []event.Event
 		if live {
-			a.publish(event.KeygenDone{Ceremony: ceremony.ShortID(id), KeyID: ceremony.ShortID(key.ID), GroupKey: hex.EncodeToString(r.GroupKey), T: r.T, N: r.N})
+			told = append(told, event.KeygenDone{Ceremony: ceremony.ShortID(id), KeyID: ceremony.ShortID(key.ID), GroupKey: hex.EncodeToString(r.GroupKey), T: r.T, N: r.N})
 		}
-		a.finish(ctx, id, result{keygen: r})
+		a.finish(ctx, id, result{keygen: r}, told)
 	case st.s.Err() != nil:
 		err := a.keygenError(st.s)
+		var told []event.Event
 		if live {
 			if st.asked {
 				// It ended before this console's human answered: the
 				// prompt goes.
 				st.asked = false
-				a.publish(event.ApprovalResolved{ID: hex.EncodeToString(id[:]), Decision: "ended: the key generation stopped"})
+				told = append(told, event.ApprovalResolved{ID: hex.EncodeToString(id[:]), Decision: "ended: the key generation stopped"})
 			}
-			a.publish(event.Error{Time: a.now(), Text: err.Error()})
+			told = append(told, event.Error{Time: a.now(), Text: err.Error()})
 		}
-		a.finish(ctx, id, result{err: err})
+		a.finish(ctx, id, result{err: err}, told)
 	case p.State == dkg.StateCreated && !st.announced:
 		st.announced, st.asked = true, true
 		prop := st.s.Proposal()
@@ -1147,6 +1220,7 @@ func (a *App) afterSign(ctx context.Context, st *signState, live bool) {
 	}
 	st.done = true
 	req := st.s.Request()
+	var told []event.Event
 	if live && st.announced && p.Decision == ceremony.DecisionPending {
 		// The request ended before this console's human answered: the
 		// prompt goes, and an answer now is refused (decide).
@@ -1154,38 +1228,62 @@ func (a *App) afterSign(ctx context.Context, st *signState, live bool) {
 		if p.Outcome == ceremony.OutcomeSigned {
 			decision = "signed without this console"
 		}
-		a.publish(event.ApprovalResolved{ID: hex.EncodeToString(id[:]), Decision: decision})
+		told = append(told, event.ApprovalResolved{ID: hex.EncodeToString(id[:]), Decision: decision})
 	}
 	if p.Outcome == ceremony.OutcomeSigned {
 		res := st.s.Result()
 		r := &SignResult{ID: id, KeyID: req.KeyID, GroupKey: st.key.key.Group.Key.Bytes(), Message: req.Message, Signature: res.Signature.Bytes(),
 			Signers: a.names(parties, res.Signers), Blamed: a.names(parties, res.Blamed)}
 		if live {
-			a.publish(a.signDone(st))
+			told = append(told, a.signDone(st))
 		}
 		// Stay open a little for the others (resends answer late peers);
 		// the record is finished now, so a restart does not reopen it.
-		a.finish(ctx, id, result{sign: r})
+		a.finish(ctx, id, result{sign: r}, told)
 		return
 	}
 	err := &SignError{ID: id, Reason: p.Reason, Declined: a.names(parties, p.Declined), Blamed: a.names(parties, p.Blamed), Expired: p.Expired}
 	if live {
-		a.publish(a.signDone(st))
+		told = append(told, a.signDone(st))
 	}
-	a.finish(ctx, id, result{err: err})
+	a.finish(ctx, id, result{err: err}, told)
 }
 
-func (a *App) finish(ctx context.Context, id [32]byte, r result) {
-	if r, ok := a.records[id]; ok && !r.Finished {
-		r.Finished = true
+// finish records that a ceremony ended and, once that and every input
+// before it are durable, tells its waiters r and publishes told: nothing is
+// announced, nor printed by a command, that a restart would not show again.
+// When the store fails instead, the waiters get its error and nothing is
+// announced.
+func (a *App) finish(ctx context.Context, id [32]byte, r result, told []event.Event) {
+	if rec, ok := a.records[id]; ok && !rec.Finished {
+		rec.Finished = true
 		if err := a.cfg.Store.FinishCeremony(ctx, id); err != nil {
 			a.log.Warn("finish ceremony", "err", err)
 		}
 	}
-	for _, w := range a.waiters[id] {
-		w <- r
-	}
+	waiters := a.waiters[id]
 	delete(a.waiters, id)
+	if len(waiters) == 0 && len(told) == 0 {
+		return
+	}
+	what := "signing request"
+	if _, ok := a.keygens[id]; ok {
+		what = "key generation"
+	}
+	a.whenDurable(func(err error) {
+		if err != nil {
+			for _, w := range waiters {
+				w <- result{err: fmt.Errorf("%s %s ended, but its record could not be stored: %w", what, ceremony.ShortID(id), err)}
+			}
+			return
+		}
+		for _, e := range told {
+			a.publish(e)
+		}
+		for _, w := range waiters {
+			w <- r
+		}
+	})
 }
 
 func (a *App) startKeygen(ctx context.Context, t int) ([32]byte, chan result, error) {
