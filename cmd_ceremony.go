@@ -30,32 +30,37 @@ func runConsoleWhile(ctx context.Context, g globalFlags, sio stdio, fn func(ctx 
 		if err != nil {
 			return err
 		}
-		runCtx, stop := context.WithCancel(ctx)
-		// fn ends when the console does: a console whose store failed, or
-		// whose device was unlinked, must not leave its command (or a
-		// headless console) up and silent.
-		fnCtx, fnStop := context.WithCancelCause(ctx)
-		done := make(chan error, 1)
-		go func() {
-			err := c.Run(runCtx)
-			if err == nil && runCtx.Err() == nil {
-				err = errConsoleStopped
-			}
-			fnStop(err)
-			done <- err
-		}()
-		ferr := fn(fnCtx, c)
-		stop()
-		cerr := <-done
-		if cerr != nil && ctx.Err() == nil && context.Cause(fnCtx) == cerr {
-			// The console stopped on its own: that is the news, and what
-			// fn says about being cut short is not.
-			if ferr == nil || errors.Is(ferr, context.Canceled) || errors.Is(ferr, core.ErrStoreFailed) || errors.Is(ferr, core.ErrStopped) {
-				return cerr
-			}
-		}
-		return errors.Join(ferr, cerr)
+		return runWhile(ctx, c, func(ctx context.Context) error { return fn(ctx, c) })
 	})
+}
+
+// runWhile runs r and, beside it, fn; r stops when fn returns, and fn's
+// context ends when r stops: a console whose store failed, or whose device
+// was unlinked, must not leave its command (or a headless console) up and
+// silent. When r stopped on its own, its error is the result.
+func runWhile(ctx context.Context, r interface{ Run(context.Context) error }, fn func(context.Context) error) error {
+	runCtx, stop := context.WithCancel(ctx)
+	fnCtx, fnStop := context.WithCancelCause(ctx)
+	done := make(chan error, 1)
+	go func() {
+		err := r.Run(runCtx)
+		if err == nil && runCtx.Err() == nil {
+			err = errConsoleStopped
+		}
+		fnStop(err)
+		done <- err
+	}()
+	ferr := fn(fnCtx)
+	stop()
+	rerr := <-done
+	if rerr != nil && ctx.Err() == nil && errors.Is(context.Cause(fnCtx), rerr) {
+		// The console stopped on its own: that is the news, not what fn
+		// says about being cut short.
+		if ferr == nil || errors.Is(ferr, context.Canceled) || errors.Is(ferr, core.ErrStoreFailed) || errors.Is(ferr, core.ErrStopped) {
+			return rerr
+		}
+	}
+	return errors.Join(ferr, rerr)
 }
 
 // errConsoleStopped: the console stopped without saying why.

@@ -246,19 +246,19 @@ func New(cfg Config) (*App, error) {
 		cfg.OrphanTTL = time.Hour
 	}
 	return &App{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		self:    Address{cfg.Me.Account, cfg.Me.Device},
-		cmds:    make(chan func()),
-		lanes:   map[lane]chan outbound{},
+		cfg:      cfg,
+		log:      cfg.Logger,
+		self:     Address{cfg.Me.Account, cfg.Me.Device},
+		cmds:     make(chan func()),
+		lanes:    map[lane]chan outbound{},
 		fatal:    make(chan error, 1),
 		stopped:  make(chan struct{}),
 		announce: make(chan announcement, announceBacklog),
 		keygens:  map[[32]byte]*keygenState{},
-		signs:   map[[32]byte]*signState{},
-		keys:    map[[32]byte]*keyState{},
-		records: map[[32]byte]*CeremonyRecord{},
-		waiters: map[[32]byte][]chan result{},
+		signs:    map[[32]byte]*signState{},
+		keys:     map[[32]byte]*keyState{},
+		records:  map[[32]byte]*CeremonyRecord{},
+		waiters:  map[[32]byte][]chan result{},
 	}, nil
 }
 
