@@ -63,6 +63,8 @@ Flags:
   --challenge-after N              refused sends an account may pile up (forgiven at N a
                                    minute) before it is challenged; 0: the send burst (1000),
                                    -1: never
+  --max-queue N                    envelopes kept for one device that does not fetch them
+                                   (0: 10000); over it, sends to it get 507
   --verbose                        log debug lines
 
 Logs go to stderr. When listening, the relay prints its URL on stdout.
@@ -74,7 +76,7 @@ type relayArgs struct {
 	config, listen, data, tlsCert, tlsKey, tokenFile string
 	allowInsecure, verbose                           bool
 	messageRate                                      float64
-	messageBurst, challengeAfter                     int
+	messageBurst, challengeAfter, maxQueue           int
 }
 
 func newRelayFlags(stderr io.Writer) (*flag.FlagSet, *relayArgs) {
@@ -91,6 +93,7 @@ func newRelayFlags(stderr io.Writer) (*flag.FlagSet, *relayArgs) {
 	fs.Float64Var(&a.messageRate, "message-rate", 0, "sends a second per account")
 	fs.IntVar(&a.messageBurst, "message-burst", 0, "sends at once beyond the rate")
 	fs.IntVar(&a.challengeAfter, "challenge-after", 0, "refusals before a challenge")
+	fs.IntVar(&a.maxQueue, "max-queue", 0, "envelopes queued per device")
 	return fs, &a
 }
 
@@ -131,6 +134,8 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 			rc.MessageBurst = a.messageBurst
 		case "challenge-after":
 			rc.ChallengeAfter = a.challengeAfter
+		case "max-queue":
+			rc.MaxQueue = a.maxQueue
 		}
 	})
 	switch {
@@ -138,6 +143,8 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 		return usageError(cmd, sio, "--message-rate and --message-burst are 0 (the default) or more")
 	case rc.ChallengeAfter < -1:
 		return usageError(cmd, sio, "--challenge-after is -1 (never), 0 (the send burst) or more")
+	case rc.MaxQueue < 0:
+		return usageError(cmd, sio, "--max-queue is 0 (the default) or more")
 	}
 	if a.tokenFile != "" {
 		b, err := readSmallFile(a.tokenFile, maxTokenFile)
@@ -160,6 +167,7 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 		Listen: rc.Listen, DataDir: rc.DataDir, TLSCert: rc.TLSCert, TLSKey: rc.TLSKey,
 		AllowInsecure: rc.AllowInsecureNonLoopback, RegistrationToken: token, Logger: log,
 		MessageRate: rc.MessageRate, MessageBurst: rc.MessageBurst, ChallengeAfter: rc.ChallengeAfter,
+		MaxQueue: rc.MaxQueue,
 	})
 	if err != nil {
 		fmt.Fprintf(sio.err, "cosigner relay: %v\n", err)

@@ -100,6 +100,7 @@ type Relay struct {
 	MessageRate              float64 `toml:"message_rate"`
 	MessageBurst             int     `toml:"message_burst"`
 	ChallengeAfter           int     `toml:"challenge_after"`
+	MaxQueue                 int     `toml:"max_queue"`
 }
 
 // Default returns the configuration used when no file exists; dataDir is
@@ -253,6 +254,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Relay.MessageRate < 0 || c.Relay.MessageBurst < 0 {
 		return bad("relay.message_rate", "rate %v and burst %d, want 0 (the default) or more", c.Relay.MessageRate, c.Relay.MessageBurst)
+	}
+	if c.Relay.MaxQueue < 0 {
+		return bad("relay.max_queue", "%d, want 0 (the default) or more", c.Relay.MaxQueue)
 	}
 	if c.Relay.ChallengeAfter < -1 {
 		return bad("relay.challenge_after", "%d, want -1 (never), 0 (the send burst) or a number of refused sends", c.Relay.ChallengeAfter)

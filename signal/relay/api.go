@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/signal-mpc/cosigner/signal/wsr"
 )
@@ -48,6 +50,13 @@ func (s *Server) handle(h handlerFunc) http.HandlerFunc {
 			// and it is no fault of the relay's.
 			s.log.Debug("request abandoned", "method", r.Method, "path", r.URL.Path, "err", err)
 			ae = fail(http.StatusServiceUnavailable, "request abandoned")
+		case storageFull(err):
+			// Writes fail until the operator makes room; nothing is
+			// wrong with the request, so clients are told to come back
+			// (Signal's server answers 503 when its storage refuses).
+			s.log.Error("storage full: request refused", "method", r.Method, "path", r.URL.Path, "err", err)
+			ae = fail(http.StatusServiceUnavailable, "the relay's storage is full; try again later")
+			ae.header = map[string]string{"Retry-After": strconv.Itoa(int(storageFullRetry / time.Second))}
 		default:
 			s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			ae = fail(http.StatusInternalServerError, "internal error")
@@ -61,6 +70,15 @@ func (s *Server) handle(h handlerFunc) http.HandlerFunc {
 		}
 		writeJSON(w, ae.status, body)
 	}
+}
+
+// storageFullRetry is the Retry-After of a request refused because the
+// disk is full.
+const storageFullRetry = 60 * time.Second
+
+// storageFull reports whether err comes from a disk or quota that is full.
+func storageFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

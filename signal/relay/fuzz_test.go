@@ -113,7 +113,7 @@ func FuzzSocketRequest(f *testing.F) {
 	h := srv.routes()
 	// One account with a device for the requests to act as.
 	acc := &account{ACI: newUUID(), ACIIdentityKey: newIdentity(f).public(), NextDeviceID: 2}
-	if err := st.createAccount(newAccount{acc: acc, primary: &device{ID: 1, RegistrationID: 1, Salt: []byte{1}, PasswordHash: []byte{1}}}); err != nil {
+	if err := st.createAccount(writerCtx, newAccount{acc: acc, primary: &device{ID: 1, RegistrationID: 1, Salt: []byte{1}, PasswordHash: []byte{1}}}); err != nil {
 		f.Fatal(err)
 	}
 	p := &principal{aci: acc.ACI, dev: 1}

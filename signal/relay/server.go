@@ -52,6 +52,10 @@ type Config struct {
 	// with the operator's code (ChallengeCode). Zero: the send burst;
 	// negative: never.
 	ChallengeAfter int
+	// MaxQueue bounds the envelopes queued for one device (default
+	// 10,000); a send to a device whose queue is full is refused with 507
+	// and {"fullDevices": [...]} until the device fetches its messages.
+	MaxQueue int
 	// MaxSockets bounds the open WebSockets of all kinds (default 10,000);
 	// an upgrade beyond it is answered 503.
 	MaxSockets int
@@ -72,6 +76,7 @@ const (
 	maxBodySize          = 2 << 20   // any JSON request body
 	maxKeysPerList       = 100
 	deliveryWindow       = 64 // envelopes in flight per socket
+	defaultMaxQueue      = 10_000
 )
 
 // Server is one relay.
@@ -79,6 +84,9 @@ type Server struct {
 	// beforeCommit, when set (tests, before Run), runs before each group
 	// commit of the store's writer; an error fails the group.
 	beforeCommit func() error
+	// afterCommit, when set (tests, before Run), runs after each group
+	// commit; an error is reported as the group's failure.
+	afterCommit func() error
 
 	cfg       Config
 	tlsConfig *tls.Config
@@ -158,6 +166,9 @@ func New(cfg Config) (*Server, error) {
 		after = burst
 	}
 	s.challenges = newChallenges(after, s.now)
+	if s.cfg.MaxQueue <= 0 {
+		s.cfg.MaxQueue = defaultMaxQueue
+	}
 	if s.cfg.MaxSockets <= 0 {
 		s.cfg.MaxSockets = 10_000
 	}
@@ -225,7 +236,7 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	if s.challenges.key, err = loadChallengeKey(s.cfg.DataDir); err != nil {
 		return err
 	}
-	st.beforeCommit = s.beforeCommit
+	st.beforeCommit, st.afterCommit = s.beforeCommit, s.afterCommit
 	s.store = st
 	// The group-commit writer outlives every socket and request: it stops
 	// after them (deferred calls run last-in first-out), before the store
