@@ -112,6 +112,7 @@ type Server struct {
 	provisioning  map[string]*provisioningSession
 	linked        *linkWaiters
 	limiter       *limiter
+	keyFetches    keyFetchLimits
 	challenges    *challenges
 	sockets       atomic.Int64    // open WebSockets
 	writerCtx     context.Context // lives until the store's writer stops
@@ -161,6 +162,7 @@ func New(cfg Config) (*Server, error) {
 		burst = 1000
 	}
 	s.limiter = newLimiter(rate, burst, s.now)
+	s.keyFetches = newKeyFetchLimits(s.now)
 	after := cfg.ChallengeAfter
 	if after == 0 {
 		after = burst
