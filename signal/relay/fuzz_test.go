@@ -129,7 +129,7 @@ func FuzzSocketRequest(f *testing.F) {
 		if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " \r\n") {
 			return
 		}
-		resp := srv.serveSocketRequest(context.Background(), h, p, &wsr.Request{
+		resp := srv.serveSocketRequest(context.Background(), h, p, "127.0.0.1:1", &wsr.Request{
 			Verb: verb, Path: path, Body: body, Headers: []string{"Content-Type:application/json"},
 		})
 		if resp.Status >= 500 {

@@ -113,6 +113,7 @@ type Server struct {
 	linked        *linkWaiters
 	limiter       *limiter
 	keyFetches    keyFetchLimits
+	authFails     *authFailures
 	challenges    *challenges
 	sockets       atomic.Int64    // open WebSockets
 	writerCtx     context.Context // lives until the store's writer stops
@@ -163,6 +164,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.limiter = newLimiter(rate, burst, s.now)
 	s.keyFetches = newKeyFetchLimits(s.now)
+	s.authFails = newAuthFailures(s.now)
 	after := cfg.ChallengeAfter
 	if after == 0 {
 		after = burst

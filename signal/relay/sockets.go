@@ -306,8 +306,20 @@ func (s *Server) serveChatSocket(w http.ResponseWriter, r *http.Request, root ht
 	var p *principal
 	if r.Header.Get("Authorization") != "" {
 		var err error
-		if p, err = s.checkCredentials(r.Header); err != nil {
-			http.Error(w, "forbidden", http.StatusForbidden)
+		if p, err = s.checkCredentials(r); err != nil {
+			var ae *apiError
+			switch {
+			case errors.As(err, &ae): // throttled
+				for k, v := range ae.header {
+					w.Header().Set(k, v)
+				}
+				http.Error(w, ae.msg, ae.status)
+			case errors.Is(err, errWrongCredentials):
+				http.Error(w, "forbidden", http.StatusForbidden)
+			default:
+				s.log.Error("check credentials", "err", err)
+				http.Error(w, "internal error", http.StatusInternalServerError)
+			}
 			return
 		}
 	}
@@ -326,7 +338,7 @@ func (s *Server) serveChatSocket(w http.ResponseWriter, r *http.Request, root ht
 	defer cancel()
 	conn := wsr.New(ws, wsr.Options{
 		Handler: func(ctx context.Context, req *wsr.Request) *wsr.Response {
-			return s.serveSocketRequest(ctx, root, p, req)
+			return s.serveSocketRequest(ctx, root, p, r.RemoteAddr, req)
 		},
 		IdleTimeout: chatIdleTimeout,
 		ReadLimit:   maxBodySize + 64<<10,
