@@ -19,7 +19,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -56,9 +55,16 @@ type Config struct {
 	// 10,000); a send to a device whose queue is full is refused with 507
 	// and {"fullDevices": [...]} until the device fetches its messages.
 	MaxQueue int
-	// MaxSockets bounds the open WebSockets of all kinds (default 10,000);
+	// MaxSockets bounds the open WebSockets (default 10,000) except the
+	// devices' message sockets, which are never refused (one per device);
 	// an upgrade beyond it is answered 503.
 	MaxSockets int
+	// MaxUnauthSockets bounds the sockets opened without credentials
+	// (provisioning sockets and unauthenticated chat sockets; default
+	// 1,000), and MaxUnauthSocketsPerSource those of one source address
+	// (IPv6: one /64; default 16). Beyond them, 503.
+	MaxUnauthSockets          int
+	MaxUnauthSocketsPerSource int
 	// Now is the clock (default time.Now); tests inject their own.
 	Now func() time.Time
 	// Logger receives operational logs (default: discarded). Secrets never
@@ -115,7 +121,7 @@ type Server struct {
 	keyFetches    keyFetchLimits
 	authFails     *authFailures
 	challenges    *challenges
-	sockets       atomic.Int64    // open WebSockets
+	socketCounts  socketCounts    // open WebSockets
 	writerCtx     context.Context // lives until the store's writer stops
 }
 
@@ -174,7 +180,13 @@ func New(cfg Config) (*Server, error) {
 		s.cfg.MaxQueue = defaultMaxQueue
 	}
 	if s.cfg.MaxSockets <= 0 {
-		s.cfg.MaxSockets = 10_000
+		s.cfg.MaxSockets = defaultMaxSockets
+	}
+	if s.cfg.MaxUnauthSockets <= 0 {
+		s.cfg.MaxUnauthSockets = defaultMaxUnauthSockets
+	}
+	if s.cfg.MaxUnauthSocketsPerSource <= 0 {
+		s.cfg.MaxUnauthSocketsPerSource = defaultMaxUnauthSocketsPerSource
 	}
 	return s, nil
 }
@@ -321,8 +333,12 @@ func (s *Server) Run(ctx context.Context) (err error) {
 }
 
 var upgrader = websocket.Upgrader{
-	ReadBufferSize:  16 << 10,
+	// Reads use the HTTP server's buffer (4 KiB) and writes a buffer from a
+	// pool that a socket holds only while it writes: an idle socket holds
+	// no buffer of its own.
+	ReadBufferSize:  0,
 	WriteBufferSize: 16 << 10,
+	WriteBufferPool: &sync.Pool{},
 	// Clients are programs, not browsers: there is no Origin to trust or
 	// refuse, and credentials come in the Authorization header.
 	CheckOrigin: func(*http.Request) bool { return true },
