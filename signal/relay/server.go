@@ -65,6 +65,10 @@ type Config struct {
 	// (IPv6: one /64; default 16). Beyond them, 503.
 	MaxUnauthSockets          int
 	MaxUnauthSocketsPerSource int
+	// MaxConns bounds the plain HTTP connections (default 1,000): every
+	// connection until it becomes a WebSocket. A new one beyond it takes
+	// the place of an idle keep-alive connection, or is closed.
+	MaxConns int
 	// Now is the clock (default time.Now); tests inject their own.
 	Now func() time.Time
 	// Logger receives operational logs (default: discarded). Secrets never
@@ -102,6 +106,10 @@ type Server struct {
 	// provisioningLifetime is how long a provisioning socket waits (90 s;
 	// tests shorten it).
 	provisioningLifetime time.Duration
+	// bodyTimeBase and bodyMinRate bound the reading of a request body
+	// (connlimit.go; tests shorten them).
+	bodyTimeBase time.Duration
+	bodyMinRate  int
 
 	ready chan struct{}
 	mu    sync.Mutex
@@ -138,7 +146,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: listen address %q: %w", ErrConfig, cfg.Listen, err)
 	}
-	s := &Server{cfg: cfg, now: cfg.Now, log: cfg.Logger, ready: make(chan struct{}), provisioningLifetime: provisioningLifetime}
+	s := &Server{cfg: cfg, now: cfg.Now, log: cfg.Logger, ready: make(chan struct{}), provisioningLifetime: provisioningLifetime,
+		bodyTimeBase: bodyTimeBase, bodyMinRate: bodyMinRate}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -181,6 +190,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.cfg.MaxSockets <= 0 {
 		s.cfg.MaxSockets = defaultMaxSockets
+	}
+	if s.cfg.MaxConns <= 0 {
+		s.cfg.MaxConns = defaultMaxConns
 	}
 	if s.cfg.MaxUnauthSockets <= 0 {
 		s.cfg.MaxUnauthSockets = defaultMaxUnauthSockets
@@ -295,8 +307,10 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	baseCtx, cancelSessions := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSessions()
 	s.baseCtx = baseCtx
+	conns := newConnLimit(s.cfg.MaxConns)
 	hs := &http.Server{
-		Handler:           s.routes(),
+		Handler:           s.boundBody(s.routes()),
+		ConnState:         conns.track,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
