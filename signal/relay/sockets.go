@@ -60,7 +60,10 @@ func (s *Server) serveProvisioningSocket(w http.ResponseWriter, r *http.Request)
 
 	raw := make([]byte, 16)
 	rand.Read(raw)
-	address := base64.URLEncoding.EncodeToString(raw) // padded, 24 characters
+	// Unpadded, 22 characters, as Signal's server sends it: the padding
+	// becomes "%3D%3D" in the link URL and made a third of the QR codes a
+	// version larger.
+	address := base64.RawURLEncoding.EncodeToString(raw)
 	conn := wsr.New(ws, wsr.Options{
 		Handler: func(_ context.Context, req *wsr.Request) *wsr.Response {
 			if req.Verb == http.MethodGet && req.Path == "/v1/keepalive/provisioning" {
