@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/signal-mpc/cosigner/signal/wsr"
 )
 
 // textLog records every log line as text.
@@ -132,5 +134,51 @@ func TestSourceKeysGroupAnIPv6NetworkAndKeepIPv4Addresses(t *testing.T) {
 		if got := sourceKey(tt.addr); got != tt.want {
 			t.Errorf("sourceKey(%q) = %q, want %q", tt.addr, got, tt.want)
 		}
+	}
+}
+
+// Wrong credentials sent in requests on a socket without credentials count
+// against the socket's source like those of plain requests.
+func TestFailedLoginsOnAnUnauthenticatedSocketAreThrottledPerSource(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	tr := startRelayWith(t, Config{Now: clock.now}, func(s *Server) {
+		s.authFails = &authFailures{
+			bySource:  newLimiter(1.0/3600, 2, clock.now),
+			byAccount: newLimiter(1.0/3600, 100, clock.now),
+			logged:    newLimiter(1.0/3600, 1, clock.now),
+		}
+	})
+	alice := tr.register(t, "")
+	socketFrom := func(ip string) *wsr.Conn {
+		ws, status := tr.dialFrom(t, ip, "/v1/websocket/", nil, false)
+		if ws == nil {
+			t.Fatalf("dial from %s: %d", ip, status)
+		}
+		conn := wsr.New(ws, wsr.Options{Handler: func(context.Context, *wsr.Request) *wsr.Response { return &wsr.Response{Status: 200} }})
+		go conn.Run(t.Context())
+		return conn
+	}
+	whoami := func(conn *wsr.Conn, auth string) int {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		resp, err := conn.Request(ctx, &wsr.Request{Verb: "GET", Path: "/v1/accounts/whoami", Headers: []string{"Authorization:" + auth}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Status
+	}
+	wrong := newAuth(alice.aci+".1", "wrong-password-0123456789")
+	busy, other := socketFrom("127.0.0.2"), socketFrom("127.0.0.3")
+	for i, want := range []int{401, 401, 429} {
+		if got := whoami(busy, wrong); got != want {
+			t.Fatalf("wrong password %d on the socket: %d, want %d", i+1, got, want)
+		}
+	}
+	if got := whoami(other, wrong); got != 401 {
+		t.Fatalf("wrong password on another source's socket: %d, want 401", got)
+	}
+	if got := whoami(busy, alice.auth()); got != 200 {
+		t.Fatalf("right password on the throttled socket: %d, want 200", got)
 	}
 }
