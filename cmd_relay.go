@@ -63,6 +63,13 @@ Flags:
   --challenge-after N              refused sends an account may pile up (forgiven at N a
                                    minute) before it is challenged; 0: the send burst (1000),
                                    -1: never
+  --max-queue N                    envelopes kept for one device that does not fetch them
+                                   (0: 10000); over it, sends to it get 507
+  --max-connections N              plain HTTP connections at once (0: 1000)
+  --max-sockets N                  WebSockets at once besides the devices' message sockets,
+                                   which are never refused (0: 10000)
+  --max-unauth-sockets N           WebSockets without credentials at once (0: 1000)
+  --max-unauth-sockets-per-source N   the same from one address, IPv6 one /64 (0: 16)
   --verbose                        log debug lines
 
 Logs go to stderr. When listening, the relay prints its URL on stdout.
@@ -74,7 +81,8 @@ type relayArgs struct {
 	config, listen, data, tlsCert, tlsKey, tokenFile string
 	allowInsecure, verbose                           bool
 	messageRate                                      float64
-	messageBurst, challengeAfter                     int
+	messageBurst, challengeAfter, maxQueue           int
+	maxConns, maxSockets, maxUnauth, maxUnauthPerSrc int
 }
 
 func newRelayFlags(stderr io.Writer) (*flag.FlagSet, *relayArgs) {
@@ -91,6 +99,11 @@ func newRelayFlags(stderr io.Writer) (*flag.FlagSet, *relayArgs) {
 	fs.Float64Var(&a.messageRate, "message-rate", 0, "sends a second per account")
 	fs.IntVar(&a.messageBurst, "message-burst", 0, "sends at once beyond the rate")
 	fs.IntVar(&a.challengeAfter, "challenge-after", 0, "refusals before a challenge")
+	fs.IntVar(&a.maxQueue, "max-queue", 0, "envelopes queued per device")
+	fs.IntVar(&a.maxConns, "max-connections", 0, "plain HTTP connections")
+	fs.IntVar(&a.maxSockets, "max-sockets", 0, "WebSockets besides message sockets")
+	fs.IntVar(&a.maxUnauth, "max-unauth-sockets", 0, "WebSockets without credentials")
+	fs.IntVar(&a.maxUnauthPerSrc, "max-unauth-sockets-per-source", 0, "WebSockets without credentials per source")
 	return fs, &a
 }
 
@@ -131,6 +144,16 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 			rc.MessageBurst = a.messageBurst
 		case "challenge-after":
 			rc.ChallengeAfter = a.challengeAfter
+		case "max-queue":
+			rc.MaxQueue = a.maxQueue
+		case "max-connections":
+			rc.MaxConnections = a.maxConns
+		case "max-sockets":
+			rc.MaxSockets = a.maxSockets
+		case "max-unauth-sockets":
+			rc.MaxUnauthSockets = a.maxUnauth
+		case "max-unauth-sockets-per-source":
+			rc.MaxUnauthSocketsPerSource = a.maxUnauthPerSrc
 		}
 	})
 	switch {
@@ -138,6 +161,8 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 		return usageError(cmd, sio, "--message-rate and --message-burst are 0 (the default) or more")
 	case rc.ChallengeAfter < -1:
 		return usageError(cmd, sio, "--challenge-after is -1 (never), 0 (the send burst) or more")
+	case rc.MaxQueue < 0 || rc.MaxConnections < 0 || rc.MaxSockets < 0 || rc.MaxUnauthSockets < 0 || rc.MaxUnauthSocketsPerSource < 0:
+		return usageError(cmd, sio, "--max-queue, --max-connections, --max-sockets, --max-unauth-sockets and --max-unauth-sockets-per-source are 0 (the default) or more")
 	}
 	if a.tokenFile != "" {
 		b, err := readSmallFile(a.tokenFile, maxTokenFile)
@@ -160,6 +185,8 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 		Listen: rc.Listen, DataDir: rc.DataDir, TLSCert: rc.TLSCert, TLSKey: rc.TLSKey,
 		AllowInsecure: rc.AllowInsecureNonLoopback, RegistrationToken: token, Logger: log,
 		MessageRate: rc.MessageRate, MessageBurst: rc.MessageBurst, ChallengeAfter: rc.ChallengeAfter,
+		MaxQueue: rc.MaxQueue, MaxConns: rc.MaxConnections, MaxSockets: rc.MaxSockets,
+		MaxUnauthSockets: rc.MaxUnauthSockets, MaxUnauthSocketsPerSource: rc.MaxUnauthSocketsPerSource,
 	})
 	if err != nil {
 		fmt.Fprintf(sio.err, "cosigner relay: %v\n", err)

@@ -91,15 +91,20 @@ type Log struct {
 
 // Relay configures `cosigner relay`.
 type Relay struct {
-	Listen                   string  `toml:"listen"`
-	DataDir                  string  `toml:"data_dir"`
-	TLSCert                  string  `toml:"tls_cert"`
-	TLSKey                   string  `toml:"tls_key"`
-	RegistrationToken        string  `toml:"registration_token"`
-	AllowInsecureNonLoopback bool    `toml:"allow_insecure_nonloopback"`
-	MessageRate              float64 `toml:"message_rate"`
-	MessageBurst             int     `toml:"message_burst"`
-	ChallengeAfter           int     `toml:"challenge_after"`
+	Listen                    string  `toml:"listen"`
+	DataDir                   string  `toml:"data_dir"`
+	TLSCert                   string  `toml:"tls_cert"`
+	TLSKey                    string  `toml:"tls_key"`
+	RegistrationToken         string  `toml:"registration_token"`
+	AllowInsecureNonLoopback  bool    `toml:"allow_insecure_nonloopback"`
+	MessageRate               float64 `toml:"message_rate"`
+	MessageBurst              int     `toml:"message_burst"`
+	ChallengeAfter            int     `toml:"challenge_after"`
+	MaxQueue                  int     `toml:"max_queue"`
+	MaxConnections            int     `toml:"max_connections"`
+	MaxSockets                int     `toml:"max_sockets"`
+	MaxUnauthSockets          int     `toml:"max_unauth_sockets"`
+	MaxUnauthSocketsPerSource int     `toml:"max_unauth_sockets_per_source"`
 }
 
 // Default returns the configuration used when no file exists; dataDir is
@@ -253,6 +258,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Relay.MessageRate < 0 || c.Relay.MessageBurst < 0 {
 		return bad("relay.message_rate", "rate %v and burst %d, want 0 (the default) or more", c.Relay.MessageRate, c.Relay.MessageBurst)
+	}
+	for key, n := range map[string]int{
+		"relay.max_queue": c.Relay.MaxQueue, "relay.max_connections": c.Relay.MaxConnections,
+		"relay.max_sockets": c.Relay.MaxSockets, "relay.max_unauth_sockets": c.Relay.MaxUnauthSockets,
+		"relay.max_unauth_sockets_per_source": c.Relay.MaxUnauthSocketsPerSource,
+	} {
+		if n < 0 {
+			return bad(key, "%d, want 0 (the default) or more", n)
+		}
 	}
 	if c.Relay.ChallengeAfter < -1 {
 		return bad("relay.challenge_after", "%d, want -1 (never), 0 (the send burst) or a number of refused sends", c.Relay.ChallengeAfter)

@@ -59,19 +59,20 @@ func write(t *testing.T, body string) string {
 func TestBadConfigsAreRefusedNamingTheKey(t *testing.T) {
 	t.Parallel()
 	cases := map[string]struct{ body, want string }{
-		"unknown key":       {"[server]\nurll = \"x\"\n", "server.urll"},
-		"unknown section":   {"[servre]\nurl = \"x\"\n", "servre"},
-		"threshold > n":     {"[keygen]\nthreshold = 4\nparties = 3\n", "keygen.threshold"},
-		"threshold 0":       {"[keygen]\nthreshold = 0\n", "keygen.threshold"},
-		"bad duration":      {"[signing]\nrequest_ttl = \"soon\"\n", "request_ttl"},
-		"tiny timeout":      {"[keygen]\nround_timeout = \"10ms\"\n", "keygen.round_timeout"},
-		"missing ca file":   {"[server]\nca_file = \"nope.pem\"\n", "server.ca_file"},
-		"plain http remote": {"[server]\nurl = \"http://example.org\"\n", "server.url"},
-		"bad transport":     {"[server]\ntransport = \"h3\"\n", "server.transport"},
-		"cert without key":  {"[relay]\ntls_cert = \"c.toml\"\n", "relay.tls_cert"},
-		"bad level":         {"[log]\nlevel = \"loud\"\n", "log.level"},
-		"wrong type":        {"[keygen]\nthreshold = \"two\"\n", "threshold"},
-		"long grace":        {"[signing]\napproval_grace = \"1m\"\n", "signing.approval_grace"},
+		"unknown key":        {"[server]\nurll = \"x\"\n", "server.urll"},
+		"unknown section":    {"[servre]\nurl = \"x\"\n", "servre"},
+		"threshold > n":      {"[keygen]\nthreshold = 4\nparties = 3\n", "keygen.threshold"},
+		"threshold 0":        {"[keygen]\nthreshold = 0\n", "keygen.threshold"},
+		"bad duration":       {"[signing]\nrequest_ttl = \"soon\"\n", "request_ttl"},
+		"tiny timeout":       {"[keygen]\nround_timeout = \"10ms\"\n", "keygen.round_timeout"},
+		"missing ca file":    {"[server]\nca_file = \"nope.pem\"\n", "server.ca_file"},
+		"plain http remote":  {"[server]\nurl = \"http://example.org\"\n", "server.url"},
+		"bad transport":      {"[server]\ntransport = \"h3\"\n", "server.transport"},
+		"cert without key":   {"[relay]\ntls_cert = \"c.toml\"\n", "relay.tls_cert"},
+		"bad level":          {"[log]\nlevel = \"loud\"\n", "log.level"},
+		"wrong type":         {"[keygen]\nthreshold = \"two\"\n", "threshold"},
+		"long grace":         {"[signing]\napproval_grace = \"1m\"\n", "signing.approval_grace"},
+		"negative queue cap": {"[relay]\nmax_queue = -1\n", "relay.max_queue"},
 	}
 	for name, c := range cases {
 		_, err := Load(write(t, c.body), "/d", "")

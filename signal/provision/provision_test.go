@@ -411,6 +411,27 @@ func TestLinkURLParsing(t *testing.T) {
 	}
 }
 
+// Servers send the provisioning address as base64url, Signal's without
+// padding and older relays with it: either comes back from the link URL
+// exactly as the server gave it (the primary sends to that address).
+func TestLinkURLKeepsPaddedAndUnpaddedAddresses(t *testing.T) {
+	t.Parallel()
+	pub := newKey(t).PublicKey()
+	for _, addr := range []string{"Zm9vYmFyYmF6cXV4cXV1eA", "Zm9vYmFyYmF6cXV4cXV1eA==", "-_8AAQIDBAUGBwgJCgsMDQ"} {
+		got, key, err := ParseLinkURL(LinkURL(addr, pub))
+		if err != nil || got != addr || !bytes.Equal(key, pub) {
+			t.Errorf("address %q: ParseLinkURL = %q, %v", addr, got, err)
+		}
+		m, err := testProvision(t).Message()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _, err := SealToURL(nil, LinkURL(addr, pub), m); err != nil || got != addr {
+			t.Errorf("address %q: SealToURL = %q, %v", addr, got, err)
+		}
+	}
+}
+
 func TestPrimaryAndNewDeviceLinkThroughTheURL(t *testing.T) {
 	t.Parallel()
 	k := newKey(t)

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/signal-mpc/cosigner/signal/wsr"
 )
@@ -48,6 +50,13 @@ func (s *Server) handle(h handlerFunc) http.HandlerFunc {
 			// and it is no fault of the relay's.
 			s.log.Debug("request abandoned", "method", r.Method, "path", r.URL.Path, "err", err)
 			ae = fail(http.StatusServiceUnavailable, "request abandoned")
+		case storageFull(err):
+			// Writes fail until the operator makes room; nothing is
+			// wrong with the request, so clients are told to come back
+			// (Signal's server answers 503 when its storage refuses).
+			s.log.Error("storage full: request refused", "method", r.Method, "path", r.URL.Path, "err", err)
+			ae = fail(http.StatusServiceUnavailable, "the relay's storage is full; try again later")
+			ae.header = map[string]string{"Retry-After": strconv.Itoa(int(storageFullRetry / time.Second))}
 		default:
 			s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			ae = fail(http.StatusInternalServerError, "internal error")
@@ -61,6 +70,15 @@ func (s *Server) handle(h handlerFunc) http.HandlerFunc {
 		}
 		writeJSON(w, ae.status, body)
 	}
+}
+
+// storageFullRetry is the Retry-After of a request refused because the
+// disk is full.
+const storageFullRetry = 60 * time.Second
+
+// storageFull reports whether err comes from a disk or quota that is full.
+func storageFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -117,36 +135,62 @@ const (
 
 // authenticate returns the device making the request: the socket's device
 // for a request on an authenticated socket, else the Basic credentials.
-// Missing or wrong credentials are 401.
+// Missing or wrong credentials are 401; wrong ones beyond the budget of
+// their source or account are 429 (authlimit.go).
 func (s *Server) authenticate(r *http.Request) (*principal, error) {
 	if p, ok := r.Context().Value(ctxPrincipal).(*principal); ok {
 		return p, nil
 	}
-	p, err := s.checkCredentials(r.Header)
+	p, err := s.checkCredentials(r)
 	if err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) {
+			return nil, err
+		}
 		return nil, fail(http.StatusUnauthorized, "unauthorized")
 	}
 	return p, nil
 }
 
-// checkCredentials verifies "Basic <ACI>.<device>:<password>".
-func (s *Server) checkCredentials(h http.Header) (*principal, error) {
-	user, password, err := basicAuth(h)
+// checkCredentials verifies "Basic <ACI>.<device>:<password>". A failure is
+// counted against the request's source and account (authFailed): it is
+// then either an *apiError (429) or another error (wrong credentials).
+func (s *Server) checkCredentials(r *http.Request) (*principal, error) {
+	user, password, err := basicAuth(r.Header)
+	if errors.Is(err, errNoCredentials) {
+		return nil, err // not a guess
+	}
 	if err != nil {
-		return nil, err
+		return nil, s.countFailure(r, "", err)
 	}
 	aci, dev, err := parseLogin(user)
 	if err != nil {
-		return nil, err
+		return nil, s.countFailure(r, user, err)
 	}
 	d, err := s.store.device(aci, dev)
 	if err != nil {
 		return nil, err
 	}
-	if d == nil || !checkPassword(d.Salt, d.PasswordHash, password) {
-		return nil, errors.New("wrong credentials")
+	if d == nil {
+		hashPassword(dummySalt, password) // as long as a wrong password
+		return nil, s.countFailure(r, user, errWrongCredentials)
+	}
+	if !checkPassword(d.Salt, d.PasswordHash, password) {
+		return nil, s.countFailure(r, user, errWrongCredentials)
 	}
 	return &principal{aci: aci, dev: dev}, nil
+}
+
+// countFailure records a failed authentication and returns the error to
+// answer with: the 429 of authFailed, or why it failed.
+func (s *Server) countFailure(r *http.Request, login string, reason error) error {
+	if err := s.authFailed(r, login, reason); err != nil {
+		return err
+	}
+	if errors.Is(reason, errWrongCredentials) {
+		return reason
+	}
+	return fmt.Errorf("%w: %w", errWrongCredentials, reason)
 }
 
 // recorder collects a handler's response for a request carried on a socket.
@@ -170,7 +214,7 @@ func (r *recorder) Write(b []byte) (int, error) {
 // serveSocketRequest runs a request received on a socket through the same
 // handlers as plain HTTP. p is the socket's device, or nil for an
 // unauthenticated socket (then the request's own Authorization counts).
-func (s *Server) serveSocketRequest(ctx context.Context, h http.Handler, p *principal, req *wsr.Request) *wsr.Response {
+func (s *Server) serveSocketRequest(ctx context.Context, h http.Handler, p *principal, remoteAddr string, req *wsr.Request) *wsr.Response {
 	ctx = context.WithValue(ctx, ctxViaSocket, true)
 	if p != nil {
 		ctx = context.WithValue(ctx, ctxPrincipal, p)
@@ -181,6 +225,7 @@ func (s *Server) serveSocketRequest(ctx context.Context, h http.Handler, p *prin
 	}
 	hr.Header = wsr.HTTPHeader(req.Headers)
 	hr.RequestURI = req.Path
+	hr.RemoteAddr = remoteAddr // the socket's: failed logins are counted per source
 	hr.ContentLength = int64(len(req.Body))
 	rec := &recorder{header: http.Header{}}
 	h.ServeHTTP(rec, hr)

@@ -1,19 +1,16 @@
 package relay
 
 import (
+	"context"
 	"testing"
 	"time"
 )
 
 func TestCachedDeviceListsFollowLinksAndDeletions(t *testing.T) {
 	t.Parallel()
-	st, err := openStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.close() })
+	st := openTestStore(t)
 	acc := &account{ACI: newUUID(), ACIIdentityKey: newIdentity(t).public(), NextDeviceID: 2}
-	if err := st.createAccount(newAccount{acc: acc, primary: &device{ID: 1, RegistrationID: 1, Salt: []byte{1}, PasswordHash: []byte{1}}}); err != nil {
+	if err := st.createAccount(t.Context(), newAccount{acc: acc, primary: &device{ID: 1, RegistrationID: 1, Salt: []byte{1}, PasswordHash: []byte{1}}}); err != nil {
 		t.Fatal(err)
 	}
 	ids := func() []uint8 {
@@ -49,4 +46,19 @@ func TestCachedDeviceListsFollowLinksAndDeletions(t *testing.T) {
 	if got := ids(); len(got) != 1 {
 		t.Fatalf("after a deletion the devices are %v, want [1]", got)
 	}
+}
+
+// openTestStore opens a store in a temporary folder with its writer
+// running, until the test ends.
+func openTestStore(t *testing.T) *store {
+	t.Helper()
+	st, err := openStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); st.runWriter(ctx) }()
+	t.Cleanup(func() { stop(); <-done; st.close() })
+	return st
 }

@@ -159,7 +159,16 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) error {
 		pni := newUUID()
 		acc.PNI, acc.PNIIdentityKey = &pni, pniKey
 	}
-	if err := s.store.createAccount(newAccount{acc: acc, primary: d, aciKeys: aciKeys, pniKeys: pniKeys}); err != nil {
+	// The write runs to its end even if the client leaves meanwhile (the
+	// writer's context, not the request's): an account is either
+	// answered with, or removed again.
+	if err := s.store.createAccount(s.writerCtx, newAccount{acc: acc, primary: d, aciKeys: aciKeys, pniKeys: pniKeys}); err != nil {
+		// A commit reported failed may still have reached the file (a
+		// sync that fails after the write): remove what it may have
+		// left, so that no account exists that nobody holds.
+		if derr := s.store.dropAccount(s.writerCtx, acc); derr != nil {
+			s.log.Error("remove a failed registration", "aci", acc.ACI.String(), "err", derr)
+		}
 		return fmt.Errorf("create account: %w", err)
 	}
 	s.log.Info("account registered", "aci", acc.ACI.String())

@@ -113,7 +113,7 @@ func FuzzSocketRequest(f *testing.F) {
 	h := srv.routes()
 	// One account with a device for the requests to act as.
 	acc := &account{ACI: newUUID(), ACIIdentityKey: newIdentity(f).public(), NextDeviceID: 2}
-	if err := st.createAccount(newAccount{acc: acc, primary: &device{ID: 1, RegistrationID: 1, Salt: []byte{1}, PasswordHash: []byte{1}}}); err != nil {
+	if err := st.createAccount(writerCtx, newAccount{acc: acc, primary: &device{ID: 1, RegistrationID: 1, Salt: []byte{1}, PasswordHash: []byte{1}}}); err != nil {
 		f.Fatal(err)
 	}
 	p := &principal{aci: acc.ACI, dev: 1}
@@ -129,7 +129,7 @@ func FuzzSocketRequest(f *testing.F) {
 		if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " \r\n") {
 			return
 		}
-		resp := srv.serveSocketRequest(context.Background(), h, p, &wsr.Request{
+		resp := srv.serveSocketRequest(context.Background(), h, p, "127.0.0.1:1", &wsr.Request{
 			Verb: verb, Path: path, Body: body, Headers: []string{"Content-Type:application/json"},
 		})
 		if resp.Status >= 500 {

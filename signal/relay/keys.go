@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Key encodings (signal-wire.md section 4.1).
@@ -188,13 +189,67 @@ type bundleDeviceJSON struct {
 	PqPreKey       *preKeyJSON `json:"pqPreKey"`
 }
 
+// Key fetches hand out one-time keys, which run out: without a bound any
+// account could drain another's (its sessions would then start from the
+// last-resort keys only). As Signal's server does, fetches are limited per
+// requesting account and per (requester, target) pair, never per target
+// alone: a limit per target would let one account block every session to
+// its target. Over either, 429 with Retry-After.
+const (
+	keyFetchAccountBurst = 100        // fetches an account may make at once ...
+	keyFetchAccountRate  = 100.0 / 60 // ... and a second after that
+	keyFetchPairBurst    = 20         // fetches of one target's keys by one account ...
+	keyFetchPairRate     = 1.0 / 60   // ... and a second after that
+)
+
+// keyFetchLimits are the limiters of key fetches.
+type keyFetchLimits struct {
+	account *limiter // requester's ACI
+	pair    *limiter // requester's ACI and the target's service id
+}
+
+func newKeyFetchLimits(now func() time.Time) keyFetchLimits {
+	return keyFetchLimits{
+		account: newLimiter(keyFetchAccountRate, keyFetchAccountBurst, now),
+		pair:    newLimiter(keyFetchPairRate, keyFetchPairBurst, now),
+	}
+}
+
+// allowKeyFetch takes a fetch of target's keys from p's budgets. Fetches
+// of the account's own keys (its other devices') take only from the
+// account's budget: they drain nobody else's keys.
+func (s *Server) allowKeyFetch(p *principal, target serviceID) error {
+	if ok, wait := s.keyFetches.account.allow(string(p.aci[:])); !ok {
+		return tooManyRequests(wait)
+	}
+	own := !target.pni && target.uuid == p.aci
+	if target.pni {
+		acc, err := s.store.account(p.aci)
+		if err != nil {
+			return fmt.Errorf("read account: %w", err)
+		}
+		own = acc != nil && acc.PNI != nil && *acc.PNI == target.uuid
+	}
+	if own {
+		return nil
+	}
+	if ok, wait := s.keyFetches.pair.allow(string(p.aci[:]) + string(target.key())); !ok {
+		return tooManyRequests(wait)
+	}
+	return nil
+}
+
 func (s *Server) handleFetchKeys(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.authenticate(r); err != nil {
+	p, err := s.authenticate(r)
+	if err != nil {
 		return err
 	}
 	svc, err := parseServiceID(r.PathValue("serviceId"))
 	if err != nil {
 		return fail(http.StatusBadRequest, "bad service id")
+	}
+	if err := s.allowKeyFetch(p, svc); err != nil {
+		return err
 	}
 	var dev uint8
 	if d := r.PathValue("deviceId"); d != "*" {

@@ -212,6 +212,9 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 		}
 		items = append(items, queued{aci: destAcc.ACI, dev: e.dev, envelope: b})
 	}
+	if err := s.checkQueues(items); err != nil {
+		return err
+	}
 	if len(items) > 0 {
 		// Connected devices get their envelopes as soon as they are
 		// written, while the commit syncs (chatSession.fresh).
@@ -241,6 +244,31 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"needsSync": needsSync})
 	return nil
+}
+
+// checkQueues refuses a send when a destination device's queue holds
+// Config.MaxQueue envelopes (507, with the devices in "fullDevices"): a
+// device that never reads would otherwise fill the relay's disk. Nothing
+// of the send is queued. The check reads before the write, so concurrent
+// sends may pass the cap by a few envelopes each.
+func (s *Server) checkQueues(items []queued) error {
+	var full []int
+	for _, it := range items {
+		f, err := s.store.queueFull(it.aci, it.dev, s.cfg.MaxQueue)
+		if err != nil {
+			return fmt.Errorf("count queue: %w", err)
+		}
+		if f {
+			full = append(full, int(it.dev))
+		}
+	}
+	if len(full) == 0 {
+		return nil
+	}
+	e := fail(http.StatusInsufficientStorage, "queue full")
+	e.body = map[string]any{"code": http.StatusInsufficientStorage,
+		"message": "the recipient's message queue is full: it must fetch its messages first", "fullDevices": full}
+	return e
 }
 
 // offers remembers which sessions got which envelopes of one send from

@@ -19,7 +19,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -52,9 +51,24 @@ type Config struct {
 	// with the operator's code (ChallengeCode). Zero: the send burst;
 	// negative: never.
 	ChallengeAfter int
-	// MaxSockets bounds the open WebSockets of all kinds (default 10,000);
+	// MaxQueue bounds the envelopes queued for one device (default
+	// 10,000); a send to a device whose queue is full is refused with 507
+	// and {"fullDevices": [...]} until the device fetches its messages.
+	MaxQueue int
+	// MaxSockets bounds the open WebSockets (default 10,000) except the
+	// devices' message sockets, which are never refused (one per device);
 	// an upgrade beyond it is answered 503.
 	MaxSockets int
+	// MaxUnauthSockets bounds the sockets opened without credentials
+	// (provisioning sockets and unauthenticated chat sockets; default
+	// 1,000), and MaxUnauthSocketsPerSource those of one source address
+	// (IPv6: one /64; default 16). Beyond them, 503.
+	MaxUnauthSockets          int
+	MaxUnauthSocketsPerSource int
+	// MaxConns bounds the plain HTTP connections (default 1,000): every
+	// connection until it becomes a WebSocket. A new one beyond it takes
+	// the place of an idle keep-alive connection, or is closed.
+	MaxConns int
 	// Now is the clock (default time.Now); tests inject their own.
 	Now func() time.Time
 	// Logger receives operational logs (default: discarded). Secrets never
@@ -72,6 +86,7 @@ const (
 	maxBodySize          = 2 << 20   // any JSON request body
 	maxKeysPerList       = 100
 	deliveryWindow       = 64 // envelopes in flight per socket
+	defaultMaxQueue      = 10_000
 )
 
 // Server is one relay.
@@ -79,6 +94,9 @@ type Server struct {
 	// beforeCommit, when set (tests, before Run), runs before each group
 	// commit of the store's writer; an error fails the group.
 	beforeCommit func() error
+	// afterCommit, when set (tests, before Run), runs after each group
+	// commit; an error is reported as the group's failure.
+	afterCommit func() error
 
 	cfg       Config
 	tlsConfig *tls.Config
@@ -88,6 +106,10 @@ type Server struct {
 	// provisioningLifetime is how long a provisioning socket waits (90 s;
 	// tests shorten it).
 	provisioningLifetime time.Duration
+	// bodyTimeBase and bodyMinRate bound the reading of a request body
+	// (connlimit.go; tests shorten them).
+	bodyTimeBase time.Duration
+	bodyMinRate  int
 
 	ready chan struct{}
 	mu    sync.Mutex
@@ -104,8 +126,10 @@ type Server struct {
 	provisioning  map[string]*provisioningSession
 	linked        *linkWaiters
 	limiter       *limiter
+	keyFetches    keyFetchLimits
+	authFails     *authFailures
 	challenges    *challenges
-	sockets       atomic.Int64    // open WebSockets
+	socketCounts  socketCounts    // open WebSockets
 	writerCtx     context.Context // lives until the store's writer stops
 }
 
@@ -122,7 +146,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: listen address %q: %w", ErrConfig, cfg.Listen, err)
 	}
-	s := &Server{cfg: cfg, now: cfg.Now, log: cfg.Logger, ready: make(chan struct{}), provisioningLifetime: provisioningLifetime}
+	s := &Server{cfg: cfg, now: cfg.Now, log: cfg.Logger, ready: make(chan struct{}), provisioningLifetime: provisioningLifetime,
+		bodyTimeBase: bodyTimeBase, bodyMinRate: bodyMinRate}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -153,13 +178,27 @@ func New(cfg Config) (*Server, error) {
 		burst = 1000
 	}
 	s.limiter = newLimiter(rate, burst, s.now)
+	s.keyFetches = newKeyFetchLimits(s.now)
+	s.authFails = newAuthFailures(s.now)
 	after := cfg.ChallengeAfter
 	if after == 0 {
 		after = burst
 	}
 	s.challenges = newChallenges(after, s.now)
+	if s.cfg.MaxQueue <= 0 {
+		s.cfg.MaxQueue = defaultMaxQueue
+	}
 	if s.cfg.MaxSockets <= 0 {
-		s.cfg.MaxSockets = 10_000
+		s.cfg.MaxSockets = defaultMaxSockets
+	}
+	if s.cfg.MaxConns <= 0 {
+		s.cfg.MaxConns = defaultMaxConns
+	}
+	if s.cfg.MaxUnauthSockets <= 0 {
+		s.cfg.MaxUnauthSockets = defaultMaxUnauthSockets
+	}
+	if s.cfg.MaxUnauthSocketsPerSource <= 0 {
+		s.cfg.MaxUnauthSocketsPerSource = defaultMaxUnauthSocketsPerSource
 	}
 	return s, nil
 }
@@ -225,7 +264,7 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	if s.challenges.key, err = loadChallengeKey(s.cfg.DataDir); err != nil {
 		return err
 	}
-	st.beforeCommit = s.beforeCommit
+	st.beforeCommit, st.afterCommit = s.beforeCommit, s.afterCommit
 	s.store = st
 	// The group-commit writer outlives every socket and request: it stops
 	// after them (deferred calls run last-in first-out), before the store
@@ -268,8 +307,10 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	baseCtx, cancelSessions := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSessions()
 	s.baseCtx = baseCtx
+	conns := newConnLimit(s.cfg.MaxConns)
 	hs := &http.Server{
-		Handler:           s.routes(),
+		Handler:           s.boundBody(s.routes()),
+		ConnState:         conns.track,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
@@ -306,8 +347,12 @@ func (s *Server) Run(ctx context.Context) (err error) {
 }
 
 var upgrader = websocket.Upgrader{
-	ReadBufferSize:  16 << 10,
+	// Reads use the HTTP server's buffer (4 KiB) and writes a buffer from a
+	// pool that a socket holds only while it writes: an idle socket holds
+	// no buffer of its own.
+	ReadBufferSize:  0,
 	WriteBufferSize: 16 << 10,
+	WriteBufferPool: &sync.Pool{},
 	// Clients are programs, not browsers: there is no Origin to trust or
 	// refuse, and credentials come in the Authorization header.
 	CheckOrigin: func(*http.Request) bool { return true },

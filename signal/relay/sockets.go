@@ -44,10 +44,11 @@ func (s *Server) serveProvisioningSocket(w http.ResponseWriter, r *http.Request)
 		http.NotFound(w, r)
 		return
 	}
-	if !s.takeSocket(w) {
+	release, ok := s.takeSocket(w, r, socketUnauthenticated)
+	if !ok {
 		return
 	}
-	defer s.sockets.Add(-1)
+	defer release()
 	// Counted before the upgrade: once hijacked, the connection is no longer
 	// waited for by http.Server.Shutdown, and Run must still wait for it.
 	s.sessions.Add(1)
@@ -59,7 +60,10 @@ func (s *Server) serveProvisioningSocket(w http.ResponseWriter, r *http.Request)
 
 	raw := make([]byte, 16)
 	rand.Read(raw)
-	address := base64.URLEncoding.EncodeToString(raw) // padded, 24 characters
+	// Unpadded, 22 characters, as Signal's server sends it: the padding
+	// becomes "%3D%3D" in the link URL and made a third of the QR codes a
+	// version larger.
+	address := base64.RawURLEncoding.EncodeToString(raw)
 	conn := wsr.New(ws, wsr.Options{
 		Handler: func(_ context.Context, req *wsr.Request) *wsr.Response {
 			if req.Verb == http.MethodGet && req.Path == "/v1/keepalive/provisioning" {
@@ -67,10 +71,11 @@ func (s *Server) serveProvisioningSocket(w http.ResponseWriter, r *http.Request)
 			}
 			return &wsr.Response{Status: http.StatusNotFound}
 		},
-		MaxInFlight: 4,
-		IdleTimeout: s.provisioningLifetime + 5*time.Second, // the lifetime timer closes first, cleanly
-		ReadLimit:   64 << 10,
-		Logger:      s.log,
+		MaxInFlight:    4,
+		IdleTimeout:    s.provisioningLifetime + 5*time.Second, // the lifetime timer closes first, cleanly
+		ReadLimit:      64 << 10,
+		MaxQueuedBytes: unauthQueuedBytes,
+		Logger:         s.log,
 	})
 	sess := &provisioningSession{conn: conn, deliver: make(chan []byte, 1)}
 	s.mu.Lock()
@@ -113,17 +118,6 @@ func (s *Server) serveProvisioningSocket(w http.ResponseWriter, r *http.Request)
 	conn.Run(ctx)
 	cancel()
 	wg.Wait()
-}
-
-// takeSocket counts a new socket, or answers 503 when the relay has
-// MaxSockets open.
-func (s *Server) takeSocket(w http.ResponseWriter) bool {
-	if s.sockets.Add(1) > int64(s.cfg.MaxSockets) {
-		s.sockets.Add(-1)
-		http.Error(w, "too many connections", http.StatusServiceUnavailable)
-		return false
-	}
-	return true
 }
 
 // provisionBody is the body of PUT /v1/provisioning/{address}.
@@ -306,15 +300,36 @@ func (s *Server) serveChatSocket(w http.ResponseWriter, r *http.Request, root ht
 	var p *principal
 	if r.Header.Get("Authorization") != "" {
 		var err error
-		if p, err = s.checkCredentials(r.Header); err != nil {
-			http.Error(w, "forbidden", http.StatusForbidden)
+		if p, err = s.checkCredentials(r); err != nil {
+			var ae *apiError
+			switch {
+			case errors.As(err, &ae): // throttled
+				for k, v := range ae.header {
+					w.Header().Set(k, v)
+				}
+				http.Error(w, ae.msg, ae.status)
+			case errors.Is(err, errWrongCredentials):
+				http.Error(w, "forbidden", http.StatusForbidden)
+			default:
+				s.log.Error("check credentials", "err", err)
+				http.Error(w, "internal error", http.StatusInternalServerError)
+			}
 			return
 		}
 	}
-	if !s.takeSocket(w) {
+	messages := p != nil && r.Header.Get("X-Signal-Disable-Messages") != "true"
+	kind := socketUnauthenticated
+	switch {
+	case messages:
+		kind = socketMessages
+	case p != nil:
+		kind = socketAuthenticated
+	}
+	release, ok := s.takeSocket(w, r, kind)
+	if !ok {
 		return
 	}
-	defer s.sockets.Add(-1)
+	defer release()
 	s.sessions.Add(1) // before the upgrade, as for provisioning sockets
 	defer s.sessions.Done()
 	ws, err := upgrader.Upgrade(w, r, nil)
@@ -324,15 +339,20 @@ func (s *Server) serveChatSocket(w http.ResponseWriter, r *http.Request, root ht
 
 	ctx, cancel := context.WithCancel(s.baseCtx)
 	defer cancel()
-	conn := wsr.New(ws, wsr.Options{
+	opts := wsr.Options{
 		Handler: func(ctx context.Context, req *wsr.Request) *wsr.Response {
-			return s.serveSocketRequest(ctx, root, p, req)
+			return s.serveSocketRequest(ctx, root, p, r.RemoteAddr, req)
 		},
 		IdleTimeout: chatIdleTimeout,
 		ReadLimit:   maxBodySize + 64<<10,
 		Logger:      s.log,
-	})
-	if p == nil || r.Header.Get("X-Signal-Disable-Messages") == "true" {
+	}
+	if p == nil {
+		// Anyone can open one: it gets a small budget.
+		opts.ReadLimit, opts.MaxInFlight, opts.MaxQueuedBytes = unauthReadLimit, unauthInFlight, unauthQueuedBytes
+	}
+	conn := wsr.New(ws, opts)
+	if !messages {
 		conn.Run(ctx)
 		return
 	}

@@ -93,6 +93,10 @@ type store struct {
 	// beforeCommit, when set (tests, before the relay runs), runs before
 	// each group of the writer commits; an error fails the group.
 	beforeCommit func() error
+	// afterCommit, when set (tests), runs after each group of the writer
+	// has committed; an error is reported as the group's failure, as when
+	// a sync fails after the data reached the file.
+	afterCommit func() error
 	// lastSeq is the last queue sequence number the writer handed out,
 	// committed or not: a failed commit rolls the bucket's sequence back,
 	// and reusing a number that a device already got from memory
@@ -251,7 +255,13 @@ func (s *store) commitGroup(g uint64, group []*writeReq) error {
 			return err
 		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if s.afterCommit != nil {
+		return s.afterCommit()
+	}
+	return nil
 }
 
 // group runs fn in a shared transaction of the writer and returns once it
@@ -483,11 +493,18 @@ type newAccount struct {
 	pniKeys identityKeys
 }
 
-func (s *store) createAccount(n newAccount) error {
+// errAccountExists: a new account's id is taken (ids are random: in
+// practice only by the same registration's own write, when a commit was
+// reported failed after it reached the file).
+var errAccountExists = errors.New("account exists")
+
+// createAccount stores a new account in one transaction of the writer:
+// all of it or none of it is committed.
+func (s *store) createAccount(ctx context.Context, n newAccount) error {
 	defer s.devicesChanged(n.acc.ACI)
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.group(ctx, func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketAccounts).Get(n.acc.ACI[:]) != nil {
-			return fmt.Errorf("%w: account exists", ErrStore)
+			return errAccountExists
 		}
 		if err := putJSON(tx.Bucket(bucketAccounts), n.acc.ACI[:], n.acc); err != nil {
 			return err
@@ -508,6 +525,50 @@ func (s *store) createAccount(n newAccount) error {
 		}
 		return nil
 	})
+}
+
+// dropAccount removes whatever a failed registration of acc may have left
+// (a commit whose sync failed may still be visible): the account, its PNI,
+// its primary and the primary's keys. It is for accounts nobody was told
+// about, so nothing else can have been stored under them.
+func (s *store) dropAccount(ctx context.Context, acc *account) error {
+	defer s.devicesChanged(acc.ACI)
+	return s.group(ctx, func(tx *bolt.Tx) error {
+		stored, err := txAccount(tx, acc.ACI)
+		if err != nil || stored == nil || !bytes.Equal(stored.ACIIdentityKey, acc.ACIIdentityKey) || stored.Created != acc.Created {
+			return err // nothing left, or not this registration's
+		}
+		if err := tx.Bucket(bucketAccounts).Delete(acc.ACI[:]); err != nil {
+			return err
+		}
+		if acc.PNI != nil {
+			if err := tx.Bucket(bucketPNIs).Delete(acc.PNI[:]); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bucketDevices).Delete(devKey(acc.ACI, primaryDevice)); err != nil {
+			return err
+		}
+		return txClearDevice(tx, acc, primaryDevice)
+	})
+}
+
+// queueFull reports whether a device's queue holds max envelopes or more.
+// It counts at most max keys, so a full queue costs a bounded walk.
+func (s *store) queueFull(aci uuid, dev uint8, max int) (full bool, err error) {
+	prefix := devKey(aci, dev)
+	err = s.db.View(func(tx *bolt.Tx) error {
+		n := 0
+		c := tx.Bucket(bucketQueue).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			if n++; n >= max {
+				full = true
+				return nil
+			}
+		}
+		return nil
+	})
+	return full, err
 }
 
 // putLinkToken stores a new token and drops the expired ones, so tokens
