@@ -1100,6 +1100,7 @@ func (a *App) afterKeygen(ctx context.Context, st *keygenState, live bool) {
 				a.publish(event.ApprovalResolved{ID: hex.EncodeToString(id[:]), Decision: "ended: the key generation stopped"})
 			}
 			a.publish(event.Error{Time: a.now(), Text: err.Error()})
+			a.publish(keygenFailed(id, err))
 		}
 		a.finish(ctx, id, result{err: err})
 	case p.State == dkg.StateCreated && !st.announced:

@@ -63,6 +63,27 @@ func (c *ceremonies) keygenDone(e event.KeygenDone) {
 	x.result = "key " + Clean(e.KeyID) + " " + itoa(e.T) + "-of-" + itoa(e.N)
 }
 
+// keygenFailed ends a keygen that stopped: its countdown goes, the reason
+// and who is at fault stay.
+func (c *ceremonies) keygenFailed(e event.KeygenFailed) {
+	x := c.get(Clean(e.Ceremony), "keygen")
+	x.done, x.failed = true, true
+	x.result = "failed"
+	if e.Round != "" {
+		x.result += " in round " + Clean(e.Round)
+	}
+	x.result += ": " + Clean(e.Reason)
+	if by := Clean(e.By); by != "" {
+		x.result += " (stopped by " + by + ")"
+	}
+	if len(e.Blamed) > 0 {
+		x.result += "; blamed " + names(cleanAll(e.Blamed))
+	}
+	if len(e.Claimed) > 0 {
+		x.result += "; accused without proof " + names(cleanAll(e.Claimed))
+	}
+}
+
 func (c *ceremonies) signDone(e event.SignDone) {
 	x := c.get(shortID(Clean(e.ID)), "sign")
 	x.done = true

@@ -275,6 +275,12 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.cers.keygenDone(msg)
 		m.setNotice("key " + msg.KeyID + " ready: " + itoa(msg.T) + "-of-" + itoa(msg.N))
 		return m, m.loadKeys()
+	case event.KeygenFailed:
+		m.cers.keygenFailed(msg)
+		if msg.Text != "" {
+			m.setError(msg.Text)
+		}
+		return m, nil
 	case event.SignDone:
 		if msg.Restored {
 			// History from before this run: listed, not announced.

@@ -86,6 +86,20 @@ type KeygenDone struct {
 
 func (KeygenDone) Must() bool { return true }
 
+// KeygenFailed reports a key generation that stopped without a key: a
+// signer declined, a round's deadline passed, or a party misbehaved.
+type KeygenFailed struct {
+	Ceremony string   // short id
+	Reason   string   // the engine's reason: declined, timeout, ...
+	Round    string   // the round it stopped in
+	By       string   // the console that stopped it: this one or a peer
+	Blamed   []string // parties at fault (or missing on a timeout)
+	Claimed  []string // parties a peer accused without proof this console checked
+	Text     string   // the whole account, as the error reads
+}
+
+func (KeygenFailed) Must() bool { return true }
+
 // SignDone reports a finished signing request.
 type SignDone struct {
 	ID        string
