@@ -1123,7 +1123,8 @@ func (a *App) afterSign(ctx context.Context, st *signState, live bool) {
 	parties := st.key.key.Proposal.Parties
 	if live {
 		a.publish(event.Progress{Ceremony: ceremony.ShortID(id), Kind: "sign", Round: p.Outcome.String(), Step: len(p.Approved), Total: st.key.key.T(),
-			Got: a.names(parties, p.Approved), Waiting: a.names(parties, p.Waiting), Deadline: st.s.Request().Expires})
+			Got: a.names(parties, p.Approved), Waiting: a.names(parties, p.Waiting), Declined: a.names(parties, p.Declined),
+			Requester: a.name(partyAddr(parties, p.Requester)), Unseen: a.names(parties, p.Unseen), Deadline: st.s.Request().Expires})
 	}
 	if p.Decision == ceremony.DecisionPending && !st.announced && !st.done && p.Outcome == ceremony.OutcomeCollecting {
 		st.announced = true

@@ -733,3 +733,42 @@ func TestADeclinedKeygenIsReportedAsFailedOnEveryConsole(t *testing.T) {
 		}
 	}
 }
+
+func TestAConsoleThatDidNotAskShowsDeclinesAndNeverWaitsForTheRequester(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for _, nd := range nodes {
+		nd.start(t, false)
+	}
+	// Everyone accepts the keygen; bob's human does not answer the signing
+	// request, carol declines it.
+	answerSome(ctx, nodes[1], func(ar event.ApprovalRequested) (bool, bool, string) { return ar.Kind == "keygen", true, "" })
+	approvals(ctx, nodes[2], func(ar event.ApprovalRequested) (bool, string) { return ar.Kind == "keygen", "no" })
+	kr := keygenAll(t, ctx, nodes)
+	sub := nodes[1].bus.Subscribe(0)
+	defer sub.Close()
+	go nodes[0].app.RequestSignature(ctx, kr.KeyID, []byte("payroll"), "")
+	for {
+		e, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatalf("bob never saw carol's decline: %v", err)
+		}
+		p, ok := e.(event.Progress)
+		if !ok || p.Kind != "sign" {
+			continue
+		}
+		if slices.Contains(p.Waiting, "alice") {
+			t.Fatalf("bob's console waits for the requester: %+v", p)
+		}
+		if len(p.Declined) == 0 {
+			continue
+		}
+		if !slices.Equal(p.Declined, []string{"carol"}) || !slices.Equal(p.Waiting, []string{"bob"}) || p.Requester != "alice" ||
+			!slices.Equal(p.Unseen, []string{"alice"}) {
+			t.Fatalf("bob's progress after carol declined: %+v", p)
+		}
+		return
+	}
+}

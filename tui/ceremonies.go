@@ -17,6 +17,9 @@ type ceremony struct {
 	total    int
 	got      []string
 	waiting  []string
+	declined []string
+	asker    string   // sign: who asked
+	unseen   []string // sign: whose partials go to the asker, unseen here
 	deadline time.Time
 	done     bool
 	failed   bool
@@ -55,6 +58,7 @@ func (c *ceremonies) progress(p event.Progress) {
 	}
 	x.round, x.step, x.total = Clean(p.Round), p.Step, p.Total
 	x.got, x.waiting, x.deadline = cleanAll(p.Got), cleanAll(p.Waiting), p.Deadline
+	x.declined, x.asker, x.unseen = cleanAll(p.Declined), Clean(p.Requester), cleanAll(p.Unseen)
 }
 
 func (c *ceremonies) keygenDone(e event.KeygenDone) {
@@ -117,17 +121,34 @@ func (x *ceremony) line(now time.Time) string {
 	}
 	var b strings.Builder
 	b.WriteString(head)
-	if x.kind == "sign" {
+	// On a console that did not ask, the others' partials go to the asker:
+	// their count and who is still to answer are unknown here.
+	hidden := x.kind == "sign" && len(x.unseen) > 0
+	switch {
+	case hidden:
+		b.WriteString(x.round + "  needs " + itoa(x.total) + " approvals")
+		if x.asker != "" {
+			b.WriteString("  asked by " + x.asker)
+		}
+	case x.kind == "sign":
 		b.WriteString("approvals " + itoa(x.step) + "/" + itoa(x.total))
-	} else {
+	default:
 		b.WriteString("round " + itoa(x.step) + "/" + itoa(x.total))
 	}
-	if x.round != "" {
+	if !hidden && x.round != "" {
 		b.WriteString(" " + x.round)
 	}
-	b.WriteString("  got " + names(x.got))
+	if !hidden || len(x.got) > 0 {
+		b.WriteString("  got " + names(x.got))
+	}
+	if len(x.declined) > 0 {
+		b.WriteString("  declined " + names(x.declined))
+	}
 	if len(x.waiting) > 0 {
 		b.WriteString("  waiting " + names(x.waiting))
+	}
+	if hidden && x.asker != "" {
+		b.WriteString("  approvals go to " + x.asker)
 	}
 	if !x.deadline.IsZero() {
 		if left := x.deadline.Sub(now); left > 0 {
@@ -157,7 +178,8 @@ func (m *Model) ceremoniesView(h int) []string {
 			style = st.Dim
 		}
 		// wrap long lines with an indent so names are never cut off
-		wrapped := strings.Split(ansi.Wrap(x.line(now), max(m.width-2, 10), " ,"), "\n")
+		// (continuation lines are indented: wrap to leave room for it)
+		wrapped := strings.Split(ansi.Wrap(x.line(now), max(m.width-4, 10), " ,"), "\n")
 		for j, w := range wrapped {
 			if j > 0 {
 				w = "    " + w

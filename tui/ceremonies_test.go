@@ -57,3 +57,47 @@ func TestAFailedKeygenStopsItsCountdownAndSaysWhy(t *testing.T) {
 		})
 	}
 }
+
+func TestASigningShowsOnlyWhatThisConsoleCanKnow(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		progress event.Progress
+		want     []string
+		notWant  []string
+	}{
+		{"asked by another: own approval, a decline, no count",
+			event.Progress{Ceremony: "9b1c2d3e", Kind: "sign", Round: "collecting", Step: 1, Total: 2, Got: []string{"alice"},
+				Declined: []string{"carol"}, Requester: "bob", Unseen: []string{"bob"}, Deadline: t0.Add(time.Minute)},
+			[]string{"asked by bob", "got alice", "declined carol", "approvals go to bob"},
+			[]string{"waiting", "approvals 1/2"}},
+		{"asked by another, not answered yet",
+			event.Progress{Ceremony: "9b1c2d3e", Kind: "sign", Round: "collecting", Total: 2, Waiting: []string{"alice"},
+				Requester: "bob", Unseen: []string{"bob", "carol"}, Deadline: t0.Add(time.Minute)},
+			[]string{"needs 2 approvals", "waiting alice", "approvals go to bob"},
+			[]string{"waiting bob", "got -"}},
+		{"asked here: the count and who declined",
+			event.Progress{Ceremony: "9b1c2d3e", Kind: "sign", Round: "collecting", Step: 1, Total: 2, Got: []string{"alice"},
+				Declined: []string{"carol"}, Waiting: []string{"bob"}, Requester: "alice", Deadline: t0.Add(time.Minute)},
+			[]string{"approvals 1/2", "got alice", "declined carol", "waiting bob"},
+			[]string{"asked by", "go to"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, 200, 24)
+			h.send(tt.progress, "2")
+			v := h.view()
+			for _, w := range tt.want {
+				if !strings.Contains(v, w) {
+					t.Errorf("screen lacks %q:\n%s", w, v)
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(v, w) {
+					t.Errorf("screen shows %q:\n%s", w, v)
+				}
+			}
+		})
+	}
+}

@@ -67,8 +67,10 @@ func traffic() []any {
 			Kind: "deal", Size: 12, Digest: "00ff00ff", Note: "dropped: not a signer of that ceremony"},
 		event.Progress{Ceremony: cerID, Kind: "keygen", Round: "deal", Step: 2, Total: 4, Got: []string{"alice", "carol"},
 			Waiting: []string{"bob"}, Deadline: t0.Add(9*time.Minute + 41*time.Second)},
-		event.Progress{Ceremony: "9b1c2d3e", Kind: "sign", Round: "collecting", Step: 1, Total: 2, Got: []string{"bob"},
-			Waiting: []string{"alice", "carol"}, Deadline: t0.Add(4*time.Minute + 12*time.Second)},
+		// bob asked: this console (alice) sees its own answer and the
+		// declines, not the others' partials.
+		event.Progress{Ceremony: "9b1c2d3e", Kind: "sign", Round: "collecting", Step: 0, Total: 2,
+			Waiting: []string{"alice"}, Requester: "bob", Unseen: []string{"bob", "carol"}, Deadline: t0.Add(4*time.Minute + 12*time.Second)},
 	)
 	return steps
 }
@@ -103,6 +105,9 @@ func TestViewGolden(t *testing.T) {
 		{"log scrolled up is paused", 80, 12, nil, full("k", "k", "k")},
 		{"ceremonies with per-round progress", 80, 24, nil, full("2")},
 		{"ceremonies wrap at 40x12", 40, 12, nil, full("2")},
+		{"ceremonies of a request this console made", 80, 24, nil, full(event.Progress{Ceremony: "5a6b7c8d", Kind: "sign", Round: "collecting",
+			Step: 1, Total: 2, Got: []string{"alice"}, Declined: []string{"carol"}, Waiting: []string{"bob"}, Requester: "alice",
+			Deadline: t0.Add(29 * time.Minute)}, "2")},
 		{"approval queue", 80, 24, nil, full(request(), "3")},
 		{"review while arming", 80, 24, nil, full(request(), "3", "enter", advance(400*time.Millisecond))},
 		{"review armed", 80, 24, nil, full(request(), "3", "enter", advance(time.Second))},

@@ -47,8 +47,13 @@ type Progress struct {
 	Step     int
 	Total    int
 	Got      []string
-	Waiting  []string
-	Deadline time.Time
+	Waiting  []string // whose answer this console would see and has not
+	Declined []string // sign: who declined (declines are broadcasts)
+	// Sign on a console that did not ask: the partials go to Requester
+	// only, so Unseen lists those whose approval this console cannot see.
+	Requester string
+	Unseen    []string
+	Deadline  time.Time
 }
 
 func (Progress) Must() bool { return false }
