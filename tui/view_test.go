@@ -130,6 +130,8 @@ func TestViewGolden(t *testing.T) {
 		{"server challenge pending at 40x12", 40, 12, nil, full(event.Challenge{Time: t0, Token: challengeToken})},
 		{"challenge form", 80, 24, nil, full(event.Challenge{Time: t0, Token: challengeToken}, "!", typeText("ab12-cd34"))},
 		{"reconnecting with countdown", 80, 24, nil, full(event.Connection{State: "reconnecting", RetryAt: t0.Add(5 * time.Second)}, event.Error{Time: t0, Text: "websocket: read: connection reset"})},
+		{"long error notice wraps at 80x24", 80, 24, nil, full(event.Error{Time: t0, Text: "demo failed: signing request 9b1c2d3e failed: " +
+			"expired with 1 of 2 partial signatures; declined: carol; press r to start the story again, q to quit"})},
 		{"link screen at 80x24", 80, 24, []Option{WithLinking(true)}, []any{
 			LinkURL{URL: linkURL, Expires: t0.Add(45 * time.Second)}, LinkStep{Text: "waiting for scan"}}},
 		{"link screen after steps", 80, 24, []Option{WithLinking(true)}, []any{
