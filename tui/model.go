@@ -217,6 +217,16 @@ func (m *Model) setIdentity(id Identity) {
 	}
 }
 
+// Typing reports whether keys go to a text field (a form or the log
+// filter) rather than to commands.
+func (m *Model) Typing() bool {
+	switch m.mode {
+	case modeFilter, modeKeygenForm, modeSignForm, modeChallengeForm:
+		return true
+	}
+	return false
+}
+
 // Update handles one message. It never blocks: calls into core, clipboard
 // writes and timers are returned as commands.
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
