@@ -8,9 +8,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
-
-	"github.com/mdp/qrterminal/v3"
 
 	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/core/roster"
@@ -130,19 +127,8 @@ func runLink(ctx context.Context, cmd command, args []string, sio stdio) int {
 		if n == "" {
 			n = e.cfg.Device.Name
 		}
-		acct, err := device.Link(ctx, device.LinkConfig{
-			Dialer: d, Store: st, Name: n,
-			OnURL: func(url string, expires time.Time) {
-				if showQR {
-					qrterminal.GenerateWithConfig(url, qrterminal.Config{Level: qrterminal.L, Writer: sio.out, HalfBlocks: true,
-						BlackChar: qrterminal.BLACK_BLACK, WhiteChar: qrterminal.WHITE_WHITE, BlackWhiteChar: qrterminal.BLACK_WHITE,
-						WhiteBlackChar: qrterminal.WHITE_BLACK, QuietZone: 2})
-				}
-				fmt.Fprintln(sio.out, url)
-				fmt.Fprintf(sio.err, "cosigner link: scan the code within %s\n", time.Until(expires).Round(time.Second))
-			},
-			OnStep: func(s string) { fmt.Fprintf(sio.err, "cosigner link: %s\n", s) },
-		})
+		show := linkOutput{out: sio.out, err: sio.err, qr: showQR}
+		acct, err := device.Link(ctx, device.LinkConfig{Dialer: d, Store: st, Name: n, OnURL: show.url, OnStep: show.step})
 		if err != nil {
 			return err
 		}

@@ -84,6 +84,9 @@ func logEvent(log *slog.Logger, e event.Event) {
 		log.Info("approval resolved", "id", e.ID[:8], "decision", e.Decision)
 	case event.KeygenDone:
 		log.Info("key generated", "key", e.KeyID, "group_key", e.GroupKey, "t", e.T, "n", e.N)
+	case event.KeygenFailed:
+		log.Warn("key generation failed", "ceremony", tui.Clean(e.Ceremony), "reason", tui.Clean(e.Reason), "round", tui.Clean(e.Round),
+			"by", tui.Clean(e.By), "blamed", cleanNames(e.Blamed), "claimed", cleanNames(e.Claimed))
 	case event.SignDone:
 		if e.Restored {
 			log.Debug("signing finished before this run", "id", e.ID[:8], "signature", e.Signature, "failure", tui.Clean(e.Failure))
@@ -102,6 +105,14 @@ func logEvent(log *slog.Logger, e event.Event) {
 	case event.ChallengeAnswered:
 		log.Info("server challenge answered", "token", tui.Clean(e.Token))
 	}
+}
+
+func cleanNames(ns []string) []string {
+	out := make([]string, len(ns))
+	for i, n := range ns {
+		out[i] = tui.Clean(n)
+	}
+	return out
 }
 
 // feedConsole runs the console c and tells the screen about it through

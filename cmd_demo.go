@@ -26,10 +26,13 @@ signer's phone and scans the QR code), a 2-of-3 key generation, then a
 signing request over end-to-end encrypted Signal sessions.
 
 With a terminal, the console opens for the three signers; switch between
-them, approve the request on two, and watch the partials, the combination
-and the verified signature. --headless (automatic when stdout is not a
-terminal) runs the script instead: bob asks, alice and bob approve, carol
-declines, and one JSON object is printed:
+them (F1, F2, F3), approve the request on two, and watch the partials, the
+combination and the verified signature. Rounds and the request wait half an
+hour for the humans; if the story fails (a decline, a deadline), r starts it
+again. It exits 0 with the signature, 1 with the reason when the story did
+not finish. --headless (automatic when stdout is not a terminal) runs the
+script instead: bob asks, alice and bob approve, carol declines, and one
+JSON object is printed:
   {"group_public_key","message_hex","signature","signers","threshold","parties"}
 
 Flags:

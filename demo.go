@@ -22,6 +22,23 @@ import (
 // demoNames are the demo's signers, in the order they are set up.
 var demoNames = []string{"alice", "bob", "carol"}
 
+// The demo's deadlines are a person's: someone trying the console reads,
+// switches between the signers and answers at their own pace (two minutes
+// a round stopped the story while they were still reading).
+const (
+	demoRoundTimeout = 30 * time.Minute
+	demoRequestTTL   = 30 * time.Minute
+)
+
+// demoConsoleConfig is how the demo runs each signer's console.
+func demoConsoleConfig(name string, dialer *transport.Dialer, st *store.Store, log *slog.Logger, auto bool) consoleConfig {
+	// Re-sends recover lost messages; the in-process relay loses none, and
+	// each one is a log line on every console while the humans decide, so
+	// they come rarely.
+	return consoleConfig{Name: name, Dialer: dialer, Store: st, Logger: log.With("signer", name),
+		AutoApprove: auto, RoundTimeout: demoRoundTimeout, RequestTTL: demoRequestTTL, ResendEvery: 15 * time.Second}
+}
+
 // demoWorld is the demo's one-machine deployment: an in-process relay on
 // loopback and three consoles, each linked to its own account through the
 // real provisioning flow, with a primary device playing each signer's phone.
@@ -78,11 +95,7 @@ func startDemoWorld(ctx context.Context, dir string, log *slog.Logger, auto map[
 			w.close()
 			return nil, fmt.Errorf("demo: %s: %w", name, err)
 		}
-		// Re-sends recover lost messages; the in-process relay loses none,
-		// and each one is a log line on every console while the humans
-		// decide, so they come rarely.
-		s.con, err = openConsole(runCtx, consoleConfig{Name: name, Dialer: w.dialer, Store: s.store, Logger: log.With("signer", name),
-			AutoApprove: auto[name], RoundTimeout: 2 * time.Minute, RequestTTL: 5 * time.Minute, ResendEvery: 15 * time.Second})
+		s.con, err = openConsole(runCtx, demoConsoleConfig(name, w.dialer, s.store, log, auto[name]))
 		if err != nil {
 			w.close()
 			return nil, fmt.Errorf("demo: %s: %w", name, err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -18,32 +19,52 @@ import (
 
 // demoModel shows the three signers' consoles one at a time: F1, F2 and F3
 // (or alt+1..3) switch between them. Each console is a tui.Model of its
-// own; messages and commands are tagged with the console they belong to.
+// own; messages and commands are tagged with the console and the run of the
+// story they belong to. When a run fails, r starts the story again.
 type demoModel struct {
 	names  []string
 	models []*tui.Model
 	active int
 	width  int
 	height int
+	run    int     // the run of the story the consoles show
+	failed error   // why this run stopped, if it did
+	start  tea.Cmd // starts the first run (Init)
+	// newRun makes the consoles of run n and the command that starts it,
+	// stopping the run before; nothing happens until the command runs.
+	newRun func(n int) ([]*tui.Model, tea.Cmd)
 }
 
-// demoMsg is a message for one console.
+// demoMsg is a message for one console of one run.
 type demoMsg struct {
+	run int
 	idx int
 	msg tea.Msg
 }
 
-// demoDone carries the outcome of the setup to the program.
-type demoDone struct{ err error }
+// demoDone says how a run ended: err is why it failed, nil once the
+// signature is there.
+type demoDone struct {
+	run int
+	err error
+}
+
+// demoRestartKey starts a failed story again.
+const demoRestartKey = "r"
 
 func (m *demoModel) tag(idx int, cmd tea.Cmd) tea.Cmd {
 	if cmd == nil {
 		return nil
 	}
-	return func() tea.Msg { return demoMsg{idx: idx, msg: cmd()} }
+	run := m.run
+	return func() tea.Msg { return demoMsg{run: run, idx: idx, msg: cmd()} }
 }
 
 func (m *demoModel) Init() tea.Cmd {
+	return tea.Batch(m.initModels(), m.start)
+}
+
+func (m *demoModel) initModels() tea.Cmd {
 	cmds := make([]tea.Cmd, len(m.models))
 	for i, sub := range m.models {
 		cmds[i] = m.tag(i, sub.Init())
@@ -68,18 +89,38 @@ func (m *demoModel) forward(idx int, msg tea.Msg) tea.Cmd {
 	return m.tag(idx, cmd)
 }
 
+// resize tells every console its size: the window less the signer tabs.
+func (m *demoModel) resize() tea.Cmd {
+	if m.width == 0 {
+		return nil
+	}
+	inner := tea.WindowSizeMsg{Width: m.width, Height: max(m.height-m.headerLines(), 1)}
+	cmds := make([]tea.Cmd, len(m.models))
+	for i := range m.models {
+		cmds[i] = m.forward(i, inner)
+	}
+	return tea.Batch(cmds...)
+}
+
+// restart shows fresh consoles for a new run of the story and starts it.
+func (m *demoModel) restart() tea.Cmd {
+	m.run++
+	m.failed = nil
+	models, start := m.newRun(m.run)
+	m.models = models
+	return tea.Batch(m.initModels(), m.resize(), start)
+}
+
 func (m *demoModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case demoMsg:
+		if msg.run != m.run {
+			return m, nil // from a run that was replaced
+		}
 		return m, m.forward(msg.idx, msg.msg)
 	case tea.WindowSizeMsg:
 		m.width, m.height = msg.Width, msg.Height
-		inner := tea.WindowSizeMsg{Width: msg.Width, Height: max(msg.Height-m.headerLines(), 1)}
-		cmds := make([]tea.Cmd, len(m.models))
-		for i := range m.models {
-			cmds[i] = m.forward(i, inner)
-		}
-		return m, tea.Batch(cmds...)
+		return m, m.resize()
 	case tea.KeyMsg:
 		switch msg.String() {
 		case "f1", "alt+1":
@@ -91,15 +132,22 @@ func (m *demoModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		case "f3", "alt+3":
 			m.active = 2
 			return m, nil
+		case demoRestartKey:
+			if m.failed != nil && !m.models[m.active].Typing() {
+				return m, m.restart()
+			}
 		}
 		return m, m.forward(m.active, msg)
 	case demoDone:
-		if msg.err != nil {
-			// On the link screen as a step, on the main screen as an error.
-			for i := range m.models {
-				m.models[i].Update(tui.LinkStep{Text: "demo failed: " + msg.err.Error()})
-				m.models[i].Update(event.Error{Time: time.Now(), Text: "demo failed: " + msg.err.Error()})
-			}
+		if msg.run != m.run || msg.err == nil {
+			return m, nil
+		}
+		m.failed = msg.err
+		// On the link screen as a step, on the main screen as an error.
+		text := "demo failed: " + msg.err.Error() + ". Press " + demoRestartKey + " to start the story again, q to quit."
+		for i := range m.models {
+			m.models[i].Update(tui.LinkStep{Text: "demo failed"})
+			m.models[i].Update(event.Error{Time: time.Now(), Text: text})
 		}
 		return m, nil
 	}
@@ -140,10 +188,149 @@ func (m *demoModel) View() string {
 	return header + "\n" + m.models[m.active].View()
 }
 
-// runDemoConsole sets up the demo behind the console: each signer's link
-// screen shows its QR code being scanned, then the main screens; alice
-// starts the keygen, bob asks for a signature, and the humans approve.
-func runDemoConsole(ctx context.Context, dir string, msg []byte, sio stdio) int {
+// demoStory runs the story behind the consoles: each signer's link screen
+// shows its QR code being scanned, then the main screens; alice starts the
+// keygen, bob asks for a signature, and the humans approve. One run at a
+// time: starting one stops the one before.
+type demoStory struct {
+	ctx  context.Context
+	dir  string
+	msg  []byte
+	log  *slog.Logger
+	send func(tea.Msg)
+
+	mu      sync.Mutex
+	cancel  context.CancelFunc
+	done    chan struct{}
+	outcome demoOutcome
+}
+
+// demoOutcome is how far the current run got.
+type demoOutcome struct {
+	stage      string // what it was doing
+	group, sig []byte // set once it finished
+	err        error  // why it failed
+}
+
+// start stops the current run, if any, and starts run n with the consoles'
+// cores.
+func (s *demoStory) start(n int, cores []*lateCore) {
+	s.stop()
+	ctx, cancel := context.WithCancel(s.ctx)
+	done := make(chan struct{})
+	s.mu.Lock()
+	s.cancel, s.done, s.outcome = cancel, done, demoOutcome{stage: "the linking of the consoles"}
+	s.mu.Unlock()
+	go func() {
+		defer close(done)
+		s.run(ctx, n, cores)
+	}()
+}
+
+// stop ends the current run and waits until its world is closed.
+func (s *demoStory) stop() {
+	s.mu.Lock()
+	cancel, done := s.cancel, s.done
+	s.cancel, s.done = nil, nil
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+func (s *demoStory) result() demoOutcome {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.outcome
+}
+
+func (s *demoStory) update(f func(o *demoOutcome)) {
+	s.mu.Lock()
+	f(&s.outcome)
+	s.mu.Unlock()
+}
+
+func (s *demoStory) run(ctx context.Context, n int, cores []*lateCore) {
+	index := map[string]int{}
+	for i, name := range demoNames {
+		index[name] = i
+	}
+	send := func(name string, m tea.Msg) { s.send(demoMsg{run: n, idx: index[name], msg: m}) }
+	fail := func(err error) {
+		if ctx.Err() != nil {
+			return // stopped: quit or started again
+		}
+		s.update(func(o *demoOutcome) { o.err = err })
+		s.send(demoDone{run: n, err: err})
+	}
+	// Each run has a folder of its own: a new relay and new stores.
+	dir := filepath.Join(s.dir, fmt.Sprintf("run-%d", n+1))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		fail(err)
+		return
+	}
+	w, err := startDemoWorld(ctx, dir, s.log, nil, demoHooks{
+		OnURL: func(name, url string, expires time.Time) {
+			send(name, tui.LinkURL{URL: url, Expires: expires})
+			time.Sleep(1500 * time.Millisecond) // long enough to see the QR before the "scan"
+		},
+		OnStep: func(name, step string) { send(name, tui.LinkStep{Text: step}) },
+	})
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer w.close()
+	for _, sg := range w.signers {
+		i := index[sg.name]
+		cores[i].set(sg.con.app)
+		sub := sg.con.bus.Subscribe(0)
+		go tui.Bridge(ctx, sub, func(m tea.Msg) { s.send(demoMsg{run: n, idx: i, msg: m}) })
+		// The connection came up before the console subscribed.
+		st := sg.con.dev.Status()
+		sg.con.bus.Publish(event.Connection{State: st.State.String(), RetryAt: st.RetryAt, Detail: st.Err})
+		send(sg.name, tui.Identity{Name: sg.name, Account: sg.con.card.Account, Device: sg.con.card.Device})
+		send(sg.name, tui.Linked{Account: sg.con.card.Account, Device: sg.con.card.Device})
+		if r, err := screenRoster(ctx, sg.con); err == nil {
+			send(sg.name, r)
+		}
+	}
+	alice, bob := w.signer("alice"), w.signer("bob")
+	// Alice proposes the keygen; the others accept on their consoles.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.update(func(o *demoOutcome) { o.stage = "the key generation" })
+		kr, err := alice.con.app.StartKeygen(ctx, 2)
+		if err != nil {
+			fail(err)
+			return
+		}
+		// Then bob asks for a signature (once he holds the key too); the
+		// humans decide.
+		if err := waitHoldsKey(ctx, bob, kr.KeyID); err != nil {
+			fail(err)
+			return
+		}
+		s.update(func(o *demoOutcome) { o.stage = "the signing request" })
+		sr, err := bob.con.app.RequestSignature(ctx, kr.KeyID, s.msg, "demo signing request")
+		if err != nil {
+			fail(err)
+			return
+		}
+		s.update(func(o *demoOutcome) { o.group, o.sig = kr.GroupKey, sr.Signature })
+		s.send(demoDone{run: n})
+	}()
+	<-ctx.Done()
+	wg.Wait() // its calls end with ctx: no word of this run comes after it
+}
+
+// runDemoConsole runs the demo's story behind the console. It exits 0 with
+// the signature once the story finished, 1 with the reason on stderr when
+// it did not (a failure, or q before the end).
+func runDemoConsole(ctx context.Context, dir string, msg []byte, sio stdio, opts ...tea.ProgramOption) int {
 	logf, err := demoLogFile(dir)
 	if err != nil {
 		fmt.Fprintf(sio.err, "cosigner demo: %v\n", err)
@@ -154,84 +341,49 @@ func runDemoConsole(ctx context.Context, dir string, msg []byte, sio stdio) int 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	story := &demoStory{ctx: ctx, dir: dir, msg: msg, log: log, outcome: demoOutcome{stage: "the linking of the consoles"}}
 	dm := &demoModel{names: demoNames}
-	cores := make([]*lateCore, len(demoNames))
-	for i, n := range demoNames {
-		cores[i] = &lateCore{ready: make(chan struct{})}
-		dm.models = append(dm.models, tui.New(ctx, cores[i], tui.WithLinking(true), tui.WithLogger(log.With("signer", n)),
-			tui.WithClipboard(os.Stdout), tui.WithIdentity(tui.Identity{Name: n, Server: "in-process relay on 127.0.0.1"})))
-	}
-	p := tea.NewProgram(dm, tea.WithAltScreen(), tea.WithContext(ctx), tea.WithOutput(unwrap(sio.out)))
-	index := map[string]int{}
-	for i, n := range demoNames {
-		index[n] = i
-	}
-	send := func(name string, m tea.Msg) { p.Send(demoMsg{idx: index[name], msg: m}) }
-
-	var result struct {
-		group, sig []byte
-	}
-	go func() {
-		w, err := startDemoWorld(ctx, dir, log, nil, demoHooks{
-			OnURL: func(name, url string, expires time.Time) {
-				send(name, tui.LinkURL{URL: url, Expires: expires})
-				time.Sleep(1500 * time.Millisecond) // long enough to see the QR before the "scan"
-			},
-			OnStep: func(name, step string) { send(name, tui.LinkStep{Text: step}) },
-		})
-		if err != nil {
-			p.Send(demoDone{err: err})
-			return
+	dm.newRun = func(n int) ([]*tui.Model, tea.Cmd) {
+		cores := make([]*lateCore, len(demoNames))
+		models := make([]*tui.Model, len(demoNames))
+		for i, name := range demoNames {
+			cores[i] = &lateCore{ready: make(chan struct{})}
+			models[i] = tui.New(ctx, cores[i], tui.WithLinking(true), tui.WithLogger(log.With("signer", name)),
+				tui.WithClipboard(unwrap(sio.out)), tui.WithIdentity(tui.Identity{Name: name, Server: "in-process relay on 127.0.0.1"}))
 		}
-		for _, s := range w.signers {
-			i := index[s.name]
-			cores[i].set(s.con.app)
-			sub := s.con.bus.Subscribe(0)
-			go tui.Bridge(ctx, sub, func(m tea.Msg) { p.Send(demoMsg{idx: i, msg: m}) })
-			// The connection came up before the console subscribed.
-			st := s.con.dev.Status()
-			s.con.bus.Publish(event.Connection{State: st.State.String(), RetryAt: st.RetryAt, Detail: st.Err})
-			send(s.name, tui.Identity{Name: s.name, Account: s.con.card.Account, Device: s.con.card.Device})
-			send(s.name, tui.Linked{Account: s.con.card.Account, Device: s.con.card.Device})
-			if r, err := screenRoster(ctx, s.con); err == nil {
-				send(s.name, r)
-			}
+		return models, func() tea.Msg {
+			story.start(n, cores)
+			return nil
 		}
-		defer w.close()
-		alice, bob := w.signer("alice"), w.signer("bob")
-		// Alice proposes the keygen; the others accept on their consoles.
-		go func() {
-			kr, err := alice.con.app.StartKeygen(ctx, 2)
-			if err != nil {
-				p.Send(demoDone{err: err})
-				return
-			}
-			result.group = kr.GroupKey
-			// Then bob asks for a signature (once he holds the key too);
-			// the humans decide.
-			if err := waitHoldsKey(ctx, bob, kr.KeyID); err != nil {
-				p.Send(demoDone{err: err})
-				return
-			}
-			sr, err := bob.con.app.RequestSignature(ctx, kr.KeyID, msg, "demo signing request")
-			if err != nil {
-				p.Send(demoDone{err: err})
-				return
-			}
-			result.sig = sr.Signature
-			p.Send(demoDone{})
-		}()
-		<-ctx.Done()
-	}()
-	if _, err := p.Run(); err != nil && ctx.Err() == nil {
+	}
+	dm.models, dm.start = dm.newRun(0)
+	opts = append([]tea.ProgramOption{tea.WithAltScreen(), tea.WithContext(ctx), tea.WithOutput(unwrap(sio.out))}, opts...)
+	p := tea.NewProgram(dm, opts...)
+	story.send = p.Send
+	_, err = p.Run()
+	stopped := ctx.Err() != nil // by the caller (a signal), not by q
+	cancel()
+	story.stop()
+	if err != nil && !stopped {
 		fmt.Fprintf(sio.err, "cosigner demo: %v\n", err)
 		return exitFailure
 	}
-	cancel()
-	if result.sig != nil {
-		fmt.Fprintf(sio.out, "group public key: %x\nmessage:          %q\nsignature:        %x\ncheck it again with:\n  cosigner verify --pubkey %x --signature %x --hex %x\n",
-			result.group, msg, result.sig, result.group, result.sig, msg)
+	return demoExit(story.result(), msg, sio)
+}
+
+// demoExit prints the signature of a finished story (exit 0) or why it did
+// not finish (exit 1).
+func demoExit(o demoOutcome, msg []byte, sio stdio) int {
+	if o.sig == nil {
+		why := "quit during " + o.stage
+		if o.err != nil {
+			why = o.err.Error()
+		}
+		fmt.Fprintf(sio.err, "cosigner demo: the story did not finish: %s\n", why)
+		return exitFailure
 	}
+	fmt.Fprintf(sio.out, "group public key: %x\nmessage:          %q\nsignature:        %x\ncheck it again with:\n  cosigner verify --pubkey %x --signature %x --hex %x\n",
+		o.group, msg, o.sig, o.group, o.sig, msg)
 	return exitOK
 }
 

@@ -1173,7 +1173,7 @@ func (a *App) afterKeygen(ctx context.Context, st *keygenState, live bool) {
 				st.asked = false
 				told = append(told, event.ApprovalResolved{ID: hex.EncodeToString(id[:]), Decision: "ended: the key generation stopped"})
 			}
-			told = append(told, event.Error{Time: a.now(), Text: err.Error()})
+			told = append(told, event.Error{Time: a.now(), Text: err.Error()}, keygenFailed(id, err))
 		}
 		a.finish(ctx, id, result{err: err}, told)
 	case p.State == dkg.StateCreated && !st.announced:
@@ -1196,7 +1196,8 @@ func (a *App) afterSign(ctx context.Context, st *signState, live bool) {
 	parties := st.key.key.Proposal.Parties
 	if live {
 		a.publish(event.Progress{Ceremony: ceremony.ShortID(id), Kind: "sign", Round: p.Outcome.String(), Step: len(p.Approved), Total: st.key.key.T(),
-			Got: a.names(parties, p.Approved), Waiting: a.names(parties, p.Waiting), Deadline: st.s.Request().Expires})
+			Got: a.names(parties, p.Approved), Waiting: a.names(parties, p.Waiting), Declined: a.names(parties, p.Declined),
+			Requester: a.name(partyAddr(parties, p.Requester)), Unseen: a.names(parties, p.Unseen), Deadline: st.s.Request().Expires})
 	}
 	if p.Decision == ceremony.DecisionPending && !st.announced && !st.done && p.Outcome == ceremony.OutcomeCollecting {
 		st.announced = true

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -695,5 +696,85 @@ func TestAKeygenThatStopsBeforeThisConsoleAnsweredLeavesItsQueue(t *testing.T) {
 			}
 			return
 		}
+	}
+}
+
+func TestADeclinedKeygenIsReportedAsFailedOnEveryConsole(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var subs []*event.Subscription
+	for _, nd := range nodes {
+		nd.start(t, false)
+		sub := nd.bus.Subscribe(0)
+		defer sub.Close()
+		subs = append(subs, sub)
+	}
+	approvals(ctx, nodes[1], func(event.ApprovalRequested) (bool, string) { return true, "" })
+	approvals(ctx, nodes[2], func(event.ApprovalRequested) (bool, string) { return false, "not today" })
+	if _, err := nodes[0].app.StartKeygen(ctx, 2); !errors.Is(err, ErrDeclined) {
+		t.Fatalf("keygen with a decline: %v, want ErrDeclined", err)
+	}
+	for i, sub := range subs {
+		var failed *event.KeygenFailed
+		for failed == nil {
+			e, err := sub.Next(ctx)
+			if err != nil {
+				t.Fatalf("%s: no KeygenFailed event: %v", nodes[i].name, err)
+			}
+			if _, ok := e.(event.KeygenDone); ok {
+				t.Fatalf("%s: the keygen is reported done", nodes[i].name)
+			}
+			if f, ok := e.(event.KeygenFailed); ok {
+				failed = &f
+			}
+		}
+		if failed.Ceremony == "" || !slices.Equal(failed.Blamed, []string{"carol"}) || failed.By != "carol" ||
+			!strings.Contains(failed.Text, "declined") {
+			t.Errorf("%s: %+v, want carol's decline", nodes[i].name, *failed)
+		}
+		if failed.Reason != "declined" && failed.Reason != "aborted by another party" {
+			t.Errorf("%s: reason %q", nodes[i].name, failed.Reason)
+		}
+	}
+}
+
+func TestAConsoleThatDidNotAskShowsDeclinesAndNeverWaitsForTheRequester(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for _, nd := range nodes {
+		nd.start(t, false)
+	}
+	// Everyone accepts the keygen; bob's human does not answer the signing
+	// request, carol declines it.
+	answerSome(ctx, nodes[1], func(ar event.ApprovalRequested) (bool, bool, string) { return ar.Kind == "keygen", true, "" })
+	approvals(ctx, nodes[2], func(ar event.ApprovalRequested) (bool, string) { return ar.Kind == "keygen", "no" })
+	kr := keygenAll(t, ctx, nodes)
+	sub := nodes[1].bus.Subscribe(0)
+	defer sub.Close()
+	go nodes[0].app.RequestSignature(ctx, kr.KeyID, []byte("payroll"), "")
+	for {
+		e, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatalf("bob never saw carol's decline: %v", err)
+		}
+		p, ok := e.(event.Progress)
+		if !ok || p.Kind != "sign" {
+			continue
+		}
+		if slices.Contains(p.Waiting, "alice") {
+			t.Fatalf("bob's console waits for the requester: %+v", p)
+		}
+		if len(p.Declined) == 0 {
+			continue
+		}
+		if !slices.Equal(p.Declined, []string{"carol"}) || !slices.Equal(p.Waiting, []string{"bob"}) || p.Requester != "alice" ||
+			!slices.Equal(p.Unseen, []string{"alice"}) {
+			t.Fatalf("bob's progress after carol declined: %+v", p)
+		}
+		return
 	}
 }

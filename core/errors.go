@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/signal-mpc/cosigner/bls/dkg"
 	"github.com/signal-mpc/cosigner/core/ceremony"
+	"github.com/signal-mpc/cosigner/core/event"
 )
 
 // How a ceremony ended without its result. The error a keygen or signing
@@ -100,6 +102,18 @@ func (a *App) keygenError(s *ceremony.KeygenSession) error {
 			}
 			return a.name(partyAddr(parties, j)), true
 		})}
+}
+
+// keygenFailed is the event of a keygen that stopped with err: names and
+// reasons only.
+func keygenFailed(id [32]byte, err error) event.KeygenFailed {
+	e := event.KeygenFailed{Ceremony: ceremony.ShortID(id), Reason: "failed", Text: err.Error()}
+	var kerr *KeygenError
+	if errors.As(err, &kerr) {
+		e.Reason, e.Round, e.By = kerr.Reason.String(), kerr.Round.String(), kerr.By
+		e.Blamed, e.Claimed = slices.Clone(kerr.Blamed), slices.Clone(kerr.Claimed)
+	}
+	return e
 }
 
 // partyNames finds the party indices in the engine's details: "party 2",

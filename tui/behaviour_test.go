@@ -141,6 +141,7 @@ func TestUntrustedTextIsNeutralised(t *testing.T) {
 		{"roster name", []any{Roster{Signers: []Signer{{Name: evil, Fingerprint: evil}}}}, []any{"5"}},
 		{"signature failure", []any{event.SignDone{ID: reqID, Failure: evil, Signers: []string{evil}}}, []any{"4", "enter"}},
 		{"ceremony progress", []any{event.Progress{Ceremony: evil, Kind: "sign", Got: []string{evil}, Waiting: []string{evil}}}, []any{"2"}},
+		{"keygen failure", []any{event.KeygenFailed{Ceremony: evil, Reason: evil, By: evil, Blamed: []string{evil}, Claimed: []string{evil}, Text: evil}}, []any{"2"}},
 		{"connection detail", []any{event.Connection{State: evil}}, nil},
 		{"identity", []any{Identity{Name: evil, Server: evil}}, nil},
 		{"challenge token", []any{event.Challenge{Time: t0, Token: evil}}, []any{"!"}},

@@ -17,6 +17,9 @@ type ceremony struct {
 	total    int
 	got      []string
 	waiting  []string
+	declined []string
+	asker    string   // sign: who asked
+	unseen   []string // sign: whose partials go to the asker, unseen here
 	deadline time.Time
 	done     bool
 	failed   bool
@@ -55,12 +58,34 @@ func (c *ceremonies) progress(p event.Progress) {
 	}
 	x.round, x.step, x.total = Clean(p.Round), p.Step, p.Total
 	x.got, x.waiting, x.deadline = cleanAll(p.Got), cleanAll(p.Waiting), p.Deadline
+	x.declined, x.asker, x.unseen = cleanAll(p.Declined), Clean(p.Requester), cleanAll(p.Unseen)
 }
 
 func (c *ceremonies) keygenDone(e event.KeygenDone) {
 	x := c.get(Clean(e.Ceremony), "keygen")
 	x.done = true
 	x.result = "key " + Clean(e.KeyID) + " " + itoa(e.T) + "-of-" + itoa(e.N)
+}
+
+// keygenFailed ends a keygen that stopped: its countdown goes, the reason
+// and who is at fault stay.
+func (c *ceremonies) keygenFailed(e event.KeygenFailed) {
+	x := c.get(Clean(e.Ceremony), "keygen")
+	x.done, x.failed = true, true
+	x.result = "failed"
+	if e.Round != "" {
+		x.result += " in round " + Clean(e.Round)
+	}
+	x.result += ": " + Clean(e.Reason)
+	if by := Clean(e.By); by != "" {
+		x.result += " (stopped by " + by + ")"
+	}
+	if len(e.Blamed) > 0 {
+		x.result += "; blamed " + names(cleanAll(e.Blamed))
+	}
+	if len(e.Claimed) > 0 {
+		x.result += "; accused without proof " + names(cleanAll(e.Claimed))
+	}
 }
 
 func (c *ceremonies) signDone(e event.SignDone) {
@@ -96,17 +121,34 @@ func (x *ceremony) line(now time.Time) string {
 	}
 	var b strings.Builder
 	b.WriteString(head)
-	if x.kind == "sign" {
+	// On a console that did not ask, the others' partials go to the asker:
+	// their count and who is still to answer are unknown here.
+	hidden := x.kind == "sign" && len(x.unseen) > 0
+	switch {
+	case hidden:
+		b.WriteString(x.round + "  needs " + itoa(x.total) + " approvals")
+		if x.asker != "" {
+			b.WriteString("  asked by " + x.asker)
+		}
+	case x.kind == "sign":
 		b.WriteString("approvals " + itoa(x.step) + "/" + itoa(x.total))
-	} else {
+	default:
 		b.WriteString("round " + itoa(x.step) + "/" + itoa(x.total))
 	}
-	if x.round != "" {
+	if !hidden && x.round != "" {
 		b.WriteString(" " + x.round)
 	}
-	b.WriteString("  got " + names(x.got))
+	if !hidden || len(x.got) > 0 {
+		b.WriteString("  got " + names(x.got))
+	}
+	if len(x.declined) > 0 {
+		b.WriteString("  declined " + names(x.declined))
+	}
 	if len(x.waiting) > 0 {
 		b.WriteString("  waiting " + names(x.waiting))
+	}
+	if hidden && x.asker != "" {
+		b.WriteString("  approvals go to " + x.asker)
 	}
 	if !x.deadline.IsZero() {
 		if left := x.deadline.Sub(now); left > 0 {
@@ -136,7 +178,8 @@ func (m *Model) ceremoniesView(h int) []string {
 			style = st.Dim
 		}
 		// wrap long lines with an indent so names are never cut off
-		wrapped := strings.Split(ansi.Wrap(x.line(now), max(m.width-2, 10), " ,"), "\n")
+		// (continuation lines are indented: wrap to leave room for it)
+		wrapped := strings.Split(ansi.Wrap(x.line(now), max(m.width-4, 10), " ,"), "\n")
 		for j, w := range wrapped {
 			if j > 0 {
 				w = "    " + w

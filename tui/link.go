@@ -99,14 +99,16 @@ func (m *Model) linkView() []string {
 		}
 		return strings.Split(ansi.Hardwrap(l.url, max(w, 1), false), "\n")
 	}
-	panel := m.linkPanel(true)
 	help := m.helpLine()
 	if qr != nil {
+		// The URL goes under the code when there is room; without it (a
+		// version 6 code at 24 rows) c still copies it.
 		needW := qw + panelGap + panelMin
-		needH := len(qr) + len(urlLines(needW)) + 1
+		needH := len(qr) + 1
 		if m.width >= needW && m.height >= needH {
+			withURL := m.height >= needH+len(urlLines(m.width))
 			pw := m.width - qw - panelGap
-			pl := panelLines(panel, pw, len(qr))
+			pl := panelLines(m.linkPanel(true, !withURL), pw, len(qr))
 			qrStyle := st.QR
 			var lines []string
 			for i, q := range qr {
@@ -116,7 +118,9 @@ func (m *Model) linkView() []string {
 				}
 				lines = append(lines, row)
 			}
-			lines = append(lines, urlLines(m.width)...)
+			if withURL {
+				lines = append(lines, urlLines(m.width)...)
+			}
 			lines = padLines(lines, m.height-1)
 			return append(lines, help)
 		}
@@ -127,11 +131,11 @@ func (m *Model) linkView() []string {
 				" (this one is " + itoa(m.width) + "x" + itoa(m.height) + "): enlarge it, or copy the link below."),
 		}
 		lines = append(lines, urlLines(m.width)...)
-		lines = append(lines, m.linkPanel(false)[1:]...)
+		lines = append(lines, m.linkPanel(false, false)[1:]...)
 		lines = padLines(wrapAll(lines, m.width), m.height-1)
 		return append(lines, help)
 	}
-	lines := append([]string{}, panel...)
+	lines := m.linkPanel(true, false)
 	if l.url != "" {
 		lines = append(lines, st.Warn.Render("This link is too long for a QR code: copy it."))
 		lines = append(lines, urlLines(m.width)...)
@@ -140,8 +144,9 @@ func (m *Model) linkView() []string {
 	return append(lines, help)
 }
 
-// linkPanel is the text beside the QR code.
-func (m *Model) linkPanel(withQR bool) []string {
+// linkPanel is the text beside the QR code; copyHint says how to get the
+// link when it is not on screen.
+func (m *Model) linkPanel(withQR, copyHint bool) []string {
 	st := m.st
 	l := &m.link
 	lines := []string{st.Title.Render("Link this console to Signal")}
@@ -153,6 +158,9 @@ func (m *Model) linkPanel(withQR bool) []string {
 				"On the phone: Signal › Settings ›",
 				"Linked devices › Link new device,",
 				"then scan this code.")
+			if copyHint {
+				lines = append(lines, st.Dim.Render("(c copies the link)"))
+			}
 		}
 		lines = append(lines, "")
 		if !l.expires.IsZero() {

@@ -217,6 +217,16 @@ func (m *Model) setIdentity(id Identity) {
 	}
 }
 
+// Typing reports whether keys go to a text field (a form or the log
+// filter) rather than to commands.
+func (m *Model) Typing() bool {
+	switch m.mode {
+	case modeFilter, modeKeygenForm, modeSignForm, modeChallengeForm:
+		return true
+	}
+	return false
+}
+
 // Update handles one message. It never blocks: calls into core, clipboard
 // writes and timers are returned as commands.
 func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
@@ -275,6 +285,12 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.cers.keygenDone(msg)
 		m.setNotice("key " + msg.KeyID + " ready: " + itoa(msg.T) + "-of-" + itoa(msg.N))
 		return m, m.loadKeys()
+	case event.KeygenFailed:
+		m.cers.keygenFailed(msg)
+		if msg.Text != "" {
+			m.setError(msg.Text)
+		}
+		return m, nil
 	case event.SignDone:
 		if msg.Restored {
 			// History from before this run: listed, not announced.
@@ -530,7 +546,9 @@ func (m *Model) View() string {
 	return fit(lines, m.width, m.height)
 }
 
-func (m *Model) bodyHeight() int { return max(m.height-4, 1) }
+// bodyHeight is what the tab gets: the window less the status and tab bars,
+// the notice (one line or more) and the help line.
+func (m *Model) bodyHeight() int { return max(m.height-3-len(m.noticeLines()), 1) }
 
 func (m *Model) mainView() []string {
 	lines := make([]string, 0, m.height)
@@ -566,18 +584,35 @@ func (m *Model) mainView() []string {
 	}
 	body = padLines(body, h)
 	lines = append(lines, body...)
-	lines = append(lines, m.noticeLine(), m.helpLine())
+	lines = append(lines, m.noticeLines()...)
+	lines = append(lines, m.helpLine())
 	return lines
 }
 
-func (m *Model) noticeLine() string {
+// maxNoticeLines bounds a long notice; the tab keeps the rest of the window.
+const maxNoticeLines = 3
+
+// noticeLines is the notice word-wrapped to the width (a failure's reason
+// is read in full, not cut at the edge): at least one line, at most
+// maxNoticeLines, fewer on a small window.
+func (m *Model) noticeLines() []string {
 	if m.notice.text == "" {
-		return ""
+		return []string{""}
 	}
+	text, style := m.notice.text, m.st.Notice
 	if m.notice.err {
-		return m.st.Error.Render("! " + m.notice.text)
+		text, style = "! "+text, m.st.Error
 	}
-	return m.st.Notice.Render(m.notice.text)
+	wrapped := strings.Split(ansi.Wrap(text, max(m.width, 1), " "), "\n")
+	limit := min(maxNoticeLines, max(m.height-6, 1))
+	if len(wrapped) > limit {
+		wrapped = wrapped[:limit]
+		wrapped[limit-1] = ansi.Truncate(wrapped[limit-1]+" …", m.width, "…")
+	}
+	for i, l := range wrapped {
+		wrapped[i] = style.Render(l)
+	}
+	return wrapped
 }
 
 func (m *Model) helpLine() string {

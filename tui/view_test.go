@@ -7,6 +7,7 @@ import (
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/ansi"
 	"github.com/charmbracelet/x/exp/golden"
 	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/core/event"
@@ -19,6 +20,9 @@ const (
 	acct   = "6e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b"
 	// linkURL is 98 characters, the size of a real provisioning URL.
 	linkURL = "sgnl://linkdevice?uuid=Yp8nQm3kR2tL5vX9wZ1aBc&pub_key=BQx7Lr2mNp4sTv6wYz8aCd0eFg2hJk4mNp6qRs8tUvWx"
+	// linkURLv6 is a link as a server gives it (padded base64, escaped):
+	// 110 characters, a version 6 QR code.
+	linkURLv6 = "sgnl://linkdevice?uuid=X4i5HbejiXd2LHZveqkoUg%3D%3D&pub_key=BfWYdiBGTN%2FFxqQ9xgOwj9%2B88OmtUh8gFC63VYsz%2BSI8"
 )
 
 var (
@@ -67,8 +71,10 @@ func traffic() []any {
 			Kind: "deal", Size: 12, Digest: "00ff00ff", Note: "dropped: not a signer of that ceremony"},
 		event.Progress{Ceremony: cerID, Kind: "keygen", Round: "deal", Step: 2, Total: 4, Got: []string{"alice", "carol"},
 			Waiting: []string{"bob"}, Deadline: t0.Add(9*time.Minute + 41*time.Second)},
-		event.Progress{Ceremony: "9b1c2d3e", Kind: "sign", Round: "collecting", Step: 1, Total: 2, Got: []string{"bob"},
-			Waiting: []string{"alice", "carol"}, Deadline: t0.Add(4*time.Minute + 12*time.Second)},
+		// bob asked: this console (alice) sees its own answer and the
+		// declines, not the others' partials.
+		event.Progress{Ceremony: "9b1c2d3e", Kind: "sign", Round: "collecting", Step: 0, Total: 2,
+			Waiting: []string{"alice"}, Requester: "bob", Unseen: []string{"bob", "carol"}, Deadline: t0.Add(4*time.Minute + 12*time.Second)},
 	)
 	return steps
 }
@@ -103,6 +109,9 @@ func TestViewGolden(t *testing.T) {
 		{"log scrolled up is paused", 80, 12, nil, full("k", "k", "k")},
 		{"ceremonies with per-round progress", 80, 24, nil, full("2")},
 		{"ceremonies wrap at 40x12", 40, 12, nil, full("2")},
+		{"ceremonies of a request this console made", 80, 24, nil, full(event.Progress{Ceremony: "5a6b7c8d", Kind: "sign", Round: "collecting",
+			Step: 1, Total: 2, Got: []string{"alice"}, Declined: []string{"carol"}, Waiting: []string{"bob"}, Requester: "alice",
+			Deadline: t0.Add(29 * time.Minute)}, "2")},
 		{"approval queue", 80, 24, nil, full(request(), "3")},
 		{"review while arming", 80, 24, nil, full(request(), "3", "enter", advance(400*time.Millisecond))},
 		{"review armed", 80, 24, nil, full(request(), "3", "enter", advance(time.Second))},
@@ -125,11 +134,15 @@ func TestViewGolden(t *testing.T) {
 		{"server challenge pending at 40x12", 40, 12, nil, full(event.Challenge{Time: t0, Token: challengeToken})},
 		{"challenge form", 80, 24, nil, full(event.Challenge{Time: t0, Token: challengeToken}, "!", typeText("ab12-cd34"))},
 		{"reconnecting with countdown", 80, 24, nil, full(event.Connection{State: "reconnecting", RetryAt: t0.Add(5 * time.Second)}, event.Error{Time: t0, Text: "websocket: read: connection reset"})},
+		{"long error notice wraps at 80x24", 80, 24, nil, full(event.Error{Time: t0, Text: "demo failed: signing request 9b1c2d3e failed: " +
+			"expired with 1 of 2 partial signatures; declined: carol; press r to start the story again, q to quit"})},
 		{"link screen at 80x24", 80, 24, []Option{WithLinking(true)}, []any{
 			LinkURL{URL: linkURL, Expires: t0.Add(45 * time.Second)}, LinkStep{Text: "waiting for scan"}}},
 		{"link screen after steps", 80, 24, []Option{WithLinking(true)}, []any{
 			LinkURL{URL: linkURL, Expires: t0.Add(45 * time.Second)}, LinkStep{Text: "waiting for scan"},
 			LinkStep{Text: "keys received"}, LinkStep{Text: "device registered"}, advance(50 * time.Second)}},
+		{"link screen with a version 6 code at 80x24", 80, 24, []Option{WithLinking(true)}, []any{
+			LinkURL{URL: linkURLv6, Expires: t0.Add(45 * time.Second)}, LinkStep{Text: "waiting for scan"}}},
 		{"link screen too small at 40x12", 40, 12, []Option{WithLinking(true)}, []any{
 			LinkURL{URL: linkURL, Expires: t0.Add(45 * time.Second)}, LinkStep{Text: "waiting for scan"}}},
 		{"link screen before the url", 80, 24, []Option{WithLinking(true)}, nil},
@@ -193,40 +206,58 @@ func TestResize(t *testing.T) {
 }
 
 // TestLinkScreenShowsQRWhenItFits: the QR of a 98-character URL is 21
-// lines of 41 cells; it shows in 80x24 and a smaller window says the size.
+// lines of 41 cells, a real link of 110 characters (padded base64, escaped)
+// makes a version 6 code of 23 lines of 45 cells. Each shows in 80x24 (the
+// longer without the URL under it: c copies it), and a smaller window says
+// the size.
 func TestLinkScreenShowsQRWhenItFits(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name     string
-		w, h     int
-		wantQR   bool
-		wantText string
+		name             string
+		url              string
+		w, h             int
+		wantQR, wantURL  bool
+		wantText         string
+		wantLines, wantW int
 	}{
-		{"80x24 shows the QR", 80, 24, true, "New code in 0:45"},
-		{"67x24 is just enough", 67, 24, true, "New code in"},
-		{"80x23 is too short", 80, 23, false, "at least 67x24"},
-		{"40x12 is too small", 40, 12, false, "this one is 40x12"},
+		{"80x24 shows the QR and the URL", linkURL, 80, 24, true, true, "New code in 0:45", 21, 41},
+		{"67x24 is just enough", linkURL, 67, 24, true, true, "New code in", 21, 41},
+		{"80x23 drops the URL", linkURL, 80, 23, true, false, "c copies the link", 21, 41},
+		{"80x21 is too short", linkURL, 80, 21, false, true, "at least 67x22", 0, 0},
+		{"40x12 is too small", linkURL, 40, 12, false, true, "this one is 40x12", 0, 0},
+		{"version 6 at 80x24 drops the URL", linkURLv6, 80, 24, true, false, "c copies the link", 23, 45},
+		{"version 6 at 80x30 shows the URL", linkURLv6, 80, 30, true, true, "New code in 0:45", 23, 45},
+		{"version 6 at 80x23 is too short", linkURLv6, 80, 23, false, true, "at least 71x24", 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t, tt.w, tt.h, WithLinking(true))
-			h.send(LinkURL{URL: linkURL, Expires: t0.Add(45 * time.Second)})
+			h.send(LinkURL{URL: tt.url, Expires: t0.Add(45 * time.Second)})
 			v := h.view()
 			if got := strings.Contains(v, "▀") || strings.Contains(v, "▄"); got != tt.wantQR {
 				t.Errorf("QR shown = %v, want %v\n%s", got, tt.wantQR, v)
 			}
-			if !strings.Contains(strings.ReplaceAll(v, "\n", ""), linkURL) {
-				t.Errorf("the URL is not on screen:\n%s", v)
+			if got := strings.Contains(strings.ReplaceAll(v, "\n", ""), tt.url); got != tt.wantURL {
+				t.Errorf("URL shown = %v, want %v\n%s", got, tt.wantURL, v)
 			}
 			if !strings.Contains(v, tt.wantText) {
 				t.Errorf("screen lacks %q:\n%s", tt.wantText, v)
 			}
 			if tt.wantQR {
 				lines, w := h.m.link.qrLines()
-				if len(lines) != 21 || w != 41 {
-					t.Errorf("QR is %d lines x %d cells, want 21 x 41", len(lines), w)
+				if len(lines) != tt.wantLines || w != tt.wantW {
+					t.Errorf("QR is %d lines x %d cells, want %d x %d", len(lines), w, tt.wantLines, tt.wantW)
 				}
+				// The whole code is on screen: every one of its lines.
+				for i, l := range lines {
+					if !strings.Contains(v, ansi.Strip(l)) {
+						t.Fatalf("QR line %d is not on screen:\n%s", i+1, v)
+					}
+				}
+			}
+			if h.key("c") == nil {
+				t.Error("c does not copy the link")
 			}
 		})
 	}

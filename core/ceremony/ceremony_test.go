@@ -421,3 +421,55 @@ func TestForgedResultIsRefusedAndBlamed(t *testing.T) {
 		t.Fatalf("console 3 took a forged result: %+v", p)
 	}
 }
+
+// A console that did not ask sees its own answer, the declines (they are
+// broadcasts) and the result, never the partials, which go to the
+// requester: it does not list the requester, or anyone whose partial it
+// would never see, as waiting.
+func TestProgressShowsOnlyWhatThisConsoleCanSee(t *testing.T) {
+	t.Parallel()
+	cs := keygen(t, "visible", 4, 3)
+	b := &bus{t: t, consoles: cs}
+	startRequest(t, b, cs[0], "visible", []byte("pay"))
+	b.run(signRoute(t, func(c *console, s *SignSession) ([]Outgoing, error) {
+		switch c.idx {
+		case 2:
+			return s.Approve()
+		case 3:
+			return s.Decline("no")
+		}
+		return nil, nil // console 4's human is away
+	}))
+	tests := []struct {
+		console                             int
+		approved, declined, waiting, unseen []uint32
+	}{
+		{1, []uint32{1, 2}, []uint32{3}, []uint32{4}, nil},
+		{2, []uint32{2}, []uint32{3}, nil, []uint32{1, 4}},
+		{3, nil, []uint32{3}, nil, []uint32{1, 2, 4}},
+		{4, nil, []uint32{3}, []uint32{4}, []uint32{1, 2}},
+	}
+	for _, tt := range tests {
+		p := cs[tt.console-1].signs[requestID("visible")].Progress()
+		if p.Outcome != OutcomeCollecting || !slices.Equal(p.Approved, tt.approved) || !slices.Equal(p.Declined, tt.declined) ||
+			!slices.Equal(p.Waiting, tt.waiting) || !slices.Equal(p.Unseen, tt.unseen) {
+			t.Errorf("console %d: %+v, want approved %v declined %v waiting %v unseen %v",
+				tt.console, p, tt.approved, tt.declined, tt.waiting, tt.unseen)
+		}
+	}
+	// Console 4 approves: the request is signed, and every console lists
+	// the signers, none of them as unseen or waiting.
+	s4 := cs[3].signs[requestID("visible")]
+	out, err := s4.Approve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.send(4, out)
+	b.run(signRoute(t, nil))
+	for _, c := range cs {
+		p := c.signs[requestID("visible")].Progress()
+		if p.Outcome != OutcomeSigned || !slices.Equal(p.Approved, []uint32{1, 2, 4}) || len(p.Waiting) != 0 || len(p.Unseen) != 0 {
+			t.Errorf("console %d after the result: %+v", c.idx, p)
+		}
+	}
+}

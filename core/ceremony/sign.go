@@ -100,8 +100,15 @@ type SignProgress struct {
 	Approved  []uint32 // parties whose valid partial is here (self included)
 	Declined  []uint32
 	Blamed    []uint32 // parties whose partial was bad
-	Waiting   []uint32 // parties that have not answered
-	Reason    string   // why it failed, if it did
+	// Waiting: parties whose answer this console would see and has not
+	// seen. Partials go to the requester only, so on another console that
+	// is only this party itself, until it answers.
+	Waiting []uint32
+	// Unseen: parties whose partial, if any, this console never gets (on a
+	// console that is not the requester: the requester's and the other
+	// signers'); their declines and the final result still arrive.
+	Unseen []uint32
+	Reason string // why it failed, if it did
 	// Expired: it failed because the expiry came before t valid partials
 	// (callers tell "too late" from "declined" without parsing Reason).
 	Expired bool
@@ -554,12 +561,17 @@ func (s *SignSession) Progress() SignProgress {
 			p.Approved = append(p.Approved, j)
 		case declined:
 			p.Declined = append(p.Declined, j)
-		default:
+		case s.requester == s.cfg.Self || j == s.cfg.Self:
 			p.Waiting = append(p.Waiting, j)
+		default:
+			p.Unseen = append(p.Unseen, j)
 		}
 	}
 	if s.result != nil {
 		p.Approved = slices.Clone(s.result.Signers)
+		signed := func(j uint32) bool { return slices.Contains(p.Approved, j) }
+		p.Waiting = slices.DeleteFunc(p.Waiting, signed)
+		p.Unseen = slices.DeleteFunc(p.Unseen, signed)
 	}
 	return p
 }

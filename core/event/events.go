@@ -47,8 +47,13 @@ type Progress struct {
 	Step     int
 	Total    int
 	Got      []string
-	Waiting  []string
-	Deadline time.Time
+	Waiting  []string // whose answer this console would see and has not
+	Declined []string // sign: who declined (declines are broadcasts)
+	// Sign on a console that did not ask: the partials go to Requester
+	// only, so Unseen lists those whose approval this console cannot see.
+	Requester string
+	Unseen    []string
+	Deadline  time.Time
 }
 
 func (Progress) Must() bool { return false }
@@ -85,6 +90,20 @@ type KeygenDone struct {
 }
 
 func (KeygenDone) Must() bool { return true }
+
+// KeygenFailed reports a key generation that stopped without a key: a
+// signer declined, a round's deadline passed, or a party misbehaved.
+type KeygenFailed struct {
+	Ceremony string   // short id
+	Reason   string   // the engine's reason: declined, timeout, ...
+	Round    string   // the round it stopped in
+	By       string   // the console that stopped it: this one or a peer
+	Blamed   []string // parties at fault (or missing on a timeout)
+	Claimed  []string // parties a peer accused without proof this console checked
+	Text     string   // the whole account, as the error reads
+}
+
+func (KeygenFailed) Must() bool { return true }
 
 // SignDone reports a finished signing request.
 type SignDone struct {
