@@ -120,10 +120,11 @@ type signer struct {
 	done    chan error
 	primary *device.Primary
 	// cheat, given the console's key, rewrites what it sends (validly
-	// signed, wrong in content); slow holds its partials back a little;
+	// signed, wrong in content); hold keeps its partials back until it is
+	// closed;
 	// observe sees every envelope that really leaves the console.
 	cheat   func(key ed25519.PrivateKey) rewriter
-	slow    bool
+	hold    chan struct{}
 	observe func(to core.Address, env []byte)
 }
 
@@ -161,7 +162,7 @@ func (s *signer) start(t *testing.T, r *testRelay, auto bool) {
 	}
 	cfg := consoleConfig{Name: s.name, Dialer: r.dialer, Store: s.st, AutoApprove: auto,
 		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: 5 * time.Second}
-	if s.cheat != nil || s.slow || s.observe != nil {
+	if s.cheat != nil || s.hold != nil || s.observe != nil {
 		var rw rewriter
 		if s.cheat != nil {
 			key, err := core.ConsoleKey(t.Context(), coreVault{s.st})
@@ -171,7 +172,7 @@ func (s *signer) start(t *testing.T, r *testRelay, auto bool) {
 			rw = s.cheat(key)
 		}
 		cfg.Outbound = func(m core.Messenger) core.Messenger {
-			return &outbound{next: m, rewrite: rw, slow: s.slow, observe: s.observe}
+			return &outbound{next: m, rewrite: rw, hold: s.hold, observe: s.observe}
 		}
 	}
 	s.con, err = openConsole(t.Context(), cfg)
@@ -515,7 +516,7 @@ type rewriter func(to core.Address, env *wire.Envelope, raw []byte) []byte
 type outbound struct {
 	next    core.Messenger
 	rewrite rewriter
-	slow    bool
+	hold    chan struct{} // partials wait until it is closed
 	observe func(to core.Address, env []byte)
 }
 
@@ -529,8 +530,12 @@ func (o *outbound) Send(ctx context.Context, to core.Address, msg []byte) error 
 		if err == nil && o.rewrite != nil {
 			envs[i] = o.rewrite(to, e, raw)
 		}
-		if err == nil && o.slow && e.Kind == wire.KindPartial {
-			time.Sleep(300 * time.Millisecond)
+		if err == nil && o.hold != nil && e.Kind == wire.KindPartial {
+			select {
+			case <-o.hold:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		if o.observe != nil {
 			// Before sending: whatever a peer received was observed first.
@@ -577,7 +582,9 @@ func TestCheatingConsoleIsBlamedOverTheRelay(t *testing.T) {
 		if n == "bob" {
 			s.cheat = badPartials
 		}
-		s.slow = n == "carol"
+		if n == "carol" {
+			s.hold = make(chan struct{})
+		}
 		s.start(t, r, true)
 		out = append(out, s)
 	}
@@ -591,9 +598,24 @@ func TestCheatingConsoleIsBlamedOverTheRelay(t *testing.T) {
 	for _, s := range out {
 		waitKey(t, ctx, s, kr.KeyID)
 	}
-	// Alice asks; bob's bad partial comes before carol's good one.
+	// Alice asks; bob's bad partial comes before carol's good one: carol's
+	// waits until alice got bob's.
 	sub := out[0].con.bus.Subscribe(0)
 	defer sub.Close()
+	arrivals := out[0].con.bus.Subscribe(0)
+	go func() {
+		defer arrivals.Close()
+		for {
+			e, err := arrivals.Next(ctx)
+			if err != nil {
+				return
+			}
+			if m, ok := e.(event.Message); ok && m.Direction == event.In && m.Kind == "partial" && m.Peer == "bob" {
+				close(out[2].hold)
+				return
+			}
+		}
+	}()
 	msg := []byte("pay the auditors")
 	sr, err := out[0].con.app.RequestSignature(ctx, kr.KeyID, msg, "")
 	if err != nil {
