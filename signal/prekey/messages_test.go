@@ -93,3 +93,20 @@ func FuzzSessionMessages(f *testing.F) {
 		}
 	})
 }
+
+// libsignal's own protobuf serializers (ours replace two of them; the
+// others, such as the sender key distribution message's, are still
+// libsignal's) answer input under 2 bytes with an error since v0.2.2;
+// v0.2.1 panicked on it.
+func TestLibsignalSerializersRejectShortMessages(t *testing.T) {
+	t.Parallel()
+	lib := serialize.NewProtoBufSerializer()
+	for _, b := range [][]byte{nil, {}, {0x33}} {
+		if _, err := lib.PreKeySignalMessage.Deserialize(b); err == nil {
+			t.Errorf("libsignal's prekey message serializer took %d bytes", len(b))
+		}
+		if _, err := lib.SenderKeyDistributionMessage.Deserialize(b); err == nil {
+			t.Errorf("libsignal's sender key distribution message serializer took %d bytes", len(b))
+		}
+	}
+}
