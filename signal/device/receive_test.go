@@ -1,6 +1,7 @@
 package device
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	"go.mau.fi/libsignal/protocol"
+	"go.mau.fi/libsignal/serialize"
 	"google.golang.org/protobuf/proto"
 
 	signalpb "github.com/signal-mpc/cosigner/signal/proto"
@@ -101,6 +104,14 @@ func TestShortOrGarbageSessionMessagesAreDroppedNotPanics(t *testing.T) {
 		{"a prekey message of an unknown version", signalpb.Envelope_PREKEY_BUNDLE, tagged(0xff, 0x08, 0x01), false},
 		{"a one-byte signal message", signalpb.Envelope_CIPHERTEXT, tagged(0x33), false},
 		{"a signal message shorter than its MAC", signalpb.Envelope_CIPHERTEXT, tagged(0x33, 1, 2, 3, 4, 5, 6, 7), false},
+		// Keys present but empty or cut short: libsignal reads a key's
+		// type byte without a length check.
+		{"a prekey message with an empty base key", signalpb.Envelope_PREKEY_BUNDLE, tagged(preKeyMessage(t, []byte{}, ecKey(), signalMessage(t, ecKey()))...), false},
+		{"a prekey message with an empty identity key", signalpb.Envelope_PREKEY_BUNDLE, tagged(preKeyMessage(t, ecKey(), []byte{}, signalMessage(t, ecKey()))...), false},
+		{"a prekey message with a one-byte base key", signalpb.Envelope_PREKEY_BUNDLE, tagged(preKeyMessage(t, []byte{0x05}, ecKey(), signalMessage(t, ecKey()))...), false},
+		{"a prekey message whose message has an empty ratchet key", signalpb.Envelope_PREKEY_BUNDLE, tagged(preKeyMessage(t, ecKey(), ecKey(), signalMessage(t, []byte{}))...), false},
+		{"a signal message with an empty ratchet key", signalpb.Envelope_CIPHERTEXT, tagged(signalMessage(t, []byte{})...), false},
+		{"a signal message with a ratchet key and trailing bytes", signalpb.Envelope_CIPHERTEXT, tagged(signalMessage(t, append(ecKey(), 1, 2))...), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := d.Stats()
@@ -126,4 +137,31 @@ func TestShortOrGarbageSessionMessagesAreDroppedNotPanics(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ecKey is a well-formed serialized EC public key (type byte and 32 bytes).
+func ecKey() []byte { return append([]byte{0x05}, bytes.Repeat([]byte{0x42}, 32)...) }
+
+// signalMessage is a version-3 signal message with the given ratchet key and
+// a MAC that does not verify.
+func signalMessage(t *testing.T, ratchetKey []byte) []byte {
+	t.Helper()
+	counter := uint32(0)
+	body, err := proto.Marshal(&serialize.SignalMessage{RatchetKey: ratchetKey, Counter: &counter, PreviousCounter: &counter, Ciphertext: []byte("ciphertext")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(append([]byte{0x33}, body...), bytes.Repeat([]byte{0x77}, protocol.MacLength)...)
+}
+
+// preKeyMessage is a version-3 prekey message with the given keys.
+func preKeyMessage(t *testing.T, baseKey, identityKey, message []byte) []byte {
+	t.Helper()
+	reg, signed, one := uint32(1), uint32(1), uint32(1)
+	body, err := proto.Marshal(&serialize.PreKeySignalMessage{RegistrationId: &reg, SignedPreKeyId: &signed, PreKeyId: &one,
+		BaseKey: baseKey, IdentityKey: identityKey, Message: message})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]byte{0x33}, body...)
 }
