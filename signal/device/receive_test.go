@@ -60,7 +60,7 @@ func receiverFor(t *testing.T, dialer *transport.Dialer, c *console) (*Device, *
 	return d, rec
 }
 
-func envelope(t *testing.T, typ signalpb.Envelope_Type, content []byte) []byte {
+func envelope(t testing.TB, typ signalpb.Envelope_Type, content []byte) []byte {
 	t.Helper()
 	guid := make([]byte, 16)
 	if _, err := rand.Read(guid); err != nil {
@@ -144,7 +144,7 @@ func ecKey() []byte { return append([]byte{0x05}, bytes.Repeat([]byte{0x42}, 32)
 
 // signalMessage is a version-3 signal message with the given ratchet key and
 // a MAC that does not verify.
-func signalMessage(t *testing.T, ratchetKey []byte) []byte {
+func signalMessage(t testing.TB, ratchetKey []byte) []byte {
 	t.Helper()
 	counter := uint32(0)
 	body, err := proto.Marshal(&serialize.SignalMessage{RatchetKey: ratchetKey, Counter: &counter, PreviousCounter: &counter, Ciphertext: []byte("ciphertext")})
@@ -155,7 +155,7 @@ func signalMessage(t *testing.T, ratchetKey []byte) []byte {
 }
 
 // preKeyMessage is a version-3 prekey message with the given keys.
-func preKeyMessage(t *testing.T, baseKey, identityKey, message []byte) []byte {
+func preKeyMessage(t testing.TB, baseKey, identityKey, message []byte) []byte {
 	t.Helper()
 	reg, signed, one := uint32(1), uint32(1), uint32(1)
 	body, err := proto.Marshal(&serialize.PreKeySignalMessage{RegistrationId: &reg, SignedPreKeyId: &signed, PreKeyId: &one,
