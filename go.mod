@@ -15,16 +15,16 @@ require (
 	github.com/kilic/bls12-381 v0.1.0
 	github.com/mdp/qrterminal/v3 v3.2.1
 	go.etcd.io/bbolt v1.5.0
-	go.mau.fi/libsignal v0.2.1
+	go.mau.fi/libsignal v0.2.2
 	golang.org/x/crypto v0.59.0
 	golang.org/x/net v0.62.0
 	golang.org/x/term v0.48.0
 	golang.org/x/text v0.44.0
-	google.golang.org/protobuf v1.36.10
+	google.golang.org/protobuf v1.36.11
 )
 
 require (
-	filippo.io/edwards25519 v1.1.0 // indirect
+	filippo.io/edwards25519 v1.2.0 // indirect
 	github.com/atotto/clipboard v0.1.4 // indirect
 	github.com/aymanbagabas/go-osc52/v2 v2.0.1 // indirect
 	github.com/aymanbagabas/go-udiff v0.3.1 // indirect

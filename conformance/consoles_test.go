@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -161,12 +162,19 @@ type runningDevice struct {
 // or the end of the test.
 func (l *linkedConsole) run(t *testing.T, d *transport.Dialer) *runningDevice {
 	t.Helper()
+	return l.runWith(t, d, nil, device.KeyConfig{})
+}
+
+// runWith is run with the device logging to log and keeping its prekeys
+// as keys says.
+func (l *linkedConsole) runWith(t *testing.T, d *transport.Dialer, log *slog.Logger, keys device.KeyConfig) *runningDevice {
+	t.Helper()
 	r := &runningDevice{linkedConsole: l, In: newInbox(), done: make(chan error, 1)}
 	var err error
 	if r.st, err = store.Open(t.Context(), l.Path, store.Options{NoSync: true}); err != nil {
 		t.Fatal(err)
 	}
-	if r.Dev, err = device.New(t.Context(), device.Config{Dialer: d, Store: r.st, Deliver: r.In.deliver}); err != nil {
+	if r.Dev, err = device.New(t.Context(), device.Config{Dialer: d, Store: r.st, Deliver: r.In.deliver, Logger: log, Keys: keys}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -213,7 +213,7 @@ func saveAccount(ctx context.Context, st *store.Store, acct *store.Account, aciK
 	if err != nil {
 		return err
 	}
-	if err := aci.SaveKeys(ctx, aciKeys); err != nil {
+	if err := saveLinkedKeys(ctx, aci, aciKeys); err != nil {
 		return fmt.Errorf("device: save ACI keys: %w", err)
 	}
 	if pniKeys != nil {
@@ -221,11 +221,21 @@ func saveAccount(ctx context.Context, st *store.Store, acct *store.Account, aciK
 		if err != nil {
 			return err
 		}
-		if err := pni.SaveKeys(ctx, pniKeys); err != nil {
+		if err := saveLinkedKeys(ctx, pni, pniKeys); err != nil {
 			return fmt.Errorf("device: save PNI keys: %w", err)
 		}
 	}
 	return nil
+}
+
+// saveLinkedKeys stores an identity's keys and records that the server
+// holds its signed and last-resort keys (the link request carried them),
+// so the upkeep does not upload them again.
+func saveLinkedKeys(ctx context.Context, p *store.Protocol, k *prekey.Keys) error {
+	if err := p.SaveKeys(ctx, k); err != nil {
+		return err
+	}
+	return p.SetServerKeys(ctx, k.SignedPreKey.ID(), k.LastResort.ID)
 }
 
 // uploadKeys puts the one-time prekeys of both identities on the server.

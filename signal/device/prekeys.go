@@ -99,10 +99,6 @@ type identityUpkeep struct {
 	// only pile up unused keys in the store during an outage.
 	pendingEC []*record.PreKey
 	pendingPQ []*prekey.KyberPreKey
-	// synced: an upload carrying the current signed and last-resort keys
-	// succeeded since start. Until then older keys are not deleted, since
-	// the server may still hand them out.
-	synced bool
 }
 
 func newKeyUpkeep(d *Device, api requester) *keyUpkeep {
@@ -154,10 +150,12 @@ func (u *keyUpkeep) check(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// checkIdentity replenishes one-time keys below the mark and rotates aged
-// keys of one identity: new keys are stored before they are uploaded, so
-// the server never hands out a key this device does not hold. Replaced
-// keys past their grace period are then deleted.
+// checkIdentity rotates aged keys of one identity and replenishes the
+// one-time keys the server's counts show below the mark, uploading only
+// what the server lacks: a start with nothing to do sends nothing. New
+// keys are stored before they are uploaded, so the server never hands out
+// a key this device does not hold. Replaced keys past their grace period
+// are then deleted.
 func (u *keyUpkeep) checkIdentity(ctx context.Context, id prekey.Identity) error {
 	p, err := u.d.cfg.Store.Protocol(ctx, id)
 	if errors.Is(err, store.ErrNoIdentity) {
@@ -170,10 +168,6 @@ func (u *keyUpkeep) checkIdentity(ctx context.Context, id prekey.Identity) error
 	if st == nil {
 		st = &identityUpkeep{}
 		u.ids[id] = st
-	}
-	ecCount, pqCount, err := u.counts(ctx, id)
-	if err != nil {
-		return fmt.Errorf("device: prekeys (%s): %w", id, err)
 	}
 	now := u.cfg.Now()
 	next, err := p.NextKeyOptions(ctx)
@@ -199,24 +193,72 @@ func (u *keyUpkeep) checkIdentity(ctx context.Context, id prekey.Identity) error
 	sortByAge(signedAges, next.SignedPreKeyID)
 	sortByAge(lrAges, next.LastResortID)
 
+	// Rotation.
 	ik := p.GetIdentityKeyPair()
-	fresh := &prekey.Keys{Identity: ik}
+	rotated := &prekey.Keys{Identity: ik}
 	if n := len(signedAges); n == 0 || now.Sub(signedAges[n-1].created) >= u.cfg.RotateAfter {
-		if fresh.SignedPreKey, err = prekey.NewSignedPreKey(next.SignedPreKeyID, ik, now); err != nil {
+		if rotated.SignedPreKey, err = prekey.NewSignedPreKey(next.SignedPreKeyID, ik, now); err != nil {
 			return fmt.Errorf("device: prekeys (%s): %w", id, err)
 		}
 	}
-	// One-time and last-resort Kyber keys share one id space.
-	kyberID := next.LastResortID
 	if n := len(lrAges); n == 0 || now.Sub(lrAges[n-1].created) >= u.cfg.RotateAfter {
-		if fresh.LastResort, err = prekey.NewKyberPreKey(nil, kyberID, ik, true, now); err != nil {
+		if rotated.LastResort, err = prekey.NewKyberPreKey(nil, next.LastResortID, ik, true, now); err != nil {
 			return fmt.Errorf("device: prekeys (%s): %w", id, err)
 		}
-		kyberID = prekey.NextID(kyberID)
+	}
+	if rotated.SignedPreKey != nil || rotated.LastResort != nil {
+		if err := p.SaveKeys(ctx, rotated); err != nil {
+			return fmt.Errorf("device: prekeys (%s): store new keys: %w", id, err)
+		}
+		if k := rotated.SignedPreKey; k != nil {
+			signed = append(signed, k)
+			signedAges = append(signedAges, keyAge{id: k.ID(), created: now})
+		}
+		if k := rotated.LastResort; k != nil {
+			lastResorts = append(lastResorts, k)
+			lrAges = append(lrAges, keyAge{id: k.ID, created: now})
+		}
+		// One-time and last-resort Kyber keys share one id space.
+		if next, err = p.NextKeyOptions(ctx); err != nil {
+			return fmt.Errorf("device: prekeys (%s): next ids: %w", id, err)
+		}
+	}
+	// The server gets the current signed and last-resort keys when it does
+	// not hold them yet: after a rotation, also one stored by an earlier
+	// run whose upload failed.
+	curSigned := signedByID(signed, signedAges[len(signedAges)-1].id)
+	curLR := lastResortByID(lastResorts, lrAges[len(lrAges)-1].id)
+	onServerSigned, onServerLR, err := p.ServerKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("device: prekeys (%s): %w", id, err)
+	}
+	if curSigned.ID() != onServerSigned || curLR.ID != onServerLR {
+		up := &prekey.Keys{Identity: ik}
+		if curSigned.ID() != onServerSigned {
+			up.SignedPreKey = curSigned
+		}
+		if curLR.ID != onServerLR {
+			up.LastResort = curLR
+		}
+		if err := u.upload(ctx, id, up); err != nil {
+			return fmt.Errorf("device: prekeys (%s): %w", id, err)
+		}
+		if err := p.SetServerKeys(ctx, curSigned.ID(), curLR.ID); err != nil {
+			return fmt.Errorf("device: prekeys (%s): %w", id, err)
+		}
+	}
+
+	// One-time keys, counted after any upload above: a server that takes
+	// every upload as the whole set (Signal's mock server does) shows here
+	// what it dropped.
+	ecCount, pqCount, err := u.counts(ctx, id)
+	if err != nil {
+		return fmt.Errorf("device: prekeys (%s): %w", id, err)
 	}
 	// Counts back above the mark mean a pending batch arrived after all (the
 	// answer to its upload was lost); it needs no second upload.
 	var errs []error
+	fresh := &prekey.Keys{Identity: ik}
 	if ecCount >= u.cfg.LowWater {
 		if st.pendingEC != nil {
 			errs = append(errs, u.markReplaced(ctx, p, false, ecIDs(st.pendingEC), now))
@@ -233,11 +275,11 @@ func (u *keyUpkeep) checkIdentity(ctx context.Context, id prekey.Identity) error
 		}
 		st.pendingPQ = nil
 	} else if st.pendingPQ == nil {
-		if fresh.KyberPreKeys, err = prekey.NewKyberPreKeys(kyberID, u.cfg.Batch, ik, now); err != nil {
+		if fresh.KyberPreKeys, err = prekey.NewKyberPreKeys(next.LastResortID, u.cfg.Batch, ik, now); err != nil {
 			return fmt.Errorf("device: prekeys (%s): %w", id, err)
 		}
 	}
-	if fresh.SignedPreKey != nil || fresh.LastResort != nil || fresh.PreKeys != nil || fresh.KyberPreKeys != nil {
+	if fresh.PreKeys != nil || fresh.KyberPreKeys != nil {
 		if err := p.SaveKeys(ctx, fresh); err != nil {
 			return fmt.Errorf("device: prekeys (%s): store new keys: %w", id, err)
 		}
@@ -247,42 +289,21 @@ func (u *keyUpkeep) checkIdentity(ctx context.Context, id prekey.Identity) error
 		if fresh.KyberPreKeys != nil {
 			st.pendingPQ = fresh.KyberPreKeys
 		}
-		if fresh.SignedPreKey != nil {
-			signed = append(signed, fresh.SignedPreKey)
-			signedAges = append(signedAges, keyAge{id: fresh.SignedPreKey.ID(), created: now})
-			st.synced = false
-		}
-		if fresh.LastResort != nil {
-			lastResorts = append(lastResorts, fresh.LastResort)
-			lrAges = append(lrAges, keyAge{id: fresh.LastResort.ID, created: now})
-			st.synced = false
-		}
 	}
-
-	if len(st.pendingEC) > 0 || len(st.pendingPQ) > 0 || !st.synced {
-		// Every upload carries the current signed and last-resort keys, so
-		// the server holds them after the first one since start even if an
-		// earlier run stored a rotation it could not upload.
-		up := &prekey.Keys{
-			Identity:     ik,
-			SignedPreKey: signedByID(signed, signedAges[len(signedAges)-1].id),
-			LastResort:   lastResortByID(lastResorts, lrAges[len(lrAges)-1].id),
-			PreKeys:      st.pendingEC,
-			KyberPreKeys: st.pendingPQ,
-		}
+	if len(st.pendingEC) > 0 || len(st.pendingPQ) > 0 {
+		up := &prekey.Keys{Identity: ik, PreKeys: st.pendingEC, KyberPreKeys: st.pendingPQ}
 		if err := u.upload(ctx, id, up); err != nil {
 			return fmt.Errorf("device: prekeys (%s): %w", id, err)
 		}
-		u.d.log.Info("prekeys uploaded", "identity", id.String(), "signed", up.SignedPreKey.ID(), "last_resort", up.LastResort.ID,
-			"one_time", len(up.PreKeys), "one_time_kyber", len(up.KyberPreKeys), "server_count", ecCount, "server_pq_count", pqCount)
 		if len(up.PreKeys) > 0 {
 			errs = append(errs, u.markReplaced(ctx, p, false, ecIDs(up.PreKeys), now))
 		}
 		if len(up.KyberPreKeys) > 0 {
 			errs = append(errs, u.markReplaced(ctx, p, true, kyberIDs(up.KyberPreKeys), now))
 		}
-		st.pendingEC, st.pendingPQ, st.synced = nil, nil, true
+		st.pendingEC, st.pendingPQ = nil, nil
 	}
+	u.d.log.Debug("prekeys checked", "identity", id.String(), "server_count", ecCount, "server_pq_count", pqCount)
 
 	replaced, err := p.Replaced(ctx)
 	if err != nil {
@@ -296,6 +317,9 @@ func (u *keyUpkeep) checkIdentity(ctx context.Context, id prekey.Identity) error
 			errs = append(errs, fmt.Errorf("device: prekeys (%s): remove replaced one-time key %d: %w", id, k.ID, err))
 		}
 	}
+	// Reached only once the server holds the current signed and
+	// last-resort keys (a failed upload returned above): the older ones
+	// go a grace period after their successors were made.
 	for _, old := range expired(signedAges, now, u.cfg.Grace) {
 		if err := p.RemoveSignedPreKey(ctx, old); err != nil {
 			errs = append(errs, fmt.Errorf("device: prekeys (%s): remove signed prekey %d: %w", id, old, err))
@@ -363,6 +387,8 @@ func (u *keyUpkeep) counts(ctx context.Context, id prekey.Identity) (ec, pq int,
 	return c.Count, c.PQCount, nil
 }
 
+// upload puts keys on the server: the lists always present (empty when
+// there are none), the signed and last-resort keys only when set.
 func (u *keyUpkeep) upload(ctx context.Context, id prekey.Identity, k *prekey.Keys) error {
 	body, err := k.UploadRequest()
 	if err != nil {
@@ -370,8 +396,19 @@ func (u *keyUpkeep) upload(ctx context.Context, id prekey.Identity, k *prekey.Ke
 	}
 	rctx, cancel := context.WithTimeout(ctx, u.cfg.RequestTimeout)
 	defer cancel()
-	_, err = call(rctx, u.api, "upload prekeys", http.MethodPut, prekey.UploadPath(id), "", body, nil, http.StatusOK, http.StatusNoContent)
-	return refused(err)
+	if _, err = call(rctx, u.api, "upload prekeys", http.MethodPut, prekey.UploadPath(id), "", body, nil, http.StatusOK, http.StatusNoContent); err != nil {
+		return refused(err)
+	}
+	// Routine: a debug line, not one at every start and every check.
+	attrs := []any{"identity", id.String(), "one_time", len(k.PreKeys), "one_time_kyber", len(k.KyberPreKeys)}
+	if k.SignedPreKey != nil {
+		attrs = append(attrs, "signed", k.SignedPreKey.ID())
+	}
+	if k.LastResort != nil {
+		attrs = append(attrs, "last_resort", k.LastResort.ID)
+	}
+	u.d.log.Debug("prekeys uploaded", attrs...)
+	return nil
 }
 
 // refused marks a 401 or 403 answer as the end of this device's

@@ -2,6 +2,7 @@ package device
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -373,7 +374,7 @@ func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return l }
 func (l *logRecorder) WithGroup(string) slog.Handler            { return l }
 func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
-	b.WriteString(r.Message)
+	b.WriteString(r.Level.String() + " " + r.Message)
 	r.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&b, " %s=%v", a.Key, a.Value); return true })
 	l.mu.Lock()
 	l.lines = append(l.lines, b.String())
@@ -602,5 +603,243 @@ func TestReplacedOneTimeKeysAreRemovedAGraceAfterTheReplacement(t *testing.T) {
 		if _, err := p.LoadPreKey(ctx, id); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("replaced EC key %d still loads: %v", id, err)
 		}
+	}
+}
+
+// keyServer stands between the upkeep and the relay as Signal's mock
+// server would: it records every PUT /v2/keys body and answers 500 to one
+// without a preKeys list (the mock's schema requires it), and it can
+// answer the count requests itself.
+type keyServer struct {
+	next requester
+	mu   sync.Mutex
+	puts []keyPut
+	// counts, when set, answers GET /v2/keys for every identity.
+	counts *[2]int
+}
+
+type keyPut struct {
+	identity string
+	body     map[string]json.RawMessage
+}
+
+func (k *keyServer) Request(ctx context.Context, req *wsr.Request) (*wsr.Response, error) {
+	path, query, _ := strings.Cut(req.Path, "?")
+	if path != "/v2/keys" {
+		return k.next.Request(ctx, req)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	switch req.Verb {
+	case http.MethodGet:
+		if k.counts != nil {
+			body, _ := json.Marshal(map[string]int{"count": k.counts[0], "pqCount": k.counts[1]})
+			return &wsr.Response{Status: http.StatusOK, Body: body}, nil
+		}
+	case http.MethodPut:
+		var body map[string]json.RawMessage
+		if err := json.Unmarshal(req.Body, &body); err != nil {
+			return &wsr.Response{Status: http.StatusBadRequest}, nil
+		}
+		k.puts = append(k.puts, keyPut{identity: strings.TrimPrefix(query, "identity="), body: body})
+		if pre := body["preKeys"]; len(pre) == 0 || pre[0] != '[' {
+			return &wsr.Response{Status: http.StatusInternalServerError, Body: []byte(`{"error":"preKeys: Required"}`)}, nil
+		}
+	}
+	return k.next.Request(ctx, req)
+}
+
+func (k *keyServer) takePuts() []keyPut {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	p := k.puts
+	k.puts = nil
+	return p
+}
+
+func (k *keyServer) setCounts(ec, pq int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.counts = &[2]int{ec, pq}
+}
+
+// summary names what a PUT carried: the lengths of its lists and which of
+// the signed and last-resort keys.
+func (p keyPut) summary(t *testing.T) string {
+	t.Helper()
+	var pre, pq []json.RawMessage
+	if err := json.Unmarshal(p.body["preKeys"], &pre); err != nil {
+		t.Fatalf("preKeys: %v", err)
+	}
+	if err := json.Unmarshal(p.body["pqPreKeys"], &pq); err != nil || p.body["pqPreKeys"] == nil || string(p.body["pqPreKeys"]) == "null" {
+		t.Fatalf("pqPreKeys %s: %v", p.body["pqPreKeys"], err)
+	}
+	out := fmt.Sprintf("%s: preKeys %d, pqPreKeys %d", p.identity, len(pre), len(pq))
+	if _, ok := p.body["signedPreKey"]; ok {
+		out += ", signedPreKey"
+	}
+	if _, ok := p.body["pqLastResortPreKey"]; ok {
+		out += ", pqLastResortPreKey"
+	}
+	return out
+}
+
+// A console restarted with nothing to replace uploads nothing: no body
+// without a preKeys list for Signal's mock to answer 500, at every start.
+func TestAStartWithFullCountsUploadsNothing(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	d := startRelay(t)
+	c, acct := linkedStore(t, d) // 5 of each kind per identity, above the mark
+	logs := &logRecorder{}
+	err := withSocket(ctx, d, authHeader(acct), func(r requester) error {
+		srv := &keyServer{next: r}
+		for start := range 2 {
+			dev, err := New(ctx, Config{Dialer: d, Store: c.st, Deliver: c.in.deliver, Logger: slog.New(logs), Keys: KeyConfig{LowWater: 4, Batch: 8}})
+			if err != nil {
+				return err
+			}
+			if err := newKeyUpkeep(dev, srv).check(ctx); err != nil {
+				t.Fatalf("start %d: check: %v", start+1, err)
+			}
+			if puts := srv.takePuts(); len(puts) != 0 {
+				t.Fatalf("start %d uploaded %d times: %s", start+1, len(puts), puts[0].summary(t))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if text := logs.text(); strings.Contains(text, "WARN") || strings.Contains(text, "ERROR") {
+		t.Fatalf("the upkeep complained:\n%s", text)
+	}
+}
+
+// Each check uploads only what the server lacks, per identity: the
+// one-time keys of a kind its counts show below the mark, a signed or
+// last-resort key it does not hold yet; both lists always present, as
+// Signal-Server and its mock expect. Routine uploads log at debug level.
+func TestUploadsCarryOnlyWhatTheServerLacks(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		counts [2]int
+		rotate bool
+		want   string // per identity
+	}{
+		{"EC keys below the mark", [2]int{3, 5}, false, "preKeys 8, pqPreKeys 0"},
+		{"Kyber keys below the mark", [2]int{5, 3}, false, "preKeys 0, pqPreKeys 8"},
+		{"both kinds below the mark", [2]int{0, 3}, false, "preKeys 8, pqPreKeys 8"},
+		{"signed and last-resort keys due", [2]int{5, 5}, true, "preKeys 0, pqPreKeys 0, signedPreKey, pqLastResortPreKey"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			d := startRelay(t)
+			c, acct := linkedStore(t, d)
+			clock := newTestClock()
+			logs := &logRecorder{}
+			dev, err := New(ctx, Config{Dialer: d, Store: c.st, Deliver: c.in.deliver, Logger: slog.New(logs),
+				Keys: KeyConfig{LowWater: 4, Batch: 8, Now: clock.Now}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.rotate {
+				clock.Advance(DefaultKeyRotateAfter + time.Hour)
+			}
+			err = withSocket(ctx, d, authHeader(acct), func(r requester) error {
+				srv := &keyServer{next: r}
+				srv.setCounts(tc.counts[0], tc.counts[1])
+				u := newKeyUpkeep(dev, srv)
+				if err := u.check(ctx); err != nil {
+					t.Fatalf("check: %v", err)
+				}
+				var got []string
+				for _, p := range srv.takePuts() {
+					got = append(got, p.summary(t))
+				}
+				if want := []string{"aci: " + tc.want, "pni: " + tc.want}; !slices.Equal(got, want) {
+					t.Fatalf("uploads %q, want %q", got, want)
+				}
+				// Once the server holds it all, the next check sends nothing.
+				srv.setCounts(8, 8)
+				if err := u.check(ctx); err != nil {
+					t.Fatalf("second check: %v", err)
+				}
+				if puts := srv.takePuts(); len(puts) != 0 {
+					t.Fatalf("the second check uploaded %s", puts[0].summary(t))
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, line := range strings.Split(logs.text(), "\n") {
+				if line != "" && !strings.HasPrefix(line, "DEBUG ") {
+					t.Fatalf("a routine upload logged above debug level: %s", line)
+				}
+			}
+			if !strings.Contains(logs.text(), "prekeys uploaded") {
+				t.Fatal("the uploads left no debug line")
+			}
+		})
+	}
+}
+
+// A rotation stored by a run whose upload failed reaches the server after
+// a restart, though nothing is due for rotation any more.
+func TestARotationTheServerNeverGotIsUploadedAfterARestart(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	d := startRelay(t)
+	c, acct := linkedStore(t, d)
+	clock := newTestClock()
+	clock.Advance(DefaultKeyRotateAfter + time.Hour)
+	kc := KeyConfig{LowWater: 4, Batch: 8, Now: clock.Now}
+	p := protocolOf(t, c.st, prekey.ACI)
+	first := signedIDs(t, p)
+	err := withSocket(ctx, d, authHeader(acct), func(r requester) error {
+		dev, err := New(ctx, Config{Dialer: d, Store: c.st, Deliver: c.in.deliver, Keys: kc})
+		if err != nil {
+			return err
+		}
+		api := &faultyAPI{next: r, fail: onUpload(&wsr.Response{Status: http.StatusServiceUnavailable}, nil)}
+		if err := newKeyUpkeep(dev, api).check(ctx); err == nil {
+			t.Fatal("check with a failing upload succeeded")
+		}
+		rotated := signedIDs(t, p)
+		if len(rotated) != 2 {
+			t.Fatalf("signed prekeys after the failed rotation %v, want the new one stored", rotated)
+		}
+		// A restart with a server that works again.
+		if dev, err = New(ctx, Config{Dialer: d, Store: c.st, Deliver: c.in.deliver, Keys: kc}); err != nil {
+			return err
+		}
+		srv := &keyServer{next: r}
+		if err := newKeyUpkeep(dev, srv).check(ctx); err != nil {
+			t.Fatalf("check after the restart: %v", err)
+		}
+		var got []string
+		for _, put := range srv.takePuts() {
+			got = append(got, put.summary(t))
+		}
+		want := []string{"aci: preKeys 0, pqPreKeys 0, signedPreKey, pqLastResortPreKey", "pni: preKeys 0, pqPreKeys 0, signedPreKey, pqLastResortPreKey"}
+		if !slices.Equal(got, want) {
+			t.Fatalf("uploads after the restart %q, want %q", got, want)
+		}
+		if s := signedIDs(t, p); !slices.Equal(s, rotated) {
+			t.Fatalf("signed prekeys %v after the restart, want %v (no second rotation)", s, rotated)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var handed uint32
+	primarySocket(t, d, c.primary, func(r requester) { handed = fetchBundle(t, r, acct, prekey.ACI).Bundle.SignedPreKeyID() })
+	if handed == first[0] {
+		t.Fatalf("the relay still hands out signed prekey %d", handed)
 	}
 }

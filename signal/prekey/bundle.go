@@ -28,7 +28,7 @@ type Bundle struct {
 	// id 0 (libsignal would treat that id as "none" on the other side).
 	Bundle *prekey.Bundle
 	// The Kyber prekey (one-time or last resort), signature checked. libsignal
-	// v0.2.1 speaks X3DH and does not use it; PQXDH would.
+	// (v0.2.2) speaks X3DH and does not use it; PQXDH would.
 	KyberPreKeyID  uint32
 	KyberPreKey    []byte // 0x08 || 1568 bytes
 	KyberSignature [SignatureSize]byte

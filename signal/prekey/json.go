@@ -47,12 +47,16 @@ type SignedPreKeyJSON struct {
 	Signature string `json:"signature"` // b64 of the 64-byte XEdDSA signature
 }
 
-// UploadRequest is the body of PUT /v2/keys?identity=aci|pni. Every field is
-// optional; a non-empty list replaces the server's one-time keys of its kind.
+// UploadRequest is the body of PUT /v2/keys?identity=aci|pni. A non-empty
+// list replaces the server's one-time keys of its kind; an empty one leaves
+// them, as an absent signed or last-resort key leaves the stored one.
+// Signal-Server takes an absent list as empty, but its mock server answers
+// 500 to a body without preKeys, so both lists are always sent, [] when
+// empty (never null).
 type UploadRequest struct {
-	PreKeys            []PreKeyJSON       `json:"preKeys,omitempty"`
+	PreKeys            []PreKeyJSON       `json:"preKeys"`
 	SignedPreKey       *SignedPreKeyJSON  `json:"signedPreKey,omitempty"`
-	PQPreKeys          []SignedPreKeyJSON `json:"pqPreKeys,omitempty"`
+	PQPreKeys          []SignedPreKeyJSON `json:"pqPreKeys"`
 	PQLastResortPreKey *SignedPreKeyJSON  `json:"pqLastResortPreKey,omitempty"`
 }
 
@@ -121,7 +125,7 @@ func (k *Keys) UploadRequest() (*UploadRequest, error) {
 	if len(k.PreKeys) > MaxUploadKeys || len(k.KyberPreKeys) > MaxUploadKeys {
 		return nil, fmt.Errorf("%w: more than %d one-time keys", ErrInvalidArgument, MaxUploadKeys)
 	}
-	req := &UploadRequest{}
+	req := &UploadRequest{PreKeys: []PreKeyJSON{}, PQPreKeys: []SignedPreKeyJSON{}}
 	for _, p := range k.PreKeys {
 		req.PreKeys = append(req.PreKeys, PreKeyJSON{KeyID: p.ID().Value, PublicKey: b64(p.KeyPair().PublicKey().Serialize())})
 	}

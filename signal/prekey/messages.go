@@ -15,7 +15,10 @@ import (
 // generated protobuf types, the same version byte) but format every result
 // into a debug string whether or not anything logs it: in a profile of a
 // console under load that was a tenth of all CPU time. They also check
-// lengths instead of panicking on an empty message.
+// lengths instead of panicking on an empty message, and the length and
+// type of every key in a message: libsignal reads a key's type byte
+// without a length check (an empty key panics) and takes a short or long
+// one as some other key.
 
 // ErrMessage is a session message that does not parse.
 var ErrMessage = errors.New("prekey: malformed session message")
@@ -51,6 +54,9 @@ func (signalMessageSerializer) Deserialize(b []byte) (*protocol.SignalMessageStr
 	var sm serialize.SignalMessage
 	if err := proto.Unmarshal(b[1:len(b)-protocol.MacLength], &sm); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMessage, err)
+	}
+	if err := checkECKey("ratchet key", sm.GetRatchetKey()); err != nil {
+		return nil, err
 	}
 	return &protocol.SignalMessageStructure{
 		Version:         int(b[0] >> 4),
@@ -90,6 +96,12 @@ func (preKeyMessageSerializer) Deserialize(b []byte) (*protocol.PreKeySignalMess
 	if err := proto.Unmarshal(b[1:], &pm); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMessage, err)
 	}
+	if err := checkECKey("base key", pm.GetBaseKey()); err != nil {
+		return nil, err
+	}
+	if err := checkECKey("identity key", pm.GetIdentityKey()); err != nil {
+		return nil, err
+	}
 	id := optional.NewEmptyUint32()
 	if pm.GetPreKeyId() != 0 {
 		id = optional.NewOptionalUint32(pm.GetPreKeyId())
@@ -103,4 +115,12 @@ func (preKeyMessageSerializer) Deserialize(b []byte) (*protocol.PreKeySignalMess
 		Message:        pm.GetMessage(),
 		PreKeyID:       id,
 	}, nil
+}
+
+// checkECKey checks a serialized Curve25519 public key from a message.
+func checkECKey(name string, k []byte) error {
+	if len(k) != ECPublicKeySize || k[0] != KeyTypeDJB {
+		return fmt.Errorf("%w: %s of %d bytes", ErrMessage, name, len(k))
+	}
+	return nil
 }

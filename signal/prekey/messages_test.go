@@ -19,11 +19,14 @@ func randomBytes(t testing.TB, n int) []byte {
 	return b
 }
 
+// ecKeyBytes is a random serialized Curve25519 public key.
+func ecKeyBytes(t testing.TB) []byte { return append([]byte{KeyTypeDJB}, randomBytes(t, 32)...) }
+
 func TestSessionMessagesSerializeAsLibsignalDoes(t *testing.T) {
 	t.Parallel()
 	lib := serialize.NewProtoBufSerializer()
 	for _, counter := range []uint32{0, 1, 300, 1 << 20} {
-		sm := &protocol.SignalMessageStructure{Version: 3, RatchetKey: randomBytes(t, 33), Counter: counter,
+		sm := &protocol.SignalMessageStructure{Version: 3, RatchetKey: ecKeyBytes(t), Counter: counter,
 			PreviousCounter: counter / 2, CipherText: randomBytes(t, 160), Mac: randomBytes(t, protocol.MacLength)}
 		ours, theirs := signalMessageSerializer{}.Serialize(sm), lib.SignalMessage.Serialize(sm)
 		if !bytes.Equal(ours, theirs) {
@@ -42,7 +45,7 @@ func TestSessionMessagesSerializeAsLibsignalDoes(t *testing.T) {
 	}
 	for _, id := range []*optional.Uint32{optional.NewEmptyUint32(), optional.NewOptionalUint32(7), nil} {
 		pm := &protocol.PreKeySignalMessageStructure{Version: 3, RegistrationID: 1234, PreKeyID: id, SignedPreKeyID: 9,
-			BaseKey: randomBytes(t, 33), IdentityKey: randomBytes(t, 33), Message: randomBytes(t, 200)}
+			BaseKey: ecKeyBytes(t), IdentityKey: ecKeyBytes(t), Message: randomBytes(t, 200)}
 		ours, theirs := preKeyMessageSerializer{}.Serialize(pm), lib.PreKeySignalMessage.Serialize(pm)
 		if !bytes.Equal(ours, theirs) {
 			t.Fatalf("prekey message (prekey id %v) differs from libsignal's encoding", id)
@@ -72,13 +75,58 @@ func TestShortSessionMessagesAreErrorsNotPanics(t *testing.T) {
 	}
 }
 
+// libsignal reads a key's type byte without checking its length (an empty
+// key panics) and takes a key of any other length as some key: a message
+// whose keys are not 33 bytes of type 5 does not parse.
+func TestSessionMessagesWithMalformedKeysAreErrorsNotPanics(t *testing.T) {
+	t.Parallel()
+	good := ecKeyBytes(t)
+	for _, tc := range []struct {
+		name string
+		key  []byte
+	}{
+		{"empty", []byte{}},
+		{"absent", nil},
+		{"type byte only", []byte{KeyTypeDJB}},
+		{"one byte short", good[:ECPublicKeySize-1]},
+		{"trailing byte", append(append([]byte{}, good...), 0)},
+		{"another type", append([]byte{KeyTypeKyber1024}, good[1:]...)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sm := signalMessageSerializer{}.Serialize(&protocol.SignalMessageStructure{Version: 3, RatchetKey: tc.key,
+				CipherText: []byte("ct"), Mac: randomBytes(t, protocol.MacLength)})
+			if _, err := protocol.NewSignalMessageFromBytes(sm, signalMessageSerializer{}); !errors.Is(err, ErrMessage) {
+				t.Errorf("signal message with the ratchet key %s: %v", tc.name, err)
+			}
+			goodSM := signalMessageSerializer{}.Serialize(&protocol.SignalMessageStructure{Version: 3, RatchetKey: good,
+				CipherText: []byte("ct"), Mac: randomBytes(t, protocol.MacLength)})
+			for name, pm := range map[string]*protocol.PreKeySignalMessageStructure{
+				"base key":                   {Version: 3, BaseKey: tc.key, IdentityKey: good, Message: goodSM},
+				"identity key":               {Version: 3, BaseKey: good, IdentityKey: tc.key, Message: goodSM},
+				"ratchet key of its message": {Version: 3, BaseKey: good, IdentityKey: good, Message: sm},
+			} {
+				b := preKeyMessageSerializer{}.Serialize(pm)
+				if _, err := protocol.NewPreKeySignalMessageFromBytes(b, preKeyMessageSerializer{}, signalMessageSerializer{}); !errors.Is(err, ErrMessage) {
+					t.Errorf("prekey message with the %s %s: %v", name, tc.name, err)
+				}
+			}
+		})
+	}
+}
+
 func FuzzSessionMessages(f *testing.F) {
 	sm := &protocol.SignalMessageStructure{Version: 3, RatchetKey: bytes.Repeat([]byte{5}, 33), Counter: 4, CipherText: []byte("ct"),
 		Mac: bytes.Repeat([]byte{1}, protocol.MacLength)}
 	f.Add(signalMessageSerializer{}.Serialize(sm))
 	f.Add(preKeyMessageSerializer{}.Serialize(&protocol.PreKeySignalMessageStructure{Version: 3, RegistrationID: 1,
-		PreKeyID: optional.NewOptionalUint32(2), BaseKey: []byte("b"), Message: []byte("m")}))
+		PreKeyID: optional.NewOptionalUint32(2), BaseKey: sm.RatchetKey, IdentityKey: sm.RatchetKey, Message: signalMessageSerializer{}.Serialize(sm)}))
+	f.Add(preKeyMessageSerializer{}.Serialize(&protocol.PreKeySignalMessageStructure{Version: 3, BaseKey: []byte{}, IdentityKey: []byte{}, Message: []byte{}}))
+	f.Add([]byte{0x33})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// What the receive path does with a message's bytes before any
+		// session is involved: an error, never a panic.
+		_, _ = protocol.NewSignalMessageFromBytes(b, signalMessageSerializer{})
+		_, _ = protocol.NewPreKeySignalMessageFromBytes(b, preKeyMessageSerializer{}, signalMessageSerializer{})
 		// Protobuf allows several encodings of one message, so a
 		// re-encoding need not equal the input; it must parse again.
 		if m, err := (signalMessageSerializer{}).Deserialize(b); err == nil && m.Version != 0 {
@@ -92,4 +140,21 @@ func FuzzSessionMessages(f *testing.F) {
 			}
 		}
 	})
+}
+
+// libsignal's own protobuf serializers (ours replace two of them; the
+// others, such as the sender key distribution message's, are still
+// libsignal's) answer input under 2 bytes with an error since v0.2.2;
+// v0.2.1 panicked on it.
+func TestLibsignalSerializersRejectShortMessages(t *testing.T) {
+	t.Parallel()
+	lib := serialize.NewProtoBufSerializer()
+	for _, b := range [][]byte{nil, {}, {0x33}} {
+		if _, err := lib.PreKeySignalMessage.Deserialize(b); err == nil {
+			t.Errorf("libsignal's prekey message serializer took %d bytes", len(b))
+		}
+		if _, err := lib.SenderKeyDistributionMessage.Deserialize(b); err == nil {
+			t.Errorf("libsignal's sender key distribution message serializer took %d bytes", len(b))
+		}
+	}
 }

@@ -191,3 +191,35 @@ func (p *Protocol) RemoveReplaced(ctx context.Context, k ReplacedKey) error {
 		return t.delete(p.path(bucketReplaced), replacedKey(k.Kyber, k.ID))
 	})
 }
+
+// bucketServerKeys records which signed EC prekey and Kyber last-resort key
+// the server last accepted for this identity (at link, then after each
+// upload of a rotation), so that the upkeep uploads them only when they
+// changed, not at every start. Key: keyServerKeys; value: the two ids.
+var (
+	bucketServerKeys = []byte("server")
+	keyServerKeys    = []byte("signed+last-resort")
+)
+
+// ServerKeys returns the ids of the signed prekey and the last-resort key
+// the server last accepted; 0 and 0 when none was recorded (a store from
+// before the record was kept). Key ids are never 0.
+func (p *Protocol) ServerKeys(ctx context.Context) (signed, lastResort uint32, err error) {
+	v, err := p.s.get(ctx, p.path(bucketServerKeys), keyServerKeys)
+	if err != nil || v == nil {
+		return 0, 0, err
+	}
+	if len(v) != 8 {
+		return 0, 0, fmt.Errorf("%w: server key ids of %d bytes", ErrCorrupt, len(v))
+	}
+	return binary.BigEndian.Uint32(v), binary.BigEndian.Uint32(v[4:]), nil
+}
+
+// SetServerKeys records that the server accepted the signed prekey and the
+// last-resort key with these ids.
+func (p *Protocol) SetServerKeys(ctx context.Context, signed, lastResort uint32) error {
+	if signed == 0 || lastResort == 0 {
+		return fmt.Errorf("%w: key id 0", ErrInvalidArgument)
+	}
+	return p.s.put(ctx, p.path(bucketServerKeys), keyServerKeys, binary.BigEndian.AppendUint32(idKey(signed), lastResort))
+}

@@ -45,3 +45,22 @@ func TestLastResortKeysListsOnlyLastResortKeysAndRemovalDeletesThem(t *testing.T
 		t.Fatalf("the one-time Kyber key went with it: %v", err)
 	}
 }
+
+func TestServerKeysAreUnknownUntilRecordedAndSurviveARestart(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	d := newDevice(t, "alice")
+	if s, lr, err := d.proto.ServerKeys(ctx); err != nil || s != 0 || lr != 0 {
+		t.Fatalf("before any record: %d, %d, %v; want 0, 0", s, lr, err)
+	}
+	if err := d.proto.SetServerKeys(ctx, 0, 2); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("key id 0 recorded: %v", err)
+	}
+	if err := d.proto.SetServerKeys(ctx, 7, prekey.MaxKeyID); err != nil {
+		t.Fatal(err)
+	}
+	d.reopen(t)
+	if s, lr, err := d.proto.ServerKeys(ctx); err != nil || s != 7 || lr != prekey.MaxKeyID {
+		t.Fatalf("after a restart: %d, %d, %v; want 7, %d", s, lr, err, prekey.MaxKeyID)
+	}
+}
