@@ -158,6 +158,8 @@ type keygenState struct {
 	lastSend  time.Time
 	announced bool
 	asked     bool // its proposal awaits this console's human
+	// prompt is what was shown when it was asked (Approvals lists it).
+	prompt event.ApprovalRequested
 }
 
 type signState struct {
@@ -166,6 +168,9 @@ type signState struct {
 	lastSend  time.Time
 	announced bool
 	done      bool
+	// prompt is what was shown when it was announced (Approvals lists it
+	// while this human has not answered).
+	prompt event.ApprovalRequested
 }
 
 type keyState struct {
@@ -627,7 +632,7 @@ func (a *App) RequestSignature(ctx context.Context, keyID [32]byte, msg []byte, 
 	var id [32]byte
 	var wait chan result
 	var err error
-	if e := a.do(ctx, func() { id, wait, err = a.startSign(ctx, keyID, msg, description) }); e != nil {
+	if e := a.do(ctx, func() { id, wait, err = a.startSign(ctx, keyID, msg, description, true) }); e != nil {
 		return nil, e
 	}
 	if err != nil {
@@ -1179,11 +1184,12 @@ func (a *App) afterKeygen(ctx context.Context, st *keygenState, live bool) {
 	case p.State == dkg.StateCreated && !st.announced:
 		st.announced, st.asked = true, true
 		prop := st.s.Proposal()
-		a.publish(event.ApprovalRequested{
+		st.prompt = event.ApprovalRequested{
 			ID: hex.EncodeToString(id[:]), Kind: "keygen", Requester: a.name(Address{prop.Parties[prop.Initiator-1].Account, prop.Parties[prop.Initiator-1].Device}),
 			Text:    fmt.Sprintf("generate a %d-of-%d key with %s", prop.Threshold, prop.N(), joinNames(a.names(prop.Parties, allIndices(prop.N())))),
 			Expires: a.now().Add(a.cfg.RoundTimeout),
-		})
+		}
+		a.publish(st.prompt)
 		if a.cfg.AutoApprove {
 			a.decide(ctx, id, true, "")
 		}
@@ -1207,11 +1213,12 @@ func (a *App) afterSign(ctx context.Context, st *signState, live bool) {
 		if utf8.Valid(req.Message) && printable(string(req.Message)) {
 			text = string(req.Message)
 		}
-		a.publish(event.ApprovalRequested{
+		st.prompt = event.ApprovalRequested{
 			ID: hex.EncodeToString(id[:]), Kind: "sign", Requester: a.name(partyAddr(parties, p.Requester)),
 			KeyID: ceremony.ShortID(req.KeyID), Text: text, Hex: hex.EncodeToString(req.Message), SHA256: hex.EncodeToString(sum[:]),
 			Description: req.Description, Expires: req.Expires,
-		})
+		}
+		a.publish(st.prompt)
 		if a.cfg.AutoApprove {
 			a.decide(ctx, id, true, "")
 		}
@@ -1320,7 +1327,10 @@ func (a *App) startKeygen(ctx context.Context, t int) ([32]byte, chan result, er
 	return rec.ID, wait, nil
 }
 
-func (a *App) startSign(ctx context.Context, keyID [32]byte, msg []byte, desc string) ([32]byte, chan result, error) {
+// startSign opens a signing request from this console. approve: asking is
+// this human's approval (else the request waits in this console's approval
+// queue like anyone else's: a script asked, a person decides).
+func (a *App) startSign(ctx context.Context, keyID [32]byte, msg []byte, desc string, approve bool) ([32]byte, chan result, error) {
 	k, err := a.pickKey(keyID)
 	if err != nil {
 		return [32]byte{}, nil, err
@@ -1332,17 +1342,25 @@ func (a *App) startSign(ctx context.Context, keyID [32]byte, msg []byte, desc st
 	if err != nil {
 		return [32]byte{}, nil, err
 	}
-	rec := &CeremonyRecord{ID: id, Kind: KindSign, Opening: s.RequestEnvelope(), KeyID: k.key.ID, Own: true, Created: a.now()}
+	// Own marks a request this human approved by asking; one that waits
+	// for an answer is restored like a peer's (OpenSignRequest gives the
+	// same session for this console's own envelope).
+	rec := &CeremonyRecord{ID: id, Kind: KindSign, Opening: s.RequestEnvelope(), KeyID: k.key.ID, Own: approve, Created: a.now()}
 	if err := a.cfg.Store.PutCeremony(ctx, rec); err != nil {
 		return [32]byte{}, nil, fmt.Errorf("core: store request: %w", err)
 	}
 	a.records[id] = rec
-	st := &signState{s: s, key: k, announced: true}
+	st := &signState{s: s, key: k, announced: approve}
 	a.signs[id] = st
 	wait := make(chan result, 1)
 	a.waiters[id] = append(a.waiters[id], wait)
 	st.lastSend = a.now()
 	a.send(k.key.Proposal.Parties, out)
+	if !approve {
+		a.adoptOrphans(ctx, id)
+		a.afterSign(ctx, st, true)
+		return id, wait, nil
+	}
 	// Asking is this human's approval. It is not recorded as an input: a
 	// restored request of our own is approved again (Own), and BLS partial
 	// signatures are deterministic.
@@ -1523,22 +1541,8 @@ const maxRestoredResults = 500
 // publishHistory tells the console about the signing requests that ended
 // before this run, oldest first, as restored history.
 func (a *App) publishHistory() {
-	type ended struct {
-		st *signState
-		at time.Time
-	}
-	var list []ended
-	for id, st := range a.signs {
-		r := a.records[id]
-		if r == nil || !r.Finished || st.s.Progress().Outcome == ceremony.OutcomeCollecting {
-			continue
-		}
-		list = append(list, ended{st, r.Created})
-	}
-	slices.SortFunc(list, func(x, y ended) int { return x.at.Compare(y.at) })
-	for _, e := range list[max(len(list)-maxRestoredResults, 0):] {
-		ev := a.signDone(e.st)
-		ev.Restored, ev.Time = true, e.at
+	for _, ev := range a.history(maxRestoredResults) {
+		ev.Restored = true
 		a.publish(ev)
 	}
 }
