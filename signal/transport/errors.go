@@ -12,6 +12,9 @@ var (
 	ErrNoExtendedConnect = errors.New("transport: server does not support WebSockets over HTTP/2")
 	// ErrClosed: the stream or client was closed.
 	ErrClosed = errors.New("transport: closed")
+	// ErrNotTLS: the URL says https but the server answered in plain HTTP
+	// (a relay started without a certificate).
+	ErrNotTLS = errors.New("transport: the server does not speak TLS")
 )
 
 // timeoutError is returned by reads and writes whose deadline passed; it
