@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -20,7 +21,7 @@ import (
 
 // fail prints "cosigner CMD: err" and returns the failure exit code.
 func fail(sio stdio, cmd command, err error) int {
-	fmt.Fprintf(sio.err, "cosigner %s: %v\n", cmd.name, err)
+	sio.say(slog.LevelError, cmd.name, "%v", err)
 	return exitFailure
 }
 
@@ -139,9 +140,9 @@ func runLink(ctx context.Context, cmd command, args []string, sio stdio) int {
 						WhiteBlackChar: qrterminal.WHITE_BLACK, QuietZone: 2})
 				}
 				fmt.Fprintln(sio.out, url)
-				fmt.Fprintf(sio.err, "cosigner link: scan the code within %s\n", time.Until(expires).Round(time.Second))
+				sio.say(slog.LevelInfo, cmd.name, "scan the code within %s", time.Until(expires).Round(time.Second))
 			},
-			OnStep: func(s string) { fmt.Fprintf(sio.err, "cosigner link: %s\n", s) },
+			OnStep: func(s string) { sio.say(slog.LevelInfo, cmd.name, "%s", s) },
 		})
 		if err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -25,7 +26,8 @@ func runConsoleWhile(ctx context.Context, g globalFlags, sio stdio, fn func(ctx 
 		c, err := openConsole(ctx, consoleConfig{Name: e.cfg.Device.Name, Dialer: d, Store: st, Logger: e.log,
 			AutoApprove:  e.cfg.Signing.AutoApprove,
 			RoundTimeout: e.cfg.Keygen.RoundTimeout.Duration, RequestTTL: e.cfg.Signing.RequestTTL.Duration,
-			ResendEvery: min(e.cfg.Keygen.Resend.Duration, e.cfg.Signing.Resend.Duration)})
+			ResendEvery: min(e.cfg.Keygen.Resend.Duration, e.cfg.Signing.Resend.Duration),
+			Threshold:   e.cfg.Keygen.Threshold, Parties: e.cfg.Keygen.Parties})
 		if err != nil {
 			return err
 		}
@@ -57,7 +59,9 @@ Signal. Prints {"key_id","group_public_key","threshold","parties"} as JSON
 when the key is generated and confirmed by every signer.
 
 Flags:
-  -t T                 signatures needed (2 for "2-of-3"; default keygen.threshold)
+  -t T                 signatures needed (2 for "2-of-3"; default keygen.threshold).
+                       Every signer of the roster takes part; with keygen.parties
+                       set, the roster must hold exactly that many
   --timeout D          give up waiting after D (default 30m; the ceremony may go on)
   --connect-timeout D  give up when the server is not reachable within D (default 1m)
 ` + globalFlagsHelp + ceremonyExitHelp,
@@ -74,21 +78,34 @@ func runKeygen(ctx context.Context, cmd command, args []string, sio stdio) int {
 	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
 		return code
 	}
+	tSet := false
+	fs.Visit(func(f *flag.Flag) { tSet = tSet || f.Name == "t" })
+	if tSet && *t < 1 {
+		return usageError(cmd, sio, "-t is how many signatures are needed: 1 or more (without -t: keygen.threshold)")
+	}
 	err := runCeremonyWhile(ctx, g, sio, func(ctx context.Context, c *console) error {
-		th := *t
-		if th == 0 {
-			th = 2
+		th := c.cfg.Threshold
+		if tSet {
+			th = *t
+		}
+		if err := checkParties(ctx, c); err != nil {
+			return err
 		}
 		if err := waitOnline(ctx, c, *connect); err != nil {
 			return err
 		}
 		wctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
-		fmt.Fprintf(sio.err, "cosigner keygen: proposing a %d-of-n key; waiting for every signer to accept...\n", th)
+		sio.say(slog.LevelInfo, cmd.name, "proposing a %d-of-n key; waiting for every signer to accept...", th)
 		defer flushSends(ctx, c, sio)
 		r, err := c.app.StartKeygen(wctx, th)
-		if err != nil && ctx.Err() == nil && errors.Is(wctx.Err(), context.DeadlineExceeded) {
+		switch {
+		case err != nil && ctx.Err() == nil && errors.Is(wctx.Err(), context.DeadlineExceeded):
 			err = fmt.Errorf("%w after --timeout %s: %w", errGaveUp, *timeout, err)
+		case err != nil && errors.Is(err, context.Canceled) && ctx.Err() != nil:
+			// Interrupted: the proposal is stored, and the ceremony goes on
+			// when this console runs again.
+			err = fmt.Errorf("%w; it is stored and goes on when this console runs again (cosigner, or cosigner --headless) until it ends or a round's deadline passes", err)
 		}
 		if err != nil {
 			return offlineAtDeadline(c, err)
@@ -170,7 +187,7 @@ func runSign(ctx context.Context, cmd command, args []string, sio stdio) int {
 		if err := waitOnline(ctx, c, *connect); err != nil {
 			return err
 		}
-		fmt.Fprintln(sio.err, "cosigner sign: request sent; waiting for approvals...")
+		sio.say(slog.LevelInfo, cmd.name, "request sent; waiting for approvals...")
 		defer flushSends(ctx, c, sio)
 		r, err := c.app.RequestSignature(ctx, id, msg, *desc)
 		if err != nil {
@@ -181,7 +198,7 @@ func runSign(ctx context.Context, cmd command, args []string, sio stdio) int {
 		blamed := append([]string{}, r.Blamed...)
 		slices.Sort(blamed)
 		if len(blamed) > 0 {
-			fmt.Fprintf(sio.err, "cosigner sign: signed without %s, whose partial signature was bad (blamed with evidence)\n", strings.Join(blamed, ", "))
+			sio.say(slog.LevelWarn, cmd.name, "signed without %s, whose partial signature was bad (blamed with evidence)", strings.Join(blamed, ", "))
 		}
 		return printJSON(sio, map[string]any{"group_public_key": hex.EncodeToString(r.GroupKey), "message_hex": hex.EncodeToString(msg),
 			"signature": hex.EncodeToString(r.Signature), "signers": signers, "blamed": blamed})
@@ -190,6 +207,23 @@ func runSign(ctx context.Context, cmd command, args []string, sio stdio) int {
 		return failCeremony(sio, cmd, err)
 	}
 	return exitOK
+}
+
+// checkParties refuses a keygen when keygen.parties is set and the roster
+// does not hold exactly that many signers (this console included).
+func checkParties(ctx context.Context, c *console) error {
+	if c.cfg.Parties == 0 {
+		return nil
+	}
+	members, err := c.app.Roster(ctx)
+	if err != nil {
+		return err
+	}
+	if len(members) != c.cfg.Parties {
+		return fmt.Errorf("keygen.parties is %d but the roster has %d signers, this console included (cosigner group list): "+
+			"add the missing cards (cosigner group add), or set keygen.parties to %d, or to 0 for the whole roster", c.cfg.Parties, len(members), len(members))
+	}
+	return nil
 }
 
 // pickKeyID resolves a key id prefix (empty: the only key).

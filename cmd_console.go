@@ -47,7 +47,7 @@ func runConsole(ctx context.Context, args []string, sio stdio) int {
 		err = runConsoleTUI(ctx, g, sio)
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintf(sio.err, "cosigner: %v\n", err)
+		sio.say(slog.LevelError, "", "%v", err)
 		return exitFailure
 	}
 	return exitOK
@@ -58,7 +58,7 @@ func runConsoleHeadless(ctx context.Context, g globalFlags, sio stdio) error {
 	return runConsoleWhile(ctx, g, sio, func(ctx context.Context, c *console) error {
 		sub := c.bus.Subscribe(0)
 		defer sub.Close()
-		log := slog.New(slog.NewTextHandler(sio.err, nil))
+		log := c.cfg.Logger
 		log.Info("console running", "account", c.card.Account, "device", c.card.Device, "name", c.card.Name)
 		for {
 			e, err := sub.Next(ctx)
@@ -148,7 +148,7 @@ func runConsoleTUI(ctx context.Context, g globalFlags, sio stdio) error {
 		return fmt.Errorf("log file: %w", err)
 	}
 	defer logf.Close()
-	e.log = slog.New(slog.NewTextHandler(logf, nil))
+	e.log = newLogger(logf, e.cfg.Log)
 	st, err := e.openStore(ctx)
 	if err != nil {
 		return err
@@ -166,7 +166,7 @@ func runConsoleTUI(ctx context.Context, g globalFlags, sio stdio) error {
 	defer cancel()
 	lc := &lateCore{ready: make(chan struct{})}
 	m := tui.New(ctx, lc, tui.WithLinking(!isLinked), tui.WithLogger(e.log), tui.WithClipboard(sio.out),
-		tui.WithGrace(e.cfg.Signing.ApprovalGrace.Duration),
+		tui.WithGrace(e.cfg.Signing.ApprovalGrace.Duration), tui.WithThreshold(e.cfg.Keygen.Threshold),
 		tui.WithIdentity(tui.Identity{Name: e.cfg.Device.Name, Server: e.cfg.Server.URL}))
 	p := tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(ctx), tea.WithOutput(unwrap(sio.out)))
 	runErr := make(chan error, 1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/signal-mpc/cosigner/core"
@@ -51,7 +52,7 @@ func ceremonyExit(err error) int {
 
 // failCeremony prints the error and returns its exit code.
 func failCeremony(sio stdio, cmd command, err error) int {
-	fmt.Fprintf(sio.err, "cosigner %s: %v\n", cmd.name, err)
+	sio.say(slog.LevelError, cmd.name, "%v", err)
 	return ceremonyExit(err)
 }
 
@@ -107,6 +108,6 @@ func flushSends(ctx context.Context, c *console, sio stdio) {
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := c.app.Flush(fctx); err != nil && ctx.Err() == nil {
-		fmt.Fprintln(sio.err, "cosigner: some messages could not be sent yet; the others may need this console to run again")
+		sio.say(slog.LevelWarn, "", "some messages could not be sent yet; the others may need this console to run again")
 	}
 }

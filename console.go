@@ -85,6 +85,9 @@ type consoleConfig struct {
 	RoundTimeout time.Duration
 	RequestTTL   time.Duration
 	ResendEvery  time.Duration
+	// Threshold and Parties are the keygen defaults (keygen.threshold,
+	// keygen.parties; 0 parties: the whole roster).
+	Threshold, Parties int
 	// Outbound, if set, wraps what core sends through (tests use it to
 	// make a console cheat).
 	Outbound func(core.Messenger) core.Messenger
@@ -176,6 +179,9 @@ func openConsole(ctx context.Context, cfg consoleConfig) (*console, error) {
 // Run runs the device and the engine until ctx ends; the first to fail
 // stops the other.
 func (c *console) Run(ctx context.Context) error {
+	if c.cfg.AutoApprove && c.cfg.Logger != nil {
+		c.cfg.Logger.Warn("signing.auto_approve is on: this console accepts every signing request and every key generation proposal without asking")
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, 2)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -85,8 +86,26 @@ func loadEnv(g globalFlags, sio stdio) (*env, error) {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	liblog.Silence()
-	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.Log.Level]
-	return &env{cfg: cfg, dir: cfg.Device.DataDir, log: slog.New(slog.NewTextHandler(sio.err, &slog.HandlerOptions{Level: level}))}, nil
+	applyLogFormat(cfg.Log, sio)
+	return &env{cfg: cfg, dir: cfg.Device.DataDir, log: newLogger(sio.err, cfg.Log)}, nil
+}
+
+// applyLogFormat sends the command's own messages to stderr as JSON
+// records when the configuration asks for JSON logs.
+func applyLogFormat(lc config.Log, sio stdio) {
+	if lc.Format == "json" && sio.diag != nil {
+		sio.diag.setJSON(sio.err)
+	}
+}
+
+// newLogger is a logger to w at the configured level and format.
+func newLogger(w io.Writer, lc config.Log) *slog.Logger {
+	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[lc.Level]
+	opts := &slog.HandlerOptions{Level: level}
+	if lc.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // dialer is the transport to the configured server.

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -37,6 +38,46 @@ const (
 type stdio struct {
 	in       io.Reader
 	out, err io.Writer
+	// diag takes the command's own messages to stderr (say); shared by
+	// the copies of this value.
+	diag *diag
+}
+
+// diag is where a command's messages for its user go: plain lines
+// "cosigner CMD: text" on stderr, or, once the configuration asks for JSON
+// logs (log.format), log records, so that every line on stderr is one JSON
+// object.
+type diag struct {
+	mu  sync.Mutex
+	log *slog.Logger // nil: plain lines
+}
+
+// setJSON makes the messages JSON log records written to w.
+func (d *diag) setJSON(w io.Writer) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.log = slog.New(slog.NewJSONHandler(w, nil))
+}
+
+// say writes the command's message at level: "cosigner CMD: text" (the
+// console's messages have no CMD), or a JSON record {"level", "msg":
+// text, "command": CMD}.
+func (s stdio) say(level slog.Level, cmd, format string, a ...any) {
+	text := fmt.Sprintf(format, a...)
+	var log *slog.Logger
+	if s.diag != nil {
+		s.diag.mu.Lock()
+		log = s.diag.log
+		s.diag.mu.Unlock()
+	}
+	switch {
+	case log != nil:
+		log.Log(context.Background(), level, text, "command", cmd)
+	case cmd == "":
+		fmt.Fprintf(s.err, "cosigner: %s\n", text)
+	default:
+		fmt.Fprintf(s.err, "cosigner %s: %s\n", cmd, text)
+	}
 }
 
 // command is one subcommand of the binary.
@@ -94,7 +135,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	// Several goroutines (loggers, the console, results) write to the same
 	// streams: one lock per stream keeps lines whole.
 	stdout, stderr = &syncWriter{w: stdout}, &syncWriter{w: stderr}
-	sio := stdio{in: stdin, out: stdout, err: stderr}
+	sio := stdio{in: stdin, out: stdout, err: stderr, diag: &diag{}}
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") && args[0] != "-h" && args[0] != "-help" && args[0] != "--help" {
 		return runConsole(ctx, args, sio)
 	}

@@ -273,7 +273,7 @@ func (u *keyUpkeep) checkIdentity(ctx context.Context, id prekey.Identity) error
 		if err := u.upload(ctx, id, up); err != nil {
 			return fmt.Errorf("device: prekeys (%s): %w", id, err)
 		}
-		u.d.log.Info("prekeys uploaded", "identity", id.String(), "signed", up.SignedPreKey.ID(), "last_resort", up.LastResort.ID,
+		u.d.log.Debug("prekeys uploaded", "identity", id.String(), "signed", up.SignedPreKey.ID(), "last_resort", up.LastResort.ID,
 			"one_time", len(up.PreKeys), "one_time_kyber", len(up.KyberPreKeys), "server_count", ecCount, "server_pq_count", pqCount)
 		if len(up.PreKeys) > 0 {
 			errs = append(errs, u.markReplaced(ctx, p, false, ecIDs(up.PreKeys), now))
