@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/signal/store"
 )
 
@@ -163,14 +164,16 @@ func runSign(ctx context.Context, cmd command, args []string, sio stdio) int {
 		}
 	})
 	if set != 1 {
-		fmt.Fprintln(sio.err, "cosigner sign: give exactly one of --message, --hex, --file")
-		return exitUsage
+		return usageError(cmd, sio, "give exactly one of --message, --hex, --file")
 	}
 	var msg []byte
 	var err error
 	switch {
 	case *hexMsg != "":
-		msg, err = hex.DecodeString(strings.TrimPrefix(*hexMsg, "0x"))
+		h := strings.TrimPrefix(strings.TrimPrefix(*hexMsg, "0x"), "0X")
+		if msg, err = hex.DecodeString(h); err != nil {
+			return usageError(cmd, sio, "--hex takes the message as hex digits (an even number of 0-9, a-f; 0x optional): %v", err)
+		}
 	case *file != "":
 		msg, err = os.ReadFile(*file)
 	default:
@@ -226,23 +229,53 @@ func checkParties(ctx context.Context, c *console) error {
 	return nil
 }
 
-// pickKeyID resolves a key id prefix (empty: the only key).
+// pickKeyID resolves a key id prefix (empty: the only key). Its errors
+// say what is wrong with --key and list the keys there are.
 func pickKeyID(ctx context.Context, c *console, prefix string) ([32]byte, error) {
-	keys, err := c.app.Keys(ctx)
+	keys, err := sortedKeys(ctx, c)
 	if err != nil {
 		return [32]byte{}, err
 	}
+	if len(keys) == 0 {
+		return [32]byte{}, errors.New("this console holds no key yet: run cosigner keygen first (or propose one in the console)")
+	}
+	want := strings.ToLower(strings.TrimPrefix(prefix, "0x"))
+	if strings.Trim(want, "0123456789abcdef") != "" || len(want) > 64 {
+		return [32]byte{}, fmt.Errorf("--key %q is not a key id: give hex digits, a prefix of one of %s", clean(prefix), keyList(keys))
+	}
 	var match [][32]byte
 	for _, k := range keys {
-		if strings.HasPrefix(hex.EncodeToString(k.KeyID[:]), strings.ToLower(prefix)) {
+		if strings.HasPrefix(hex.EncodeToString(k.KeyID[:]), want) {
 			match = append(match, k.KeyID)
 		}
 	}
-	switch len(match) {
-	case 1:
+	switch {
+	case len(match) == 1:
 		return match[0], nil
-	case 0:
-		return [32]byte{}, errors.New("no such key: run cosigner keygen first")
+	case len(match) == 0:
+		return [32]byte{}, fmt.Errorf("no key %q: this console holds %s", want, keyList(keys))
+	case prefix == "":
+		return [32]byte{}, fmt.Errorf("this console holds %d keys: give --key with a prefix of one of %s", len(keys), keyList(keys))
 	}
-	return [32]byte{}, fmt.Errorf("%d keys match; give --key with a longer prefix", len(match))
+	return [32]byte{}, fmt.Errorf("%d keys start with %q: give --key with a longer prefix of one of %s", len(match), want, keyList(keys))
+}
+
+// keyList names keys for an error: "ID (t-of-n), ...", ids as cosigner
+// keys prints them.
+func keyList(keys []core.KeyInfo) string {
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		names[i] = fmt.Sprintf("%x (%d-of-%d)", k.KeyID[:], k.T, k.N)
+	}
+	return strings.Join(names, ", ")
+}
+
+// clean keeps a flag's value printable in an error message.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
 }

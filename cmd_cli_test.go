@@ -1,13 +1,23 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"go/parser"
+	"go/token"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/signal-mpc/cosigner/core/config"
+	"github.com/signal-mpc/cosigner/signal/store"
 )
 
 // checkJSONLines fails unless log holds lines and each is one JSON object;
@@ -119,5 +129,210 @@ func TestKeygenTakesItsDefaultsFromTheConfiguration(t *testing.T) {
 		if res.code != tt.code || !strings.Contains(res.stderr, tt.wantErr) {
 			t.Errorf("%s: exit %d, want %d with %q\n%s", tt.name, res.code, tt.code, tt.wantErr, res.stderr)
 		}
+	}
+}
+
+func TestHelpAndUsage(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name             string
+		args             []string
+		code             int
+		wantOut, wantErr []string
+	}{
+		{"help console describes the console", []string{"help", "console"}, 0,
+			[]string{"Usage: cosigner console", "cosigner [global flags]", "--headless"}, []string{""}},
+		{"the overview says plain cosigner is the console and lists the global flags", []string{"help"}, 0,
+			[]string{"Usage: cosigner [global flags]", "run the console", "--config PATH", "--data DIR", "--headless", "keys"}, []string{""}},
+		{"--version prints the version", []string{"--version"}, 0, []string{"cosigner devel"}, []string{""}},
+		{"group -h shows the group usage", []string{"group", "-h"}, 0, []string{"Usage: cosigner group"}, []string{""}},
+		{"group --help shows the group usage", []string{"group", "--help"}, 0, []string{"Usage: cosigner group"}, []string{""}},
+		{"group without a subcommand is a usage error", []string{"group"}, 2, []string{""}, []string{"add, list or verify"}},
+		{"an unknown group subcommand is a usage error", []string{"group", "remove", "bob"}, 2, []string{""}, []string{`unknown subcommand "remove"`}},
+		{"group add without a card is a usage error", []string{"group", "add"}, 2, []string{""}, []string{"add takes one card"}},
+		{"group list takes no argument", []string{"group", "list", "x"}, 2, []string{""}, []string{`unexpected argument "x"`}},
+		{"sign --hex with no hex says which flag wants what", []string{"sign", "--hex", "zz", "--config", "testdata/empty.toml", "--data", "DATADIR"}, 2,
+			[]string{""}, []string{"--hex takes the message as hex digits", "Usage: cosigner sign"}},
+		{"keys -h shows the keys usage", []string{"keys", "-h"}, 0, []string{"Usage: cosigner keys", "--json"}, []string{""}},
+		{"key -h shows the key usage", []string{"key", "-h"}, 0, []string{"Usage: cosigner key export"}, []string{""}},
+		{"keygen -t 0 is a usage error", []string{"keygen", "-t", "0"}, 2, []string{""}, []string{"-t is how many signatures are needed"}},
+		{"a configuration without server.url names the file", []string{"link", "--config", "testdata/empty.toml", "--data", "DATADIR"}, 1,
+			[]string{""}, []string{"set server.url in testdata/empty.toml"}},
+		{"an absent configuration file says how to start one", []string{"link", "--config", "testdata/absent.toml", "--data", "DATADIR"}, 1,
+			[]string{""}, []string{"absent.toml", "start from config.example.toml"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			args := slices.Clone(tt.args)
+			for i, a := range args {
+				if a == "DATADIR" {
+					args[i] = t.TempDir()
+				}
+			}
+			runArgs(t, args...).check(t, tt.code, tt.wantOut, tt.wantErr)
+		})
+	}
+}
+
+// Without --config and without a file where it is looked for, the error
+// says where the file goes and what to start from.
+func TestTheMissingConfigurationErrorSaysWhereItGoes(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", home)
+	res := runArgs(t, "link", "--data", t.TempDir())
+	res.check(t, 1, []string{""}, []string{"no configuration file at " + filepath.Join(home, "cosigner", "config.toml"), "config.example.toml", "server.url"})
+}
+
+func TestVersionNamesTheRevision(t *testing.T) {
+	t.Parallel()
+	settings := func(kv ...string) []debug.BuildSetting {
+		var s []debug.BuildSetting
+		for i := 0; i < len(kv); i += 2 {
+			s = append(s, debug.BuildSetting{Key: kv[i], Value: kv[i+1]})
+		}
+		return s
+	}
+	tests := []struct {
+		name string
+		info *debug.BuildInfo
+		want string
+	}{
+		{"no build information", nil, "devel"},
+		{"a work tree build", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "devel"},
+		{"a release", &debug.BuildInfo{Main: debug.Module{Version: "v1.2.3"}, Settings: settings("vcs.revision", "abc123", "vcs.modified", "false")},
+			"v1.2.3 (abc123)"},
+		{"a modified work tree", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: settings("vcs.revision", "abc123", "vcs.modified", "true")},
+			"devel (abc123, modified)"},
+	}
+	for _, tt := range tests {
+		if got := version(tt.info); got != tt.want {
+			t.Errorf("%s: version %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// The package documentation (go doc .) describes what the command does.
+func TestPackageDocDescribesTheCommand(t *testing.T) {
+	t.Parallel()
+	f, err := parser.ParseFile(token.NewFileSet(), "main.go", nil, parser.PackageClauseOnly|parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := f.Doc.Text()
+	for _, w := range []string{"console", "relay", "keygen", "verify"} {
+		if !strings.Contains(doc, w) {
+			t.Errorf("the package doc does not mention %s:\n%s", w, doc)
+		}
+	}
+	if strings.Contains(doc, "not built") {
+		t.Errorf("the package doc says parts are not built:\n%s", doc)
+	}
+}
+
+// cosigner keys lists the keys; a bad or unknown sign --key says so and
+// lists them.
+func TestKeysAreListedAndABadKeyIsNamed(t *testing.T) {
+	t.Parallel()
+	c := newRegisteredConsole(t)
+	cfg := c.cfg(t, c.relay.srv.URL())
+	cli := func(args ...string) result {
+		return runArgs(t, append(args, "--config", cfg, "--data", c.data)...)
+	}
+	cli("keys").check(t, 0, []string{"no keys yet"}, []string{""})
+	cli("keys", "--json").check(t, 0, []string{"[]\n"}, []string{""})
+	cli("sign", "--message", "m").check(t, 1, []string{""}, []string{"holds no key yet: run cosigner keygen"})
+	res := cli("keygen", "-t", "1") // alone in its roster: a 1-of-1 key
+	if res.code != 0 {
+		t.Fatalf("keygen: %d %s", res.code, res.stderr)
+	}
+	var kr struct {
+		KeyID    string `json:"key_id"`
+		GroupKey string `json:"group_public_key"`
+	}
+	if err := json.Unmarshal([]byte(res.stdout), &kr); err != nil {
+		t.Fatal(err)
+	}
+	cli("keys").check(t, 0, []string{kr.KeyID + "  1-of-1  share 1  group key " + kr.GroupKey}, []string{""})
+	var list []struct {
+		KeyID     string `json:"key_id"`
+		GroupKey  string `json:"group_public_key"`
+		Threshold int    `json:"threshold"`
+		Parties   int    `json:"parties"`
+		Index     int    `json:"index"`
+	}
+	res = cli("keys", "--json")
+	if err := json.Unmarshal([]byte(res.stdout), &list); err != nil || len(list) != 1 || list[0].KeyID != kr.KeyID ||
+		list[0].GroupKey != kr.GroupKey || list[0].Threshold != 1 || list[0].Parties != 1 || list[0].Index != 1 {
+		t.Fatalf("keys --json printed %q (%v)", res.stdout, err)
+	}
+	unknown := "0"
+	if strings.HasPrefix(kr.KeyID, "0") {
+		unknown = "1"
+	}
+	cli("sign", "--message", "m", "--key", "zz").check(t, 1, []string{""}, []string{`--key "zz" is not a key id`, kr.KeyID + " (1-of-1)"})
+	cli("sign", "--message", "m", "--key", unknown).check(t, 1, []string{""}, []string{`no key "` + unknown + `"`, kr.KeyID + " (1-of-1)"})
+}
+
+// notifyWriter reports on seen when what it is written contains want.
+type notifyWriter struct {
+	mu   sync.Mutex
+	buf  strings.Builder
+	want string
+	seen chan struct{}
+	once sync.Once
+}
+
+func (w *notifyWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if strings.Contains(w.buf.String(), w.want) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return len(p), nil
+}
+
+func (w *notifyWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// A keygen interrupted while it waits for the others says that it goes on
+// when the console runs again.
+func TestAnInterruptedKeygenSaysItGoesOnWithTheConsole(t *testing.T) {
+	t.Parallel()
+	c := newRegisteredConsole(t)
+	cfg := c.cfg(t, c.relay.srv.URL())
+	bob := newSigner(t, c.relay, "bob") // never runs: he never accepts
+	st, err := store.Open(t.Context(), bob.path, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	card, err := ownCard(t.Context(), &env{cfg: &config.Config{Device: config.Device{Name: "bob"}}}, st)
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(card)
+	if res := runArgs(t, "group", "add", string(raw), "--verified", "--config", cfg, "--data", c.data); res.code != 0 {
+		t.Fatalf("group add: %s", res.stderr)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	stderr := &notifyWriter{want: "waiting for every signer", seen: make(chan struct{})}
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"keygen", "-t", "2", "--config", cfg, "--data", c.data}, strings.NewReader(""), io.Discard, stderr)
+	}()
+	select {
+	case <-stderr.seen:
+		cancel() // ctrl-C
+	case got := <-code:
+		t.Fatalf("keygen ended with %d before it was interrupted: %s", got, stderr.String())
+	}
+	if got := <-code; got != exitFailure || !strings.Contains(stderr.String(), "goes on when this console runs again") {
+		t.Fatalf("interrupted keygen: exit %d\n%s", got, stderr.String())
 	}
 }

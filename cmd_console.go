@@ -15,8 +15,19 @@ import (
 	"github.com/signal-mpc/cosigner/tui"
 )
 
+// consoleCommand is the console: plain "cosigner", or "cosigner console".
+var consoleCommand = command{
+	name:    "console",
+	summary: "run the console (the same as cosigner with no command)",
+	usage:   consoleUsage,
+	run: func(ctx context.Context, _ command, args []string, sio stdio) int {
+		return runConsole(ctx, args, sio)
+	},
+}
+
 // consoleUsage documents the bare command.
-const consoleUsage = `Usage: cosigner [global flags]
+const consoleUsage = `Usage: cosigner console [global flags]
+       cosigner [global flags]
 
 Run the console: the live MPC log, ceremonies, the approval queue and the
 signatures. If this device is not linked yet, it shows the link screen (a QR
@@ -32,7 +43,7 @@ func runConsole(ctx context.Context, args []string, sio stdio) int {
 	var g globalFlags
 	fs := newFlagSet("", sio.err)
 	g.register(fs)
-	cmd := command{name: "console", usage: consoleUsage}
+	cmd := command{name: "console", usage: consoleUsage} // not consoleCommand: it refers to this function
 	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
 		return code
 	}

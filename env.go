@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -41,6 +42,9 @@ type env struct {
 	cfg *config.Config
 	dir string
 	log *slog.Logger
+	// file is the configuration file read, or "" when none was (the
+	// defaults); searched is where one was looked for then.
+	file, searched string
 }
 
 func defaultDirs() (configFile, dataDir string) {
@@ -60,6 +64,13 @@ func defaultDirs() (configFile, dataDir string) {
 // file when it exists, else the defaults (an absent named file is an
 // error). data, when set (the --data flag), wins over device.data_dir.
 func loadConfig(path, data string) (*config.Config, error) {
+	cfg, _, err := loadConfigFile(path, data)
+	return cfg, err
+}
+
+// loadConfigFile is loadConfig that also returns the file it read ("" for
+// the defaults).
+func loadConfigFile(path, data string) (*config.Config, string, error) {
 	cfgFile, dataDir := defaultDirs()
 	if path == "" {
 		if _, err := os.Stat(cfgFile); err == nil {
@@ -70,15 +81,26 @@ func loadConfig(path, data string) (*config.Config, error) {
 		if data != "" {
 			dataDir = data
 		}
-		return config.Default(dataDir), nil
+		return config.Default(dataDir), "", nil
 	}
-	return config.Load(path, dataDir, data)
+	cfg, err := config.Load(path, dataDir, data)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, "", fmt.Errorf("%w (to write one, start from config.example.toml, where every key is documented)", err)
+	}
+	return cfg, path, err
+}
+
+// defaultConfigFile is where the configuration is looked for without
+// --config.
+func defaultConfigFile() string {
+	f, _ := defaultDirs()
+	return f
 }
 
 // loadEnv reads the configuration (loadConfig) and prepares the data
 // directory.
 func loadEnv(g globalFlags, sio stdio) (*env, error) {
-	cfg, err := loadConfig(g.config, g.data)
+	cfg, file, err := loadConfigFile(g.config, g.data)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +109,7 @@ func loadEnv(g globalFlags, sio stdio) (*env, error) {
 	}
 	liblog.Silence()
 	applyLogFormat(cfg.Log, sio)
-	return &env{cfg: cfg, dir: cfg.Device.DataDir, log: newLogger(sio.err, cfg.Log)}, nil
+	return &env{cfg: cfg, dir: cfg.Device.DataDir, log: newLogger(sio.err, cfg.Log), file: file, searched: defaultConfigFile()}, nil
 }
 
 // applyLogFormat sends the command's own messages to stderr as JSON
@@ -110,8 +132,12 @@ func newLogger(w io.Writer, lc config.Log) *slog.Logger {
 
 // dialer is the transport to the configured server.
 func (e *env) dialer() (*transport.Dialer, error) {
-	if e.cfg.Server.URL == "" {
-		return nil, errors.New("no server: set server.url in the configuration (see config.example.toml)")
+	switch {
+	case e.cfg.Server.URL == "" && e.file == "":
+		return nil, fmt.Errorf("no server: there is no configuration file at %s (searched without --config): "+
+			"copy config.example.toml there (or anywhere, and give --config PATH) and set server.url", e.searched)
+	case e.cfg.Server.URL == "":
+		return nil, fmt.Errorf("no server: set server.url in %s (see config.example.toml)", e.file)
 	}
 	mode, err := transport.ParseMode(e.cfg.Server.Transport)
 	if err != nil {
