@@ -14,11 +14,23 @@ import (
 
 	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/signal/store"
+	"github.com/signal-mpc/cosigner/signal/transport"
 )
 
+// commandMaxElsewhere is how many times in a row a headless command lets
+// the server drop its connection for another console with the same device
+// before it gives up (the console itself keeps trying, ever more slowly).
+const commandMaxElsewhere = 3
+
 // runConsoleWhile runs this console (device and engine) and calls fn once
-// it is up; the console stops when fn returns.
+// it is up; the console stops when fn returns, and fn's context ends when
+// the console stops first (another console with the same device).
 func runConsoleWhile(ctx context.Context, g globalFlags, sio stdio, fn func(ctx context.Context, c *console) error) error {
+	return runConsoleFor(ctx, g, sio, commandMaxElsewhere, fn)
+}
+
+// runConsoleFor is runConsoleWhile with the console's MaxElsewhere.
+func runConsoleFor(ctx context.Context, g globalFlags, sio stdio, maxElsewhere int, fn func(ctx context.Context, c *console) error) error {
 	return withStore(ctx, g, sio, func(e *env, st *store.Store) error {
 		d, err := e.dialer()
 		if err != nil {
@@ -28,16 +40,27 @@ func runConsoleWhile(ctx context.Context, g globalFlags, sio stdio, fn func(ctx 
 			AutoApprove:  e.cfg.Signing.AutoApprove,
 			RoundTimeout: e.cfg.Keygen.RoundTimeout.Duration, RequestTTL: e.cfg.Signing.RequestTTL.Duration,
 			ResendEvery: min(e.cfg.Keygen.Resend.Duration, e.cfg.Signing.Resend.Duration),
-			Threshold:   e.cfg.Keygen.Threshold, Parties: e.cfg.Keygen.Parties})
+			Threshold:   e.cfg.Keygen.Threshold, Parties: e.cfg.Keygen.Parties, MaxElsewhere: maxElsewhere})
 		if err != nil {
 			return err
 		}
 		runCtx, stop := context.WithCancel(ctx)
+		fctx, fstop := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { done <- c.Run(runCtx) }()
-		ferr := fn(ctx, c)
+		go func() {
+			err := c.Run(runCtx)
+			fstop() // fn cannot go on without the console
+			done <- err
+		}()
+		ferr := fn(fctx, c)
+		fstop()
 		stop()
-		return errors.Join(ferr, <-done)
+		runErr := <-done
+		if errors.Is(runErr, transport.ErrConnectedElsewhere) {
+			// The reason, not fn's "context canceled".
+			return fmt.Errorf("%w: %w", errNoConnection, runErr)
+		}
+		return errors.Join(ferr, runErr)
 	})
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"go/parser"
 	"go/token"
@@ -15,9 +16,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/signal-mpc/cosigner/core/config"
+	"github.com/signal-mpc/cosigner/core/event"
 	"github.com/signal-mpc/cosigner/signal/store"
+	"github.com/signal-mpc/cosigner/signal/transport"
 )
 
 // checkJSONLines fails unless log holds lines and each is one JSON object;
@@ -334,5 +338,77 @@ func TestAnInterruptedKeygenSaysItGoesOnWithTheConsole(t *testing.T) {
 	}
 	if got := <-code; got != exitFailure || !strings.Contains(stderr.String(), "goes on when this console runs again") {
 		t.Fatalf("interrupted keygen: exit %d\n%s", got, stderr.String())
+	}
+}
+
+// Two consoles on copies of one data folder are the same Signal device:
+// the server keeps dropping one for the other. Each says so on its bus (an
+// error and the connection's detail), and a console with MaxElsewhere
+// stops with ErrConnectedElsewhere instead of fighting on.
+func TestACopiedDataFolderIsDetected(t *testing.T) {
+	t.Parallel()
+	r := startTestRelay(t, t.TempDir())
+	s := newSigner(t, r, "alice")
+	copyDir := t.TempDir()
+	entries, err := os.ReadDir(filepath.Dir(s.path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(s.path), e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(copyDir, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	open := func(path string, maxElsewhere int) (*console, *event.Subscription, chan error) {
+		st, err := store.Open(ctx, path, store.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		c, err := openConsole(ctx, consoleConfig{Name: "alice", Dialer: r.dialer, Store: st, MaxElsewhere: maxElsewhere,
+			RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub := c.bus.Subscribe(0)
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		return c, sub, done
+	}
+	_, keeps, keepsDone := open(s.path, 0)
+	_, quits, quitsDone := open(filepath.Join(copyDir, filepath.Base(s.path)), 2)
+	select {
+	case err := <-quitsDone:
+		if !errors.Is(err, transport.ErrConnectedElsewhere) {
+			t.Fatalf("the console with MaxElsewhere stopped with %v, want ErrConnectedElsewhere", err)
+		}
+	case err := <-keepsDone:
+		t.Fatalf("the console without MaxElsewhere stopped: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("the console with MaxElsewhere never stopped")
+	}
+	want := "another console is connected with this same device (a copied data folder?): stop one of them"
+	for name, sub := range map[string]*event.Subscription{"kept": keeps, "stopped": quits} {
+		var said, detail bool
+		for !said || !detail {
+			ectx, ecancel := context.WithTimeout(ctx, 30*time.Second)
+			e, err := sub.Next(ectx)
+			ecancel()
+			if err != nil {
+				t.Fatalf("the %s console: error event %v, connection detail %v", name, said, detail)
+			}
+			switch e := e.(type) {
+			case event.Error:
+				said = said || strings.Contains(e.Text, want)
+			case event.Connection:
+				detail = detail || strings.Contains(e.Detail, want)
+			}
+		}
 	}
 }

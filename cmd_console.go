@@ -66,7 +66,9 @@ func runConsole(ctx context.Context, args []string, sio stdio) int {
 
 // runConsoleHeadless runs the console and logs its events until ctx ends.
 func runConsoleHeadless(ctx context.Context, g globalFlags, sio stdio) error {
-	return runConsoleWhile(ctx, g, sio, func(ctx context.Context, c *console) error {
+	// The console keeps reconnecting while another console holds the same
+	// device (it logs an error each time, ever more slowly).
+	return runConsoleFor(ctx, g, sio, 0, func(ctx context.Context, c *console) error {
 		sub := c.bus.Subscribe(0)
 		defer sub.Close()
 		log := c.cfg.Logger

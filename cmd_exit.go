@@ -33,7 +33,9 @@ Exit status:
   5  no connection: the server was not reachable within --connect-timeout,
      or the connection was down when the deadline passed, or the server
      refuses this console's messages until a challenge is answered (the
-     message gives its token; see cosigner help challenge)
+     message gives its token; see cosigner help challenge), or the server
+     kept dropping this console for another one connected with the same
+     device (a copied data folder: stop one of them)
 `
 
 // ceremonyExit maps how keygen or sign failed to its exit code. Blame wins:
@@ -69,6 +71,8 @@ func waitOnline(ctx context.Context, c *console, d time.Duration) error {
 		switch {
 		case st.State == transport.StateConnected:
 			return nil
+		case st.State == transport.StateStopped && st.Elsewhere > 0:
+			return fmt.Errorf("%w: %w", errNoConnection, transport.ErrConnectedElsewhere)
 		case st.State == transport.StateStopped && st.Err != "":
 			return fmt.Errorf("the server refused this console (relink it: cosigner link): %s", st.Err)
 		}
