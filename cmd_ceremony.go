@@ -44,6 +44,7 @@ func runConsoleFor(ctx context.Context, g globalFlags, sio stdio, maxElsewhere i
 		if err != nil {
 			return err
 		}
+		e.warnAutoApprove()
 		runCtx, stop := context.WithCancel(ctx)
 		fctx, fstop := context.WithCancel(ctx)
 		done := make(chan error, 1)

@@ -201,6 +201,7 @@ func runConsoleTUI(ctx context.Context, g globalFlags, sio stdio) error {
 			if err != nil {
 				return err
 			}
+			e.warnAutoApprove()
 			lc.set(c.app)
 			return feedConsole(ctx, c, e.cfg.Server.URL, p.Send)
 		}()

@@ -200,9 +200,6 @@ func elsewhereText(s transport.Status) string {
 // Run runs the device and the engine until ctx ends; the first to fail
 // stops the other.
 func (c *console) Run(ctx context.Context) error {
-	if c.cfg.AutoApprove && c.cfg.Logger != nil {
-		c.cfg.Logger.Warn("signing.auto_approve is on: this console accepts every signing request and every key generation proposal without asking")
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, 2)

@@ -130,6 +130,14 @@ func newLogger(w io.Writer, lc config.Log) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// warnAutoApprove logs that signing.auto_approve is on, when it is: it
+// accepts keygen proposals too, and nothing else on screen says so.
+func (e *env) warnAutoApprove() {
+	if e.cfg.Signing.AutoApprove {
+		e.log.Warn("signing.auto_approve is on: this console accepts every signing request and every key generation proposal without asking")
+	}
+}
+
 // dialer is the transport to the configured server.
 func (e *env) dialer() (*transport.Dialer, error) {
 	switch {
