@@ -113,7 +113,7 @@ func runKeygen(ctx context.Context, cmd command, args []string, sio stdio) int {
 		if tSet {
 			th = *t
 		}
-		if err := checkParties(ctx, c); err != nil {
+		if err := checkParties(ctx, c.app, c.cfg.Parties); err != nil {
 			return err
 		}
 		if err := waitOnline(ctx, c, *connect); err != nil {
@@ -236,21 +236,40 @@ func runSign(ctx context.Context, cmd command, args []string, sio stdio) int {
 	return exitOK
 }
 
-// checkParties refuses a keygen when keygen.parties is set and the roster
-// does not hold exactly that many signers (this console included).
-func checkParties(ctx context.Context, c *console) error {
-	if c.cfg.Parties == 0 {
+// checkParties refuses a keygen when keygen.parties is set (non-zero) and
+// the roster does not hold exactly that many signers (this console
+// included).
+func checkParties(ctx context.Context, app *core.App, parties int) error {
+	if parties == 0 {
 		return nil
 	}
-	members, err := c.app.Roster(ctx)
+	members, err := app.Roster(ctx)
 	if err != nil {
 		return err
 	}
-	if len(members) != c.cfg.Parties {
+	if len(members) != parties {
 		return fmt.Errorf("keygen.parties is %d but the roster has %d signers, this console included (cosigner group list): "+
-			"add the missing cards (cosigner group add), or set keygen.parties to %d, or to 0 for the whole roster", c.cfg.Parties, len(members), len(members))
+			"add the missing cards (cosigner group add), or set keygen.parties to %d, or to 0 for the whole roster", parties, len(members), len(members))
 	}
 	return nil
+}
+
+// partiesGuard is the console screen's core with keygen.parties enforced
+// on the keygens its form proposes.
+type partiesGuard struct {
+	*lateCore
+	parties int
+}
+
+func (g partiesGuard) StartKeygen(ctx context.Context, t int) (*core.KeygenResult, error) {
+	a, err := g.wait(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkParties(ctx, a, g.parties); err != nil {
+		return nil, err
+	}
+	return a.StartKeygen(ctx, t)
 }
 
 // pickKeyID resolves a key id prefix (empty: the only key). Its errors

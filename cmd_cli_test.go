@@ -412,3 +412,31 @@ func TestACopiedDataFolderIsDetected(t *testing.T) {
 		}
 	}
 }
+
+// The console screen's keygens (its form) are refused like the command's
+// when the roster's size is not keygen.parties.
+func TestTheConsoleFormsKeygenChecksTheParties(t *testing.T) {
+	t.Parallel()
+	r := startTestRelay(t, t.TempDir())
+	s := newSigner(t, r, "alice")
+	st, err := store.Open(t.Context(), s.path, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c, err := openConsole(t.Context(), consoleConfig{Name: "alice", Dialer: r.dialer, Store: st,
+		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- c.app.Run(ctx) }() // the engine alone
+	defer func() { cancel(); <-done }()
+	lc := &lateCore{ready: make(chan struct{})}
+	lc.set(c.app)
+	_, err = partiesGuard{lc, 3}.StartKeygen(ctx, 2)
+	if err == nil || !strings.Contains(err.Error(), "keygen.parties is 3 but the roster has 1 signers") {
+		t.Fatalf("StartKeygen with a roster of 1 and keygen.parties = 3: %v", err)
+	}
+}

@@ -178,7 +178,7 @@ func runConsoleTUI(ctx context.Context, g globalFlags, sio stdio) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	lc := &lateCore{ready: make(chan struct{})}
-	m := tui.New(ctx, lc, tui.WithLinking(!isLinked), tui.WithLogger(e.log), tui.WithClipboard(sio.out),
+	m := tui.New(ctx, partiesGuard{lc, e.cfg.Keygen.Parties}, tui.WithLinking(!isLinked), tui.WithLogger(e.log), tui.WithClipboard(sio.out),
 		tui.WithGrace(e.cfg.Signing.ApprovalGrace.Duration), tui.WithThreshold(e.cfg.Keygen.Threshold),
 		tui.WithIdentity(tui.Identity{Name: e.cfg.Device.Name, Server: e.cfg.Server.URL}))
 	p := tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(ctx), tea.WithOutput(unwrap(sio.out)))
