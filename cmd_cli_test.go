@@ -149,6 +149,7 @@ func TestHelpAndUsage(t *testing.T) {
 		{"the overview says plain cosigner is the console and lists the global flags", []string{"help"}, 0,
 			[]string{"Usage: cosigner [global flags]", "run the console", "--config PATH", "--data DIR", "--headless", "keys"}, []string{""}},
 		{"--version prints the version", []string{"--version"}, 0, []string{"cosigner devel"}, []string{""}},
+		{"--version takes no argument", []string{"--version", "x"}, 2, []string{""}, []string{`unexpected argument "x"`, "Usage: cosigner version"}},
 		{"group -h shows the group usage", []string{"group", "-h"}, 0, []string{"Usage: cosigner group"}, []string{""}},
 		{"group --help shows the group usage", []string{"group", "--help"}, 0, []string{"Usage: cosigner group"}, []string{""}},
 		{"group without a subcommand is a usage error", []string{"group"}, 2, []string{""}, []string{"add, list or verify"}},

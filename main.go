@@ -150,7 +150,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprint(stdout, overview())
 		return exitOK
 	case len(args) > 0 && (args[0] == "--version" || args[0] == "-version"):
-		return runVersion(ctx, command{name: "version"}, args[1:], sio)
+		v, _ := lookup("version")
+		return v.run(ctx, v, args[1:], sio)
 	case len(args) == 0 || strings.HasPrefix(args[0], "-"):
 		return runConsole(ctx, args, sio)
 	}
