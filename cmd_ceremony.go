@@ -57,9 +57,15 @@ func runConsoleFor(ctx context.Context, g globalFlags, sio stdio, maxElsewhere i
 		fstop()
 		stop()
 		runErr := <-done
-		if errors.Is(runErr, transport.ErrConnectedElsewhere) {
-			// The reason, not fn's "context canceled".
+		// When the console stopped first, its reason, not fn's "context
+		// canceled".
+		switch {
+		case errors.Is(runErr, transport.ErrConnectedElsewhere):
 			return fmt.Errorf("%w: %w", errNoConnection, runErr)
+		case errors.Is(runErr, transport.ErrUnauthorized):
+			return fmt.Errorf("the server refused this console (relink it: cosigner link): %w", runErr)
+		case runErr != nil && ctx.Err() == nil && errors.Is(ferr, context.Canceled):
+			return runErr
 		}
 		return errors.Join(ferr, runErr)
 	})

@@ -441,3 +441,60 @@ func TestTheConsoleFormsKeygenChecksTheParties(t *testing.T) {
 		t.Fatalf("StartKeygen with a roster of 1 and keygen.parties = 3: %v", err)
 	}
 }
+
+// copyDir copies the files of the folder from into the folder to.
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			copyDir(t, filepath.Join(from, e.Name()), filepath.Join(to, e.Name()))
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A headless command whose console keeps being dropped for a console on a
+// copy of its data folder gives up with exit 5 and says why.
+func TestAHeadlessCommandGivesUpOnACopiedDataFolder(t *testing.T) {
+	t.Parallel()
+	c := newRegisteredConsole(t)
+	cfg := c.cfg(t, c.relay.srv.URL())
+	bob := newSigner(t, c.relay, "bob") // never runs: the keygen waits
+	st, err := store.Open(t.Context(), bob.path, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	card, err := ownCard(t.Context(), &env{cfg: &config.Config{Device: config.Device{Name: "bob"}}}, st)
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(card)
+	if res := runArgs(t, "group", "add", string(raw), "--verified", "--config", cfg, "--data", c.data); res.code != 0 {
+		t.Fatalf("group add: %s", res.stderr)
+	}
+	copied := filepath.Join(t.TempDir(), "copy")
+	copyDir(t, c.data, copied)
+	ctx, cancel := context.WithCancel(t.Context())
+	other := make(chan int, 1)
+	go func() {
+		other <- run(ctx, []string{"--headless", "--config", cfg, "--data", copied}, strings.NewReader(""), io.Discard, io.Discard)
+	}()
+	defer func() { cancel(); <-other }()
+	res := runArgs(t, "keygen", "-t", "2", "--timeout", "2m", "--config", cfg, "--data", c.data)
+	res.check(t, exitNoConnection, []string{""}, []string{"another console is connected with this same device (a copied data folder?): stop one of them"})
+}
