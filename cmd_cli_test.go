@@ -350,20 +350,8 @@ func TestACopiedDataFolderIsDetected(t *testing.T) {
 	t.Parallel()
 	r := startTestRelay(t, t.TempDir())
 	s := newSigner(t, r, "alice")
-	copyDir := t.TempDir()
-	entries, err := os.ReadDir(filepath.Dir(s.path))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(filepath.Dir(s.path), e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(copyDir, e.Name()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	copied := t.TempDir()
+	copyDir(t, filepath.Dir(s.path), copied)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	open := func(path string, maxElsewhere int) (*console, *event.Subscription, chan error) {
@@ -383,7 +371,7 @@ func TestACopiedDataFolderIsDetected(t *testing.T) {
 		return c, sub, done
 	}
 	_, keeps, keepsDone := open(s.path, 0)
-	_, quits, quitsDone := open(filepath.Join(copyDir, filepath.Base(s.path)), 2)
+	_, quits, quitsDone := open(filepath.Join(copied, filepath.Base(s.path)), 2)
 	select {
 	case err := <-quitsDone:
 		if !errors.Is(err, transport.ErrConnectedElsewhere) {
