@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -17,7 +18,7 @@ import (
 
 // fail prints "cosigner CMD: err" and returns the failure exit code.
 func fail(sio stdio, cmd command, err error) int {
-	fmt.Fprintf(sio.err, "cosigner %s: %v\n", cmd.name, err)
+	sio.say(slog.LevelError, cmd.name, "%v", err)
 	return exitFailure
 }
 
@@ -264,18 +265,29 @@ Flags:
 }
 
 func runGroup(ctx context.Context, cmd command, args []string, sio stdio) int {
-	if len(args) == 0 {
-		fmt.Fprint(sio.err, cmd.usage)
-		return exitUsage
+	switch {
+	case len(args) == 0:
+		return usageError(cmd, sio, "give a subcommand: add, list or verify")
+	case isHelpFlag(args[0]):
+		fmt.Fprint(sio.out, cmd.usage)
+		return exitOK
 	}
 	sub, rest := args[0], args[1:]
+	// The positional arguments each subcommand takes.
+	want, known := map[string]int{"add": 1, "list": 0, "verify": 1}[sub]
+	if !known {
+		return usageError(cmd, sio, "unknown subcommand %q: add, list or verify", sub)
+	}
 	var g globalFlags
 	fs := newFlagSet(cmd.name+" "+sub, sio.err)
 	g.register(fs)
 	verified := fs.Bool("verified", false, "already verified")
-	pos, code, ok := parseFlagsArgs(fs, cmd, rest, sio, 1)
+	pos, code, ok := parseFlagsArgs(fs, cmd, rest, sio, want)
 	if !ok {
 		return code
+	}
+	if len(pos) != want {
+		return usageError(cmd, sio, "%s takes %s", sub, map[string]string{"add": "one card (JSON, or a file holding it)", "verify": "a signer's name"}[sub])
 	}
 	err := withStore(ctx, g, sio, func(e *env, st *store.Store) error {
 		v := coreVault{st}
@@ -291,9 +303,6 @@ func runGroup(ctx context.Context, cmd command, args []string, sio stdio) int {
 		}
 		switch sub {
 		case "add":
-			if len(pos) != 1 {
-				return errors.New("group add takes one card (JSON or a file)")
-			}
 			raw := []byte(pos[0])
 			if !strings.HasPrefix(strings.TrimSpace(pos[0]), "{") {
 				if raw, err = os.ReadFile(pos[0]); err != nil {
@@ -327,9 +336,6 @@ func runGroup(ctx context.Context, cmd command, args []string, sio stdio) int {
 				fmt.Fprintf(sio.out, "%-16s %s  %s\n", m.Card.Name, m.Card.Fingerprint(), state)
 			}
 		case "verify":
-			if len(pos) != 1 {
-				return errors.New("group verify takes a signer's name")
-			}
 			if err := r.Verify(pos[0]); err != nil {
 				return err
 			}
@@ -337,8 +343,6 @@ func runGroup(ctx context.Context, cmd command, args []string, sio stdio) int {
 				return err
 			}
 			fmt.Fprintf(sio.out, "%s verified\n", pos[0])
-		default:
-			return fmt.Errorf("unknown group command %q (add, list, verify)", sub)
 		}
 		return nil
 	})

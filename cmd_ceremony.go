@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -13,11 +14,23 @@ import (
 
 	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/signal/store"
+	"github.com/signal-mpc/cosigner/signal/transport"
 )
 
+// commandMaxElsewhere is how many times in a row a headless command lets
+// the server drop its connection for another console with the same device
+// before it gives up (the console itself keeps trying, ever more slowly).
+const commandMaxElsewhere = 3
+
 // runConsoleWhile runs this console (device and engine) and calls fn once
-// it is up; the console stops when fn returns.
+// it is up; the console stops when fn returns, and fn's context ends when
+// the console stops first (another console with the same device).
 func runConsoleWhile(ctx context.Context, g globalFlags, sio stdio, fn func(ctx context.Context, c *console) error) error {
+	return runConsoleFor(ctx, g, sio, commandMaxElsewhere, fn)
+}
+
+// runConsoleFor is runConsoleWhile with the console's MaxElsewhere.
+func runConsoleFor(ctx context.Context, g globalFlags, sio stdio, maxElsewhere int, fn func(ctx context.Context, c *console) error) error {
 	return withStore(ctx, g, sio, func(e *env, st *store.Store) error {
 		d, err := e.dialer()
 		if err != nil {
@@ -26,11 +39,21 @@ func runConsoleWhile(ctx context.Context, g globalFlags, sio stdio, fn func(ctx 
 		c, err := openConsole(ctx, consoleConfig{Name: e.cfg.Device.Name, Dialer: d, Store: st, Logger: e.log,
 			AutoApprove:  e.cfg.Signing.AutoApprove,
 			RoundTimeout: e.cfg.Keygen.RoundTimeout.Duration, RequestTTL: e.cfg.Signing.RequestTTL.Duration,
-			ResendEvery: min(e.cfg.Keygen.Resend.Duration, e.cfg.Signing.Resend.Duration)})
+			ResendEvery: min(e.cfg.Keygen.Resend.Duration, e.cfg.Signing.Resend.Duration),
+			Threshold:   e.cfg.Keygen.Threshold, Parties: e.cfg.Keygen.Parties, MaxElsewhere: maxElsewhere})
 		if err != nil {
 			return err
 		}
-		return runWhile(ctx, c, func(ctx context.Context) error { return fn(ctx, c) })
+		e.warnAutoApprove()
+		err = runWhile(ctx, c, func(ctx context.Context) error { return fn(ctx, c) })
+		// Why the console stopped, in the words of what to do.
+		switch {
+		case errors.Is(err, transport.ErrConnectedElsewhere):
+			return fmt.Errorf("%w: %w", errNoConnection, err)
+		case errors.Is(err, transport.ErrUnauthorized):
+			return fmt.Errorf("the server refused this console (relink it: cosigner link): %w", err)
+		}
+		return err
 	})
 }
 
@@ -85,7 +108,9 @@ Signal. Prints {"key_id","group_public_key","threshold","parties"} as JSON
 when the key is generated and confirmed by every signer.
 
 Flags:
-  -t T                 signatures needed (2 for "2-of-3"; default keygen.threshold)
+  -t T                 signatures needed (2 for "2-of-3"; default keygen.threshold).
+                       Every signer of the roster takes part; with keygen.parties
+                       set, the roster must hold exactly that many
   --timeout D          give up waiting after D (default 30m; the ceremony may go on)
   --connect-timeout D  give up when the server is not reachable within D (default 1m)
 ` + globalFlagsHelp + ceremonyExitHelp,
@@ -102,21 +127,34 @@ func runKeygen(ctx context.Context, cmd command, args []string, sio stdio) int {
 	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
 		return code
 	}
+	tSet := false
+	fs.Visit(func(f *flag.Flag) { tSet = tSet || f.Name == "t" })
+	if tSet && *t < 1 {
+		return usageError(cmd, sio, "-t is how many signatures are needed: 1 or more (without -t: keygen.threshold)")
+	}
 	err := runCeremonyWhile(ctx, g, sio, func(ctx context.Context, c *console) error {
-		th := *t
-		if th == 0 {
-			th = 2
+		th := c.cfg.Threshold
+		if tSet {
+			th = *t
+		}
+		if err := checkParties(ctx, c.app, c.cfg.Parties); err != nil {
+			return err
 		}
 		if err := waitOnline(ctx, c, *connect); err != nil {
 			return err
 		}
 		wctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
-		fmt.Fprintf(sio.err, "cosigner keygen: proposing a %d-of-n key; waiting for every signer to accept...\n", th)
+		sio.say(slog.LevelInfo, cmd.name, "proposing a %d-of-n key; waiting for every signer to accept...", th)
 		defer flushSends(ctx, c, sio)
 		r, err := c.app.StartKeygen(wctx, th)
-		if err != nil && ctx.Err() == nil && errors.Is(wctx.Err(), context.DeadlineExceeded) {
+		switch {
+		case err != nil && ctx.Err() == nil && errors.Is(wctx.Err(), context.DeadlineExceeded):
 			err = fmt.Errorf("%w after --timeout %s: %w", errGaveUp, *timeout, err)
+		case err != nil && errors.Is(err, context.Canceled) && ctx.Err() != nil:
+			// Interrupted: the proposal is stored, and the ceremony goes on
+			// when this console runs again.
+			err = fmt.Errorf("%w; it is stored and goes on when this console runs again (cosigner, or cosigner --headless) until it ends or a round's deadline passes", err)
 		}
 		if err != nil {
 			return offlineAtDeadline(c, err)
@@ -174,14 +212,16 @@ func runSign(ctx context.Context, cmd command, args []string, sio stdio) int {
 		}
 	})
 	if set != 1 {
-		fmt.Fprintln(sio.err, "cosigner sign: give exactly one of --message, --hex, --file")
-		return exitUsage
+		return usageError(cmd, sio, "give exactly one of --message, --hex, --file")
 	}
 	var msg []byte
 	var err error
 	switch {
 	case *hexMsg != "":
-		msg, err = hex.DecodeString(strings.TrimPrefix(*hexMsg, "0x"))
+		h := strings.TrimPrefix(strings.TrimPrefix(*hexMsg, "0x"), "0X")
+		if msg, err = hex.DecodeString(h); err != nil {
+			return usageError(cmd, sio, "--hex takes the message as hex digits (an even number of 0-9, a-f; 0x optional): %v", err)
+		}
 	case *file != "":
 		msg, err = os.ReadFile(*file)
 	default:
@@ -198,7 +238,7 @@ func runSign(ctx context.Context, cmd command, args []string, sio stdio) int {
 		if err := waitOnline(ctx, c, *connect); err != nil {
 			return err
 		}
-		fmt.Fprintln(sio.err, "cosigner sign: request sent; waiting for approvals...")
+		sio.say(slog.LevelInfo, cmd.name, "request sent; waiting for approvals...")
 		defer flushSends(ctx, c, sio)
 		r, err := c.app.RequestSignature(ctx, id, msg, *desc)
 		if err != nil {
@@ -209,7 +249,7 @@ func runSign(ctx context.Context, cmd command, args []string, sio stdio) int {
 		blamed := append([]string{}, r.Blamed...)
 		slices.Sort(blamed)
 		if len(blamed) > 0 {
-			fmt.Fprintf(sio.err, "cosigner sign: signed without %s, whose partial signature was bad (blamed with evidence)\n", strings.Join(blamed, ", "))
+			sio.say(slog.LevelWarn, cmd.name, "signed without %s, whose partial signature was bad (blamed with evidence)", strings.Join(blamed, ", "))
 		}
 		return printJSON(sio, map[string]any{"group_public_key": hex.EncodeToString(r.GroupKey), "message_hex": hex.EncodeToString(msg),
 			"signature": hex.EncodeToString(r.Signature), "signers": signers, "blamed": blamed})
@@ -220,23 +260,89 @@ func runSign(ctx context.Context, cmd command, args []string, sio stdio) int {
 	return exitOK
 }
 
-// pickKeyID resolves a key id prefix (empty: the only key).
+// checkParties refuses a keygen when keygen.parties is set (non-zero) and
+// the roster does not hold exactly that many signers (this console
+// included).
+func checkParties(ctx context.Context, app *core.App, parties int) error {
+	if parties == 0 {
+		return nil
+	}
+	members, err := app.Roster(ctx)
+	if err != nil {
+		return err
+	}
+	if len(members) != parties {
+		return fmt.Errorf("keygen.parties is %d but the roster has %d signers, this console included (cosigner group list): "+
+			"add the missing cards (cosigner group add), or set keygen.parties to %d, or to 0 for the whole roster", parties, len(members), len(members))
+	}
+	return nil
+}
+
+// partiesGuard is the console screen's core with keygen.parties enforced
+// on the keygens its form proposes.
+type partiesGuard struct {
+	*lateCore
+	parties int
+}
+
+func (g partiesGuard) StartKeygen(ctx context.Context, t int) (*core.KeygenResult, error) {
+	a, err := g.wait(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkParties(ctx, a, g.parties); err != nil {
+		return nil, err
+	}
+	return a.StartKeygen(ctx, t)
+}
+
+// pickKeyID resolves a key id prefix (empty: the only key). Its errors
+// say what is wrong with --key and list the keys there are.
 func pickKeyID(ctx context.Context, c *console, prefix string) ([32]byte, error) {
-	keys, err := c.app.Keys(ctx)
+	keys, err := sortedKeys(ctx, c)
 	if err != nil {
 		return [32]byte{}, err
 	}
+	if len(keys) == 0 {
+		return [32]byte{}, errors.New("this console holds no key yet: run cosigner keygen first (or propose one in the console)")
+	}
+	want := strings.ToLower(strings.TrimPrefix(prefix, "0x"))
+	if strings.Trim(want, "0123456789abcdef") != "" || len(want) > 64 {
+		return [32]byte{}, fmt.Errorf("--key %q is not a key id: give hex digits, a prefix of one of %s", clean(prefix), keyList(keys))
+	}
 	var match [][32]byte
 	for _, k := range keys {
-		if strings.HasPrefix(hex.EncodeToString(k.KeyID[:]), strings.ToLower(prefix)) {
+		if strings.HasPrefix(hex.EncodeToString(k.KeyID[:]), want) {
 			match = append(match, k.KeyID)
 		}
 	}
-	switch len(match) {
-	case 1:
+	switch {
+	case len(match) == 1:
 		return match[0], nil
-	case 0:
-		return [32]byte{}, errors.New("no such key: run cosigner keygen first")
+	case len(match) == 0:
+		return [32]byte{}, fmt.Errorf("no key %q: this console holds %s", want, keyList(keys))
+	case prefix == "":
+		return [32]byte{}, fmt.Errorf("this console holds %d keys: give --key with a prefix of one of %s", len(keys), keyList(keys))
 	}
-	return [32]byte{}, fmt.Errorf("%d keys match; give --key with a longer prefix", len(match))
+	return [32]byte{}, fmt.Errorf("%d keys start with %q: give --key with a longer prefix of one of %s", len(match), want, keyList(keys))
+}
+
+// keyList names keys for an error: "ID (t-of-n), ...", ids as cosigner
+// keys prints them.
+func keyList(keys []core.KeyInfo) string {
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		names[i] = fmt.Sprintf("%x (%d-of-%d)", k.KeyID[:], k.T, k.N)
+	}
+	return strings.Join(names, ", ")
+}
+
+// clean keeps a flag's value printable in an error message.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
 }

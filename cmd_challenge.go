@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/signal-mpc/cosigner/core/event"
@@ -54,7 +55,7 @@ func runChallenge(ctx context.Context, cmd command, args []string, sio stdio) in
 		if err := c.app.AnswerChallenge(ctx, *token, *code); err != nil {
 			return err
 		}
-		fmt.Fprintln(sio.err, "cosigner challenge: answer accepted; sending what was held back...")
+		sio.say(slog.LevelInfo, cmd.name, "answer accepted; sending what was held back...")
 		flushSends(ctx, c, sio)
 		return nil
 	})
@@ -63,10 +64,10 @@ func runChallenge(ctx context.Context, cmd command, args []string, sio stdio) in
 		fmt.Fprintln(sio.out, "challenge answered")
 		return exitOK
 	case errors.Is(err, errNoConnection):
-		fmt.Fprintf(sio.err, "cosigner challenge: %v\n", err)
+		sio.say(slog.LevelError, cmd.name, "%v", err)
 		return exitNoConnection
 	case errors.Is(err, device.ErrChallengeFailed):
-		fmt.Fprintf(sio.err, "cosigner challenge: %v (check the token and the code)\n", err)
+		sio.say(slog.LevelError, cmd.name, "%v (check the token and the code)", err)
 		return exitFailure
 	}
 	return fail(sio, cmd, err)

@@ -15,8 +15,19 @@ import (
 	"github.com/signal-mpc/cosigner/tui"
 )
 
+// consoleCommand is the console: plain "cosigner", or "cosigner console".
+var consoleCommand = command{
+	name:    "console",
+	summary: "run the console (the same as cosigner with no command)",
+	usage:   consoleUsage,
+	run: func(ctx context.Context, _ command, args []string, sio stdio) int {
+		return runConsole(ctx, args, sio)
+	},
+}
+
 // consoleUsage documents the bare command.
-const consoleUsage = `Usage: cosigner [global flags]
+const consoleUsage = `Usage: cosigner console [global flags]
+       cosigner [global flags]
 
 Run the console: the live MPC log, ceremonies, the approval queue and the
 signatures. If this device is not linked yet, it shows the link screen (a QR
@@ -32,7 +43,7 @@ func runConsole(ctx context.Context, args []string, sio stdio) int {
 	var g globalFlags
 	fs := newFlagSet("", sio.err)
 	g.register(fs)
-	cmd := command{name: "console", usage: consoleUsage}
+	cmd := command{name: "console", usage: consoleUsage} // not consoleCommand: it refers to this function
 	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
 		return code
 	}
@@ -47,7 +58,7 @@ func runConsole(ctx context.Context, args []string, sio stdio) int {
 		err = runConsoleTUI(ctx, g, sio)
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintf(sio.err, "cosigner: %v\n", err)
+		sio.say(slog.LevelError, "", "%v", err)
 		return exitFailure
 	}
 	return exitOK
@@ -55,10 +66,12 @@ func runConsole(ctx context.Context, args []string, sio stdio) int {
 
 // runConsoleHeadless runs the console and logs its events until ctx ends.
 func runConsoleHeadless(ctx context.Context, g globalFlags, sio stdio) error {
-	return runConsoleWhile(ctx, g, sio, func(ctx context.Context, c *console) error {
+	// The console keeps reconnecting while another console holds the same
+	// device (it logs an error each time, ever more slowly).
+	return runConsoleFor(ctx, g, sio, 0, func(ctx context.Context, c *console) error {
 		sub := c.bus.Subscribe(0)
 		defer sub.Close()
-		log := slog.New(slog.NewTextHandler(sio.err, nil))
+		log := c.cfg.Logger
 		log.Info("console running", "account", c.card.Account, "device", c.card.Device, "name", c.card.Name)
 		for {
 			e, err := sub.Next(ctx)
@@ -159,7 +172,7 @@ func runConsoleTUI(ctx context.Context, g globalFlags, sio stdio) error {
 		return fmt.Errorf("log file: %w", err)
 	}
 	defer logf.Close()
-	e.log = slog.New(slog.NewTextHandler(logf, nil))
+	e.log = newLogger(logf, e.cfg.Log)
 	st, err := e.openStore(ctx)
 	if err != nil {
 		return err
@@ -176,8 +189,8 @@ func runConsoleTUI(ctx context.Context, g globalFlags, sio stdio) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	lc := &lateCore{ready: make(chan struct{})}
-	m := tui.New(ctx, lc, tui.WithLinking(!isLinked), tui.WithLogger(e.log), tui.WithClipboard(sio.out),
-		tui.WithGrace(e.cfg.Signing.ApprovalGrace.Duration),
+	m := tui.New(ctx, partiesGuard{lc, e.cfg.Keygen.Parties}, tui.WithLinking(!isLinked), tui.WithLogger(e.log), tui.WithClipboard(sio.out),
+		tui.WithGrace(e.cfg.Signing.ApprovalGrace.Duration), tui.WithThreshold(e.cfg.Keygen.Threshold),
 		tui.WithIdentity(tui.Identity{Name: e.cfg.Device.Name, Server: e.cfg.Server.URL}))
 	p := tea.NewProgram(m, tea.WithAltScreen(), tea.WithContext(ctx), tea.WithOutput(unwrap(sio.out)))
 	runErr := make(chan error, 1)
@@ -199,6 +212,7 @@ func runConsoleTUI(ctx context.Context, g globalFlags, sio stdio) error {
 			if err != nil {
 				return err
 			}
+			e.warnAutoApprove()
 			lc.set(c.app)
 			return feedConsole(ctx, c, e.cfg.Server.URL, p.Send)
 		}()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/signal-mpc/cosigner/core"
@@ -32,7 +33,9 @@ Exit status:
   5  no connection: the server was not reachable within --connect-timeout,
      or the connection was down when the deadline passed, or the server
      refuses this console's messages until a challenge is answered (the
-     message gives its token; see cosigner help challenge)
+     message gives its token; see cosigner help challenge), or the server
+     kept dropping this console for another one connected with the same
+     device (a copied data folder: stop one of them)
 `
 
 // ceremonyExit maps how keygen or sign failed to its exit code. Blame wins:
@@ -51,7 +54,7 @@ func ceremonyExit(err error) int {
 
 // failCeremony prints the error and returns its exit code.
 func failCeremony(sio stdio, cmd command, err error) int {
-	fmt.Fprintf(sio.err, "cosigner %s: %v\n", cmd.name, err)
+	sio.say(slog.LevelError, cmd.name, "%v", err)
 	return ceremonyExit(err)
 }
 
@@ -68,6 +71,8 @@ func waitOnline(ctx context.Context, c *console, d time.Duration) error {
 		switch {
 		case st.State == transport.StateConnected:
 			return nil
+		case st.State == transport.StateStopped && st.Elsewhere > 0:
+			return fmt.Errorf("%w: %w", errNoConnection, transport.ErrConnectedElsewhere)
 		case st.State == transport.StateStopped && st.Err != "":
 			return fmt.Errorf("the server refused this console (relink it: cosigner link): %s", st.Err)
 		}
@@ -107,6 +112,6 @@ func flushSends(ctx context.Context, c *console, sio stdio) {
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := c.app.Flush(fctx); err != nil && ctx.Err() == nil {
-		fmt.Fprintln(sio.err, "cosigner: some messages could not be sent yet; the others may need this console to run again")
+		sio.say(slog.LevelWarn, "", "some messages could not be sent yet; the others may need this console to run again")
 	}
 }

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
+	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/core/keystore"
 	"github.com/signal-mpc/cosigner/signal/store"
 )
@@ -32,7 +35,92 @@ Flags:
 	run: runKey,
 }
 
+var keysCommand = command{
+	name:    "keys",
+	summary: "list this console's keys: id, group key, t-of-n, own share index",
+	usage: `Usage: cosigner keys [--json] [global flags]
+
+List the threshold keys this console holds a share of: the key id (give a
+prefix of it to sign --key), the group public key (what signatures verify
+under), t-of-n, and this signer's share index. Works offline.
+
+Flags:
+  --json   one JSON array: [{"key_id","group_public_key","threshold","parties","index"}]
+` + globalFlagsHelp,
+	run: runKeys,
+}
+
+func runKeys(ctx context.Context, cmd command, args []string, sio stdio) int {
+	var g globalFlags
+	fs := newFlagSet(cmd.name, sio.err)
+	g.register(fs)
+	asJSON := fs.Bool("json", false, "JSON")
+	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
+		return code
+	}
+	err := withEngine(ctx, g, sio, func(c *console) error {
+		keys, err := sortedKeys(ctx, c)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			list := make([]map[string]any, 0, len(keys))
+			for _, k := range keys {
+				list = append(list, map[string]any{"key_id": hex.EncodeToString(k.KeyID[:]), "group_public_key": hex.EncodeToString(k.GroupKey),
+					"threshold": k.T, "parties": k.N, "index": k.Self})
+			}
+			return printJSON(sio, list)
+		}
+		if len(keys) == 0 {
+			fmt.Fprintln(sio.out, "no keys yet: run cosigner keygen (or propose one in the console)")
+			return nil
+		}
+		for _, k := range keys {
+			fmt.Fprintf(sio.out, "%x  %d-of-%d  share %d  group key %x\n", k.KeyID[:], k.T, k.N, k.Self, k.GroupKey)
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(sio, cmd, err)
+	}
+	return exitOK
+}
+
+// sortedKeys is the console's keys by id, for stable listings.
+func sortedKeys(ctx context.Context, c *console) ([]core.KeyInfo, error) {
+	keys, err := c.app.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(keys, func(a, b core.KeyInfo) int { return bytes.Compare(a.KeyID[:], b.KeyID[:]) })
+	return keys, nil
+}
+
+// withEngine opens the console with only its engine running (no network)
+// for fn.
+func withEngine(ctx context.Context, g globalFlags, sio stdio, fn func(c *console) error) error {
+	return withStore(ctx, g, sio, func(e *env, st *store.Store) error {
+		d, err := e.dialer() // no connection is made: only the engine runs
+		if err != nil {
+			return err
+		}
+		c, err := openConsole(ctx, consoleConfig{Name: e.cfg.Device.Name, Dialer: d, Store: st, Logger: e.log})
+		if err != nil {
+			return err
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- c.app.Run(runCtx) }() // the engine alone: no network
+		defer func() { stop(); <-done }()
+		return fn(c)
+	})
+}
+
 func runKey(ctx context.Context, cmd command, args []string, sio stdio) int {
+	if len(args) > 0 && isHelpFlag(args[0]) {
+		fmt.Fprint(sio.out, cmd.usage)
+		return exitOK
+	}
 	if len(args) == 0 || args[0] != "export" {
 		fmt.Fprint(sio.err, cmd.usage)
 		return exitUsage
@@ -59,20 +147,9 @@ func runKey(ctx context.Context, cmd command, args []string, sio stdio) int {
 	if password == "" {
 		return fail(sio, cmd, errors.New("the password file is empty"))
 	}
-	err = withStore(ctx, g, sio, func(e *env, st *store.Store) error {
-		d, err := e.dialer() // no connection is made: only the engine runs
-		if err != nil {
-			return err
-		}
-		c, err := openConsole(ctx, consoleConfig{Name: e.cfg.Device.Name, Dialer: d, Store: st, Logger: e.log})
-		if err != nil {
-			return err
-		}
-		runCtx, stop := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- c.app.Run(runCtx) }() // the engine alone: no network
-		defer func() { stop(); <-done }()
+	err = withEngine(ctx, g, sio, func(c *console) error {
 		var id [32]byte
+		var err error
 		if *keyID != "" {
 			if id, err = pickKeyID(ctx, c, *keyID); err != nil {
 				return err

@@ -70,9 +70,11 @@ Flags:
                                    which are never refused (0: 10000)
   --max-unauth-sockets N           WebSockets without credentials at once (0: 1000)
   --max-unauth-sockets-per-source N   the same from one address, IPv6 one /64 (0: 16)
-  --verbose                        log debug lines
+  --verbose                        log debug lines (instead of log.level)
 
-Logs go to stderr. When listening, the relay prints its URL on stdout.
+Logs go to stderr, at the configuration's log.level in its log.format
+(text or json; with json every line on stderr is one JSON object). When
+listening, the relay prints its URL on stdout.
 `,
 	run: runRelay,
 }
@@ -121,11 +123,13 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 	if (a.tlsCert == "") != (a.tlsKey == "") {
 		return usageError(cmd, sio, "--tls-cert and --tls-key go together")
 	}
-	rc, err := relaySettings(a.config)
+	cfg, err := loadConfig(a.config, "")
 	if err != nil {
-		fmt.Fprintf(sio.err, "cosigner relay: %v\n", err)
+		sio.say(slog.LevelError, cmd.name, "%v", err)
 		return exitFailure
 	}
+	rc, lc := cfg.Relay, cfg.Log
+	applyLogFormat(lc, sio)
 	// The file's settings, then what the command line says.
 	token := rc.RegistrationToken
 	fs.Visit(func(f *flag.Flag) {
@@ -167,20 +171,19 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 	if a.tokenFile != "" {
 		b, err := readSmallFile(a.tokenFile, maxTokenFile)
 		if err != nil {
-			fmt.Fprintf(sio.err, "cosigner relay: registration token: %v\n", err)
+			sio.say(slog.LevelError, cmd.name, "registration token: %v", err)
 			return exitFailure
 		}
 		token = strings.TrimSpace(string(b))
 		if token == "" {
-			fmt.Fprintf(sio.err, "cosigner relay: registration token file %s is empty\n", a.tokenFile)
+			sio.say(slog.LevelError, cmd.name, "registration token file %s is empty", a.tokenFile)
 			return exitFailure
 		}
 	}
-	level := slog.LevelInfo
 	if a.verbose {
-		level = slog.LevelDebug
+		lc.Level = "debug"
 	}
-	log := slog.New(slog.NewTextHandler(sio.err, &slog.HandlerOptions{Level: level}))
+	log := newLogger(sio.err, lc)
 	srv, err := relay.New(relay.Config{
 		Listen: rc.Listen, DataDir: rc.DataDir, TLSCert: rc.TLSCert, TLSKey: rc.TLSKey,
 		AllowInsecure: rc.AllowInsecureNonLoopback, RegistrationToken: token, Logger: log,
@@ -189,7 +192,7 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 		MaxUnauthSockets: rc.MaxUnauthSockets, MaxUnauthSocketsPerSource: rc.MaxUnauthSocketsPerSource,
 	})
 	if err != nil {
-		fmt.Fprintf(sio.err, "cosigner relay: %v\n", err)
+		sio.say(slog.LevelError, cmd.name, "%v", err)
 		return exitFailure
 	}
 	done := make(chan error, 1)
@@ -231,14 +234,14 @@ func runChallengeCode(cmd command, args []string, sio stdio) int {
 	if dir == "" {
 		rc, err := relaySettings(*cfgPath)
 		if err != nil {
-			fmt.Fprintf(sio.err, "cosigner relay challenge-code: %v\n", err)
+			sio.say(slog.LevelError, "relay challenge-code", "%v", err)
 			return exitFailure
 		}
 		dir = rc.DataDir
 	}
 	answer, err := relay.ChallengeCode(dir, pos[0])
 	if err != nil {
-		fmt.Fprintf(sio.err, "cosigner relay challenge-code: %v\n", err)
+		sio.say(slog.LevelError, "relay challenge-code", "%v", err)
 		return exitFailure
 	}
 	fmt.Fprintln(sio.out, answer)
@@ -247,7 +250,7 @@ func runChallengeCode(cmd command, args []string, sio stdio) int {
 
 func relayExit(err error, sio stdio) int {
 	if err != nil {
-		fmt.Fprintf(sio.err, "cosigner relay: %v\n", err)
+		sio.say(slog.LevelError, "relay", "%v", err)
 		return exitFailure
 	}
 	return exitOK

@@ -126,6 +126,10 @@ func TestRelayServesUntilCancelled(t *testing.T) {
 			// data_dir is relative to the file.
 			return []string{"--config", relayConfig(t, dir, `listen = "127.0.0.1:0"`, `data_dir = "data"`, `registration_token = "operator-secret"`)}
 		}},
+		{"logging JSON", func(dir string) []string {
+			return []string{"--config", relayConfig(t, dir, `listen = "127.0.0.1:0"`, `data_dir = "data"`, `registration_token = "operator-secret"`,
+				"[log]", `format = "json"`)}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -170,6 +174,9 @@ func TestRelayServesUntilCancelled(t *testing.T) {
 			}
 			if strings.Contains(stderr.String(), "operator-secret") {
 				t.Error("the registration token reached the log")
+			}
+			if tc.name == "logging JSON" {
+				checkJSONLines(t, stderr.String())
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/signal-mpc/cosigner/core"
@@ -85,6 +86,14 @@ type consoleConfig struct {
 	RoundTimeout time.Duration
 	RequestTTL   time.Duration
 	ResendEvery  time.Duration
+	// MaxElsewhere, if positive, stops the console (Run fails with
+	// transport.ErrConnectedElsewhere) after that many consecutive times
+	// the server dropped it for another console with the same device; 0:
+	// it keeps reconnecting, with a growing wait.
+	MaxElsewhere int
+	// Threshold and Parties are the keygen defaults (keygen.threshold,
+	// keygen.parties; 0 parties: the whole roster).
+	Threshold, Parties int
 	// Outbound, if set, wraps what core sends through (tests use it to
 	// make a console cheat).
 	Outbound func(core.Messenger) core.Messenger
@@ -129,6 +138,7 @@ func openConsole(ctx context.Context, cfg consoleConfig) (*console, error) {
 	}
 	var appMu sync.Mutex
 	var app *core.App
+	var lastElsewhere atomic.Int64 // Status.Elsewhere of the last status
 	c.dev, err = device.New(ctx, device.Config{
 		Dialer: cfg.Dialer, Store: cfg.Store, Logger: cfg.Logger,
 		Deliver: func(ctx context.Context, from device.Address, body []byte) error {
@@ -147,7 +157,12 @@ func openConsole(ctx context.Context, cfg consoleConfig) (*console, error) {
 		},
 		OnStatus: func(s transport.Status) {
 			c.bus.Publish(event.Connection{State: s.State.String(), RetryAt: s.RetryAt, Detail: s.Err})
+			// Once per drop: the statuses between two drops carry 0.
+			if prev := lastElsewhere.Swap(int64(s.Elsewhere)); s.Elsewhere > 0 && int64(s.Elsewhere) != prev {
+				c.bus.Publish(event.Error{Time: time.Now(), Text: elsewhereText(s)})
+			}
 		},
+		MaxElsewhere: cfg.MaxElsewhere,
 	})
 	if err != nil {
 		return nil, err
@@ -171,6 +186,15 @@ func openConsole(ctx context.Context, cfg consoleConfig) (*console, error) {
 	appMu.Unlock()
 	c.app = a
 	return c, nil
+}
+
+// elsewhereText tells the human that another console uses this device.
+func elsewhereText(s transport.Status) string {
+	text := fmt.Sprintf("%v (the server dropped this console for it %d times in a row)", transport.ErrConnectedElsewhere, s.Elsewhere)
+	if s.State == transport.StateStopped {
+		return text + "; this console stopped"
+	}
+	return text + "; reconnecting at " + s.RetryAt.Format(time.TimeOnly)
 }
 
 // Run runs the device and the engine until ctx ends; the first to fail

@@ -382,7 +382,9 @@ func TestHeadlessDemoSignatureVerifies(t *testing.T) {
 // The commands, as operators of a self-hosted group use them: each console
 // registers its own account on the relay, the signers exchange cards, two
 // consoles run headless with auto-approval, and the third runs keygen and
-// sign; the printed signature verifies.
+// sign; the printed signature verifies. Bob logs JSON (every line on his
+// stderr is an object, a progress line per round among them), carol logs
+// from warn up only; both are warned that they approve without asking.
 func TestCommandsOnASelfHostedRelay(t *testing.T) {
 	t.Parallel()
 	r := startTestRelay(t, t.TempDir())
@@ -395,6 +397,12 @@ func TestCommandsOnASelfHostedRelay(t *testing.T) {
 		cfg := filepath.Join(dir, "config.toml")
 		body := fmt.Sprintf("[server]\nurl = %q\n[device]\nname = %q\n[keygen]\nresend = \"2s\"\n[signing]\nresend = \"2s\"\nauto_approve = %v\n",
 			r.srv.URL(), n, n != "alice")
+		switch n {
+		case "bob":
+			body += "[log]\nformat = \"json\"\n"
+		case "carol":
+			body += "[log]\nlevel = \"warn\"\n"
+		}
 		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -433,15 +441,24 @@ func TestCommandsOnASelfHostedRelay(t *testing.T) {
 	// Bob and carol keep their consoles running (headless, auto-approve).
 	var wg sync.WaitGroup
 	bgCtx, stopBg := context.WithCancel(ctx)
-	for _, p := range people[1:] {
+	bgErr := make([]bytes.Buffer, len(people))
+	for i, p := range people[1:] {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var out, errb bytes.Buffer
-			run(bgCtx, []string{"--headless", "--config", p.cfg, "--data", p.data}, nil, &out, &errb)
+			var out bytes.Buffer
+			run(bgCtx, []string{"--headless", "--config", p.cfg, "--data", p.data}, nil, &out, &bgErr[i+1])
 		}()
 	}
-	defer func() { stopBg(); wg.Wait() }()
+	stopped := false
+	stopConsoles := func() {
+		if !stopped {
+			stopped = true
+			stopBg()
+			wg.Wait()
+		}
+	}
+	defer stopConsoles()
 	out, errs, code := cli(people[0], "keygen", "-t", "2")
 	if code != 0 {
 		t.Fatalf("keygen: %d %s", code, errs)
@@ -472,6 +489,8 @@ func TestCommandsOnASelfHostedRelay(t *testing.T) {
 	if code := run(ctx, []string{"verify", "--pubkey", sr.GroupKey, "--signature", sr.Signature, "--hex", sr.Message}, nil, &vout, &verr); code != 0 {
 		t.Fatalf("verify: %s", verr.String())
 	}
+	stopConsoles()
+	checkHeadlessLogs(t, bgErr[1].String(), bgErr[2].String())
 	// Alice exports her share as an EIP-2335 keystore; it decrypts to a
 	// scalar whose public key is her public share.
 	dir := t.TempDir()
@@ -502,6 +521,35 @@ func TestCommandsOnASelfHostedRelay(t *testing.T) {
 	}
 	if _, _, code := cli(people[0], "key", "export", "--out", ksPath, "--password-file", pw); code == 0 {
 		t.Fatal("export overwrote an existing keystore")
+	}
+}
+
+// checkHeadlessLogs checks the stderr of a headless console logging JSON
+// (every line an object, an info "progress" record naming its round, the
+// auto-approval warning) and of one logging from warn up (no info line).
+func checkHeadlessLogs(t *testing.T, jsonLog, warnLog string) {
+	t.Helper()
+	var progress, warned bool
+	for line := range strings.Lines(jsonLog) {
+		var rec struct {
+			Level, Msg string
+			Round      any
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("a line of the JSON log is not a JSON object: %q (%v)", line, err)
+			continue
+		}
+		if rec.Msg == "progress" && rec.Level == "INFO" {
+			name, isName := rec.Round.(string)
+			progress = progress || isName && name != ""
+		}
+		warned = warned || rec.Level == "WARN" && strings.Contains(rec.Msg, "auto_approve")
+	}
+	if !progress || !warned {
+		t.Errorf("the JSON log has progress lines with a round name: %v, the auto-approval warning: %v\n%s", progress, warned, jsonLog)
+	}
+	if strings.Contains(warnLog, "level=INFO") || !strings.Contains(warnLog, "level=WARN") || !strings.Contains(warnLog, "auto_approve") {
+		t.Errorf("the log at level warn has info lines, or no auto-approval warning:\n%s", warnLog)
 	}
 }
 

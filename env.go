@@ -6,6 +6,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -40,6 +42,9 @@ type env struct {
 	cfg *config.Config
 	dir string
 	log *slog.Logger
+	// file is the configuration file read, or "" when none was (the
+	// defaults); searched is where one was looked for then.
+	file, searched string
 }
 
 func defaultDirs() (configFile, dataDir string) {
@@ -59,6 +64,13 @@ func defaultDirs() (configFile, dataDir string) {
 // file when it exists, else the defaults (an absent named file is an
 // error). data, when set (the --data flag), wins over device.data_dir.
 func loadConfig(path, data string) (*config.Config, error) {
+	cfg, _, err := loadConfigFile(path, data)
+	return cfg, err
+}
+
+// loadConfigFile is loadConfig that also returns the file it read ("" for
+// the defaults).
+func loadConfigFile(path, data string) (*config.Config, string, error) {
 	cfgFile, dataDir := defaultDirs()
 	if path == "" {
 		if _, err := os.Stat(cfgFile); err == nil {
@@ -69,15 +81,26 @@ func loadConfig(path, data string) (*config.Config, error) {
 		if data != "" {
 			dataDir = data
 		}
-		return config.Default(dataDir), nil
+		return config.Default(dataDir), "", nil
 	}
-	return config.Load(path, dataDir, data)
+	cfg, err := config.Load(path, dataDir, data)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, "", fmt.Errorf("%w (to write one, start from config.example.toml, where every key is documented)", err)
+	}
+	return cfg, path, err
+}
+
+// defaultConfigFile is where the configuration is looked for without
+// --config.
+func defaultConfigFile() string {
+	f, _ := defaultDirs()
+	return f
 }
 
 // loadEnv reads the configuration (loadConfig) and prepares the data
 // directory.
 func loadEnv(g globalFlags, sio stdio) (*env, error) {
-	cfg, err := loadConfig(g.config, g.data)
+	cfg, file, err := loadConfigFile(g.config, g.data)
 	if err != nil {
 		return nil, err
 	}
@@ -85,14 +108,44 @@ func loadEnv(g globalFlags, sio stdio) (*env, error) {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	liblog.Silence()
-	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.Log.Level]
-	return &env{cfg: cfg, dir: cfg.Device.DataDir, log: slog.New(slog.NewTextHandler(sio.err, &slog.HandlerOptions{Level: level}))}, nil
+	applyLogFormat(cfg.Log, sio)
+	return &env{cfg: cfg, dir: cfg.Device.DataDir, log: newLogger(sio.err, cfg.Log), file: file, searched: defaultConfigFile()}, nil
+}
+
+// applyLogFormat sends the command's own messages to stderr as JSON
+// records when the configuration asks for JSON logs.
+func applyLogFormat(lc config.Log, sio stdio) {
+	if lc.Format == "json" && sio.diag != nil {
+		sio.diag.setJSON(sio.err)
+	}
+}
+
+// newLogger is a logger to w at the configured level and format.
+func newLogger(w io.Writer, lc config.Log) *slog.Logger {
+	level := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[lc.Level]
+	opts := &slog.HandlerOptions{Level: level}
+	if lc.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// warnAutoApprove logs that signing.auto_approve is on, when it is: it
+// accepts keygen proposals too, and nothing else on screen says so.
+func (e *env) warnAutoApprove() {
+	if e.cfg.Signing.AutoApprove {
+		e.log.Warn("signing.auto_approve is on: this console accepts every signing request and every key generation proposal without asking")
+	}
 }
 
 // dialer is the transport to the configured server.
 func (e *env) dialer() (*transport.Dialer, error) {
-	if e.cfg.Server.URL == "" {
-		return nil, errors.New("no server: set server.url in the configuration (see config.example.toml)")
+	switch {
+	case e.cfg.Server.URL == "" && e.file == "":
+		return nil, fmt.Errorf("no server: there is no configuration file at %s (searched without --config): "+
+			"copy config.example.toml there (or anywhere, and give --config PATH) and set server.url", e.searched)
+	case e.cfg.Server.URL == "":
+		return nil, fmt.Errorf("no server: set server.url in %s (see config.example.toml)", e.file)
 	}
 	mode, err := transport.ParseMode(e.cfg.Server.Transport)
 	if err != nil {

@@ -1,8 +1,14 @@
 // Command cosigner is a terminal threshold-BLS co-signer console that talks to
 // the other signers over Signal.
 //
-// Today it offers offline signature verification (cosigner verify); the
-// console, the Signal device and the relay are not built yet.
+// Run without a command, it is the console: it links to a Signal account as
+// an extra device (a QR code), then runs key generations and signings with
+// the other signers over end-to-end encrypted Signal messages, each signing
+// approved by a key press. The commands do the same headless (link,
+// register, group, keygen, sign, keys), export a key share (key export),
+// verify a BLS signature offline (verify), run the self-hosted
+// Signal-compatible relay (relay) and a demo on one machine (demo).
+// "cosigner help" lists them.
 package main
 
 import (
@@ -11,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -37,6 +44,46 @@ const (
 type stdio struct {
 	in       io.Reader
 	out, err io.Writer
+	// diag takes the command's own messages to stderr (say); shared by
+	// the copies of this value.
+	diag *diag
+}
+
+// diag is where a command's messages for its user go: plain lines
+// "cosigner CMD: text" on stderr, or, once the configuration asks for JSON
+// logs (log.format), log records, so that every line on stderr is one JSON
+// object.
+type diag struct {
+	mu  sync.Mutex
+	log *slog.Logger // nil: plain lines
+}
+
+// setJSON makes the messages JSON log records written to w.
+func (d *diag) setJSON(w io.Writer) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.log = slog.New(slog.NewJSONHandler(w, nil))
+}
+
+// say writes the command's message at level: "cosigner CMD: text" (the
+// console's messages have no CMD), or a JSON record {"level", "msg":
+// text, "command": CMD}.
+func (s stdio) say(level slog.Level, cmd, format string, a ...any) {
+	text := fmt.Sprintf(format, a...)
+	var log *slog.Logger
+	if s.diag != nil {
+		s.diag.mu.Lock()
+		log = s.diag.log
+		s.diag.mu.Unlock()
+	}
+	switch {
+	case log != nil:
+		log.Log(context.Background(), level, text, "command", cmd)
+	case cmd == "":
+		fmt.Fprintf(s.err, "cosigner: %s\n", text)
+	default:
+		fmt.Fprintf(s.err, "cosigner %s: %s\n", cmd, text)
+	}
 }
 
 // command is one subcommand of the binary.
@@ -53,6 +100,7 @@ var commands []command
 
 func init() {
 	commands = []command{
+		consoleCommand,
 		demoCommand,
 		registerCommand,
 		linkCommand,
@@ -61,15 +109,17 @@ func init() {
 		groupCommand,
 		keygenCommand,
 		signCommand,
+		keysCommand,
 		keyCommand,
 		challengeCommand,
 		verifyCommand,
 		relayCommand,
 		{
 			name:    "version",
-			summary: "print the version",
-			usage:   "Usage: cosigner version\n\nPrint the version of this binary.\n",
-			run:     runVersion,
+			summary: "print the version (also: cosigner --version)",
+			usage: "Usage: cosigner version\n       cosigner --version\n\nPrint the version of this binary: the module version, and the\n" +
+				"version control revision it was built from (\"modified\" when the work tree\nhad changes), as the go command stamped them.\n",
+			run: runVersion,
 		},
 		{
 			name:    "help",
@@ -94,14 +144,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	// Several goroutines (loggers, the console, results) write to the same
 	// streams: one lock per stream keeps lines whole.
 	stdout, stderr = &syncWriter{w: stdout}, &syncWriter{w: stderr}
-	sio := stdio{in: stdin, out: stdout, err: stderr}
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") && args[0] != "-h" && args[0] != "-help" && args[0] != "--help" {
-		return runConsole(ctx, args, sio)
-	}
-	switch args[0] {
-	case "-h", "-help", "--help":
+	sio := stdio{in: stdin, out: stdout, err: stderr, diag: &diag{}}
+	switch {
+	case len(args) > 0 && isHelpFlag(args[0]):
 		fmt.Fprint(stdout, overview())
 		return exitOK
+	case len(args) > 0 && (args[0] == "--version" || args[0] == "-version"):
+		v, _ := lookup("version")
+		return v.run(ctx, v, args[1:], sio)
+	case len(args) == 0 || strings.HasPrefix(args[0], "-"):
+		return runConsole(ctx, args, sio)
 	}
 	cmd, ok := lookup(args[0])
 	if !ok {
@@ -110,6 +162,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	return cmd.run(ctx, cmd, args[1:], sio)
 }
+
+// isHelpFlag reports whether a is one of the ways to ask for help.
+func isHelpFlag(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
 
 func lookup(name string) (command, bool) {
 	for _, c := range commands {
@@ -124,7 +179,8 @@ func lookup(name string) (command, bool) {
 func overview() string {
 	var b strings.Builder
 	b.WriteString("cosigner: a threshold-BLS co-signer console that talks over Signal.\n\n")
-	b.WriteString("Usage: cosigner COMMAND [flags]\n\nCommands:\n")
+	b.WriteString("Usage: cosigner [global flags]           run the console (see 'cosigner help console')\n")
+	b.WriteString("       cosigner COMMAND [flags]\n\nCommands:\n")
 	width := 0
 	for _, c := range commands {
 		width = max(width, len(c.name))
@@ -132,6 +188,8 @@ func overview() string {
 	for _, c := range commands {
 		fmt.Fprintf(&b, "  %-*s  %s\n", width, c.name, c.summary)
 	}
+	b.WriteString("\nGlobal flags (the console, and the commands that use its data):\n")
+	b.WriteString(globalFlagsHelp)
 	b.WriteString("\nRun 'cosigner help COMMAND' for the flags of a command.\n")
 	return b.String()
 }
@@ -202,19 +260,40 @@ func runVersion(_ context.Context, cmd command, args []string, sio stdio) int {
 	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
 		return code
 	}
-	fmt.Fprintf(sio.out, "cosigner %s\n", version())
+	info, _ := debug.ReadBuildInfo()
+	fmt.Fprintf(sio.out, "cosigner %s\n", version(info))
 	return exitOK
 }
 
-// version is the module version stamped into the binary by the go command,
-// or "devel" when there is none (go run, go test, a build from a work tree
-// without version information).
-func version() string {
-	info, ok := debug.ReadBuildInfo()
-	if !ok || info.Main.Version == "" || info.Main.Version == "(devel)" {
-		return "devel"
+// version is what the go command stamped into the binary: the module
+// version ("devel" when there is none: go run, go test, a build from a work
+// tree), then the VCS revision, and "modified" when the work tree had
+// changes. info may be nil.
+func version(info *debug.BuildInfo) string {
+	v := "devel"
+	if info == nil {
+		return v
 	}
-	return info.Main.Version
+	if mv := info.Main.Version; mv != "" && mv != "(devel)" {
+		v = mv
+	}
+	var rev string
+	var modified bool
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	switch {
+	case rev != "" && modified:
+		v += " (" + rev + ", modified)"
+	case rev != "":
+		v += " (" + rev + ")"
+	}
+	return v
 }
 
 // parseFlagsArgs is parseFlags for commands with positional arguments: flags

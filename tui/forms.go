@@ -61,7 +61,10 @@ func (m *Model) openKeygenForm() tea.Cmd {
 	m.mode = modeKeygenForm
 	m.forms.keygenErr = ""
 	m.forms.threshold.SetValue("")
-	if n := len(m.signers); n > 0 {
+	switch n := len(m.signers); {
+	case m.threshold > 0:
+		m.forms.threshold.Placeholder = itoa(m.threshold)
+	case n > 0:
 		m.forms.threshold.Placeholder = itoa(n/2 + 1)
 	}
 	return m.forms.threshold.Focus()

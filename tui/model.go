@@ -99,6 +99,10 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithThreshold is the keygen form's threshold when the human types none
+// (keygen.threshold); without it, or if t <= 0, a majority of the roster.
+func WithThreshold(t int) Option { return func(m *Model) { m.threshold = max(t, 0) } }
+
 // WithRenderer sets the lipgloss renderer (one per SSH session).
 func WithRenderer(r *lipgloss.Renderer) Option { return func(m *Model) { m.st = newStyles(r) } }
 
@@ -122,6 +126,8 @@ type Model struct {
 	grace time.Duration
 	clip  io.Writer
 	log   *slog.Logger
+	// threshold is the keygen form's default (WithThreshold); 0: a majority.
+	threshold int
 
 	width, height int
 	screen        screen

@@ -69,7 +69,9 @@ type Store struct {
 
 // Keygen holds the defaults of key generation.
 type Keygen struct {
-	Threshold    int      `toml:"threshold"`
+	Threshold int `toml:"threshold"`
+	// Parties is the roster size a keygen requires; 0: whatever the roster
+	// holds.
 	Parties      int      `toml:"parties"`
 	RoundTimeout Duration `toml:"round_timeout"`
 	Resend       Duration `toml:"resend"`
@@ -83,10 +85,12 @@ type Signing struct {
 	Resend        Duration `toml:"resend"`
 }
 
-// Log says where log lines go while the console owns the terminal.
+// Log says where log lines go (the file while the console owns the
+// terminal, else stderr), from which level, and in which format.
 type Log struct {
-	File  string `toml:"file"`
-	Level string `toml:"level"`
+	File   string `toml:"file"`
+	Level  string `toml:"level"`
+	Format string `toml:"format"` // "text" (key=value) or "json" (one object a line)
 }
 
 // Relay configures `cosigner relay`.
@@ -121,9 +125,9 @@ func defaults() *Config {
 	return &Config{
 		Server:  Server{Transport: "auto"},
 		Device:  Device{Name: "cosigner"},
-		Keygen:  Keygen{Threshold: 2, Parties: 3, RoundTimeout: Duration{10 * time.Minute}, Resend: Duration{30 * time.Second}},
+		Keygen:  Keygen{Threshold: 2, RoundTimeout: Duration{10 * time.Minute}, Resend: Duration{30 * time.Second}},
 		Signing: Signing{RequestTTL: Duration{15 * time.Minute}, ApprovalGrace: Duration{time.Second}, Resend: Duration{30 * time.Second}},
-		Log:     Log{Level: "info"},
+		Log:     Log{Level: "info", Format: "text"},
 		Relay:   Relay{Listen: "127.0.0.1:8443"},
 	}
 }
@@ -169,6 +173,9 @@ func (c *Config) fill(dataDir string) {
 	}
 	if c.Server.Transport == "" {
 		c.Server.Transport = "auto"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
 	}
 	if c.Store.KeyFile == "" && c.Device.DataDir != "" {
 		c.Store.KeyFile = filepath.Join(c.Device.DataDir, "store.key")
@@ -225,10 +232,10 @@ func (c *Config) Validate() error {
 	if c.Device.Name == "" || len(c.Device.Name) > 64 {
 		return bad("device.name", "must be 1..64 bytes")
 	}
-	if c.Keygen.Parties < 1 || c.Keygen.Parties > 255 {
-		return bad("keygen.parties", "%d, want 1..255", c.Keygen.Parties)
+	if c.Keygen.Parties < 0 || c.Keygen.Parties > 255 {
+		return bad("keygen.parties", "%d, want 0 (the whole roster) or 1..255", c.Keygen.Parties)
 	}
-	if c.Keygen.Threshold < 1 || c.Keygen.Threshold > c.Keygen.Parties {
+	if c.Keygen.Threshold < 1 || c.Keygen.Threshold > 255 || c.Keygen.Parties > 0 && c.Keygen.Threshold > c.Keygen.Parties {
 		return bad("keygen.threshold", "%d, want 1..parties (%d): the number of signatures needed", c.Keygen.Threshold, c.Keygen.Parties)
 	}
 	for key, d := range map[string]Duration{
@@ -249,6 +256,11 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return bad("log.level", "%q, want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return bad("log.format", "%q, want text or json", c.Log.Format)
 	}
 	if c.Store.PassphraseEnv != "" && strings.ContainsAny(c.Store.PassphraseEnv, "= \t") {
 		return bad("store.passphrase_env", "%q is not an environment variable name", c.Store.PassphraseEnv)

@@ -18,7 +18,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Keygen.Threshold != 2 || c.Keygen.Parties != 3 || c.Keygen.RoundTimeout.Duration != 10*time.Minute {
+	if c.Keygen.Threshold != 2 || c.Keygen.Parties != 0 || c.Keygen.RoundTimeout.Duration != 10*time.Minute {
 		t.Fatalf("keygen %+v", c.Keygen)
 	}
 	if c.Signing.AutoApprove {
@@ -38,7 +38,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	}
 	for _, key := range []string{
 		"url", "ca_file", "transport", "name", "data_dir", "passphrase_env", "key_file", "threshold", "parties",
-		"round_timeout", "resend", "request_ttl", "approval_grace", "auto_approve", "file", "level", "listen",
+		"round_timeout", "resend", "request_ttl", "approval_grace", "auto_approve", "file", "level", "format", "listen",
 		"tls_cert", "tls_key", "registration_token", "allow_insecure_nonloopback",
 	} {
 		if !strings.Contains(string(b), "\n"+key+" = ") {
@@ -70,6 +70,8 @@ func TestBadConfigsAreRefusedNamingTheKey(t *testing.T) {
 		"bad transport":      {"[server]\ntransport = \"h3\"\n", "server.transport"},
 		"cert without key":   {"[relay]\ntls_cert = \"c.toml\"\n", "relay.tls_cert"},
 		"bad level":          {"[log]\nlevel = \"loud\"\n", "log.level"},
+		"bad log format":     {"[log]\nformat = \"xml\"\n", "log.format"},
+		"negative parties":   {"[keygen]\nparties = -1\n", "keygen.parties"},
 		"wrong type":         {"[keygen]\nthreshold = \"two\"\n", "threshold"},
 		"long grace":         {"[signing]\napproval_grace = \"1m\"\n", "signing.approval_grace"},
 		"negative queue cap": {"[relay]\nmax_queue = -1\n", "relay.max_queue"},

@@ -62,6 +62,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Keys tunes the upkeep of the prekeys on the server (prekeys.go).
 	Keys KeyConfig
+	// MaxElsewhere, if positive, stops Run (an error wrapping
+	// transport.ErrConnectedElsewhere) after that many consecutive closes
+	// because this device connected elsewhere too; 0: keep reconnecting,
+	// with a growing wait.
+	MaxElsewhere int
 }
 
 // Stats counts traffic, for the console's status bar.
@@ -123,6 +128,8 @@ func New(ctx context.Context, cfg Config) (*Device, error) {
 		Handler:  d.serve,
 		OnStatus: cfg.OnStatus,
 		Logger:   log,
+		// Two consoles on copies of one data folder displace each other.
+		MaxElsewhere: cfg.MaxElsewhere,
 	})
 	if err != nil {
 		return nil, err

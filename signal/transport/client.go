@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/signal-mpc/cosigner/signal/wsr"
 )
 
@@ -56,7 +58,15 @@ type Status struct {
 	RetryAt time.Time // when StateWaiting ends
 	Err     string    // why the last attempt or connection failed
 	Mode    Mode      // how the socket was opened
+	// Elsewhere counts the consecutive connections the server closed
+	// because this same device connected from somewhere else (close code
+	// 4409, ErrConnectedElsewhere); 0 once a connection ends otherwise.
+	Elsewhere int
 }
+
+// CloseConnectedElsewhere is the close code of a socket the server replaced
+// with a newer one of the same device.
+const CloseConnectedElsewhere = 4409
 
 // ClientConfig configures a Client.
 type ClientConfig struct {
@@ -75,8 +85,15 @@ type ClientConfig struct {
 	KeepaliveInterval time.Duration
 	KeepaliveTimeout  time.Duration
 	// MinBackoff and MaxBackoff bound the wait between attempts (defaults
-	// 1 s and 60 s); the wait doubles per failure, with full jitter.
+	// 1 s and 60 s); the wait doubles per failure, with full jitter. A
+	// connection the server closed because the device connected elsewhere
+	// counts as a failure: two consoles sharing a device back off instead
+	// of displacing each other every second.
 	MinBackoff, MaxBackoff time.Duration
+	// MaxElsewhere, if positive, stops Run with an error wrapping
+	// ErrConnectedElsewhere after that many consecutive such closes (for a
+	// command that should exit rather than fight the other console).
+	MaxElsewhere int
 	// OnStatus, if set, is called on every change. It must not block.
 	OnStatus func(Status)
 	Logger   *slog.Logger
@@ -146,10 +163,12 @@ func (c *Client) setStatus(s Status, conn *wsr.Conn) {
 	}
 }
 
-// Run keeps the connection up until ctx ends (nil is returned) or the
-// server refuses the credentials (an error wrapping ErrUnauthorized).
+// Run keeps the connection up until ctx ends (nil is returned), the
+// server refuses the credentials (an error wrapping ErrUnauthorized), or,
+// with MaxElsewhere, the device keeps being connected elsewhere (an error
+// wrapping ErrConnectedElsewhere).
 func (c *Client) Run(ctx context.Context) error {
-	attempt := 0
+	attempt, elsewhere := 0, 0
 	for {
 		c.setStatus(Status{State: StateConnecting, Attempt: attempt}, nil)
 		ws, err := c.cfg.Dialer.Dial(ctx, c.cfg.Path, c.cfg.Header())
@@ -166,21 +185,36 @@ func (c *Client) Run(ctx context.Context) error {
 			return fmt.Errorf("%w: %w", ErrUnauthorized, err)
 		}
 		if err == nil {
-			attempt = 0
 			err = c.serve(ctx, wsr.New(ws, wsr.Options{Handler: c.cfg.Handler, Logger: c.log}))
 			if ctx.Err() != nil {
 				c.setStatus(Status{State: StateStopped}, nil)
 				return nil
 			}
+			if connectedElsewhere(err) {
+				// Not reset: the wait grows while the other console holds on.
+				elsewhere++
+				err = fmt.Errorf("%w (server closed the socket: %w)", ErrConnectedElsewhere, err)
+			} else {
+				attempt, elsewhere = 0, 0
+			}
+		}
+		if elsewhere > 0 && c.cfg.MaxElsewhere > 0 && elsewhere >= c.cfg.MaxElsewhere {
+			c.log.Error(ErrConnectedElsewhere.Error(), "times", elsewhere)
+			c.setStatus(Status{State: StateStopped, Err: err.Error(), Elsewhere: elsewhere}, nil)
+			return err
 		}
 		attempt++
 		wait := c.backoff(attempt)
-		c.log.Info("connection lost", "err", err, "retry_in", wait)
+		if elsewhere > 0 {
+			c.log.Error(ErrConnectedElsewhere.Error(), "times", elsewhere, "retry_in", wait)
+		} else {
+			c.log.Info("connection lost", "err", err, "retry_in", wait)
+		}
 		msg := ""
 		if err != nil {
 			msg = err.Error()
 		}
-		c.setStatus(Status{State: StateWaiting, Attempt: attempt, RetryAt: time.Now().Add(wait), Err: msg}, nil)
+		c.setStatus(Status{State: StateWaiting, Attempt: attempt, RetryAt: time.Now().Add(wait), Err: msg, Elsewhere: elsewhere}, nil)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -190,6 +224,13 @@ func (c *Client) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// connectedElsewhere reports whether err is the server's close of a socket
+// replaced by a newer connection of the same device.
+func connectedElsewhere(err error) bool {
+	var ce *websocket.CloseError
+	return errors.As(err, &ce) && ce.Code == CloseConnectedElsewhere
 }
 
 // backoff is full jitter over a doubling window: uniform in [min, window].

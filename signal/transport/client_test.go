@@ -22,6 +22,7 @@ type wsrServer struct {
 	*httptest.Server
 	refuse      atomic.Int32
 	ignoreAlive atomic.Bool
+	displace    atomic.Bool // close every socket as replaced by the same device elsewhere
 	accepted    atomic.Int32
 	mu          sync.Mutex
 	conns       []*wsr.Conn
@@ -53,6 +54,9 @@ func newWSRServer(t *testing.T) *wsrServer {
 		s.mu.Lock()
 		s.conns = append(s.conns, conn)
 		s.mu.Unlock()
+		if s.displace.Load() {
+			go conn.Close(CloseConnectedElsewhere, "Connected elsewhere")
+		}
 		conn.Run(r.Context())
 	}))
 	t.Cleanup(s.Close)
@@ -116,7 +120,7 @@ func startClient(t *testing.T, s *wsrServer, mutate func(*ClientConfig)) (*Clien
 	go func() { done <- c.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil && !errors.Is(err, ErrUnauthorized) {
+		if err := <-done; err != nil && !errors.Is(err, ErrUnauthorized) && !errors.Is(err, ErrConnectedElsewhere) {
 			t.Errorf("Run: %v", err)
 		}
 	})
@@ -238,4 +242,50 @@ func TestBackoffGrowsWithJitterUpToTheCap(t *testing.T) {
 	if len(distinct) < 10 {
 		t.Fatalf("only %d distinct waits: no jitter", len(distinct))
 	}
+}
+
+// A device connected elsewhere too (close code 4409) is told apart: the
+// status counts it and says so, the wait grows instead of starting over
+// (the attempts are not reset), and with MaxElsewhere the client stops.
+func TestConnectedElsewhereIsReportedAndBacksOff(t *testing.T) {
+	t.Parallel()
+	t.Run("reconnecting with a growing wait", func(t *testing.T) {
+		t.Parallel()
+		s := newWSRServer(t)
+		s.displace.Store(true)
+		c, log, _ := startClient(t, s, nil)
+		waitFor(t, "three displacements", func() bool { return c.Status().Elsewhere >= 3 })
+		st := c.Status()
+		if st.Attempt < 3 || !strings.Contains(st.Err, "another console is connected with this same device") {
+			t.Fatalf("status %+v: want the attempts to grow and the reason said", st)
+		}
+		// Once the other console is gone, a drop for another reason resets
+		// the count.
+		s.displace.Store(false)
+		waitFor(t, "connected", func() bool { return c.Status().State == StateConnected })
+		log.mu.Lock()
+		from := len(log.all)
+		log.mu.Unlock()
+		s.last().Close(4000, "bye")
+		waitFor(t, "a plain drop", func() bool {
+			log.mu.Lock()
+			defer log.mu.Unlock()
+			for _, st := range log.all[from:] {
+				if st.State == StateWaiting {
+					return st.Elsewhere == 0 && st.Attempt == 1
+				}
+			}
+			return false
+		})
+	})
+	t.Run("stopping after MaxElsewhere", func(t *testing.T) {
+		t.Parallel()
+		s := newWSRServer(t)
+		s.displace.Store(true)
+		c, _, _ := startClient(t, s, func(cfg *ClientConfig) { cfg.MaxElsewhere = 2 })
+		waitFor(t, "the client to stop", func() bool { return c.Status().State == StateStopped })
+		if st := c.Status(); st.Elsewhere != 2 || !strings.Contains(st.Err, ErrConnectedElsewhere.Error()) {
+			t.Fatalf("status %+v, want stopped after 2 displacements", st)
+		}
+	})
 }

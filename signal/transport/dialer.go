@@ -199,7 +199,7 @@ func (d *Dialer) dialHTTP1(ctx context.Context, path string, header http.Header)
 	}
 	wd := websocket.Dialer{TLSClientConfig: d.tlsConf.Clone(), HandshakeTimeout: d.timeout}
 	ws, resp, err := wd.DialContext(ctx, target, header)
-	return ws, handshakeError(path, resp, err)
+	return ws, d.handshakeError(path, resp, err)
 }
 
 func (d *Dialer) dialHTTP2(ctx context.Context, path string, header http.Header) (*websocket.Conn, error) {
@@ -217,16 +217,25 @@ func (d *Dialer) dialHTTP2(ctx context.Context, path string, header http.Header)
 		},
 	}
 	ws, resp, err := wd.DialContext(ctx, target, header)
-	return ws, handshakeError(path, resp, err)
+	return ws, d.handshakeError(path, resp, err)
 }
 
-// handshakeError names the HTTP status of a refused handshake.
-func handshakeError(path string, resp *http.Response, err error) error {
+// handshakeError names the HTTP status of a refused handshake, and says
+// what to do when an https:// URL reached a plain-HTTP server.
+func (d *Dialer) handshakeError(path string, resp *http.Response, err error) error {
 	if err == nil {
 		return nil
 	}
 	if resp != nil && errors.Is(err, websocket.ErrBadHandshake) {
 		return &HandshakeError{Path: path, Status: resp.StatusCode}
+	}
+	var rh tls.RecordHeaderError
+	// The HTTP/2 stream reports the TLS failure as text only.
+	if errors.As(err, &rh) || strings.Contains(err.Error(), "first record does not look like a TLS handshake") {
+		plain := *d.base
+		plain.Scheme = "http"
+		return fmt.Errorf("%w: the server at %s answers in plain HTTP: use %s for a relay started without --tls-cert (or give the relay a certificate): %w",
+			ErrNotTLS, d.base.Redacted(), plain.Redacted(), err)
 	}
 	return fmt.Errorf("transport: open websocket %s: %w", path, err)
 }

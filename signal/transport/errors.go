@@ -12,6 +12,13 @@ var (
 	ErrNoExtendedConnect = errors.New("transport: server does not support WebSockets over HTTP/2")
 	// ErrClosed: the stream or client was closed.
 	ErrClosed = errors.New("transport: closed")
+	// ErrConnectedElsewhere: the server closed the socket because the same
+	// device (account and device id) connected again from somewhere else
+	// (close code 4409): two consoles run on copies of one data folder.
+	ErrConnectedElsewhere = errors.New("another console is connected with this same device (a copied data folder?): stop one of them")
+	// ErrNotTLS: the URL says https but the server answered in plain HTTP
+	// (a relay started without a certificate).
+	ErrNotTLS = errors.New("transport: the server does not speak TLS")
 )
 
 // timeoutError is returned by reads and writes whose deadline passed; it

@@ -349,3 +349,22 @@ func TestConfigIsValidated(t *testing.T) {
 		t.Errorf("absolute path accepted: %v", err)
 	}
 }
+
+// An https:// URL that reaches a plain-HTTP server (a relay started
+// without a certificate) fails saying so and naming the http:// URL, in
+// every mode that tries TLS.
+func TestHTTPSToAPlainServerSaysToUseHTTP(t *testing.T) {
+	t.Parallel()
+	s := newEchoServer(t, false, false)
+	url := strings.Replace(s.URL, "http://", "https://", 1)
+	for _, mode := range []Mode{ModeAuto, ModeHTTP1, ModeHTTP2} {
+		d, err := NewDialer(Config{URL: url, Mode: mode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = d.Dial(t.Context(), "/v1/websocket/", nil)
+		if !errors.Is(err, ErrNotTLS) || !strings.Contains(err.Error(), "use "+s.URL) {
+			t.Errorf("%s: err = %v, want ErrNotTLS saying to use %s", mode, err, s.URL)
+		}
+	}
+}
