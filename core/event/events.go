@@ -20,15 +20,15 @@ func (d Direction) String() string {
 
 // Message is one tagged MPC message in or out: metadata only.
 type Message struct {
-	Time      time.Time
-	Direction Direction
-	Peer      string // signer name, or the account and device if unknown
-	Ceremony  string // short id
-	Round     uint32
-	Kind      string // wire kind name: deal, partial, ...
-	Size      int
-	Digest    string // short hex of SHA-256 of the envelope
-	Note      string // why it was dropped, if it was
+	Time      time.Time `json:"time"`
+	Direction Direction `json:"direction"`
+	Peer      string    `json:"peer"`     // signer name, or the account and device if unknown
+	Ceremony  string    `json:"ceremony"` // short id
+	Round     uint32    `json:"round"`
+	Kind      string    `json:"kind"` // wire kind name: deal, partial, ...
+	Size      int       `json:"size"`
+	Digest    string    `json:"digest"` // short hex of SHA-256 of the envelope
+	Note      string    `json:"note"`   // why it was dropped, if it was
 }
 
 func (Message) Must() bool { return false }
@@ -41,52 +41,53 @@ func (Untagged) Must() bool { return false }
 // Progress is a ceremony round's state: "keygen 3f2a round 2/4 got alice,
 // carol waiting bob 9:41 left".
 type Progress struct {
-	Ceremony string // short id
-	Kind     string // "keygen" or "sign"
-	Round    string // round name
-	Step     int
-	Total    int
-	Got      []string
-	Waiting  []string // whose answer this console would see and has not
-	Declined []string // sign: who declined (declines are broadcasts)
+	Ceremony string   `json:"ceremony"` // short id
+	Kind     string   `json:"kind"`     // "keygen" or "sign"
+	Round    string   `json:"round"`    // round name
+	Step     int      `json:"step"`
+	Total    int      `json:"total"`
+	Got      []string `json:"got"`
+	Waiting  []string `json:"waiting"`  // whose answer this console would see and has not
+	Declined []string `json:"declined"` // sign: who declined (declines are broadcasts)
 	// Sign on a console that did not ask: the partials go to Requester
 	// only, so Unseen lists those whose approval this console cannot see.
-	Requester string
-	Unseen    []string
-	Deadline  time.Time
+	Requester string    `json:"requester"`
+	Unseen    []string  `json:"unseen"`
+	Deadline  time.Time `json:"deadline"`
 }
 
 func (Progress) Must() bool { return false }
 
 // ApprovalRequested asks the human to approve or decline.
 type ApprovalRequested struct {
-	ID          string // full hex id of the request or ceremony
-	Kind        string // "sign" or "keygen"
-	Requester   string
-	KeyID       string // short id of the key (sign)
-	Text        string // the message as text when printable, else ""
-	Hex         string // the message as hex (sign), or the parameters (keygen)
-	SHA256      string // hex SHA-256 of the message
-	Description string // what the requester says it is (untrusted)
-	Expires     time.Time
+	ID          string    `json:"id"`   // full hex id of the request or ceremony
+	Kind        string    `json:"kind"` // "sign" or "keygen"
+	Requester   string    `json:"requester"`
+	KeyID       string    `json:"key_id"`      // short id of the key (sign)
+	Text        string    `json:"text"`        // the message as text when printable, else ""
+	Hex         string    `json:"hex"`         // the message as hex (sign), or the parameters (keygen)
+	SHA256      string    `json:"sha256"`      // hex SHA-256 of the message
+	Description string    `json:"description"` // what the requester says it is (untrusted)
+	Expires     time.Time `json:"expires"`
 }
 
 func (ApprovalRequested) Must() bool { return true }
 
 // ApprovalResolved closes an approval: approved, declined or expired.
 type ApprovalResolved struct {
-	ID       string
-	Decision string
+	ID       string `json:"id"`
+	Decision string `json:"decision"`
 }
 
 func (ApprovalResolved) Must() bool { return true }
 
 // KeygenDone reports a finished key generation.
 type KeygenDone struct {
-	Ceremony string
-	KeyID    string
-	GroupKey string // hex, compressed G1
-	T, N     int
+	Ceremony string `json:"ceremony"`
+	KeyID    string `json:"key_id"`
+	GroupKey string `json:"group_key"` // hex, compressed G1
+	T        int    `json:"t"`
+	N        int    `json:"n"`
 }
 
 func (KeygenDone) Must() bool { return true }
@@ -94,39 +95,39 @@ func (KeygenDone) Must() bool { return true }
 // KeygenFailed reports a key generation that stopped without a key: a
 // signer declined, a round's deadline passed, or a party misbehaved.
 type KeygenFailed struct {
-	Ceremony string   // short id
-	Reason   string   // the engine's reason: declined, timeout, ...
-	Round    string   // the round it stopped in
-	By       string   // the console that stopped it: this one or a peer
-	Blamed   []string // parties at fault (or missing on a timeout)
-	Claimed  []string // parties a peer accused without proof this console checked
-	Text     string   // the whole account, as the error reads
+	Ceremony string   `json:"ceremony"` // short id
+	Reason   string   `json:"reason"`   // the engine's reason: declined, timeout, ...
+	Round    string   `json:"round"`    // the round it stopped in
+	By       string   `json:"by"`       // the console that stopped it: this one or a peer
+	Blamed   []string `json:"blamed"`   // parties at fault (or missing on a timeout)
+	Claimed  []string `json:"claimed"`  // parties a peer accused without proof this console checked
+	Text     string   `json:"text"`     // the whole account, as the error reads
 }
 
 func (KeygenFailed) Must() bool { return true }
 
 // SignDone reports a finished signing request.
 type SignDone struct {
-	ID        string
-	KeyID     string
-	Message   string // hex
-	Signature string // hex; empty if it failed
-	Signers   []string
-	Blamed    []string
-	Verified  bool
-	Failure   string // why it failed, if it did
+	ID        string   `json:"id"`
+	KeyID     string   `json:"key_id"`
+	Message   string   `json:"message"`   // hex
+	Signature string   `json:"signature"` // hex; empty if it failed
+	Signers   []string `json:"signers"`
+	Blamed    []string `json:"blamed"`
+	Verified  bool     `json:"verified"`
+	Failure   string   `json:"failure"` // why it failed, if it did
 	// Restored: it ended before this run (history replayed at start, not
 	// news); Time is then when it was requested.
-	Restored bool
-	Time     time.Time
+	Restored bool      `json:"restored"`
+	Time     time.Time `json:"time"`
 }
 
 func (SignDone) Must() bool { return true }
 
 // Error is something the human must see.
 type Error struct {
-	Time time.Time
-	Text string
+	Time time.Time `json:"time"`
+	Text string    `json:"text"`
 }
 
 func (Error) Must() bool { return true }
@@ -135,25 +136,25 @@ func (Error) Must() bool { return true }
 // answers its challenge Token (a code from the relay's operator, or
 // Signal's captcha).
 type Challenge struct {
-	Time  time.Time
-	Token string
+	Time  time.Time `json:"time"`
+	Token string    `json:"token"`
 }
 
 func (Challenge) Must() bool { return true }
 
 // ChallengeAnswered: the server accepted the answer to Token.
 type ChallengeAnswered struct {
-	Time  time.Time
-	Token string
+	Time  time.Time `json:"time"`
+	Token string    `json:"token"`
 }
 
 func (ChallengeAnswered) Must() bool { return true }
 
 // Connection is the Signal connection's state.
 type Connection struct {
-	State   string // connected, connecting, reconnecting, stopped
-	RetryAt time.Time
-	Detail  string
+	State   string    `json:"state"` // connected, connecting, reconnecting, stopped
+	RetryAt time.Time `json:"retry_at"`
+	Detail  string    `json:"detail"`
 }
 
 func (Connection) Must() bool { return false }
