@@ -150,27 +150,25 @@ func (s *Store) init(ctx context.Context, path string, o Options) error {
 	}
 	var kdf, check []byte
 	var keyFile bool
-	err := boltfile.Guard(func() error {
-		return s.db.View(func(tx *bolt.Tx) error {
-			h := tx.Bucket(bucketHeader)
-			if h == nil {
-				// A creation that stopped before the header leaves no
-				// bucket at all; records without a header are damage.
-				if name, _ := tx.Cursor().First(); name != nil {
-					return fmt.Errorf("%w: bucket %q but no header", boltfile.ErrDamaged, name)
-				}
-				return nil
-			}
-			if !bytes.Equal(h.Get(keyFormat), formatVersion) {
-				return fmt.Errorf("%w: unknown format", ErrCorrupt)
-			}
-			kdf, check = bytes.Clone(h.Get(keyKDF)), bytes.Clone(h.Get(keyCheck))
-			keyFile = h.Get(keyKeyFile) != nil
-			if check == nil || (kdf == nil) == !keyFile {
-				return fmt.Errorf("%w: incomplete header", ErrCorrupt)
+	err := boltfile.View(s.db, func(tx *bolt.Tx) error {
+		h := tx.Bucket(bucketHeader)
+		if h == nil {
+			// A creation that stopped before the header leaves no
+			// bucket at all; records without a header are damage.
+			if name, _ := tx.Cursor().First(); name != nil {
+				return fmt.Errorf("%w: bucket %q but no header", boltfile.ErrDamaged, name)
 			}
 			return nil
-		})
+		}
+		if !bytes.Equal(h.Get(keyFormat), formatVersion) {
+			return fmt.Errorf("%w: unknown format", ErrCorrupt)
+		}
+		kdf, check = bytes.Clone(h.Get(keyKDF)), bytes.Clone(h.Get(keyCheck))
+		keyFile = h.Get(keyKeyFile) != nil
+		if check == nil || (kdf == nil) == !keyFile {
+			return fmt.Errorf("%w: incomplete header", ErrCorrupt)
+		}
+		return nil
 	})
 	if errors.Is(err, boltfile.ErrDamaged) {
 		return damaged(path, err)

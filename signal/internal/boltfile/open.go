@@ -169,3 +169,13 @@ func Guard(fn func() error) (err error) {
 	}()
 	return fn()
 }
+
+// Update is db.Update under Guard.
+func Update(db *bolt.DB, fn func(*bolt.Tx) error) error {
+	return Guard(func() error { return db.Update(fn) })
+}
+
+// View is db.View under Guard.
+func View(db *bolt.DB, fn func(*bolt.Tx) error) error {
+	return Guard(func() error { return db.View(fn) })
+}
