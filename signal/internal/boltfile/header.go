@@ -119,7 +119,7 @@ func readMeta(r io.ReaderAt, size, off int64, id uint64) (meta, error) {
 		return meta{}, fmt.Errorf("%w: meta page %d: format version %d", ErrDamaged, id, order.Uint32(body[4:]))
 	case order.Uint64(body[metaSummed:]) != h.Sum64():
 		return meta{}, fmt.Errorf("%w: meta page %d: checksum mismatch", ErrDamaged, id)
-	case order.Uint64(p[0:]) != id || order.Uint16(p[8:]) != flagMeta || m.txid%2 != id:
+	case order.Uint64(p[0:]) != id || order.Uint16(p[8:]) != flagMeta:
 		return meta{}, fmt.Errorf("%w: meta page %d: page header does not match", ErrDamaged, id)
 	case m.pageSize < minPageSize || m.pageSize > maxPageSize || bits.OnesCount32(m.pageSize) != 1:
 		return meta{}, fmt.Errorf("%w: meta page %d: page size %d", ErrDamaged, id, m.pageSize)

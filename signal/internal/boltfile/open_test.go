@@ -232,3 +232,24 @@ func BenchmarkCheck(b *testing.B) {
 		}
 	}
 }
+
+// Tx.WriteTo writes both meta pages with the same txid.
+func TestOpenAcceptsACopyMadeByWriteTo(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.db")
+	writeFile(t, src, 256<<10, testOptions)
+	db, err := bolt.Open(src, 0o600, &testOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, "copy.db")
+	if err := db.View(func(tx *bolt.Tx) error { return tx.CopyFile(dst, 0o600) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if db, err = Open(dst, 0o600, testOptions); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+}
