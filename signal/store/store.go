@@ -44,13 +44,19 @@ type Options struct {
 	// NoSync skips the fsync of each commit: state then survives a crash of
 	// the process but not of the machine. Off by default.
 	NoSync bool
+	// AfterRestore, when set, runs when a store restored from a backup
+	// (Backup) is opened, in the transaction that resets it (restoreReset),
+	// with the time of the backup: the application retires what it had
+	// begun before the backup. The reset, this included, happens once.
+	AfterRestore func(ctx context.Context, tx *AppTx, backup time.Time) error
 }
 
 // Store is an open store. Its methods are safe for concurrent use; see
 // Protocol for the rule on sessions.
 type Store struct {
-	db   *bolt.DB
-	seal *sealer
+	db       *bolt.DB
+	seal     *sealer
+	restored Restored // what Open reset (restoreReset)
 
 	mu       sync.Mutex
 	sessions map[string]*cachedSession // by kind + "/" + addr.String()
@@ -208,7 +214,7 @@ func (s *Store) init(ctx context.Context, path string, o Options) error {
 		}
 		return ErrWrongPassphrase
 	}
-	return nil
+	return s.restoreReset(ctx, path, o)
 }
 
 // create writes the header of a new store (and its key file, first).
