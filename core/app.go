@@ -713,6 +713,12 @@ func (a *App) restore(ctx context.Context) error {
 
 func (a *App) replay(ctx context.Context, r *CeremonyRecord) error {
 	a.records[r.ID] = r
+	if abandoned(r) {
+		// Finished, so its envelopes are refused; not rebuilt, so nothing
+		// of its state (or its seed) is ever used or answered again.
+		a.log.Info("ceremony abandoned at a restore from a backup", "id", ceremony.ShortID(r.ID))
+		return nil
+	}
 	switch r.Kind {
 	case KindKeygen:
 		var s *ceremony.KeygenSession
