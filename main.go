@@ -62,6 +62,7 @@ func init() {
 		keygenCommand,
 		signCommand,
 		keyCommand,
+		backupCommand,
 		challengeCommand,
 		verifyCommand,
 		relayCommand,
