@@ -16,8 +16,12 @@ import (
 
 // keyRestored, in the header of a backup copy, says the file is one: the
 // time of the backup (unix nanoseconds). Open resets such a store and
-// deletes the mark (restoreReset).
-var keyRestored = []byte("restored")
+// deletes the mark (restoreReset), leaving keyRestoredAt: the time of the
+// reset, kept for good (RestoredAt).
+var (
+	keyRestored   = []byte("restored")
+	keyRestoredAt = []byte("restoredat")
+)
 
 // Backup writes a consistent copy of the store, as of its last commit, to
 // path: still encrypted under the store's key (the key file or the
@@ -100,9 +104,25 @@ func (s *Store) Restored() (Restored, bool) {
 // lets the application retire its own records (Options.AfterRestore),
 // then deletes the backup mark. Identity keys and prekeys stay.
 func (s *Store) restoreReset(ctx context.Context, path string, o Options) error {
+	var marked bool
+	err := boltfile.View(s.db, func(tx *bolt.Tx) error {
+		h := tx.Bucket(bucketHeader)
+		if v := h.Get(keyRestoredAt); len(v) == 8 {
+			s.restoredAt = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+		}
+		marked = h.Get(keyRestored) != nil
+		return nil
+	})
+	if !marked || err != nil {
+		if errors.Is(err, boltfile.ErrDamaged) {
+			return damaged(path, err)
+		}
+		return err
+	}
 	var at time.Time
 	var sessions int
-	err := boltfile.Update(s.db, func(tx *bolt.Tx) error {
+	now := time.Now()
+	err = boltfile.Update(s.db, func(tx *bolt.Tx) error {
 		h := tx.Bucket(bucketHeader)
 		v := h.Get(keyRestored)
 		if v == nil {
@@ -132,6 +152,9 @@ func (s *Store) restoreReset(ctx context.Context, path string, o Options) error 
 				return fmt.Errorf("after restore: %w", err)
 			}
 		}
+		if err := h.Put(keyRestoredAt, binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano()))); err != nil {
+			return err
+		}
 		return h.Delete(keyRestored)
 	})
 	if errors.Is(err, boltfile.ErrDamaged) {
@@ -140,6 +163,13 @@ func (s *Store) restoreReset(ctx context.Context, path string, o Options) error 
 	if err != nil {
 		return fmt.Errorf("store: reset after restore: %w", err)
 	}
-	s.restored = Restored{BackupTime: at, Sessions: sessions}
+	if !at.IsZero() {
+		s.restored, s.restoredAt = Restored{BackupTime: at, Sessions: sessions}, now
+	}
 	return nil
 }
+
+// RestoredAt returns when this store was last opened from a backup copy,
+// or zero if never. What others began before then, this console may have
+// answered from the state it lost.
+func (s *Store) RestoredAt() time.Time { return s.restoredAt }

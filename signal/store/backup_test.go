@@ -165,6 +165,9 @@ func TestARestoredStoreStartsItsSessionsAfreshAndTellsTheApplicationOnce(t *test
 		t.Fatal(err)
 	}
 
+	if !alice.store.RestoredAt().IsZero() {
+		t.Fatal("a store never restored has a RestoredAt")
+	}
 	// The disk is lost; the backup comes back.
 	alice.store.Close()
 	b, err := os.ReadFile(backup)
@@ -190,6 +193,10 @@ func TestARestoredStoreStartsItsSessionsAfreshAndTellsTheApplicationOnce(t *test
 	r, ok := alice.store.Restored()
 	if !ok || r.Sessions != 1 || !r.BackupTime.Equal(told[0]) {
 		t.Fatalf("Restored() = %+v, %t", r, ok)
+	}
+	restoredAt := alice.store.RestoredAt()
+	if restoredAt.Before(told[0]) || restoredAt.After(time.Now()) {
+		t.Fatalf("RestoredAt() = %v, want the time of the reset", restoredAt)
 	}
 	if has, err := alice.proto.ContainsSession(ctx, bob.addr); has || err != nil {
 		t.Fatalf("the session with bob survived the restore (%t, %v)", has, err)
@@ -228,6 +235,9 @@ func TestARestoredStoreStartsItsSessionsAfreshAndTellsTheApplicationOnce(t *test
 	}
 	if _, ok := alice.store.Restored(); ok {
 		t.Error("Restored() after a second open says the store was just restored")
+	}
+	if got := alice.store.RestoredAt(); !got.Equal(restoredAt) {
+		t.Errorf("RestoredAt() after a second open = %v, want %v", got, restoredAt)
 	}
 	if has, _ := alice.proto.ContainsSession(ctx, bob.addr); !has {
 		t.Error("the new session did not survive a restart")

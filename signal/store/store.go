@@ -54,9 +54,10 @@ type Options struct {
 // Store is an open store. Its methods are safe for concurrent use; see
 // Protocol for the rule on sessions.
 type Store struct {
-	db       *bolt.DB
-	seal     *sealer
-	restored Restored // what Open reset (restoreReset)
+	db         *bolt.DB
+	seal       *sealer
+	restored   Restored  // what Open reset (restoreReset)
+	restoredAt time.Time // when the store was last restored (RestoredAt)
 
 	mu       sync.Mutex
 	sessions map[string]*cachedSession // by kind + "/" + addr.String()
