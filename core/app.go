@@ -109,6 +109,11 @@ type Config struct {
 	SaveRoster func(context.Context, *roster.Roster) error
 	MaxOrphans int           // envelopes kept for unknown ceremonies (default 1024)
 	OrphanTTL  time.Duration // how long they are kept (default 1 h)
+	// RestoredAt is when the console's store was last restored from a
+	// backup (zero: never). Keygen proposals made before then are
+	// refused: this console may have answered them from the state it
+	// lost, and answering again from a new seed would contradict that.
+	RestoredAt time.Time
 }
 
 // App is one console's co-signer engine.
@@ -895,6 +900,9 @@ func (a *App) openProposal(ctx context.Context, from Address, env *wire.Envelope
 	s, err := ceremony.OpenKeygenProposal(raw, a.cfg.ConsoleKey, a.seed(), a.cfg.Roster.Trust)
 	if err == nil {
 		err = checkSender(s.Proposal().Parties, from, env.From)
+	}
+	if err == nil {
+		err = a.checkRestored(s.Proposal().Created)
 	}
 	if err != nil {
 		a.logMessage(event.In, from, env, raw, err.Error())

@@ -47,6 +47,7 @@ type node struct {
 	sentPartials atomic.Int64               // partial signatures this node's App sent
 	messenger    func(Messenger) Messenger  // test hook: wraps the node's Messenger
 	onBus        func(*event.Bus)           // test hook: sees the bus before the App runs
+	configure    func(*Config)              // test hook: changes the App's configuration
 }
 
 type mail struct {
@@ -117,10 +118,14 @@ func (nd *node) start(t *testing.T, auto bool) {
 	if nd.messenger != nil {
 		m = nd.messenger(m)
 	}
-	app, err := New(Config{
+	cfg := Config{
 		Me: nd.card, ConsoleKey: nd.key, Roster: &r, Messenger: m, Store: nd.store, Bus: nd.bus,
 		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: time.Hour, AutoApprove: auto,
-	})
+	}
+	if nd.configure != nil {
+		nd.configure(&cfg)
+	}
+	app, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

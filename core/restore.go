@@ -1,9 +1,15 @@
 package core
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
+
+// errBeforeRestore: a keygen proposal was made before this console's
+// store was restored from a backup (Config.RestoredAt); openProposal
+// wraps it in ErrRejected.
+var errBeforeRestore = errors.New("made before this console was restored from a backup (it may have answered it from the state it lost): propose again")
 
 // restoredText is the reason recorded in a ceremony abandoned at a restore.
 const restoredText = "this console's store was restored from a backup made while the ceremony ran: it no longer takes part"
@@ -50,4 +56,13 @@ func AbandonBeforeRestore(tx VaultTx, backup time.Time) (int, error) {
 // abandoned reports whether r was retired at a restore.
 func abandoned(r *CeremonyRecord) bool {
 	return len(r.Inputs) > 0 && r.Inputs[len(r.Inputs)-1].Kind == InputRestored
+}
+
+// checkRestored refuses a proposal made (created, by the proposer's
+// clock; zero when it does not say) before the restore.
+func (a *App) checkRestored(created time.Time) error {
+	if a.cfg.RestoredAt.IsZero() || created.After(a.cfg.RestoredAt) {
+		return nil
+	}
+	return errBeforeRestore
 }

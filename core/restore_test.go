@@ -73,10 +73,12 @@ func TestAConsoleRestoredFromABackupNeverTakesPartAgainInACeremonyBegunBeforeIt(
 	var sentMu sync.Mutex
 	carol.messenger = func(m Messenger) Messenger {
 		return messengerFunc(func(ctx context.Context, to Address, env []byte) error {
-			if e, err := wire.Decode(env); err == nil && e.Ceremony == rec.ID {
-				sentMu.Lock()
-				sent = append(sent, e)
-				sentMu.Unlock()
+			for _, e := range envelopesOf(env) {
+				if e.Ceremony == rec.ID {
+					sentMu.Lock()
+					sent = append(sent, e)
+					sentMu.Unlock()
+				}
 			}
 			return m.Send(ctx, to, env)
 		})
@@ -141,10 +143,12 @@ func TestAProposalAwaitingAnAnswerAtTheBackupIsNotAnswerableAfterTheRestore(t *t
 	var sentMu sync.Mutex
 	carol.messenger = func(m Messenger) Messenger {
 		return messengerFunc(func(ctx context.Context, to Address, env []byte) error {
-			if e, err := wire.Decode(env); err == nil && e.Ceremony == rec.ID {
-				sentMu.Lock()
-				sent++
-				sentMu.Unlock()
+			for _, e := range envelopesOf(env) {
+				if e.Ceremony == rec.ID {
+					sentMu.Lock()
+					sent++
+					sentMu.Unlock()
+				}
 			}
 			return m.Send(ctx, to, env)
 		})
@@ -162,4 +166,79 @@ func TestAProposalAwaitingAnAnswerAtTheBackupIsNotAnswerableAfterTheRestore(t *t
 	if sent != 0 {
 		t.Fatalf("carol sent %d messages of the abandoned keygen", sent)
 	}
+}
+
+// After a restore, a keygen proposal made before it is refused: the
+// console may have answered it from the state it lost. One made after it
+// is taken.
+func TestAKeygenProposedBeforeTheRestoreIsRefused(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name     string
+		restored time.Duration // RestoredAt, from now
+		refused  bool
+	}{
+		{"proposed before the restore", time.Hour, true},
+		{"proposed after the restore", -time.Hour, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, nodes := newTestNet(t, "alice", "bob", "carol")
+			alice, carol := nodes[0], nodes[2]
+			proposal := make(chan []byte, 1)
+			carol.deliver = func(from Address, env []byte) bool {
+				for _, e := range envelopesOf(env) {
+					if e.Kind == wire.KindProposal {
+						select {
+						case proposal <- env:
+						default:
+						}
+					}
+				}
+				return false
+			}
+			carol.configure = func(c *Config) { c.RestoredAt = time.Now().Add(tt.restored) }
+			for _, nd := range nodes {
+				nd.start(t, false)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			go alice.app.StartKeygen(ctx, 2)
+			var env []byte
+			select {
+			case env = <-proposal:
+			case <-ctx.Done():
+				t.Fatal("no proposal")
+			}
+			err := carol.app.Deliver(ctx, alice.addr, env)
+			recs, rerr := carol.store.Ceremonies(ctx)
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			if tt.refused {
+				if !errors.Is(err, ErrRejected) || !errors.Is(err, errBeforeRestore) || len(recs) != 0 {
+					t.Fatalf("Deliver: %v, %d records; want refused, nothing recorded", err, len(recs))
+				}
+				return
+			}
+			if err != nil || len(recs) != 1 {
+				t.Fatalf("Deliver: %v, %d records; want taken", err, len(recs))
+			}
+		})
+	}
+}
+
+// envelopesOf decodes the envelopes of a message (one, or a bundle).
+func envelopesOf(msg []byte) []*wire.Envelope {
+	envs, err := wire.Unbundle(msg)
+	if err != nil {
+		return nil
+	}
+	var out []*wire.Envelope
+	for _, raw := range envs {
+		if e, err := wire.Decode(raw); err == nil {
+			out = append(out, e)
+		}
+	}
+	return out
 }
