@@ -100,6 +100,24 @@ var damages = []struct {
 		return b
 	}},
 	{"garbage file", func(b []byte) []byte { garbage(b, 9); return b }},
+	// Every page reads, but a leaf's keys are out of order: bbolt's own
+	// check finds it.
+	{"keys out of order", func(b []byte) []byte {
+		ps, n := pageSizeOf(b), pgidOf(b)
+		for id := 2; id < n; id++ {
+			p := b[id*ps:]
+			if binary.NativeEndian.Uint16(p[8:]) != 0x02 || binary.NativeEndian.Uint16(p[10:]) < 2 {
+				continue
+			}
+			elem := p[pageHeaderSize:] // flags, pos, ksize, vsize (u32 each); pos counts from the element
+			pos, ksize := binary.NativeEndian.Uint32(elem[4:]), binary.NativeEndian.Uint32(elem[8:])
+			if key := elem[pos : pos+ksize]; bytes.HasPrefix(key, []byte("key")) {
+				key[0] = 0xff
+				return b
+			}
+		}
+		panic("no leaf of keys")
+	}},
 	// bbolt maps the page and faults: only a recover with panic-on-fault
 	// catches it.
 	{"bucket root far past the file", func(b []byte) []byte {
