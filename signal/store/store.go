@@ -8,7 +8,9 @@
 // or, without a passphrase, a random key kept in a separate 0600 key file.
 // The store file is 0600. Each write is one bbolt transaction, so a crash
 // during a write leaves the previous state. Live session records are kept
-// in memory and written through.
+// in memory and written through. A damaged file is never opened nor
+// re-created (ErrDamaged); Backup makes a consistent copy, and a store
+// opened from one resets what must not be reused (restoreReset).
 package store
 
 import (
