@@ -176,6 +176,7 @@ func openConsole(ctx context.Context, cfg consoleConfig) (*console, error) {
 		Store: core.NewVaultStore(c.vault), Bus: c.bus, Logger: cfg.Logger,
 		RoundTimeout: cfg.RoundTimeout, RequestTTL: cfg.RequestTTL, ResendEvery: cfg.ResendEvery,
 		AutoApprove: cfg.AutoApprove,
+		RestoredAt:  cfg.Store.RestoredAt(),
 		SaveRoster:  func(ctx context.Context, r *roster.Roster) error { return core.SaveRoster(ctx, c.vault, r) },
 	})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/core/config"
 	"github.com/signal-mpc/cosigner/signal/liblog"
 	"github.com/signal-mpc/cosigner/signal/store"
@@ -45,6 +46,7 @@ type env struct {
 	// file is the configuration file read, or "" when none was (the
 	// defaults); searched is where one was looked for then.
 	file, searched string
+	stderr         io.Writer // for what a person must read even when the console owns the screen later
 }
 
 func defaultDirs() (configFile, dataDir string) {
@@ -109,7 +111,8 @@ func loadEnv(g globalFlags, sio stdio) (*env, error) {
 	}
 	liblog.Silence()
 	applyLogFormat(cfg.Log, sio)
-	return &env{cfg: cfg, dir: cfg.Device.DataDir, log: newLogger(sio.err, cfg.Log), file: file, searched: defaultConfigFile()}, nil
+	return &env{cfg: cfg, dir: cfg.Device.DataDir, log: newLogger(sio.err, cfg.Log), file: file, searched: defaultConfigFile(),
+		stderr: sio.err}, nil
 }
 
 // applyLogFormat sends the command's own messages to stderr as JSON
@@ -176,11 +179,28 @@ func (e *env) openStore(ctx context.Context) (*store.Store, error) {
 		}
 		o.Passphrase = []byte(pass)
 	}
+	abandoned := 0
+	o.AfterRestore = func(_ context.Context, tx *store.AppTx, backup time.Time) error {
+		var err error
+		abandoned, err = core.AbandonBeforeRestore(tx, backup)
+		return err
+	}
 	st, err := store.Open(ctx, filepath.Join(e.dir, "device.db"), o)
 	if errors.Is(err, store.ErrLocked) {
 		return nil, fmt.Errorf("another cosigner is using %s (close it first): %w", e.dir, err)
 	}
-	return st, err
+	if err != nil {
+		return nil, err
+	}
+	// On stderr even for the console: printed before it takes the screen,
+	// the line is there again when it gives the screen back.
+	if r, ok := st.Restored(); ok && e.stderr != nil {
+		fmt.Fprintf(e.stderr, "cosigner: this store was restored from a backup made %s: %d Signal sessions were reset "+
+			"(each peer's next message from this console starts a new one) and %d ceremonies begun before the backup "+
+			"were abandoned (this console no longer takes part in them)\n",
+			r.BackupTime.Format(time.RFC3339), r.Sessions, abandoned)
+	}
+	return st, nil
 }
 
 // linked reports whether the store holds an account.

@@ -111,6 +111,7 @@ func init() {
 		signCommand,
 		keysCommand,
 		keyCommand,
+		backupCommand,
 		challengeCommand,
 		verifyCommand,
 		relayCommand,

@@ -109,6 +109,11 @@ type Config struct {
 	SaveRoster func(context.Context, *roster.Roster) error
 	MaxOrphans int           // envelopes kept for unknown ceremonies (default 1024)
 	OrphanTTL  time.Duration // how long they are kept (default 1 h)
+	// RestoredAt is when the console's store was last restored from a
+	// backup (zero: never). Keygen proposals made before then are
+	// refused: this console may have answered them from the state it
+	// lost, and answering again from a new seed would contradict that.
+	RestoredAt time.Time
 }
 
 // App is one console's co-signer engine.
@@ -790,6 +795,12 @@ func (a *App) restore(ctx context.Context) error {
 
 func (a *App) replay(ctx context.Context, r *CeremonyRecord) error {
 	a.records[r.ID] = r
+	if abandoned(r) {
+		// Finished, so its envelopes are refused; not rebuilt, so nothing
+		// of its state (or its seed) is ever used or answered again.
+		a.log.Info("ceremony abandoned at a restore from a backup", "id", ceremony.ShortID(r.ID))
+		return nil
+	}
 	switch r.Kind {
 	case KindKeygen:
 		var s *ceremony.KeygenSession
@@ -966,6 +977,9 @@ func (a *App) openProposal(ctx context.Context, from Address, env *wire.Envelope
 	s, err := ceremony.OpenKeygenProposal(raw, a.cfg.ConsoleKey, a.seed(), a.cfg.Roster.Trust)
 	if err == nil {
 		err = checkSender(s.Proposal().Parties, from, env.From)
+	}
+	if err == nil {
+		err = a.checkRestored(s.Proposal().Created)
 	}
 	if err != nil {
 		a.logMessage(event.In, from, env, raw, err.Error())

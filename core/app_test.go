@@ -50,6 +50,7 @@ type node struct {
 	onBus        func(*event.Bus)           // test hook: sees the bus before the App runs
 	resendEvery  time.Duration              // the App's ResendEvery (default an hour)
 	now          func() time.Time           // the App's clock (default time.Now)
+	configure    func(*Config)              // test hook: changes the App's configuration
 }
 
 type mail struct {
@@ -124,10 +125,14 @@ func (nd *node) start(t *testing.T, auto bool) {
 	if resend == 0 {
 		resend = time.Hour
 	}
-	app, err := New(Config{
+	cfg := Config{
 		Me: nd.card, ConsoleKey: nd.key, Roster: &r, Messenger: m, Store: nd.store, Bus: nd.bus,
 		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: resend, AutoApprove: auto, Now: nd.now,
-	})
+	}
+	if nd.configure != nil {
+		nd.configure(&cfg)
+	}
+	app, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,6 +63,10 @@ const (
 	InputDecline  InputKind = 3 // the human declined; Text is the reason
 	InputTimeout  InputKind = 4 // a keygen round deadline passed
 	InputExpire   InputKind = 5 // a signing request expired at Time
+	// InputRestored: the store was restored from a backup made at Time
+	// while the ceremony ran; it is finished and never resumed
+	// (AbandonBeforeRestore).
+	InputRestored InputKind = 6
 )
 
 // Input is one recorded input of a ceremony.

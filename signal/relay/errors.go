@@ -12,6 +12,9 @@ var (
 	ErrInsecureListen = errors.New("relay: refusing to serve plain HTTP beyond loopback")
 	// ErrStore: the database could not be opened or is damaged.
 	ErrStore = errors.New("relay: store")
+	// ErrDamaged: the database file is damaged (empty, truncated, pages
+	// overwritten); it was left as it is. Comes with ErrStore.
+	ErrDamaged = errors.New("the store is damaged: restore it from a backup")
 	// ErrBadServiceID: a service id is neither a UUID nor PNI:<UUID>.
 	ErrBadServiceID = errors.New("relay: bad service id")
 	// ErrChallengeToken: a challenge token is not one this relay makes.

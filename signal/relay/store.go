@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/signal-mpc/cosigner/signal/internal/boltfile"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -134,12 +135,19 @@ func openStore(dir string) (*store, error) {
 	path := filepath.Join(dir, "relay.db")
 	// The freelist is rebuilt on open instead of written with every commit:
 	// fewer pages per transaction, same durability of the data.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second,
+	// An existing file is checked first and never re-created: bbolt
+	// panics or faults on a damaged one.
+	db, err := boltfile.Open(path, 0o600, bolt.Options{Timeout: 5 * time.Second,
 		FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+	if errors.Is(err, boltfile.ErrDamaged) {
+		return nil, fmt.Errorf("%w: %w: %s (%w)", ErrStore, ErrDamaged, path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: open %s: %w", ErrStore, path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	// The first read is guarded too: a damage the check missed is
+	// reported, not a crash.
+	err = boltfile.Update(db, func(tx *bolt.Tx) error {
 		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -155,6 +163,10 @@ func openStore(dir string) (*store, error) {
 		}
 		return nil
 	})
+	if errors.Is(err, boltfile.ErrDamaged) {
+		db.Close()
+		return nil, fmt.Errorf("%w: %w: %s (%w)", ErrStore, ErrDamaged, path, err)
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("%w: init %s: %w", ErrStore, path, err)

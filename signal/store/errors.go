@@ -17,6 +17,10 @@ var (
 	ErrLocked = errors.New("store: locked by another process")
 	// ErrCorrupt: a record or the header does not decrypt or decode.
 	ErrCorrupt = errors.New("store: corrupt record")
+	// ErrDamaged: the store file is damaged (empty, truncated, pages
+	// overwritten): it was not opened and is left as it is. Nothing in it
+	// can be trusted; a backup (cosigner backup) brings it back.
+	ErrDamaged = errors.New("the store is damaged: restore it from a backup")
 	// ErrNotFound: no such record (account, prekey, signed prekey, kyber prekey).
 	ErrNotFound = errors.New("store: not found")
 	// ErrIdentityChanged: a remote address presented an identity key other

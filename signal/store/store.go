@@ -8,7 +8,9 @@
 // or, without a passphrase, a random key kept in a separate 0600 key file.
 // The store file is 0600. Each write is one bbolt transaction, so a crash
 // during a write leaves the previous state. Live session records are kept
-// in memory and written through.
+// in memory and written through. A damaged file is never opened nor
+// re-created (ErrDamaged); Backup makes a consistent copy, and a store
+// opened from one resets what must not be reused (restoreReset).
 package store
 
 import (
@@ -24,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/signal-mpc/cosigner/signal/internal/boltfile"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -43,13 +46,20 @@ type Options struct {
 	// NoSync skips the fsync of each commit: state then survives a crash of
 	// the process but not of the machine. Off by default.
 	NoSync bool
+	// AfterRestore, when set, runs when a store restored from a backup
+	// (Backup) is opened, in the transaction that resets it (restoreReset),
+	// with the time of the backup: the application retires what it had
+	// begun before the backup. The reset, this included, happens once.
+	AfterRestore func(ctx context.Context, tx *AppTx, backup time.Time) error
 }
 
 // Store is an open store. Its methods are safe for concurrent use; see
 // Protocol for the rule on sessions.
 type Store struct {
-	db   *bolt.DB
-	seal *sealer
+	db         *bolt.DB
+	seal       *sealer
+	restored   Restored  // what Open reset (restoreReset)
+	restoredAt time.Time // when the store was last restored (RestoredAt)
 
 	mu       sync.Mutex
 	sessions map[string]*cachedSession // by kind + "/" + addr.String()
@@ -92,7 +102,9 @@ var (
 )
 
 // Open opens or creates the store at path. Errors wrap ErrWrongPassphrase,
-// ErrPassphraseRequired, ErrKeyFile, ErrLocked or ErrCorrupt.
+// ErrPassphraseRequired, ErrKeyFile, ErrLocked, ErrCorrupt or ErrDamaged.
+// Only a missing file is created: an existing one (even an empty one) is
+// checked, and a damaged one is left as it is.
 func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -112,12 +124,18 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	// The freelist is not written at each commit (bbolt rebuilds it when it
 	// opens the file), which saves a page write per commit; the map form
 	// frees and allocates pages in constant time.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.LockTimeout, NoSync: o.NoSync,
+	// An existing file is checked before bbolt maps it, and never
+	// re-created: bbolt panics or faults on a damaged file, and made a new
+	// empty store of an empty one, which looked like a console never
+	// linked (and linking it again would lose the key shares for good).
+	db, err := boltfile.Open(path, 0o600, bolt.Options{Timeout: o.LockTimeout, NoSync: o.NoSync,
 		NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
-	if errors.Is(err, bolt.ErrTimeout) {
+	switch {
+	case errors.Is(err, bolt.ErrTimeout):
 		return nil, fmt.Errorf("%w: %s", ErrLocked, path)
-	}
-	if err != nil {
+	case errors.Is(err, boltfile.ErrDamaged):
+		return nil, damaged(path, err)
+	case err != nil:
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s := &Store{db: db, sessions: map[string]*cachedSession{}, pins: map[string][]byte{}}
@@ -128,6 +146,12 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	return s, nil
 }
 
+// damaged is the error of a damaged store file: why, for whoever looks
+// closer, after what to do.
+func damaged(path string, err error) error {
+	return fmt.Errorf("%w: %s (%w)", ErrDamaged, path, err)
+}
+
 // init reads or writes the header and sets up the cipher.
 func (s *Store) init(ctx context.Context, path string, o Options) error {
 	if err := os.Chmod(path, 0o600); err != nil {
@@ -135,9 +159,14 @@ func (s *Store) init(ctx context.Context, path string, o Options) error {
 	}
 	var kdf, check []byte
 	var keyFile bool
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := boltfile.View(s.db, func(tx *bolt.Tx) error {
 		h := tx.Bucket(bucketHeader)
 		if h == nil {
+			// A creation that stopped before the header leaves no
+			// bucket at all; records without a header are damage.
+			if name, _ := tx.Cursor().First(); name != nil {
+				return fmt.Errorf("%w: bucket %q but no header", boltfile.ErrDamaged, name)
+			}
 			return nil
 		}
 		if !bytes.Equal(h.Get(keyFormat), formatVersion) {
@@ -150,6 +179,9 @@ func (s *Store) init(ctx context.Context, path string, o Options) error {
 		}
 		return nil
 	})
+	if errors.Is(err, boltfile.ErrDamaged) {
+		return damaged(path, err)
+	}
 	if err != nil {
 		return err
 	}
@@ -185,7 +217,7 @@ func (s *Store) init(ctx context.Context, path string, o Options) error {
 		}
 		return ErrWrongPassphrase
 	}
-	return nil
+	return s.restoreReset(ctx, path, o)
 }
 
 // create writes the header of a new store (and its key file, first).

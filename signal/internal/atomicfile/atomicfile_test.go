@@ -2,6 +2,8 @@ package atomicfile
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -41,5 +43,42 @@ func TestWriteIntoAMissingFolderFailsAndCreatesNothing(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("left %d entries", len(entries))
+	}
+}
+
+func TestCreateRefusesAnExistingFileUnlessToldToReplaceIt(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "copy")
+	fill := func(data string) func(string) error {
+		return func(tmp string) error { return os.WriteFile(tmp, []byte(data), 0o600) }
+	}
+	if err := Create(path, false, fill("first")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Create(path, false, fill("second")); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("Create over an existing file: %v, want fs.ErrExist", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "first" {
+		t.Fatalf("the existing file holds %q", got)
+	}
+	if err := Create(path, true, fill("third")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "third" {
+		t.Fatalf("the replaced file holds %q", got)
+	}
+	if err := Create(path, true, func(string) error { return errors.New("fill failed") }); err == nil {
+		t.Fatal("a failed fill was installed")
+	}
+	if got, _ := os.ReadFile(path); string(got) != "third" {
+		t.Fatalf("after a failed fill the file holds %q", got)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("the folder holds %d entries, want only the file", len(entries))
 	}
 }
