@@ -1,6 +1,9 @@
 package event
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Direction of an MPC message.
 type Direction uint8
@@ -16,6 +19,22 @@ func (d Direction) String() string {
 		return "in"
 	}
 	return "out"
+}
+
+// MarshalText writes the direction as "in" or "out".
+func (d Direction) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads "in" or "out".
+func (d *Direction) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "in":
+		*d = In
+	case "out":
+		*d = Out
+	default:
+		return fmt.Errorf("event: direction %q is neither in nor out", b)
+	}
+	return nil
 }
 
 // Message is one tagged MPC message in or out: metadata only.
@@ -34,7 +53,9 @@ type Message struct {
 func (Message) Must() bool { return false }
 
 // Untagged counts Signal traffic without the MPC tag, dropped unread.
-type Untagged struct{ Total uint64 }
+type Untagged struct {
+	Total uint64 `json:"total"`
+}
 
 func (Untagged) Must() bool { return false }
 
