@@ -133,11 +133,11 @@ func runKeygen(ctx context.Context, cmd command, args []string, sio stdio) int {
 		return usageError(cmd, sio, "-t is how many signatures are needed: 1 or more (without -t: keygen.threshold)")
 	}
 	err := runCeremonyWhile(ctx, g, sio, func(ctx context.Context, c *console) error {
-		th := c.cfg.Threshold
+		th := c.Config().Threshold
 		if tSet {
 			th = *t
 		}
-		if err := checkParties(ctx, c.app, c.cfg.Parties); err != nil {
+		if err := checkParties(ctx, c.App, c.Config().Parties); err != nil {
 			return err
 		}
 		if err := waitOnline(ctx, c, *connect); err != nil {
@@ -147,7 +147,7 @@ func runKeygen(ctx context.Context, cmd command, args []string, sio stdio) int {
 		defer cancel()
 		sio.say(slog.LevelInfo, cmd.name, "proposing a %d-of-n key; waiting for every signer to accept...", th)
 		defer flushSends(ctx, c, sio)
-		r, err := c.app.StartKeygen(wctx, th)
+		r, err := c.App.StartKeygen(wctx, th)
 		switch {
 		case err != nil && ctx.Err() == nil && errors.Is(wctx.Err(), context.DeadlineExceeded):
 			err = fmt.Errorf("%w after --timeout %s: %w", errGaveUp, *timeout, err)
@@ -240,7 +240,7 @@ func runSign(ctx context.Context, cmd command, args []string, sio stdio) int {
 		}
 		sio.say(slog.LevelInfo, cmd.name, "request sent; waiting for approvals...")
 		defer flushSends(ctx, c, sio)
-		r, err := c.app.RequestSignature(ctx, id, msg, *desc)
+		r, err := c.App.RequestSignature(ctx, id, msg, *desc)
 		if err != nil {
 			return offlineAtDeadline(c, err)
 		}

@@ -59,6 +59,11 @@ var importRules = []importRule{
 		deny: []string{mod + "/signal/...", mod + "/tui/...", "github.com/charmbracelet/..."},
 	},
 	{
+		// One running co-signer, wired: the device, core, the socket API.
+		pkg:  mod + "/node/...",
+		deny: []string{mod + "/tui/...", "github.com/charmbracelet/..."},
+	},
+	{
 		// The socket API: JSON-RPC over core's calls and events, for
 		// attached consoles and scripts; never the screen or the wire.
 		pkg:   mod + "/api/...",
