@@ -68,7 +68,7 @@ func runConsole(ctx context.Context, args []string, sio stdio) int {
 func runConsoleHeadless(ctx context.Context, g globalFlags, sio stdio) error {
 	// The console keeps reconnecting while another console holds the same
 	// device (it logs an error each time, ever more slowly).
-	return runConsoleFor(ctx, g, sio, 0, func(ctx context.Context, c *console) error {
+	return runConsoleServing(ctx, g, sio, 0, true, func(ctx context.Context, c *console) error {
 		sub := c.Bus.Subscribe(0)
 		defer sub.Close()
 		log := c.Config().Logger
@@ -205,10 +205,9 @@ func runConsoleTUI(ctx context.Context, g globalFlags, sio stdio) error {
 					return err
 				}
 			}
-			c, err := openConsole(ctx, consoleConfig{Name: e.cfg.Device.Name, Dialer: d, Store: st, Logger: e.log,
-				AutoApprove:  e.cfg.Signing.AutoApprove,
-				RoundTimeout: e.cfg.Keygen.RoundTimeout.Duration, RequestTTL: e.cfg.Signing.RequestTTL.Duration,
-				ResendEvery: min(e.cfg.Keygen.Resend.Duration, e.cfg.Signing.Resend.Duration)})
+			cfg := e.consoleConfig(d, st)
+			cfg.Socket, cfg.SocketOptional = e.socketPath(), true
+			c, err := openConsole(ctx, cfg)
 			if err != nil {
 				return err
 			}

@@ -108,6 +108,10 @@ type Config struct {
 	// may approve and decline (api.approve).
 	Socket     string
 	APIApprove bool
+	// SocketOptional: a socket that cannot be made (a path too long for a
+	// Unix socket, a read-only folder) is logged and done without, instead
+	// of stopping Run. The daemon needs its socket; a console does not.
+	SocketOptional bool
 }
 
 // Node is one co-signer: the Signal device and core's engine (whose
@@ -223,7 +227,11 @@ func (c *Node) Run(ctx context.Context) error {
 	var ln net.Listener
 	if c.cfg.Socket != "" {
 		var err error
-		if ln, err = api.Listen(c.cfg.Socket); err != nil {
+		ln, err = api.Listen(c.cfg.Socket)
+		switch {
+		case err != nil && c.cfg.SocketOptional:
+			c.logger().Warn("no socket API for this console: attached consoles and commands cannot reach it", "err", err)
+		case err != nil:
 			return err
 		}
 	}
@@ -233,7 +241,7 @@ func (c *Node) Run(ctx context.Context) error {
 	go func() { errs <- c.Device.Run(ctx) }()
 	if ln != nil {
 		running++
-		go func() { errs <- api.NewServer(c, c.cfg.APIApprove, c.cfg.Logger).Serve(ctx, ln) }()
+		go func() { errs <- api.NewServer(c, c.cfg.APIApprove, c.logger()).Serve(ctx, ln) }()
 	}
 	go c.reportUntagged(ctx)
 	all := []error{<-errs}
@@ -242,6 +250,13 @@ func (c *Node) Run(ctx context.Context) error {
 		all = append(all, <-errs)
 	}
 	return errors.Join(all...)
+}
+
+func (c *Node) logger() *slog.Logger {
+	if c.cfg.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.cfg.Logger
 }
 
 // Config is the configuration the node was opened with.
