@@ -126,6 +126,10 @@ type signer struct {
 	cheat   func(key ed25519.PrivateKey) rewriter
 	hold    chan struct{}
 	observe func(to core.Address, env []byte)
+	// socket, if set, is where the console serves the API; socketApprove
+	// lets its callers approve.
+	socket        string
+	socketApprove bool
 }
 
 func newSigner(t *testing.T, r *testRelay, name string) *signer {
@@ -161,7 +165,8 @@ func (s *signer) start(t *testing.T, r *testRelay, auto bool) {
 		t.Fatal(err)
 	}
 	cfg := consoleConfig{Name: s.name, Dialer: r.dialer, Store: s.st, AutoApprove: auto,
-		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: 5 * time.Second}
+		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: 5 * time.Second,
+		Socket: s.socket, APIApprove: s.socketApprove}
 	if s.cheat != nil || s.hold != nil || s.observe != nil {
 		var rw rewriter
 		if s.cheat != nil {

@@ -369,3 +369,47 @@ func TestTheSocketIsTheOwnersOnlyAndAStaleOneIsReplaced(t *testing.T) {
 		t.Fatalf("dial with no server: %v", err)
 	}
 }
+
+// Another OS user cannot connect to the socket (its mode is 0600): it is
+// refused by the kernel. Run as root only (it switches users).
+func TestAnotherUserCannotConnect(t *testing.T) {
+	if os.Getenv("COSIGNER_API_DIAL") != "" {
+		return // the helper process below
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to connect as another user")
+	}
+	t.Parallel()
+	f := newFake()
+	path := serve(t, f, true)
+	// The folder lets anyone through: only the socket's own mode stops them.
+	if err := os.Chmod(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runAs(t, 65534, path)
+	if err == nil {
+		t.Fatalf("user 65534 connected to a 0600 socket: %s", out)
+	}
+	if !strings.Contains(out, "permission denied") {
+		t.Fatalf("user 65534 was refused for another reason: %s", out)
+	}
+	// The owner itself gets in.
+	if _, err := Dial(t.Context(), path); err != nil {
+		t.Fatalf("the owner cannot connect: %v", err)
+	}
+}
+
+// TestHelperDial is the process that runAs starts: it dials the socket
+// named in COSIGNER_API_DIAL and reports.
+func TestHelperDial(t *testing.T) {
+	path := os.Getenv("COSIGNER_API_DIAL")
+	if path == "" {
+		t.Skip("a helper process for TestAnotherUserCannotConnect")
+	}
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		os.Stdout.WriteString("dial: " + err.Error() + "\n")
+		os.Exit(3)
+	}
+	c.Close()
+}
