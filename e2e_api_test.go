@@ -153,7 +153,6 @@ func waitApproval(t *testing.T, ctx context.Context, cl *api.Client, kind string
 	}
 }
 
-
 // The headless commands go through the daemon that runs on their data
 // directory: no lock error, the same JSON and exit codes; the daemon stops
 // cleanly (exit 0) on its signal.

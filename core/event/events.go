@@ -39,7 +39,7 @@ func (d *Direction) UnmarshalText(b []byte) error {
 
 // Message is one tagged MPC message in or out: metadata only.
 type Message struct {
-	Time      time.Time `json:"time"`
+	Time      time.Time `json:"time,omitzero"`
 	Direction Direction `json:"direction"`
 	Peer      string    `json:"peer"`     // signer name, or the account and device if unknown
 	Ceremony  string    `json:"ceremony"` // short id
@@ -74,7 +74,7 @@ type Progress struct {
 	// only, so Unseen lists those whose approval this console cannot see.
 	Requester string    `json:"requester"`
 	Unseen    []string  `json:"unseen"`
-	Deadline  time.Time `json:"deadline"`
+	Deadline  time.Time `json:"deadline,omitzero"`
 }
 
 func (Progress) Must() bool { return false }
@@ -140,14 +140,14 @@ type SignDone struct {
 	// Restored: it ended before this run (history replayed at start, not
 	// news); Time is then when it was requested.
 	Restored bool      `json:"restored"`
-	Time     time.Time `json:"time"`
+	Time     time.Time `json:"time,omitzero"`
 }
 
 func (SignDone) Must() bool { return true }
 
 // Error is something the human must see.
 type Error struct {
-	Time time.Time `json:"time"`
+	Time time.Time `json:"time,omitzero"`
 	Text string    `json:"text"`
 }
 
@@ -157,7 +157,7 @@ func (Error) Must() bool { return true }
 // answers its challenge Token (a code from the relay's operator, or
 // Signal's captcha).
 type Challenge struct {
-	Time  time.Time `json:"time"`
+	Time  time.Time `json:"time,omitzero"`
 	Token string    `json:"token"`
 }
 
@@ -165,7 +165,7 @@ func (Challenge) Must() bool { return true }
 
 // ChallengeAnswered: the server accepted the answer to Token.
 type ChallengeAnswered struct {
-	Time  time.Time `json:"time"`
+	Time  time.Time `json:"time,omitzero"`
 	Token string    `json:"token"`
 }
 
@@ -174,7 +174,7 @@ func (ChallengeAnswered) Must() bool { return true }
 // Connection is the Signal connection's state.
 type Connection struct {
 	State   string    `json:"state"` // connected, connecting, reconnecting, stopped
-	RetryAt time.Time `json:"retry_at"`
+	RetryAt time.Time `json:"retry_at,omitzero"`
 	Detail  string    `json:"detail"`
 }
 
