@@ -39,7 +39,7 @@ func benchGroup(b *testing.B, n int, durable bool) []*signer {
 	for _, a := range out {
 		for _, c := range out {
 			if a != c {
-				if err := a.con.app.AddCard(context.Background(), c.con.card, true); err != nil {
+				if err := a.con.App.AddCard(context.Background(), c.con.Card, true); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -128,21 +128,21 @@ func BenchmarkKeygenOverRelay(b *testing.B) {
 				signers := benchGroup(b, tc.n, durable)
 				ctx := context.Background()
 				// Sessions are set up by a first ceremony outside the timer.
-				if _, err := signers[0].con.app.StartKeygen(ctx, tc.t); err != nil {
+				if _, err := signers[0].con.App.StartKeygen(ctx, tc.t); err != nil {
 					b.Fatal(err)
 				}
 				// The others' keys are awaited on their event streams (a
 				// must-deliver KeygenDone each), not by polling their loops.
 				var subs []*event.Subscription
 				for _, s := range signers[1:] {
-					sub := s.con.bus.Subscribe(0)
+					sub := s.con.Bus.Subscribe(0)
 					defer sub.Close()
 					subs = append(subs, sub)
 				}
 				var took []time.Duration
 				for b.Loop() {
 					start := time.Now()
-					kr, err := signers[0].con.app.StartKeygen(ctx, tc.t)
+					kr, err := signers[0].con.App.StartKeygen(ctx, tc.t)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -205,7 +205,7 @@ func reportMedian(b *testing.B, took []time.Duration) {
 
 func waitKeyB(b *testing.B, s *signer, id [32]byte) {
 	for {
-		keys, _ := s.con.app.Keys(context.Background())
+		keys, _ := s.con.App.Keys(context.Background())
 		for _, k := range keys {
 			if k.KeyID == id {
 				return
@@ -226,13 +226,13 @@ func BenchmarkSignOverRelay(b *testing.B) {
 		b.Run(fmt.Sprintf("fsync=%v", durable), func(b *testing.B) {
 			signers := benchGroup(b, 3, durable)
 			ctx := context.Background()
-			kr, err := signers[0].con.app.StartKeygen(ctx, 2)
+			kr, err := signers[0].con.App.StartKeygen(ctx, 2)
 			if err != nil {
 				b.Fatal(err)
 			}
 			waitKeyB(b, signers[1], kr.KeyID)
 			waitKeyB(b, signers[2], kr.KeyID)
-			others := []*event.Subscription{signers[0].con.bus.Subscribe(0), signers[2].con.bus.Subscribe(0)}
+			others := []*event.Subscription{signers[0].con.Bus.Subscribe(0), signers[2].con.Bus.Subscribe(0)}
 			for _, sub := range others {
 				defer sub.Close()
 			}
@@ -240,7 +240,7 @@ func BenchmarkSignOverRelay(b *testing.B) {
 			var took []time.Duration
 			for b.Loop() {
 				start := time.Now()
-				sr, err := signers[1].con.app.RequestSignature(ctx, kr.KeyID, msg, "")
+				sr, err := signers[1].con.App.RequestSignature(ctx, kr.KeyID, msg, "")
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -267,7 +267,7 @@ func BenchmarkSignPipelined(b *testing.B) {
 		b.Run(fmt.Sprintf("fsync=%v", durable), func(b *testing.B) {
 			signers := benchGroup(b, 3, durable)
 			ctx := context.Background()
-			kr, err := signers[0].con.app.StartKeygen(ctx, 2)
+			kr, err := signers[0].con.App.StartKeygen(ctx, 2)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -284,7 +284,7 @@ func BenchmarkSignPipelined(b *testing.B) {
 				go func() {
 					defer wg.Done()
 					defer func() { <-sem }()
-					if _, err := signers[i%3].con.app.RequestSignature(ctx, kr.KeyID, fmt.Appendf(nil, "request %d", i), ""); err != nil {
+					if _, err := signers[i%3].con.App.RequestSignature(ctx, kr.KeyID, fmt.Appendf(nil, "request %d", i), ""); err != nil {
 						b.Error(err)
 					}
 				}()

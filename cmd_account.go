@@ -196,7 +196,7 @@ func ownCard(ctx context.Context, e *env, st *store.Store) (roster.Card, error) 
 	if err != nil {
 		return roster.Card{}, err
 	}
-	key, err := core.ConsoleKey(ctx, coreVault{st})
+	key, err := core.ConsoleKey(ctx, coreVault{Store: st})
 	if err != nil {
 		return roster.Card{}, err
 	}
@@ -290,7 +290,7 @@ func runGroup(ctx context.Context, cmd command, args []string, sio stdio) int {
 		return usageError(cmd, sio, "%s takes %s", sub, map[string]string{"add": "one card (JSON, or a file holding it)", "verify": "a signer's name"}[sub])
 	}
 	err := withStore(ctx, g, sio, func(e *env, st *store.Store) error {
-		v := coreVault{st}
+		v := coreVault{Store: st}
 		r, err := core.LoadRoster(ctx, v)
 		if err != nil {
 			return err

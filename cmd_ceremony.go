@@ -31,16 +31,23 @@ func runConsoleWhile(ctx context.Context, g globalFlags, sio stdio, fn func(ctx 
 
 // runConsoleFor is runConsoleWhile with the console's MaxElsewhere.
 func runConsoleFor(ctx context.Context, g globalFlags, sio stdio, maxElsewhere int, fn func(ctx context.Context, c *console) error) error {
+	return runConsoleServing(ctx, g, sio, maxElsewhere, false, fn)
+}
+
+// runConsoleServing is runConsoleFor that also serves the socket API when
+// serve is set (the console; a command's short run does not).
+func runConsoleServing(ctx context.Context, g globalFlags, sio stdio, maxElsewhere int, serve bool, fn func(ctx context.Context, c *console) error) error {
 	return withStore(ctx, g, sio, func(e *env, st *store.Store) error {
 		d, err := e.dialer()
 		if err != nil {
 			return err
 		}
-		c, err := openConsole(ctx, consoleConfig{Name: e.cfg.Device.Name, Dialer: d, Store: st, Logger: e.log,
-			AutoApprove:  e.cfg.Signing.AutoApprove,
-			RoundTimeout: e.cfg.Keygen.RoundTimeout.Duration, RequestTTL: e.cfg.Signing.RequestTTL.Duration,
-			ResendEvery: min(e.cfg.Keygen.Resend.Duration, e.cfg.Signing.Resend.Duration),
-			Threshold:   e.cfg.Keygen.Threshold, Parties: e.cfg.Keygen.Parties, MaxElsewhere: maxElsewhere})
+		cfg := e.consoleConfig(d, st)
+		cfg.MaxElsewhere = maxElsewhere
+		if serve {
+			cfg.Socket, cfg.SocketOptional = e.socketPath(), true
+		}
+		c, err := openConsole(ctx, cfg)
 		if err != nil {
 			return err
 		}
@@ -132,12 +139,33 @@ func runKeygen(ctx context.Context, cmd command, args []string, sio stdio) int {
 	if tSet && *t < 1 {
 		return usageError(cmd, sio, "-t is how many signatures are needed: 1 or more (without -t: keygen.threshold)")
 	}
-	err := runCeremonyWhile(ctx, g, sio, func(ctx context.Context, c *console) error {
-		th := c.cfg.Threshold
+	cl, e, err := attached(ctx, g, sio)
+	if err != nil {
+		return fail(sio, cmd, err)
+	}
+	if cl != nil {
+		defer cl.Close()
+		th := e.cfg.Keygen.Threshold
 		if tSet {
 			th = *t
 		}
-		if err := checkParties(ctx, c.app, c.cfg.Parties); err != nil {
+		wctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		err := keygenRemote(wctx, cl, sio, cmd, th, e.cfg.Keygen.Parties, *connect)
+		if err != nil && ctx.Err() == nil && errors.Is(wctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("%w after --timeout %s: %w; the running cosigner goes on with it", errGaveUp, *timeout, err)
+		}
+		if err != nil {
+			return failCeremony(sio, cmd, err)
+		}
+		return exitOK
+	}
+	err = runCeremonyWhile(ctx, g, sio, func(ctx context.Context, c *console) error {
+		th := c.Config().Threshold
+		if tSet {
+			th = *t
+		}
+		if err := checkParties(ctx, c.App, c.Config().Parties); err != nil {
 			return err
 		}
 		if err := waitOnline(ctx, c, *connect); err != nil {
@@ -147,7 +175,7 @@ func runKeygen(ctx context.Context, cmd command, args []string, sio stdio) int {
 		defer cancel()
 		sio.say(slog.LevelInfo, cmd.name, "proposing a %d-of-n key; waiting for every signer to accept...", th)
 		defer flushSends(ctx, c, sio)
-		r, err := c.app.StartKeygen(wctx, th)
+		r, err := c.App.StartKeygen(wctx, th)
 		switch {
 		case err != nil && ctx.Err() == nil && errors.Is(wctx.Err(), context.DeadlineExceeded):
 			err = fmt.Errorf("%w after --timeout %s: %w", errGaveUp, *timeout, err)
@@ -230,6 +258,17 @@ func runSign(ctx context.Context, cmd command, args []string, sio stdio) int {
 	if err != nil {
 		return fail(sio, cmd, err)
 	}
+	cl, _, err := attached(ctx, g, sio)
+	if err != nil {
+		return fail(sio, cmd, err)
+	}
+	if cl != nil {
+		defer cl.Close()
+		if err := signRemote(ctx, cl, sio, cmd, msg, *keyID, *desc, *connect); err != nil {
+			return failCeremony(sio, cmd, err)
+		}
+		return exitOK
+	}
 	err = runCeremonyWhile(ctx, g, sio, func(ctx context.Context, c *console) error {
 		id, err := pickKeyID(ctx, c, *keyID)
 		if err != nil {
@@ -240,7 +279,7 @@ func runSign(ctx context.Context, cmd command, args []string, sio stdio) int {
 		}
 		sio.say(slog.LevelInfo, cmd.name, "request sent; waiting for approvals...")
 		defer flushSends(ctx, c, sio)
-		r, err := c.app.RequestSignature(ctx, id, msg, *desc)
+		r, err := c.App.RequestSignature(ctx, id, msg, *desc)
 		if err != nil {
 			return offlineAtDeadline(c, err)
 		}

@@ -52,7 +52,7 @@ func runChallenge(ctx context.Context, cmd command, args []string, sio stdio) in
 		if err := waitOnline(ctx, c, *connect); err != nil {
 			return err
 		}
-		if err := c.app.AnswerChallenge(ctx, *token, *code); err != nil {
+		if err := c.App.AnswerChallenge(ctx, *token, *code); err != nil {
 			return err
 		}
 		sio.say(slog.LevelInfo, cmd.name, "answer accepted; sending what was held back...")
@@ -93,7 +93,7 @@ func (e *challengedError) Is(target error) bool { return target == errNoConnecti
 func stopOnChallenge(ctx context.Context, c *console, fn func(context.Context) error) error {
 	fctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	sub := c.bus.Subscribe(0)
+	sub := c.Bus.Subscribe(0)
 	watching := make(chan struct{})
 	go func() {
 		defer close(watching)

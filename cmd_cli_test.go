@@ -365,7 +365,7 @@ func TestACopiedDataFolderIsDetected(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sub := c.bus.Subscribe(0)
+		sub := c.Bus.Subscribe(0)
 		done := make(chan error, 1)
 		go func() { done <- c.Run(ctx) }()
 		return c, sub, done
@@ -420,10 +420,10 @@ func TestTheConsoleFormsKeygenChecksTheParties(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- c.app.Run(ctx) }() // the engine alone
+	go func() { done <- c.App.Run(ctx) }() // the engine alone
 	defer func() { cancel(); <-done }()
 	lc := &lateCore{ready: make(chan struct{})}
-	lc.set(c.app)
+	lc.set(c.App)
 	_, err = partiesGuard{lc, 3}.StartKeygen(ctx, 2)
 	if err == nil || !strings.Contains(err.Error(), "keygen.parties is 3 but the roster has 1 signers") {
 		t.Fatalf("StartKeygen with a roster of 1 and keygen.parties = 3: %v", err)

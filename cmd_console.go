@@ -68,11 +68,11 @@ func runConsole(ctx context.Context, args []string, sio stdio) int {
 func runConsoleHeadless(ctx context.Context, g globalFlags, sio stdio) error {
 	// The console keeps reconnecting while another console holds the same
 	// device (it logs an error each time, ever more slowly).
-	return runConsoleFor(ctx, g, sio, 0, func(ctx context.Context, c *console) error {
-		sub := c.bus.Subscribe(0)
+	return runConsoleServing(ctx, g, sio, 0, true, func(ctx context.Context, c *console) error {
+		sub := c.Bus.Subscribe(0)
 		defer sub.Close()
-		log := c.cfg.Logger
-		log.Info("console running", "account", c.card.Account, "device", c.card.Device, "name", c.card.Name)
+		log := c.Config().Logger
+		log.Info("console running", "account", c.Card.Account, "device", c.Card.Device, "name", c.Card.Name)
 		for {
 			e, err := sub.Next(ctx)
 			if err != nil {
@@ -134,11 +134,11 @@ func cleanNames(ns []string) []string {
 // it): asked before Run, the call would wait forever, and the console with
 // it, never connecting.
 func feedConsole(ctx context.Context, c *console, server string, send func(tea.Msg)) error {
-	go tui.Bridge(ctx, c.bus.Subscribe(0), send) // subscribed now: no event of the run is missed
+	go tui.Bridge(ctx, c.Bus.Subscribe(0), send) // subscribed now: no event of the run is missed
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	send(tui.Identity{Name: c.card.Name, Account: c.card.Account, Device: c.card.Device, Server: server})
-	send(tui.Linked{Account: c.card.Account, Device: c.card.Device})
+	send(tui.Identity{Name: c.Card.Name, Account: c.Card.Account, Device: c.Card.Device, Server: server})
+	send(tui.Linked{Account: c.Card.Account, Device: c.Card.Device})
 	if r, err := screenRoster(ctx, c); err == nil {
 		send(r)
 	}
@@ -147,7 +147,7 @@ func feedConsole(ctx context.Context, c *console, server string, send func(tea.M
 
 // screenRoster is the console's roster as the screen shows it.
 func screenRoster(ctx context.Context, c *console) (tui.Roster, error) {
-	members, err := c.app.Roster(ctx)
+	members, err := c.App.Roster(ctx)
 	if err != nil {
 		return tui.Roster{}, err
 	}
@@ -155,7 +155,7 @@ func screenRoster(ctx context.Context, c *console) (tui.Roster, error) {
 	for _, mb := range members {
 		r.Signers = append(r.Signers, tui.Signer{Name: mb.Card.Name, Account: mb.Card.Account, Device: mb.Card.Device,
 			Fingerprint: mb.Card.Fingerprint(), Verified: mb.Verified, Blocked: mb.Blocked(),
-			Self: mb.Card.Account == c.card.Account && mb.Card.Device == c.card.Device})
+			Self: mb.Card.Account == c.Card.Account && mb.Card.Device == c.Card.Device})
 	}
 	return r, nil
 }
@@ -205,15 +205,14 @@ func runConsoleTUI(ctx context.Context, g globalFlags, sio stdio) error {
 					return err
 				}
 			}
-			c, err := openConsole(ctx, consoleConfig{Name: e.cfg.Device.Name, Dialer: d, Store: st, Logger: e.log,
-				AutoApprove:  e.cfg.Signing.AutoApprove,
-				RoundTimeout: e.cfg.Keygen.RoundTimeout.Duration, RequestTTL: e.cfg.Signing.RequestTTL.Duration,
-				ResendEvery: min(e.cfg.Keygen.Resend.Duration, e.cfg.Signing.Resend.Duration)})
+			cfg := e.consoleConfig(d, st)
+			cfg.Socket, cfg.SocketOptional = e.socketPath(), true
+			c, err := openConsole(ctx, cfg)
 			if err != nil {
 				return err
 			}
 			e.warnAutoApprove()
-			lc.set(c.app)
+			lc.set(c.App)
 			return feedConsole(ctx, c, e.cfg.Server.URL, p.Send)
 		}()
 	}()

@@ -40,7 +40,7 @@ func TestTheConsoleScreenIsFedAndTheConsoleConnects(t *testing.T) {
 		case m := <-msgs:
 			switch m := m.(type) {
 			case tui.Linked:
-				linked = m.Account == c.card.Account && m.Device == c.card.Device
+				linked = m.Account == c.Card.Account && m.Device == c.Card.Device
 			case tui.Roster:
 				rostered = len(m.Signers) == 1 && m.Signers[0].Name == "alice" && m.Signers[0].Self
 			case event.Connection:

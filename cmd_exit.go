@@ -67,7 +67,7 @@ func waitOnline(ctx context.Context, c *console, d time.Duration) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		st := c.dev.Status()
+		st := c.Device.Status()
 		switch {
 		case st.State == transport.StateConnected:
 			return nil
@@ -92,7 +92,7 @@ func offlineAtDeadline(c *console, err error) error {
 	if !errors.Is(err, core.ErrExpired) && !errors.Is(err, errGaveUp) {
 		return err
 	}
-	if st := c.dev.Status(); st.State != transport.StateConnected {
+	if st := c.Device.Status(); st.State != transport.StateConnected {
 		return fmt.Errorf("%w; %w%s", err, errNoConnection, lastError(st))
 	}
 	return err
@@ -111,7 +111,7 @@ func lastError(st transport.Status) string {
 func flushSends(ctx context.Context, c *console, sio stdio) {
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := c.app.Flush(fctx); err != nil && ctx.Err() == nil {
+	if err := c.App.Flush(fctx); err != nil && ctx.Err() == nil {
 		sio.say(slog.LevelWarn, "", "some messages could not be sent yet; the others may need this console to run again")
 	}
 }

@@ -88,7 +88,7 @@ func runKeys(ctx context.Context, cmd command, args []string, sio stdio) int {
 
 // sortedKeys is the console's keys by id, for stable listings.
 func sortedKeys(ctx context.Context, c *console) ([]core.KeyInfo, error) {
-	keys, err := c.app.Keys(ctx)
+	keys, err := c.App.Keys(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +110,7 @@ func withEngine(ctx context.Context, g globalFlags, sio stdio, fn func(c *consol
 		}
 		runCtx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { done <- c.app.Run(runCtx) }() // the engine alone: no network
+		go func() { done <- c.App.Run(runCtx) }() // the engine alone: no network
 		defer func() { stop(); <-done }()
 		return fn(c)
 	})
@@ -155,7 +155,7 @@ func runKey(ctx context.Context, cmd command, args []string, sio stdio) int {
 				return err
 			}
 		}
-		secret, public, info, err := c.app.KeyShare(ctx, id)
+		secret, public, info, err := c.App.KeyShare(ctx, id)
 		if err != nil {
 			return err
 		}

@@ -110,7 +110,7 @@ func startDemoWorld(ctx context.Context, dir string, log *slog.Logger, auto map[
 	for _, a := range w.signers {
 		for _, b := range w.signers {
 			if a != b {
-				if err := a.con.app.AddCard(runCtx, b.con.card, true); err != nil {
+				if err := a.con.App.AddCard(runCtx, b.con.Card, true); err != nil {
 					w.close()
 					return nil, err
 				}
@@ -196,14 +196,14 @@ type demoResult struct {
 // bob approve (asking is bob's approval), carol declines.
 func runDemoScript(ctx context.Context, w *demoWorld, msg []byte) (*core.KeygenResult, *core.SignResult, error) {
 	alice, bob := w.signer("alice"), w.signer("bob")
-	kr, err := alice.con.app.StartKeygen(ctx, 2)
+	kr, err := alice.con.App.StartKeygen(ctx, 2)
 	if err != nil {
 		return nil, nil, fmt.Errorf("keygen: %w", err)
 	}
 	if err := waitHoldsKey(ctx, bob, kr.KeyID); err != nil {
 		return nil, nil, err
 	}
-	sr, err := bob.con.app.RequestSignature(ctx, kr.KeyID, msg, "demo signing request")
+	sr, err := bob.con.App.RequestSignature(ctx, kr.KeyID, msg, "demo signing request")
 	if err != nil {
 		return nil, nil, fmt.Errorf("sign: %w", err)
 	}
@@ -214,7 +214,7 @@ func runDemoScript(ctx context.Context, w *demoWorld, msg []byte) (*core.KeygenR
 // once its own key is confirmed, and the others may finish a moment later.
 func waitHoldsKey(ctx context.Context, s *demoSigner, id [32]byte) error {
 	for {
-		keys, err := s.con.app.Keys(ctx)
+		keys, err := s.con.App.Keys(ctx)
 		if err != nil {
 			return err
 		}
@@ -244,7 +244,7 @@ func demoDir() (string, error) {
 // says: every keygen proposal is accepted; signing requests are approved,
 // except by carol, who declines to show that t approvals are enough.
 func scriptApprovals(ctx context.Context, s *demoSigner) {
-	sub := s.con.bus.Subscribe(0)
+	sub := s.con.Bus.Subscribe(0)
 	go func() {
 		defer sub.Close()
 		for {
@@ -263,9 +263,9 @@ func scriptApprovals(ctx context.Context, s *demoSigner) {
 			var id [32]byte
 			copy(id[:], raw)
 			if ar.Kind == "sign" && s.name == "carol" {
-				s.con.app.Decline(ctx, id, "carol declines in the demo script")
+				s.con.App.Decline(ctx, id, "carol declines in the demo script")
 			} else {
-				s.con.app.Approve(ctx, id)
+				s.con.App.Approve(ctx, id)
 			}
 		}
 	}()

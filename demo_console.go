@@ -284,14 +284,14 @@ func (s *demoStory) run(ctx context.Context, n int, cores []*lateCore) {
 	defer w.close()
 	for _, sg := range w.signers {
 		i := index[sg.name]
-		cores[i].set(sg.con.app)
-		sub := sg.con.bus.Subscribe(0)
+		cores[i].set(sg.con.App)
+		sub := sg.con.Bus.Subscribe(0)
 		go tui.Bridge(ctx, sub, func(m tea.Msg) { s.send(demoMsg{run: n, idx: i, msg: m}) })
 		// The connection came up before the console subscribed.
-		st := sg.con.dev.Status()
-		sg.con.bus.Publish(event.Connection{State: st.State.String(), RetryAt: st.RetryAt, Detail: st.Err})
-		send(sg.name, tui.Identity{Name: sg.name, Account: sg.con.card.Account, Device: sg.con.card.Device})
-		send(sg.name, tui.Linked{Account: sg.con.card.Account, Device: sg.con.card.Device})
+		st := sg.con.Device.Status()
+		sg.con.Bus.Publish(event.Connection{State: st.State.String(), RetryAt: st.RetryAt, Detail: st.Err})
+		send(sg.name, tui.Identity{Name: sg.name, Account: sg.con.Card.Account, Device: sg.con.Card.Device})
+		send(sg.name, tui.Linked{Account: sg.con.Card.Account, Device: sg.con.Card.Device})
 		if r, err := screenRoster(ctx, sg.con); err == nil {
 			send(sg.name, r)
 		}
@@ -303,7 +303,7 @@ func (s *demoStory) run(ctx context.Context, n int, cores []*lateCore) {
 	go func() {
 		defer wg.Done()
 		s.update(func(o *demoOutcome) { o.stage = "the key generation" })
-		kr, err := alice.con.app.StartKeygen(ctx, 2)
+		kr, err := alice.con.App.StartKeygen(ctx, 2)
 		if err != nil {
 			fail(err)
 			return
@@ -315,7 +315,7 @@ func (s *demoStory) run(ctx context.Context, n int, cores []*lateCore) {
 			return
 		}
 		s.update(func(o *demoOutcome) { o.stage = "the signing request" })
-		sr, err := bob.con.app.RequestSignature(ctx, kr.KeyID, s.msg, "demo signing request")
+		sr, err := bob.con.App.RequestSignature(ctx, kr.KeyID, s.msg, "demo signing request")
 		if err != nil {
 			fail(err)
 			return

@@ -62,10 +62,10 @@ func TestAChallengedConsoleSaysSoAndWorksAgainOnceAnswered(t *testing.T) {
 	bob, carol := newSigner(t, r, "bob"), newSigner(t, r, "carol")
 	for _, s := range []*signer{bob, carol} {
 		s.start(t, r, true)
-		if err := s.con.app.AddCard(ctx, *aliceCard, true); err != nil {
+		if err := s.con.App.AddCard(ctx, *aliceCard, true); err != nil {
 			t.Fatal(err)
 		}
-		card, _ := json.Marshal(s.con.card)
+		card, _ := json.Marshal(s.con.Card)
 		if _, errs, code := alice("group", "add", string(card), "--verified"); code != 0 {
 			t.Fatalf("group add %s: %s", s.name, errs)
 		}

@@ -156,7 +156,7 @@ func (c dkgCheat) rewriter(key ed25519.PrivateKey) rewriter {
 	var mu sync.Mutex // the sender retries on its own goroutine; cheap to be sure
 	var tw *twin
 	among := func(to core.Address, ss []*signer) bool {
-		return slices.ContainsFunc(ss, func(s *signer) bool { return s.con.card.Account == to.Account && s.con.card.Device == to.Device })
+		return slices.ContainsFunc(ss, func(s *signer) bool { return s.con.Card.Account == to.Account && s.con.Card.Device == to.Device })
 	}
 	return func(to core.Address, e *wire.Envelope, raw []byte) []byte {
 		if e.Kind != wire.KindDeal && e.Kind != wire.KindShare && e.Kind != wire.KindJustification {
@@ -179,7 +179,7 @@ func (c dkgCheat) rewriter(key ed25519.PrivateKey) rewriter {
 		case e.Kind == wire.KindJustification && c.standBy:
 			values := map[uint32][]byte{}
 			for _, s := range c.badShareTo {
-				j, _ := tw.prop.IndexOf(s.con.card.Account, s.con.card.Device)
+				j, _ := tw.prop.IndexOf(s.con.Card.Account, s.con.Card.Device)
 				v, err := shareValue(tw.shares[j])
 				if err != nil {
 					c.t.Errorf("cheater: %v", err)
@@ -212,7 +212,7 @@ type keygenWatch struct {
 
 func watchKeygen(ctx context.Context, s *signer) *keygenWatch {
 	w := &keygenWatch{s: s, done: make(chan struct{})}
-	sub := s.con.bus.Subscribe(0)
+	sub := s.con.Bus.Subscribe(0)
 	go func() {
 		defer close(w.done)
 		defer sub.Close()
@@ -296,7 +296,7 @@ func cheatingKeygen(t *testing.T, ctx context.Context, cheat func(alice, carol *
 	for _, s := range signers {
 		watches = append(watches, watchKeygen(ctx, s))
 	}
-	kr, kerr = alice.con.app.StartKeygen(ctx, 2)
+	kr, kerr = alice.con.App.StartKeygen(ctx, 2)
 	return signers, tr, kr, kerr, watches
 }
 
@@ -342,7 +342,7 @@ func TestWrongShareOverTheRelayIsJustifiedAndTheKeyAgreed(t *testing.T) {
 	}
 	// Carol's share is the one bob revealed: she signs with it.
 	msg := []byte("carol signs with the justified share")
-	sr, err := signers[2].con.app.RequestSignature(ctx, kr.KeyID, msg, "")
+	sr, err := signers[2].con.App.RequestSignature(ctx, kr.KeyID, msg, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +423,7 @@ func TestCheatingDealerOverTheRelayIsBlamedWithEvidence(t *testing.T) {
 			if perr != nil {
 				t.Fatal(perr)
 			}
-			bob, _ := prop.IndexOfConsoleKey(signers[1].con.card.ConsoleKey)
+			bob, _ := prop.IndexOfConsoleKey(signers[1].con.Card.ConsoleKey)
 			// The evidence stands on its own: envelopes that open under the
 			// roster's console keys.
 			var ev []*wire.Envelope
@@ -453,7 +453,7 @@ func TestCheatingDealerOverTheRelayIsBlamedWithEvidence(t *testing.T) {
 				if w.s.name != "bob" && !strings.Contains(failure, "signed messages as evidence") {
 					t.Fatalf("%s shows no evidence: %q", w.s.name, failure)
 				}
-				if keys, _ := w.s.con.app.Keys(ctx); len(keys) != 0 {
+				if keys, _ := w.s.con.App.Keys(ctx); len(keys) != 0 {
 					t.Fatalf("%s holds a key after the abort", w.s.name)
 				}
 			}

@@ -110,10 +110,10 @@ func TestCeremonyCommandsExitCodesSayWhatWentWrong(t *testing.T) {
 	}
 	for _, s := range []*signer{bob, carol} {
 		s.start(t, r, false)
-		if err := s.con.app.AddCard(ctx, *aliceCard, true); err != nil {
+		if err := s.con.App.AddCard(ctx, *aliceCard, true); err != nil {
 			t.Fatal(err)
 		}
-		card, _ := json.Marshal(s.con.card)
+		card, _ := json.Marshal(s.con.Card)
 		if _, errs, code := alice(cfg, "group", "add", string(card), "--verified"); code != 0 {
 			t.Fatalf("group add %s: %s", s.name, errs)
 		}
@@ -159,7 +159,7 @@ func TestCeremonyCommandsExitCodesSayWhatWentWrong(t *testing.T) {
 	}
 	waitKeys := func(s *signer) {
 		for {
-			if keys, _ := s.con.app.Keys(ctx); len(keys) == 1 {
+			if keys, _ := s.con.App.Keys(ctx); len(keys) == 1 {
 				return
 			}
 			select {

@@ -19,7 +19,7 @@ func TestAConsoleRestoredFromABackupSignsAgain(t *testing.T) {
 	signers := threeSigners(t, r, true)
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	kr, err := signers[0].con.app.StartKeygen(ctx, 2)
+	kr, err := signers[0].con.App.StartKeygen(ctx, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestAConsoleRestoredFromABackupSignsAgain(t *testing.T) {
 	// After the backup the ratchets move on.
 	for _, s := range []int{1, 2} {
 		msg := []byte{byte(s)}
-		sr, err := signers[s].con.app.RequestSignature(ctx, kr.KeyID, msg, "")
+		sr, err := signers[s].con.App.RequestSignature(ctx, kr.KeyID, msg, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -56,7 +56,7 @@ func TestAConsoleRestoredFromABackupSignsAgain(t *testing.T) {
 	msg := []byte("back from the backup")
 	rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
 	defer rcancel()
-	sr, err := carol.con.app.RequestSignature(rctx, kr.KeyID, msg, "")
+	sr, err := carol.con.App.RequestSignature(rctx, kr.KeyID, msg, "")
 	if err != nil {
 		t.Fatal(err)
 	}

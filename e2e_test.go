@@ -81,7 +81,7 @@ func (r *testRelay) restart(t *testing.T) {
 // answerApprovals plays a console's human: decide says whether to approve
 // (yes) or decline (!yes) a request, or to leave it unanswered (!answer).
 func answerApprovals(ctx context.Context, s *signer, decide func(ar event.ApprovalRequested) (yes, answer bool)) {
-	sub := s.con.bus.Subscribe(0)
+	sub := s.con.Bus.Subscribe(0)
 	go func() {
 		defer sub.Close()
 		for {
@@ -99,9 +99,9 @@ func answerApprovals(ctx context.Context, s *signer, decide func(ar event.Approv
 			switch yes, answer := decide(ar); {
 			case !answer:
 			case yes:
-				s.con.app.Approve(ctx, id)
+				s.con.App.Approve(ctx, id)
 			default:
-				s.con.app.Decline(ctx, id, "no")
+				s.con.App.Decline(ctx, id, "no")
 			}
 		}
 	}()
@@ -126,6 +126,10 @@ type signer struct {
 	cheat   func(key ed25519.PrivateKey) rewriter
 	hold    chan struct{}
 	observe func(to core.Address, env []byte)
+	// socket, if set, is where the console serves the API; socketApprove
+	// lets its callers approve.
+	socket        string
+	socketApprove bool
 }
 
 func newSigner(t *testing.T, r *testRelay, name string) *signer {
@@ -161,11 +165,12 @@ func (s *signer) start(t *testing.T, r *testRelay, auto bool) {
 		t.Fatal(err)
 	}
 	cfg := consoleConfig{Name: s.name, Dialer: r.dialer, Store: s.st, AutoApprove: auto,
-		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: 5 * time.Second}
+		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: 5 * time.Second,
+		Socket: s.socket, APIApprove: s.socketApprove}
 	if s.cheat != nil || s.hold != nil || s.observe != nil {
 		var rw rewriter
 		if s.cheat != nil {
-			key, err := core.ConsoleKey(t.Context(), coreVault{s.st})
+			key, err := core.ConsoleKey(t.Context(), coreVault{Store: s.st})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -202,7 +207,7 @@ func introduce(t *testing.T, signers ...*signer) {
 	for _, a := range signers {
 		for _, b := range signers {
 			if a != b {
-				if err := a.con.app.AddCard(t.Context(), b.con.card, true); err != nil {
+				if err := a.con.App.AddCard(t.Context(), b.con.Card, true); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -225,7 +230,7 @@ func threeSigners(t *testing.T, r *testRelay, auto bool) []*signer {
 func waitKey(t *testing.T, ctx context.Context, s *signer, id [32]byte) {
 	t.Helper()
 	for {
-		keys, err := s.con.app.Keys(ctx)
+		keys, err := s.con.App.Keys(ctx)
 		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
@@ -259,7 +264,7 @@ func TestThreeConsolesKeygenAndSignOverTheRelay(t *testing.T) {
 			return ar.Kind != "sign" || s.name != "carol", true
 		})
 	}
-	kr, err := signers[0].con.app.StartKeygen(ctx, 2)
+	kr, err := signers[0].con.App.StartKeygen(ctx, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +272,7 @@ func TestThreeConsolesKeygenAndSignOverTheRelay(t *testing.T) {
 		waitKey(t, ctx, s, kr.KeyID)
 	}
 	msg := []byte("withdraw 32 ETH to the cold wallet")
-	sr, err := signers[1].con.app.RequestSignature(ctx, kr.KeyID, msg, "weekly sweep")
+	sr, err := signers[1].con.App.RequestSignature(ctx, kr.KeyID, msg, "weekly sweep")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +301,7 @@ func TestConsoleKilledMidKeygenResumes(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		kr, kerr = signers[0].con.app.StartKeygen(ctx, 2)
+		kr, kerr = signers[0].con.App.StartKeygen(ctx, 2)
 	}()
 	time.Sleep(200 * time.Millisecond) // carol's messages pile up at the relay
 	carol.start(t, r, true)
@@ -310,7 +315,7 @@ func TestConsoleKilledMidKeygenResumes(t *testing.T) {
 	carol.start(t, r, true)
 	waitKey(t, ctx, carol, kr.KeyID)
 	msg := []byte("after two restarts")
-	sr, err := carol.con.app.RequestSignature(ctx, kr.KeyID, msg, "")
+	sr, err := carol.con.App.RequestSignature(ctx, kr.KeyID, msg, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +332,7 @@ func TestRelayRestartMidSigning(t *testing.T) {
 	signers := threeSigners(t, r, true)
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	kr, err := signers[0].con.app.StartKeygen(ctx, 2)
+	kr, err := signers[0].con.App.StartKeygen(ctx, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +345,7 @@ func TestRelayRestartMidSigning(t *testing.T) {
 	var sr *core.SignResult
 	go func() {
 		var err error
-		sr, err = signers[0].con.app.RequestSignature(ctx, kr.KeyID, []byte("through a relay restart"), "")
+		sr, err = signers[0].con.App.RequestSignature(ctx, kr.KeyID, []byte("through a relay restart"), "")
 		done <- err
 	}()
 	time.Sleep(200 * time.Millisecond)
@@ -639,7 +644,7 @@ func TestCheatingConsoleIsBlamedOverTheRelay(t *testing.T) {
 	introduce(t, out...)
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	kr, err := out[0].con.app.StartKeygen(ctx, 2)
+	kr, err := out[0].con.App.StartKeygen(ctx, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -648,9 +653,9 @@ func TestCheatingConsoleIsBlamedOverTheRelay(t *testing.T) {
 	}
 	// Alice asks; bob's bad partial comes before carol's good one: carol's
 	// waits until alice got bob's.
-	sub := out[0].con.bus.Subscribe(0)
+	sub := out[0].con.Bus.Subscribe(0)
 	defer sub.Close()
-	arrivals := out[0].con.bus.Subscribe(0)
+	arrivals := out[0].con.Bus.Subscribe(0)
 	go func() {
 		defer arrivals.Close()
 		for {
@@ -665,7 +670,7 @@ func TestCheatingConsoleIsBlamedOverTheRelay(t *testing.T) {
 		}
 	}()
 	msg := []byte("pay the auditors")
-	sr, err := out[0].con.app.RequestSignature(ctx, kr.KeyID, msg, "")
+	sr, err := out[0].con.App.RequestSignature(ctx, kr.KeyID, msg, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/signal-mpc/cosigner/api"
 	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/core/config"
 	"github.com/signal-mpc/cosigner/signal/liblog"
@@ -140,6 +141,20 @@ func (e *env) warnAutoApprove() {
 		e.log.Warn("signing.auto_approve is on: this console accepts every signing request and every key generation proposal without asking")
 	}
 }
+
+// consoleConfig is the co-signer's configuration from the file's
+// settings, over the given server and store.
+func (e *env) consoleConfig(d *transport.Dialer, st *store.Store) consoleConfig {
+	return consoleConfig{Name: e.cfg.Device.Name, Dialer: d, Store: st, Logger: e.log,
+		AutoApprove:  e.cfg.Signing.AutoApprove,
+		RoundTimeout: e.cfg.Keygen.RoundTimeout.Duration, RequestTTL: e.cfg.Signing.RequestTTL.Duration,
+		ResendEvery: min(e.cfg.Keygen.Resend.Duration, e.cfg.Signing.Resend.Duration),
+		Threshold:   e.cfg.Keygen.Threshold, Parties: e.cfg.Keygen.Parties, APIApprove: e.cfg.API.Approve}
+}
+
+// socketPath is where the owner of this data directory's store serves the
+// socket API.
+func (e *env) socketPath() string { return filepath.Join(e.dir, api.SocketName) }
 
 // dialer is the transport to the configured server.
 func (e *env) dialer() (*transport.Dialer, error) {

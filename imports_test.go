@@ -59,6 +59,18 @@ var importRules = []importRule{
 		deny: []string{mod + "/signal/...", mod + "/tui/...", "github.com/charmbracelet/..."},
 	},
 	{
+		// One running co-signer, wired: the device, core, the socket API.
+		pkg:  mod + "/node/...",
+		deny: []string{mod + "/tui/...", "github.com/charmbracelet/..."},
+	},
+	{
+		// The socket API: JSON-RPC over core's calls and events, for
+		// attached consoles and scripts; never the screen or the wire.
+		pkg:   mod + "/api/...",
+		allow: []string{"std", mod + "/api/...", mod + "/core/...", "golang.org/x/sys/unix"},
+		deny:  []string{mod + "/signal/...", mod + "/bls/...", mod + "/tui/...", "github.com/charmbracelet/..."},
+	},
+	{
 		pkg:   mod + "/tui/...",
 		allow: []string{"std", mod + "/tui/...", mod + "/core/...", "github.com/charmbracelet/...", "github.com/mdp/qrterminal/v3"},
 		deny:  []string{mod + "/signal/...", mod + "/bls/..."},

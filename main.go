@@ -101,6 +101,7 @@ var commands []command
 func init() {
 	commands = []command{
 		consoleCommand,
+		daemonCommand,
 		demoCommand,
 		registerCommand,
 		linkCommand,

@@ -2,71 +2,19 @@ package conformance
 
 import (
 	"context"
-	"crypto/ed25519"
-	"errors"
-	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/signal-mpc/cosigner/bls"
 	"github.com/signal-mpc/cosigner/core"
-	"github.com/signal-mpc/cosigner/core/event"
 	"github.com/signal-mpc/cosigner/core/roster"
+	"github.com/signal-mpc/cosigner/node"
 	"github.com/signal-mpc/cosigner/signal/device"
 	"github.com/signal-mpc/cosigner/signal/store"
 	"github.com/signal-mpc/cosigner/signal/transport"
 )
-
-// The wiring below is the console's (console.go in package main: the device
-// store as core's vault, the device as its messenger with the prepared and
-// ordered sends), repeated here because package main cannot be imported:
-// the mock server sees what a console really sends.
-
-type vault struct{ s *store.Store }
-
-func (v vault) Update(ctx context.Context, fn func(core.VaultTx) error) error {
-	return v.s.AppUpdate(ctx, func(tx *store.AppTx) error { return fn(tx) })
-}
-
-func (v vault) Submit(ctx context.Context, fn func(core.VaultTx) error) core.Pending {
-	return v.s.AppSubmit(ctx, func(tx *store.AppTx) error { return fn(tx) })
-}
-
-func (v vault) View(ctx context.Context, fn func(core.VaultTx) error) error {
-	return v.s.AppView(ctx, func(tx *store.AppTx) error { return fn(tx) })
-}
-
-type messenger struct{ d *device.Device }
-
-func (m messenger) Send(ctx context.Context, to core.Address, env []byte) error {
-	return m.d.Send(ctx, device.Address{Account: to.Account, Device: to.Device}, env)
-}
-
-func (m messenger) Prepare(ctx context.Context, to core.Address, env []byte) core.Prepared {
-	if p := m.d.Prepare(ctx, device.Address{Account: to.Account, Device: to.Device}, env); p != nil {
-		return prepared{p}
-	}
-	return nil
-}
-
-func (m messenger) SendPrepared(ctx context.Context, p core.Prepared, durable func(context.Context) error) error {
-	pp, ok := p.(prepared)
-	if !ok {
-		return fmt.Errorf("conformance: not a prepared send: %T", p)
-	}
-	return m.d.SendPrepared(ctx, pp.p, durable)
-}
-
-func (m messenger) SendAfter(ctx context.Context, to core.Address, env []byte, durable func(context.Context) error) error {
-	return m.d.SendAfter(ctx, device.Address{Account: to.Account, Device: to.Device}, env, durable)
-}
-
-type prepared struct{ p *device.Prepared }
-
-func (prepared) PreparedSend() {}
 
 // signer is a linked console running core's engine over the mock.
 type signer struct {
@@ -82,53 +30,21 @@ type signer struct {
 func startSigner(t *testing.T, l *linkedConsole, d *transport.Dialer) *signer {
 	t.Helper()
 	ctx := t.Context()
-	s := &signer{name: l.Account.Name, done: make(chan error, 2)}
+	s := &signer{name: l.Account.Name, done: make(chan error, 1)}
 	var err error
 	if s.st, err = store.Open(ctx, l.Path, store.Options{NoSync: true}); err != nil {
 		t.Fatal(err)
 	}
-	v := vault{s.st}
-	key, err := core.ConsoleKey(ctx, v)
+	// The co-signer wired as every command wires it.
+	n, err := node.Open(ctx, node.Config{Name: s.name, Dialer: d, Store: s.st,
+		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: 5 * time.Second, AutoApprove: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.card = roster.Card{Name: s.name, Account: l.Acct.ACI, Device: l.Acct.DeviceID,
-		IdentityKey: l.Acct.ACIIdentity.PublicKey().Serialize(), ConsoleKey: key.Public().(ed25519.PublicKey)}
-	rost, err := core.LoadRoster(ctx, v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rost.Add(s.card, true); err != nil && !errors.Is(err, roster.ErrNameTaken) {
-		t.Fatal(err)
-	}
-	var appMu sync.Mutex
-	s.dev, err = device.New(ctx, device.Config{Dialer: d, Store: s.st,
-		Deliver: func(ctx context.Context, from device.Address, body []byte) error {
-			appMu.Lock()
-			a := s.app
-			appMu.Unlock()
-			return a.Deliver(ctx, core.Address{Account: from.Account, Device: from.Device}, body)
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	app, err := core.New(core.Config{
-		Me: s.card, ConsoleKey: key, Roster: rost, Messenger: messenger{s.dev},
-		Store: core.NewVaultStore(v), Bus: &event.Bus{},
-		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: 5 * time.Second,
-		AutoApprove: true,
-		SaveRoster:  func(ctx context.Context, r *roster.Roster) error { return core.SaveRoster(ctx, v, r) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	appMu.Lock()
-	s.app = app
-	appMu.Unlock()
+	s.dev, s.app, s.card = n.Device, n.App, n.Card
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	go func() { s.done <- s.app.Run(runCtx) }()
-	go func() { s.done <- s.dev.Run(runCtx) }()
+	go func() { s.done <- n.Run(runCtx) }()
 	t.Cleanup(s.stop)
 	waitConnected(t, s.dev)
 	return s
@@ -139,7 +55,6 @@ func (s *signer) stop() {
 		return
 	}
 	s.cancel()
-	<-s.done
 	<-s.done
 	s.cancel = nil
 	s.st.Close()

@@ -1411,6 +1411,11 @@ func (a *App) decide(ctx context.Context, id [32]byte, yes bool, reason string) 
 		in = Input{Kind: InputAccept}
 	}
 	if st, ok := a.keygens[id]; ok {
+		if st.s.Progress().State != dkg.StateCreated {
+			// Answered already (here or through another attached console),
+			// or ended.
+			return fmt.Errorf("%w: keygen %s was already answered", ceremony.ErrDecided, ceremony.ShortID(id))
+		}
 		var out []ceremony.Outgoing
 		var err error
 		if yes {

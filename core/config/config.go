@@ -46,6 +46,16 @@ type Config struct {
 	Signing Signing `toml:"signing"`
 	Log     Log     `toml:"log"`
 	Relay   Relay   `toml:"relay"`
+	API     API     `toml:"api"`
+}
+
+// API is the local socket API (DATA/cosigner.sock, mode 0600) that the
+// process owning the store serves: attached consoles and scripts.
+type API struct {
+	// Approve: whoever can connect may approve and decline, and what it
+	// asks for counts as this signer's approval. Off: the socket asks and
+	// reads only; its signing requests wait in this signer's queue.
+	Approve bool `toml:"approve"`
 }
 
 // Server is the Signal-compatible server this console talks through.
@@ -129,6 +139,7 @@ func defaults() *Config {
 		Signing: Signing{RequestTTL: Duration{15 * time.Minute}, ApprovalGrace: Duration{time.Second}, Resend: Duration{30 * time.Second}},
 		Log:     Log{Level: "info", Format: "text"},
 		Relay:   Relay{Listen: "127.0.0.1:8443"},
+		API:     API{Approve: true},
 	}
 }
 

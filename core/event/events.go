@@ -1,6 +1,9 @@
 package event
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Direction of an MPC message.
 type Direction uint8
@@ -18,9 +21,25 @@ func (d Direction) String() string {
 	return "out"
 }
 
+// MarshalText writes the direction as "in" or "out".
+func (d Direction) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads "in" or "out".
+func (d *Direction) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "in":
+		*d = In
+	case "out":
+		*d = Out
+	default:
+		return fmt.Errorf("event: direction %q is neither in nor out", b)
+	}
+	return nil
+}
+
 // Message is one tagged MPC message in or out: metadata only.
 type Message struct {
-	Time      time.Time `json:"time"`
+	Time      time.Time `json:"time,omitzero"`
 	Direction Direction `json:"direction"`
 	Peer      string    `json:"peer"`     // signer name, or the account and device if unknown
 	Ceremony  string    `json:"ceremony"` // short id
@@ -34,7 +53,9 @@ type Message struct {
 func (Message) Must() bool { return false }
 
 // Untagged counts Signal traffic without the MPC tag, dropped unread.
-type Untagged struct{ Total uint64 }
+type Untagged struct {
+	Total uint64 `json:"total"`
+}
 
 func (Untagged) Must() bool { return false }
 
@@ -53,7 +74,7 @@ type Progress struct {
 	// only, so Unseen lists those whose approval this console cannot see.
 	Requester string    `json:"requester"`
 	Unseen    []string  `json:"unseen"`
-	Deadline  time.Time `json:"deadline"`
+	Deadline  time.Time `json:"deadline,omitzero"`
 }
 
 func (Progress) Must() bool { return false }
@@ -119,14 +140,14 @@ type SignDone struct {
 	// Restored: it ended before this run (history replayed at start, not
 	// news); Time is then when it was requested.
 	Restored bool      `json:"restored"`
-	Time     time.Time `json:"time"`
+	Time     time.Time `json:"time,omitzero"`
 }
 
 func (SignDone) Must() bool { return true }
 
 // Error is something the human must see.
 type Error struct {
-	Time time.Time `json:"time"`
+	Time time.Time `json:"time,omitzero"`
 	Text string    `json:"text"`
 }
 
@@ -136,7 +157,7 @@ func (Error) Must() bool { return true }
 // answers its challenge Token (a code from the relay's operator, or
 // Signal's captcha).
 type Challenge struct {
-	Time  time.Time `json:"time"`
+	Time  time.Time `json:"time,omitzero"`
 	Token string    `json:"token"`
 }
 
@@ -144,7 +165,7 @@ func (Challenge) Must() bool { return true }
 
 // ChallengeAnswered: the server accepted the answer to Token.
 type ChallengeAnswered struct {
-	Time  time.Time `json:"time"`
+	Time  time.Time `json:"time,omitzero"`
 	Token string    `json:"token"`
 }
 
@@ -153,7 +174,7 @@ func (ChallengeAnswered) Must() bool { return true }
 // Connection is the Signal connection's state.
 type Connection struct {
 	State   string    `json:"state"` // connected, connecting, reconnecting, stopped
-	RetryAt time.Time `json:"retry_at"`
+	RetryAt time.Time `json:"retry_at,omitzero"`
 	Detail  string    `json:"detail"`
 }
 

@@ -1,0 +1,24 @@
+package api
+
+import (
+	"os/user"
+	"strconv"
+)
+
+// Peer is who is at the other end of a Unix socket, as the kernel says
+// (SO_PEERCRED): the API records it with what a connection does. UID is -1
+// where the system cannot tell.
+type Peer struct {
+	UID, GID, PID int
+}
+
+// User is the peer's user name, or its uid when it has none.
+func (p Peer) User() string {
+	if p.UID < 0 {
+		return "unknown"
+	}
+	if u, err := user.LookupId(strconv.Itoa(p.UID)); err == nil {
+		return u.Username
+	}
+	return strconv.Itoa(p.UID)
+}

@@ -1,0 +1,13 @@
+//go:build !linux
+
+package api
+
+import (
+	"errors"
+	"testing"
+)
+
+func runAs(t *testing.T, uid uint32, path string) (string, error) {
+	t.Skip("switching users is done on Linux only")
+	return "", errors.ErrUnsupported
+}

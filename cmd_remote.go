@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/signal-mpc/cosigner/api"
+	"github.com/signal-mpc/cosigner/core"
+)
+
+// The headless commands go through the socket API of the co-signer that
+// runs on their data directory (a daemon or a console): it owns the store.
+// With none running they work in-process.
+
+// attached connects to the socket of the co-signer running on g's data
+// directory; nil when none runs (the command then opens the store itself).
+func attached(ctx context.Context, g globalFlags, sio stdio) (*api.Client, *env, error) {
+	e, err := loadEnv(g, sio)
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := api.Dial(ctx, e.socketPath())
+	if errors.Is(err, api.ErrNoServer) {
+		return nil, e, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return cl, e, nil
+}
+
+// remoteError gives an API error the meaning the commands' exit codes
+// read (ceremonyExit).
+func remoteError(err error) error {
+	var rerr *api.Error
+	if !errors.As(err, &rerr) {
+		return err
+	}
+	switch rerr.Code {
+	case api.CodeFailed:
+		var d api.FailureData
+		_ = json.Unmarshal(rerr.Data, &d)
+		switch {
+		case len(d.Blamed) > 0 && !d.Expired:
+			return fmt.Errorf("%w: %s", core.ErrBlamed, rerr.Message)
+		case d.Expired:
+			return fmt.Errorf("%w: %s", core.ErrExpired, rerr.Message)
+		case d.Declined:
+			return fmt.Errorf("%w: %s", core.ErrDeclined, rerr.Message)
+		}
+	case api.CodeStopped:
+		return fmt.Errorf("%w: %s", core.ErrStopped, rerr.Message)
+	}
+	return errors.New(rerr.Message)
+}
+
+// waitRemoteOnline waits until the running co-signer is connected to its
+// server, as waitOnline does in-process.
+func waitRemoteOnline(ctx context.Context, cl *api.Client, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		var st api.StatusResult
+		if err := cl.Call(ctx, api.MethodStatus, nil, &st); err != nil {
+			return remoteError(err)
+		}
+		if st.Connection.State == "connected" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			last := ""
+			if st.Connection.Detail != "" {
+				last = " (last error: " + st.Connection.Detail + ")"
+			}
+			return fmt.Errorf("%w within %s%s: the running cosigner is %s", errNoConnection, d, last, st.Connection.State)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// signRemote asks the running co-signer for a signature and prints it as
+// cosigner sign does.
+func signRemote(ctx context.Context, cl *api.Client, sio stdio, cmd command, msg []byte, key, desc string, connect time.Duration) error {
+	if err := waitRemoteOnline(ctx, cl, connect); err != nil {
+		return err
+	}
+	sio.say(slog.LevelInfo, cmd.name, "request sent through the running cosigner; waiting for approvals...")
+	var r api.SignResult
+	if err := cl.Call(ctx, api.MethodSign, api.SignParams{Hex: fmt.Sprintf("%x", msg), Key: key, Description: desc, Wait: true}, &r); err != nil {
+		return remoteError(err)
+	}
+	signers, blamed := slices.Clone(r.Signers), append([]string{}, r.Blamed...)
+	slices.Sort(signers)
+	slices.Sort(blamed)
+	return printJSON(sio, map[string]any{"group_public_key": r.GroupPublicKey, "message_hex": r.MessageHex,
+		"signature": r.Signature, "signers": signers, "blamed": blamed})
+}
+
+// keygenRemote proposes a key generation through the running co-signer.
+func keygenRemote(ctx context.Context, cl *api.Client, sio stdio, cmd command, t, parties int, connect time.Duration) error {
+	if parties != 0 {
+		var r api.RosterResult
+		if err := cl.Call(ctx, api.MethodRoster, nil, &r); err != nil {
+			return remoteError(err)
+		}
+		if len(r.Signers) != parties {
+			return fmt.Errorf("keygen.parties is %d, but the roster holds %d signers (this console included): add or remove signers, or change keygen.parties (0: the whole roster)", parties, len(r.Signers))
+		}
+	}
+	if err := waitRemoteOnline(ctx, cl, connect); err != nil {
+		return err
+	}
+	sio.say(slog.LevelInfo, cmd.name, "proposing a %d-of-n key through the running cosigner; waiting for every signer to accept...", t)
+	var r api.KeygenResult
+	if err := cl.Call(ctx, api.MethodKeygen, api.KeygenParams{Threshold: t, Wait: true}, &r); err != nil {
+		return remoteError(err)
+	}
+	return printJSON(sio, map[string]any{"key_id": r.KeyID, "group_public_key": r.GroupPublicKey, "threshold": r.Threshold, "parties": r.Parties})
+}

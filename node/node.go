@@ -1,0 +1,291 @@
+// Package node is one running co-signer: its linked Signal device, core's
+// App over the encrypted store, the event bus, and the socket API. The
+// console, the daemon, the demo, the headless commands and the tests all
+// build it here, the same way; package main keeps the command line.
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/signal-mpc/cosigner/api"
+	"github.com/signal-mpc/cosigner/core"
+	"github.com/signal-mpc/cosigner/core/event"
+	"github.com/signal-mpc/cosigner/core/roster"
+	"github.com/signal-mpc/cosigner/signal/device"
+	"github.com/signal-mpc/cosigner/signal/store"
+	"github.com/signal-mpc/cosigner/signal/transport"
+)
+
+// Vault gives core its buckets in the device store: one file and one key
+// for all of a console's secrets.
+type Vault struct{ Store *store.Store }
+
+func (v Vault) Update(ctx context.Context, fn func(core.VaultTx) error) error {
+	return v.Store.AppUpdate(ctx, func(tx *store.AppTx) error { return fn(tx) })
+}
+
+func (v Vault) Submit(ctx context.Context, fn func(core.VaultTx) error) core.Pending {
+	return v.Store.AppSubmit(ctx, func(tx *store.AppTx) error { return fn(tx) })
+}
+
+func (v Vault) View(ctx context.Context, fn func(core.VaultTx) error) error {
+	return v.Store.AppView(ctx, func(tx *store.AppTx) error { return fn(tx) })
+}
+
+// Messenger sends core's envelopes through the Signal device.
+type Messenger struct{ Device *device.Device }
+
+func (m Messenger) Send(ctx context.Context, to core.Address, env []byte) error {
+	return m.Device.Send(ctx, device.Address{Account: to.Account, Device: to.Device}, env)
+}
+
+// Prepare starts the encryption when core queues the envelope, so that it
+// shares a commit with core's record of its cause.
+func (m Messenger) Prepare(ctx context.Context, to core.Address, env []byte) core.Prepared {
+	if p := m.Device.Prepare(ctx, device.Address{Account: to.Account, Device: to.Device}, env); p != nil {
+		return prepared{p}
+	}
+	return nil
+}
+
+// SendPrepared sends what Prepare started.
+func (m Messenger) SendPrepared(ctx context.Context, p core.Prepared, durable func(context.Context) error) error {
+	pp, ok := p.(prepared)
+	if !ok {
+		return fmt.Errorf("console: not a prepared send: %T", p)
+	}
+	return m.Device.SendPrepared(ctx, pp.p, durable)
+}
+
+type prepared struct{ p *device.Prepared }
+
+func (prepared) PreparedSend() {}
+
+// SendAfter lets the device wait for core's records after its own commit
+// (same store, same commit order): one commit per send, not two.
+func (m Messenger) SendAfter(ctx context.Context, to core.Address, env []byte, durable func(context.Context) error) error {
+	return m.Device.SendAfter(ctx, device.Address{Account: to.Account, Device: to.Device}, env, durable)
+}
+
+var _ core.Challenger = Messenger{}
+
+// AnswerChallenge answers the server's challenge (core.Challenger).
+func (m Messenger) AnswerChallenge(ctx context.Context, token, answer string) error {
+	return m.Device.AnswerChallenge(ctx, token, answer)
+}
+
+// Config is what a running co-signer needs.
+type Config struct {
+	Name         string // this signer's name in the roster
+	Dialer       *transport.Dialer
+	Store        *store.Store // opened, linked
+	Logger       *slog.Logger
+	AutoApprove  bool
+	RoundTimeout time.Duration
+	RequestTTL   time.Duration
+	ResendEvery  time.Duration
+	// MaxElsewhere, if positive, stops the console (Run fails with
+	// transport.ErrConnectedElsewhere) after that many consecutive times
+	// the server dropped it for another console with the same device; 0:
+	// it keeps reconnecting, with a growing wait.
+	MaxElsewhere int
+	// Threshold and Parties are the keygen defaults (keygen.threshold,
+	// keygen.parties; 0 parties: the whole roster).
+	Threshold, Parties int
+	// Outbound, if set, wraps what core sends through (tests use it to
+	// make a console cheat).
+	Outbound func(core.Messenger) core.Messenger
+	// Socket, if set, is where Run serves the API (api.Listen: the store's
+	// lock is held, so a socket file there is stale). APIApprove: callers
+	// may approve and decline (api.approve).
+	Socket     string
+	APIApprove bool
+	// SocketOptional: a socket that cannot be made (a path too long for a
+	// Unix socket, a read-only folder) is logged and done without, instead
+	// of stopping Run. The daemon needs its socket; a console does not.
+	SocketOptional bool
+}
+
+// Node is one co-signer: the Signal device and core's engine (whose
+// methods it has), and its event bus.
+type Node struct {
+	*core.App
+	Bus    *event.Bus
+	Device *device.Device
+	Card   roster.Card // this signer's own card
+	Vault  Vault
+
+	cfg  Config
+	key  ed25519.PrivateKey
+	rost *roster.Roster
+	conn atomic.Pointer[event.Connection] // the last connection status
+}
+
+// Open wires a linked store into a device and a core App. It starts
+// nothing.
+func Open(ctx context.Context, cfg Config) (*Node, error) {
+	acct, err := cfg.Store.Account(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("this console is not linked yet (run cosigner link): %w", err)
+	}
+	c := &Node{cfg: cfg, Bus: &event.Bus{}, Vault: Vault{cfg.Store}}
+	c.conn.Store(&event.Connection{State: "connecting"})
+	if c.key, err = core.ConsoleKey(ctx, c.Vault); err != nil {
+		return nil, err
+	}
+	c.Card = roster.Card{Name: cfg.Name, Account: acct.ACI, Device: acct.DeviceID,
+		IdentityKey: acct.ACIIdentity.PublicKey().Serialize(), ConsoleKey: c.key.Public().(ed25519.PublicKey)}
+	if err := c.Card.Validate(); err != nil {
+		return nil, err
+	}
+	if c.rost, err = core.LoadRoster(ctx, c.Vault); err != nil {
+		return nil, err
+	}
+	if err := c.rost.Add(c.Card, true); err != nil && !errors.Is(err, roster.ErrNameTaken) {
+		return nil, fmt.Errorf("own card: %w", err)
+	}
+	if err := core.SaveRoster(ctx, c.Vault, c.rost); err != nil {
+		return nil, err
+	}
+	var appMu sync.Mutex
+	var app *core.App
+	var lastElsewhere atomic.Int64 // Status.Elsewhere of the last status
+	c.Device, err = device.New(ctx, device.Config{
+		Dialer: cfg.Dialer, Store: cfg.Store, Logger: cfg.Logger,
+		Deliver: func(ctx context.Context, from device.Address, body []byte) error {
+			appMu.Lock()
+			a := app
+			appMu.Unlock()
+			err := a.Deliver(ctx, core.Address{Account: from.Account, Device: from.Device}, body)
+			if errors.Is(err, core.ErrStoreFailed) {
+				// Not recorded: the envelope must stay on the server.
+				return fmt.Errorf("%w: %w", device.ErrNotHandled, err)
+			}
+			return err
+		},
+		OnDrop: func(from device.Address, err error) {
+			c.Bus.Publish(event.Error{Time: time.Now(), Text: fmt.Sprintf("dropped a message from %s: %v", from, err)})
+		},
+		OnStatus: func(s transport.Status) {
+			st := event.Connection{State: s.State.String(), RetryAt: s.RetryAt, Detail: s.Err}
+			c.conn.Store(&st)
+			c.Bus.Publish(st)
+			// Once per drop: the statuses between two drops carry 0.
+			if prev := lastElsewhere.Swap(int64(s.Elsewhere)); s.Elsewhere > 0 && int64(s.Elsewhere) != prev {
+				c.Bus.Publish(event.Error{Time: time.Now(), Text: elsewhereText(s)})
+			}
+		},
+		MaxElsewhere: cfg.MaxElsewhere,
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out core.Messenger = Messenger{c.Device}
+	if cfg.Outbound != nil {
+		out = cfg.Outbound(out)
+	}
+	a, err := core.New(core.Config{
+		Me: c.Card, ConsoleKey: c.key, Roster: c.rost, Messenger: out,
+		Store: core.NewVaultStore(c.Vault), Bus: c.Bus, Logger: cfg.Logger,
+		RoundTimeout: cfg.RoundTimeout, RequestTTL: cfg.RequestTTL, ResendEvery: cfg.ResendEvery,
+		AutoApprove: cfg.AutoApprove,
+		RestoredAt:  cfg.Store.RestoredAt(),
+		SaveRoster:  func(ctx context.Context, r *roster.Roster) error { return core.SaveRoster(ctx, c.Vault, r) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	appMu.Lock()
+	app = a
+	appMu.Unlock()
+	c.App = a
+	return c, nil
+}
+
+// elsewhereText tells the human that another console uses this device.
+func elsewhereText(s transport.Status) string {
+	text := fmt.Sprintf("%v (the server dropped this console for it %d times in a row)", transport.ErrConnectedElsewhere, s.Elsewhere)
+	if s.State == transport.StateStopped {
+		return text + "; this console stopped"
+	}
+	return text + "; reconnecting at " + s.RetryAt.Format(time.TimeOnly)
+}
+
+// Run runs the device, the engine and (when configured) the socket API
+// until ctx ends; the first to fail stops the others.
+func (c *Node) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var ln net.Listener
+	if c.cfg.Socket != "" {
+		var err error
+		ln, err = api.Listen(c.cfg.Socket)
+		switch {
+		case err != nil && c.cfg.SocketOptional:
+			c.logger().Warn("no socket API for this console: attached consoles and commands cannot reach it", "err", err)
+		case err != nil:
+			return err
+		}
+	}
+	errs := make(chan error, 3)
+	running := 2
+	go func() { errs <- c.App.Run(ctx) }()
+	go func() { errs <- c.Device.Run(ctx) }()
+	if ln != nil {
+		running++
+		go func() { errs <- api.NewServer(c, c.cfg.APIApprove, c.logger()).Serve(ctx, ln) }()
+	}
+	go c.reportUntagged(ctx)
+	all := []error{<-errs}
+	cancel()
+	for range running - 1 {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
+}
+
+func (c *Node) logger() *slog.Logger {
+	if c.cfg.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.cfg.Logger
+}
+
+// Config is the configuration the node was opened with.
+func (c *Node) Config() Config { return c.cfg }
+
+// Identity is this signer's own card (api.Backend).
+func (c *Node) Identity() roster.Card { return c.Card }
+
+// Connection is the server connection's last status (api.Backend).
+func (c *Node) Connection() event.Connection { return *c.conn.Load() }
+
+// Subscribe follows the node's events (api.Backend).
+func (c *Node) Subscribe(backlog int) *event.Subscription { return c.Bus.Subscribe(backlog) }
+
+// reportUntagged tells the console how much non-MPC Signal traffic the
+// device dropped unread (it is counted in the device, not seen by core).
+func (c *Node) reportUntagged(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	var last uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n := c.Device.Stats().Untagged; n != last {
+			last = n
+			c.Bus.Publish(event.Untagged{Total: n})
+		}
+	}
+}
