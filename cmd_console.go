@@ -51,10 +51,17 @@ func runConsole(ctx context.Context, args []string, sio stdio) int {
 		fmt.Fprintf(sio.err, "cosigner: unknown command %q; run 'cosigner help'\n", fs.Arg(0))
 		return exitUsage
 	}
-	var err error
-	if g.headless || !isTerminal(sio.out) {
+	cl, e, err := attached(ctx, g, sio)
+	switch {
+	case err != nil:
+	case cl != nil && (g.headless || !isTerminal(sio.out)):
+		cl.Close()
+		err = fmt.Errorf("a cosigner already runs on %s (its socket: %s): attach to it with cosigner on a terminal, or use its socket API (docs/api.md)", e.dir, e.socketPath())
+	case cl != nil:
+		err = runConsoleAttached(ctx, e, cl, sio)
+	case g.headless || !isTerminal(sio.out):
 		err = runConsoleHeadless(ctx, g, sio)
-	} else {
+	default:
 		err = runConsoleTUI(ctx, g, sio)
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {

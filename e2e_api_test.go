@@ -14,9 +14,12 @@ import (
 	"testing"
 	"time"
 
+	tea "github.com/charmbracelet/bubbletea"
+
 	"github.com/signal-mpc/cosigner/api"
 	"github.com/signal-mpc/cosigner/bls"
 	"github.com/signal-mpc/cosigner/core/event"
+	"github.com/signal-mpc/cosigner/tui"
 )
 
 // shortDir is a temporary folder with a short path: a Unix socket's path
@@ -268,5 +271,70 @@ func TestCommandsGoThroughTheRunningDaemon(t *testing.T) {
 	}
 	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the socket is still there after a clean stop: %v", err)
+	}
+}
+
+// A console attached to bob's co-signer follows it through a restart in
+// the middle of a signing: it says it is detached, attaches again by
+// itself, and sees the signing complete.
+func TestAnAttachedConsoleReattachesAfterItsCosignerRestarts(t *testing.T) {
+	t.Parallel()
+	r := startTestRelay(t, t.TempDir())
+	dir := shortDir(t)
+	var signers []*signer
+	for _, n := range []string{"alice", "bob", "carol"} {
+		s := newSigner(t, r, n)
+		s.socket, s.socketApprove = filepath.Join(dir, n+".sock"), true
+		s.start(t, r, n == "bob") // bob approves everything; alice and carol decide
+		signers = append(signers, s)
+	}
+	introduce(t, signers...)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	alice, bob, carol := signers[0], signers[1], signers[2]
+	var keyID [32]byte
+	{
+		cl := dial(t, ctx, carol.socket)
+		go func() {
+			id := waitApproval(t, ctx, cl, "keygen")
+			cl.Call(ctx, api.MethodApprove, api.IDParams{ID: id}, nil)
+		}()
+		res, err := alice.con.App.StartKeygen(ctx, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyID = res.KeyID
+		waitKey(t, ctx, bob, keyID)
+	}
+	msgs := make(chan tea.Msg, 4096)
+	remote := &api.Remote{}
+	attachCtx, detach := context.WithCancel(ctx)
+	defer detach()
+	go attachLoop(attachCtx, bob.socket, nil, remote, func(m tea.Msg) { msgs <- m })
+	until := func(what string, match func(tea.Msg) bool) {
+		t.Helper()
+		for {
+			select {
+			case m := <-msgs:
+				if match(m) {
+					return
+				}
+			case <-ctx.Done():
+				t.Fatalf("the attached console never saw %s", what)
+			}
+		}
+	}
+	until("bob's identity", func(m tea.Msg) bool { l, ok := m.(tui.Linked); return ok && l.Account == bob.con.Card.Account })
+	bob.stop()
+	until("that it is detached", func(m tea.Msg) bool { c, ok := m.(event.Connection); return ok && c.State == "detached" })
+	// Carol asks while bob is down: alice never answers, so the signature
+	// needs bob's approval once he is back.
+	go carol.con.App.RequestSignature(ctx, keyID, []byte("across a restart"), "")
+	bob.start(t, r, true)
+	until("bob again", func(m tea.Msg) bool { _, ok := m.(tui.Linked); return ok })
+	until("the signature", func(m tea.Msg) bool { d, ok := m.(event.SignDone); return ok && d.Signature != "" && d.Verified })
+	keys, err := remote.Keys(ctx)
+	if err != nil || len(keys) != 1 || keys[0].KeyID != keyID {
+		t.Fatalf("keys through the reattached console: %+v, %v", keys, err)
 	}
 }
