@@ -38,6 +38,7 @@ type Backend interface {
 // Method names.
 const (
 	MethodStatus       = "status"
+	MethodMe           = "me"
 	MethodRoster       = "roster"
 	MethodRosterAdd    = "roster.add"
 	MethodRosterVerify = "roster.verify"
@@ -68,6 +69,11 @@ type StatusResult struct {
 	Approvals  int              `json:"approvals"`
 	// CanApprove: this socket may approve and decline (api.approve).
 	CanApprove bool `json:"can_approve"`
+}
+
+// MeResult answers me: this signer's card, as cosigner me --json prints it.
+type MeResult struct {
+	Card json.RawMessage `json:"card"` // roster.ParseCard reads it
 }
 
 // Signer is one roster entry.

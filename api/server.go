@@ -228,6 +228,16 @@ func (cn *conn) dispatch(ctx context.Context, req *Request) (any, *Error) {
 			return nil, e
 		}
 		return cn.status(ctx)
+	case MethodMe:
+		var p struct{}
+		if e := decodeParams(req.Params, &p); e != nil {
+			return nil, e
+		}
+		card, err := json.Marshal(b.Identity())
+		if err != nil {
+			return nil, &Error{Code: CodeInternal, Message: "internal error: " + err.Error()}
+		}
+		return MeResult{Card: card}, nil
 	case MethodRoster:
 		var p struct{}
 		if e := decodeParams(req.Params, &p); e != nil {
