@@ -108,6 +108,10 @@ type Config struct {
 	// may approve and decline (api.approve).
 	Socket     string
 	APIApprove bool
+	// SocketGroup, when positive, is the group id whose members may use
+	// the socket too (0660; its folder must let them through: api.SocketDir);
+	// 0: the owner only.
+	SocketGroup int
 	// SocketOptional: a socket that cannot be made (a path too long for a
 	// Unix socket, a read-only folder) is logged and done without, instead
 	// of stopping Run. The daemon needs its socket; a console does not.
@@ -227,7 +231,11 @@ func (c *Node) Run(ctx context.Context) error {
 	var ln net.Listener
 	if c.cfg.Socket != "" {
 		var err error
-		ln, err = api.Listen(c.cfg.Socket)
+		gid := -1
+		if c.cfg.SocketGroup > 0 {
+			gid = c.cfg.SocketGroup
+		}
+		ln, err = api.ListenGroup(c.cfg.Socket, gid)
 		switch {
 		case err != nil && c.cfg.SocketOptional:
 			c.logger().Warn("no socket API for this console: attached consoles and commands cannot reach it", "err", err)
