@@ -278,6 +278,19 @@ func TestCommandsGoThroughTheRunningDaemon(t *testing.T) {
 	if _, errs, code := cli(ctx, people[0], "group", "verify", "mallory"); code != 1 || !strings.Contains(errs, "unknown signer") {
 		t.Fatalf("group verify of a stranger through the daemon: %d %s", code, errs)
 	}
+	copyPath := filepath.Join(base, "alice-backup.db")
+	if _, errs, code := cli(ctx, people[0], "backup", copyPath); code != 0 || !strings.Contains(errs, "the key is not in it") {
+		t.Fatalf("backup through the daemon: %d %s", code, errs)
+	}
+	if fi, err := os.Stat(copyPath); err != nil || fi.Mode().Perm() != 0o600 || fi.Size() == 0 {
+		t.Fatalf("the backup written through the daemon: %v %v", fi, err)
+	}
+	if _, errs, code := cli(ctx, people[0], "backup", copyPath); code != 1 || !strings.Contains(errs, "exists") {
+		t.Fatalf("a second backup over the first: %d %s", code, errs)
+	}
+	if _, errs, code := cli(ctx, people[0], "backup", "--force", filepath.Join(people[0].data, "device.db")); code != 1 || !strings.Contains(errs, "own device.db") {
+		t.Fatalf("a backup over the store itself: %d %s", code, errs)
+	}
 	if _, errs, code := cli(ctx, people[0], "sign", "--hex", "0a", "--key", "ffff"); code == 0 || !strings.Contains(errs, "no key matches") {
 		t.Fatalf("an unknown key through the daemon: %d %s", code, errs)
 	}

@@ -151,7 +151,8 @@ func (e *env) consoleConfig(d *transport.Dialer, st *store.Store) consoleConfig 
 		AutoApprove:  e.cfg.Signing.AutoApprove,
 		RoundTimeout: e.cfg.Keygen.RoundTimeout.Duration, RequestTTL: e.cfg.Signing.RequestTTL.Duration,
 		ResendEvery: min(e.cfg.Keygen.Resend.Duration, e.cfg.Signing.Resend.Duration),
-		Threshold:   e.cfg.Keygen.Threshold, Parties: e.cfg.Keygen.Parties, APIApprove: e.cfg.API.Approve}
+		Threshold:   e.cfg.Keygen.Threshold, Parties: e.cfg.Keygen.Parties, APIApprove: e.cfg.API.Approve,
+		Protected: []string{filepath.Join(e.dir, "device.db"), e.cfg.Store.KeyFile}}
 }
 
 // socketPath is where the owner of this data directory's store serves the

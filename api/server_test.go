@@ -104,6 +104,10 @@ func (f *fakeBackend) AnswerChallenge(context.Context, string, string) error {
 	f.change("challenge")
 	return nil
 }
+func (f *fakeBackend) Backup(_ context.Context, path string, replace bool) error {
+	f.change("backup " + path)
+	return nil
+}
 func (f *fakeBackend) Identity() roster.Card {
 	return roster.Card{Name: "alice", Account: "acct", Device: 2}
 }
@@ -225,6 +229,7 @@ func TestBadRequestsGetErrorsAndChangeNothing(t *testing.T) {
 		{"unknown signer", `{"jsonrpc":"2.0","id":16,"method":"roster.verify","params":{"name":"mallory"}}`, CodeRefused, false},
 		{"negative limit", `{"jsonrpc":"2.0","id":17,"method":"signatures","params":{"limit":-1}}`, CodeInvalidParams, false},
 		{"empty challenge", `{"jsonrpc":"2.0","id":18,"method":"challenge","params":{"token":"t"}}`, CodeInvalidParams, false},
+		{"relative backup", `{"jsonrpc":"2.0","id":19,"method":"backup","params":{"path":"copy.db"}}`, CodeInvalidParams, false},
 	}
 	var lines []string
 	for _, tt := range tests {
