@@ -229,11 +229,7 @@ func runMe(ctx context.Context, cmd command, args []string, sio stdio) int {
 	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
 		return code
 	}
-	err := withStore(ctx, g, sio, func(e *env, st *store.Store) error {
-		c, err := ownCard(ctx, e, st)
-		if err != nil {
-			return err
-		}
+	err := withCard(ctx, g, sio, func(c roster.Card) error {
 		if *asJSON {
 			return printJSON(sio, c)
 		}
@@ -288,6 +284,15 @@ func runGroup(ctx context.Context, cmd command, args []string, sio stdio) int {
 	}
 	if len(pos) != want {
 		return usageError(cmd, sio, "%s takes %s", sub, map[string]string{"add": "one card (JSON, or a file holding it)", "verify": "a signer's name"}[sub])
+	}
+	if cl, _, err := attached(ctx, g, sio); err != nil {
+		return fail(sio, cmd, err)
+	} else if cl != nil {
+		defer cl.Close()
+		if err := groupRemote(ctx, cl, sio, sub, pos, *verified); err != nil {
+			return fail(sio, cmd, remoteError(err))
+		}
+		return exitOK
 	}
 	err := withStore(ctx, g, sio, func(e *env, st *store.Store) error {
 		v := coreVault{Store: st}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/signal-mpc/cosigner/api"
 	"github.com/signal-mpc/cosigner/signal/store"
 )
 
@@ -21,7 +22,8 @@ sessions, its key shares, ceremonies and roster) to FILE, mode 0600, whole
 or not at all. The copy stays encrypted under the store's key, which is not
 in it: keep the key file (store.key_file, by default DATA/store.key) or the
 passphrase safe, apart from the copy; without it the copy opens for nobody.
-Run it while the console is stopped (it needs the store for itself).
+While a daemon or a console runs on this data directory, it writes the
+copy (FILE is then taken on its machine, as an absolute path).
 
 To restore, stop the console and put the copy in place of DATA/device.db,
 with the same key file or passphrase. The console opened from a copy starts
@@ -47,7 +49,24 @@ func runBackup(ctx context.Context, cmd command, args []string, sio stdio) int {
 		return usageError(cmd, sio, "name the FILE to write")
 	}
 	path := pos[0]
-	err := withStore(ctx, g, sio, func(e *env, st *store.Store) error {
+	cl, e, err := attached(ctx, g, sio)
+	if err != nil {
+		return fail(sio, cmd, err)
+	}
+	if cl != nil {
+		// The running co-signer owns the store: it writes the copy.
+		defer cl.Close()
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return fail(sio, cmd, err)
+		}
+		if err := cl.Call(ctx, api.MethodBackup, api.BackupParams{Path: abs, Replace: *force}, nil); err != nil {
+			return fail(sio, cmd, remoteError(err))
+		}
+		backupWritten(sio, e, abs)
+		return exitOK
+	}
+	err = withStore(ctx, g, sio, func(e *env, st *store.Store) error {
 		// --force must not put the copy over the store or its key.
 		for _, own := range []string{filepath.Join(e.dir, "device.db"), e.cfg.Store.KeyFile} {
 			if sameFile(path, own) {
@@ -57,12 +76,7 @@ func runBackup(ctx context.Context, cmd command, args []string, sio stdio) int {
 		if err := st.Backup(ctx, path, *force); err != nil {
 			return err
 		}
-		secret := "the key file " + e.cfg.Store.KeyFile
-		if v := e.cfg.Store.PassphraseEnv; v != "" {
-			secret = "the passphrase (in $" + v + ")"
-		}
-		fmt.Fprintf(sio.err, "cosigner backup: wrote %s, encrypted under this store's key; the key is not in it: "+
-			"back up %s separately, apart from the copy\n", path, secret)
+		backupWritten(sio, e, path)
 		return nil
 	})
 	if errors.Is(err, fs.ErrExist) {
@@ -72,6 +86,16 @@ func runBackup(ctx context.Context, cmd command, args []string, sio stdio) int {
 		return fail(sio, cmd, err)
 	}
 	return exitOK
+}
+
+// backupWritten tells where the copy is and that its key is not in it.
+func backupWritten(sio stdio, e *env, path string) {
+	secret := "the key file " + e.cfg.Store.KeyFile
+	if v := e.cfg.Store.PassphraseEnv; v != "" {
+		secret = "the passphrase (in $" + v + ")"
+	}
+	fmt.Fprintf(sio.err, "cosigner backup: wrote %s, encrypted under this store's key; the key is not in it: "+
+		"back up %s separately, apart from the copy\n", path, secret)
 }
 
 // sameFile reports whether a and b name one existing file.

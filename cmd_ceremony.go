@@ -45,7 +45,9 @@ func runConsoleServing(ctx context.Context, g globalFlags, sio stdio, maxElsewhe
 		cfg := e.consoleConfig(d, st)
 		cfg.MaxElsewhere = maxElsewhere
 		if serve {
-			cfg.Socket, cfg.SocketOptional = e.socketPath(), true
+			if err := e.serveSocket(&cfg, true); err != nil {
+				return err
+			}
 		}
 		c, err := openConsole(ctx, cfg)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/signal-mpc/cosigner/api"
 	"github.com/signal-mpc/cosigner/core/event"
 	"github.com/signal-mpc/cosigner/signal/device"
 	"github.com/signal-mpc/cosigner/tui"
@@ -48,17 +49,22 @@ func runChallenge(ctx context.Context, cmd command, args []string, sio stdio) in
 	if *token == "" || *code == "" {
 		return usageError(cmd, sio, "give --token and --code")
 	}
-	err := runConsoleWhile(ctx, g, sio, func(ctx context.Context, c *console) error {
-		if err := waitOnline(ctx, c, *connect); err != nil {
-			return err
+	cl, _, err := attached(ctx, g, sio)
+	if err != nil {
+		return fail(sio, cmd, err)
+	}
+	if cl != nil {
+		defer cl.Close()
+		if err = waitRemoteOnline(ctx, cl, *connect); err == nil {
+			if err = cl.Call(ctx, api.MethodChallenge, api.ChallengeParams{Token: *token, Code: *code}, nil); err != nil {
+				err = remoteError(err)
+			}
 		}
-		if err := c.App.AnswerChallenge(ctx, *token, *code); err != nil {
-			return err
-		}
-		sio.say(slog.LevelInfo, cmd.name, "answer accepted; sending what was held back...")
-		flushSends(ctx, c, sio)
-		return nil
-	})
+	} else {
+		err = runConsoleWhile(ctx, g, sio, func(ctx context.Context, c *console) error {
+			return answerChallenge(ctx, c, sio, cmd, *token, *code, *connect)
+		})
+	}
 	switch {
 	case err == nil:
 		fmt.Fprintln(sio.out, "challenge answered")
@@ -71,6 +77,19 @@ func runChallenge(ctx context.Context, cmd command, args []string, sio stdio) in
 		return exitFailure
 	}
 	return fail(sio, cmd, err)
+}
+
+// answerChallenge answers the server's challenge in-process.
+func answerChallenge(ctx context.Context, c *console, sio stdio, cmd command, token, code string, connect time.Duration) error {
+	if err := waitOnline(ctx, c, connect); err != nil {
+		return err
+	}
+	if err := c.App.AnswerChallenge(ctx, token, code); err != nil {
+		return err
+	}
+	sio.say(slog.LevelInfo, cmd.name, "answer accepted; sending what was held back...")
+	flushSends(ctx, c, sio)
+	return nil
 }
 
 // challengedError ends a headless command whose messages the server refuses

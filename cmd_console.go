@@ -213,7 +213,9 @@ func runConsoleTUI(ctx context.Context, g globalFlags, sio stdio) error {
 				}
 			}
 			cfg := e.consoleConfig(d, st)
-			cfg.Socket, cfg.SocketOptional = e.socketPath(), true
+			if err := e.serveSocket(&cfg, true); err != nil {
+				return err
+			}
 			c, err := openConsole(ctx, cfg)
 			if err != nil {
 				return err

@@ -61,7 +61,9 @@ func runDaemon(ctx context.Context, cmd command, args []string, sio stdio) int {
 			return err
 		}
 		cfg := e.consoleConfig(d, st)
-		cfg.Socket = e.socketPath()
+		if err := e.serveSocket(&cfg, false); err != nil {
+			return err
+		}
 		c, err := openConsole(ctx, cfg)
 		if err != nil {
 			return err

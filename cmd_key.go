@@ -58,11 +58,7 @@ func runKeys(ctx context.Context, cmd command, args []string, sio stdio) int {
 	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
 		return code
 	}
-	err := withEngine(ctx, g, sio, func(c *console) error {
-		keys, err := sortedKeys(ctx, c)
-		if err != nil {
-			return err
-		}
+	err := withKeys(ctx, g, sio, func(keys []core.KeyInfo) error {
 		if *asJSON {
 			list := make([]map[string]any, 0, len(keys))
 			for _, k := range keys {

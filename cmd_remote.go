@@ -1,16 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/signal-mpc/cosigner/api"
 	"github.com/signal-mpc/cosigner/core"
+	"github.com/signal-mpc/cosigner/core/roster"
+	"github.com/signal-mpc/cosigner/signal/store"
 )
 
 // The headless commands go through the socket API of the co-signer that
@@ -124,4 +129,105 @@ func keygenRemote(ctx context.Context, cl *api.Client, sio stdio, cmd command, t
 		return remoteError(err)
 	}
 	return printJSON(sio, map[string]any{"key_id": r.KeyID, "group_public_key": r.GroupPublicKey, "threshold": r.Threshold, "parties": r.Parties})
+}
+
+// withCard calls fn with this signer's card: from the running co-signer,
+// or from the store.
+func withCard(ctx context.Context, g globalFlags, sio stdio, fn func(roster.Card) error) error {
+	cl, _, err := attached(ctx, g, sio)
+	if err != nil {
+		return err
+	}
+	if cl != nil {
+		defer cl.Close()
+		var me api.MeResult
+		if err := cl.Call(ctx, api.MethodMe, nil, &me); err != nil {
+			return remoteError(err)
+		}
+		c, err := roster.ParseCard(me.Card)
+		if err != nil {
+			return fmt.Errorf("%w: the running cosigner's card: %w", api.ErrProtocol, err)
+		}
+		return fn(*c)
+	}
+	return withStore(ctx, g, sio, func(e *env, st *store.Store) error {
+		c, err := ownCard(ctx, e, st)
+		if err != nil {
+			return err
+		}
+		return fn(c)
+	})
+}
+
+// withKeys calls fn with the keys, sorted by id: from the running
+// co-signer, or from the store.
+func withKeys(ctx context.Context, g globalFlags, sio stdio, fn func([]core.KeyInfo) error) error {
+	cl, _, err := attached(ctx, g, sio)
+	if err != nil {
+		return err
+	}
+	sorted := func(keys []core.KeyInfo) []core.KeyInfo {
+		slices.SortFunc(keys, func(a, b core.KeyInfo) int { return bytes.Compare(a.KeyID[:], b.KeyID[:]) })
+		return keys
+	}
+	if cl != nil {
+		defer cl.Close()
+		r := &api.Remote{}
+		r.Attach(cl)
+		keys, err := r.Keys(ctx)
+		if err != nil {
+			return err
+		}
+		return fn(sorted(keys))
+	}
+	return withEngine(ctx, g, sio, func(c *console) error {
+		keys, err := c.App.Keys(ctx)
+		if err != nil {
+			return err
+		}
+		return fn(sorted(keys))
+	})
+}
+
+// groupRemote is cosigner group through the running co-signer.
+func groupRemote(ctx context.Context, cl *api.Client, sio stdio, sub string, pos []string, verified bool) error {
+	switch sub {
+	case "add":
+		raw := []byte(pos[0])
+		if !strings.HasPrefix(strings.TrimSpace(pos[0]), "{") {
+			var err error
+			if raw, err = os.ReadFile(pos[0]); err != nil {
+				return err
+			}
+		}
+		c, err := roster.ParseCard(raw)
+		if err != nil {
+			return err
+		}
+		if err := cl.Call(ctx, api.MethodRosterAdd, api.RosterAddParams{Card: json.RawMessage(raw), Verified: verified}, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(sio.out, "added %s, fingerprint %s\n", c.Name, c.Fingerprint())
+	case "list":
+		var r api.RosterResult
+		if err := cl.Call(ctx, api.MethodRoster, nil, &r); err != nil {
+			return err
+		}
+		for _, m := range r.Signers {
+			state := "not verified"
+			switch {
+			case m.Blocked:
+				state = "KEYS CHANGED: blocked until verified"
+			case m.Verified:
+				state = "verified"
+			}
+			fmt.Fprintf(sio.out, "%-16s %s  %s\n", m.Name, m.Fingerprint, state)
+		}
+	case "verify":
+		if err := cl.Call(ctx, api.MethodRosterVerify, api.RosterVerifyParams{Name: pos[0]}, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(sio.out, "%s verified\n", pos[0])
+	}
+	return nil
 }

@@ -262,6 +262,35 @@ func TestCommandsGoThroughTheRunningDaemon(t *testing.T) {
 	if err := bls.VerifyBytes(key, []byte("through the daemon"), sig); err != nil {
 		t.Fatal(err)
 	}
+	// The other commands that read or change the store go through it too.
+	if out, errs, code := cli(ctx, people[0], "me", "--json"); code != 0 || strings.TrimSpace(out) != cards[0] {
+		t.Fatalf("me through the daemon: %d %q %s, want the card %s", code, out, errs, cards[0])
+	}
+	if out, errs, code := cli(ctx, people[0], "keys", "--json"); code != 0 || !strings.Contains(out, `"threshold":2`) {
+		t.Fatalf("keys through the daemon: %d %s %s", code, out, errs)
+	}
+	if out, errs, code := cli(ctx, people[0], "group", "list"); code != 0 || strings.Count(out, "verified") != 3 {
+		t.Fatalf("group list through the daemon: %d %s %s", code, out, errs)
+	}
+	if out, errs, code := cli(ctx, people[0], "group", "verify", "bob"); code != 0 || !strings.Contains(out, "bob verified") {
+		t.Fatalf("group verify through the daemon: %d %s %s", code, out, errs)
+	}
+	if _, errs, code := cli(ctx, people[0], "group", "verify", "mallory"); code != 1 || !strings.Contains(errs, "unknown signer") {
+		t.Fatalf("group verify of a stranger through the daemon: %d %s", code, errs)
+	}
+	copyPath := filepath.Join(base, "alice-backup.db")
+	if _, errs, code := cli(ctx, people[0], "backup", copyPath); code != 0 || !strings.Contains(errs, "the key is not in it") {
+		t.Fatalf("backup through the daemon: %d %s", code, errs)
+	}
+	if fi, err := os.Stat(copyPath); err != nil || fi.Mode().Perm() != 0o600 || fi.Size() == 0 {
+		t.Fatalf("the backup written through the daemon: %v %v", fi, err)
+	}
+	if _, errs, code := cli(ctx, people[0], "backup", copyPath); code != 1 || !strings.Contains(errs, "exists") {
+		t.Fatalf("a second backup over the first: %d %s", code, errs)
+	}
+	if _, errs, code := cli(ctx, people[0], "backup", "--force", filepath.Join(people[0].data, "device.db")); code != 1 || !strings.Contains(errs, "own device.db") {
+		t.Fatalf("a backup over the store itself: %d %s", code, errs)
+	}
 	if _, errs, code := cli(ctx, people[0], "sign", "--hex", "0a", "--key", "ffff"); code == 0 || !strings.Contains(errs, "no key matches") {
 		t.Fatalf("an unknown key through the daemon: %d %s", code, errs)
 	}

@@ -10,7 +10,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/signal-mpc/cosigner/api"
@@ -149,12 +151,53 @@ func (e *env) consoleConfig(d *transport.Dialer, st *store.Store) consoleConfig 
 		AutoApprove:  e.cfg.Signing.AutoApprove,
 		RoundTimeout: e.cfg.Keygen.RoundTimeout.Duration, RequestTTL: e.cfg.Signing.RequestTTL.Duration,
 		ResendEvery: min(e.cfg.Keygen.Resend.Duration, e.cfg.Signing.Resend.Duration),
-		Threshold:   e.cfg.Keygen.Threshold, Parties: e.cfg.Keygen.Parties, APIApprove: e.cfg.API.Approve}
+		Threshold:   e.cfg.Keygen.Threshold, Parties: e.cfg.Keygen.Parties, APIApprove: e.cfg.API.Approve,
+		Protected: []string{filepath.Join(e.dir, "device.db"), e.cfg.Store.KeyFile}}
 }
 
 // socketPath is where the owner of this data directory's store serves the
-// socket API.
-func (e *env) socketPath() string { return filepath.Join(e.dir, api.SocketName) }
+// socket API: in api/ when a group shares it ([api] group).
+func (e *env) socketPath() string {
+	if e.cfg.API.Group != "" {
+		return filepath.Join(e.dir, "api", api.SocketName)
+	}
+	return filepath.Join(e.dir, api.SocketName)
+}
+
+// serveSocket makes cfg serve the socket API (optional: a console that
+// cannot still runs, with a warning; the daemon cannot).
+func (e *env) serveSocket(cfg *consoleConfig, optional bool) error {
+	gid, err := e.socketGroup()
+	if err != nil {
+		if !optional {
+			return err
+		}
+		e.log.Warn("no socket API for this console", "err", err)
+		return nil
+	}
+	cfg.Socket, cfg.SocketGroup, cfg.SocketOptional = e.socketPath(), gid, optional
+	return nil
+}
+
+// socketGroup prepares the shared socket's folder for [api] group and
+// returns the group's id (0: not shared).
+func (e *env) socketGroup() (int, error) {
+	if e.cfg.API.Group == "" {
+		return 0, nil
+	}
+	g, err := user.LookupGroup(e.cfg.API.Group)
+	if err != nil {
+		return 0, fmt.Errorf("api.group: %w", err)
+	}
+	gid, err := strconv.Atoi(g.Gid)
+	if err != nil || gid <= 0 {
+		return 0, fmt.Errorf("api.group: %s is not a group the socket can be shared with (gid %s)", e.cfg.API.Group, g.Gid)
+	}
+	if err := api.SocketDir(e.dir, filepath.Dir(e.socketPath()), gid); err != nil {
+		return 0, err
+	}
+	return gid, nil
+}
 
 // dialer is the transport to the configured server.
 func (e *env) dialer() (*transport.Dialer, error) {

@@ -25,7 +25,12 @@ var ErrNoServer = errors.New("api: no cosigner serves this data directory")
 // Listen makes the API socket at path, readable and writable by its owner
 // only. The caller holds the store's lock, so a socket file already there
 // is a stale one (its process died) and is removed first.
-func Listen(path string) (net.Listener, error) {
+func Listen(path string) (net.Listener, error) { return ListenGroup(path, -1) }
+
+// ListenGroup is Listen for a socket that the members of group gid may use
+// too (mode 0660; gid < 0: the owner only, 0600). The folder that holds it
+// must let them through (0710, that group): SocketDir prepares one.
+func ListenGroup(path string, gid int) (net.Listener, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("api: remove stale socket: %w", err)
 	}
@@ -36,11 +41,38 @@ func Listen(path string) (net.Listener, error) {
 	// Closing the listener removes the file; a crash leaves it, for the
 	// next owner of the store to remove.
 	ln.(*net.UnixListener).SetUnlinkOnClose(true)
-	if err := os.Chmod(path, 0o600); err != nil {
+	mode := os.FileMode(0o600)
+	if gid >= 0 {
+		mode = 0o660
+		if err := os.Chown(path, -1, gid); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("api: socket group: %w", err)
+		}
+	}
+	if err := os.Chmod(path, mode); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("api: socket mode: %w", err)
 	}
 	return ln, nil
+}
+
+// SocketDir makes dir (inside the data directory dataDir) a folder that
+// the members of group gid can pass through but not list (0710), and lets
+// them pass through dataDir the same way: everything else in it stays the
+// owner's (files 0600, folders 0700).
+func SocketDir(dataDir, dir string, gid int) error {
+	if err := os.MkdirAll(dir, 0o710); err != nil {
+		return fmt.Errorf("api: socket folder: %w", err)
+	}
+	for _, d := range []string{dataDir, dir} {
+		if err := os.Chown(d, -1, gid); err != nil {
+			return fmt.Errorf("api: socket folder group: %w", err)
+		}
+		if err := os.Chmod(d, 0o710); err != nil {
+			return fmt.Errorf("api: socket folder mode: %w", err)
+		}
+	}
+	return nil
 }
 
 // Client is one connection to the API.

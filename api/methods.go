@@ -26,6 +26,8 @@ type Backend interface {
 	Decline(ctx context.Context, id [32]byte, reason string) error
 	Signatures(ctx context.Context, limit int) ([]event.SignDone, error)
 	AnswerChallenge(ctx context.Context, token, answer string) error
+	// Backup writes a copy of the store to path (absolute).
+	Backup(ctx context.Context, path string, replace bool) error
 
 	// Identity is this signer's own card.
 	Identity() roster.Card
@@ -38,6 +40,7 @@ type Backend interface {
 // Method names.
 const (
 	MethodStatus       = "status"
+	MethodMe           = "me"
 	MethodRoster       = "roster"
 	MethodRosterAdd    = "roster.add"
 	MethodRosterVerify = "roster.verify"
@@ -50,6 +53,7 @@ const (
 	MethodDecline      = "decline"
 	MethodSignatures   = "signatures"
 	MethodChallenge    = "challenge"
+	MethodBackup       = "backup"
 	MethodSubscribe    = "subscribe"
 	MethodUnsubscribe  = "unsubscribe"
 
@@ -68,6 +72,11 @@ type StatusResult struct {
 	Approvals  int              `json:"approvals"`
 	// CanApprove: this socket may approve and decline (api.approve).
 	CanApprove bool `json:"can_approve"`
+}
+
+// MeResult answers me: this signer's card, as cosigner me --json prints it.
+type MeResult struct {
+	Card json.RawMessage `json:"card"` // roster.ParseCard reads it
 }
 
 // Signer is one roster entry.
@@ -185,6 +194,13 @@ type SignaturesParams struct {
 // SignaturesResult answers signatures.
 type SignaturesResult struct {
 	Signatures []event.SignDone `json:"signatures"`
+}
+
+// BackupParams asks for a copy of the store at path (absolute, on the
+// co-signer's machine); an existing file is replaced only with replace.
+type BackupParams struct {
+	Path    string `json:"path"`
+	Replace bool   `json:"replace"`
 }
 
 // ChallengeParams answers the server's challenge.

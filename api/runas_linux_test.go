@@ -12,7 +12,7 @@ import (
 // runAs runs this test binary's TestHelperDial as uid, dialing path. The
 // binary is copied where that user may run it first (go test keeps it in a
 // folder only its owner can enter).
-func runAs(t *testing.T, uid uint32, path string) (string, error) {
+func runAs(t *testing.T, uid, gid uint32, path string) (string, error) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "api-runas")
 	if err != nil {
@@ -41,7 +41,7 @@ func runAs(t *testing.T, uid uint32, path string) (string, error) {
 	cmd := exec.Command(bin, "-test.run=^TestHelperDial$", "-test.count=1")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "COSIGNER_API_DIAL="+path)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

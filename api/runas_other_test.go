@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func runAs(t *testing.T, uid uint32, path string) (string, error) {
+func runAs(t *testing.T, uid, gid uint32, path string) (string, error) {
 	t.Skip("switching users is done on Linux only")
 	return "", errors.ErrUnsupported
 }

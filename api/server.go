@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -228,6 +230,16 @@ func (cn *conn) dispatch(ctx context.Context, req *Request) (any, *Error) {
 			return nil, e
 		}
 		return cn.status(ctx)
+	case MethodMe:
+		var p struct{}
+		if e := decodeParams(req.Params, &p); e != nil {
+			return nil, e
+		}
+		card, err := json.Marshal(b.Identity())
+		if err != nil {
+			return nil, &Error{Code: CodeInternal, Message: "internal error: " + err.Error()}
+		}
+		return MeResult{Card: card}, nil
 	case MethodRoster:
 		var p struct{}
 		if e := decodeParams(req.Params, &p); e != nil {
@@ -348,6 +360,26 @@ func (cn *conn) dispatch(ctx context.Context, req *Request) (any, *Error) {
 		if err := b.AnswerChallenge(ctx, p.Token, p.Code); err != nil {
 			return nil, errorOf(err)
 		}
+		return struct{}{}, nil
+	case MethodBackup:
+		var p BackupParams
+		if e := decodeParams(req.Params, &p); e != nil {
+			return nil, e
+		}
+		if p.Path == "" || !filepath.IsAbs(p.Path) {
+			return nil, &Error{Code: CodeInvalidParams, Message: "invalid params: path must be an absolute path"}
+		}
+		if !cn.s.approve {
+			// It writes files as the co-signer's user.
+			return nil, &Error{Code: CodeNotAllowed, Message: "this socket may not write backups (api.approve = false)"}
+		}
+		if err := b.Backup(ctx, p.Path, p.Replace); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return nil, &Error{Code: CodeRefused, Message: p.Path + " exists (replace: true replaces it)"}
+			}
+			return nil, errorOf(err)
+		}
+		cn.s.log.Info("api: backup written", "path", p.Path, "uid", cn.peer.UID)
 		return struct{}{}, nil
 	case MethodSubscribe:
 		var p struct{}

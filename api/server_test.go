@@ -104,6 +104,10 @@ func (f *fakeBackend) AnswerChallenge(context.Context, string, string) error {
 	f.change("challenge")
 	return nil
 }
+func (f *fakeBackend) Backup(_ context.Context, path string, replace bool) error {
+	f.change("backup " + path)
+	return nil
+}
 func (f *fakeBackend) Identity() roster.Card {
 	return roster.Card{Name: "alice", Account: "acct", Device: 2}
 }
@@ -225,6 +229,7 @@ func TestBadRequestsGetErrorsAndChangeNothing(t *testing.T) {
 		{"unknown signer", `{"jsonrpc":"2.0","id":16,"method":"roster.verify","params":{"name":"mallory"}}`, CodeRefused, false},
 		{"negative limit", `{"jsonrpc":"2.0","id":17,"method":"signatures","params":{"limit":-1}}`, CodeInvalidParams, false},
 		{"empty challenge", `{"jsonrpc":"2.0","id":18,"method":"challenge","params":{"token":"t"}}`, CodeInvalidParams, false},
+		{"relative backup", `{"jsonrpc":"2.0","id":19,"method":"backup","params":{"path":"copy.db"}}`, CodeInvalidParams, false},
 	}
 	var lines []string
 	for _, tt := range tests {
@@ -386,7 +391,7 @@ func TestAnotherUserCannotConnect(t *testing.T) {
 	if err := os.Chmod(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	out, err := runAs(t, 65534, path)
+	out, err := runAs(t, 65534, 65534, path)
 	if err == nil {
 		t.Fatalf("user 65534 connected to a 0600 socket: %s", out)
 	}
@@ -412,4 +417,60 @@ func TestHelperDial(t *testing.T) {
 		os.Exit(3)
 	}
 	c.Close()
+}
+
+// A socket shared with a group: its members get in, other users do not,
+// and the data directory only lets them through.
+func TestASocketSharedWithAGroupLetsItsMembersIn(t *testing.T) {
+	if os.Getenv("COSIGNER_API_DIAL") != "" {
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to connect as other users")
+	}
+	t.Parallel()
+	base, err := os.MkdirTemp("", "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(base, "data")
+	if err := os.Mkdir(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "device.db"), []byte("secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const members = 65534
+	dir := filepath.Join(data, "api")
+	if err := SocketDir(data, dir, members); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, SocketName)
+	ln, err := ListenGroup(path, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { NewServer(newFake(), true, nil).Serve(ctx, ln); close(done) }()
+	defer func() { cancel(); <-done }()
+	for _, c := range []struct {
+		p    string
+		mode os.FileMode
+	}{{data, 0o710}, {dir, 0o710}, {path, 0o660}, {filepath.Join(data, "device.db"), 0o600}} {
+		fi, err := os.Stat(c.p)
+		if err != nil || fi.Mode().Perm() != c.mode {
+			t.Fatalf("%s: mode %v (%v), want %v", c.p, fi.Mode().Perm(), err, c.mode)
+		}
+	}
+	if out, err := runAs(t, 65534, members, path); err != nil {
+		t.Fatalf("a member of the group was refused: %v %s", err, out)
+	}
+	if out, err := runAs(t, 12345, 12345, path); err == nil || !strings.Contains(out, "permission denied") {
+		t.Fatalf("a user outside the group: %v %s", err, out)
+	}
 }

@@ -1,9 +1,16 @@
 package core
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/signal-mpc/cosigner/bls/dkg"
+	"github.com/signal-mpc/cosigner/bls/wire"
+	"github.com/signal-mpc/cosigner/core/ceremony"
+	"github.com/signal-mpc/cosigner/core/event"
 )
 
 // errBeforeRestore: a keygen proposal was made before this console's
@@ -65,4 +72,132 @@ func (a *App) checkRestored(created time.Time) error {
 		return nil
 	}
 	return errBeforeRestore
+}
+
+// restore rebuilds every stored ceremony by replaying its inputs.
+func (a *App) restore(ctx context.Context) error {
+	recs, err := a.cfg.Store.Ceremonies(ctx)
+	if err != nil {
+		return fmt.Errorf("core: load ceremonies: %w", err)
+	}
+	// Keygens first: signing needs their keys.
+	slices.SortStableFunc(recs, func(x, y *CeremonyRecord) int { return int(x.Kind) - int(y.Kind) })
+	for _, r := range recs {
+		if err := a.replay(ctx, r); err != nil {
+			a.log.Error("cannot restore ceremony", "id", ceremony.ShortID(r.ID), "err", err)
+			a.publish(event.Error{Time: a.now(), Text: fmt.Sprintf("cannot restore ceremony %s: %v", ceremony.ShortID(r.ID), err)})
+		}
+	}
+	a.publishHistory()
+	orphans, err := a.cfg.Store.Orphans(ctx)
+	if err != nil {
+		return fmt.Errorf("core: load orphans: %w", err)
+	}
+	a.orphans = orphans
+	return nil
+}
+
+func (a *App) replay(ctx context.Context, r *CeremonyRecord) error {
+	a.records[r.ID] = r
+	if abandoned(r) {
+		// Finished, so its envelopes are refused; not rebuilt, so nothing
+		// of its state (or its seed) is ever used or answered again.
+		a.log.Info("ceremony abandoned at a restore from a backup", "id", ceremony.ShortID(r.ID))
+		return nil
+	}
+	switch r.Kind {
+	case KindKeygen:
+		var s *ceremony.KeygenSession
+		var err error
+		if r.Own {
+			env, derr := wire.Decode(r.Opening)
+			if derr != nil {
+				return derr
+			}
+			prop, derr := dkg.DecodeProposal(env.Payload)
+			if derr != nil {
+				return derr
+			}
+			s, _, err = ceremony.ProposeKeygen(prop, a.cfg.ConsoleKey, r.Seed)
+		} else {
+			s, err = ceremony.OpenKeygenProposal(r.Opening, a.cfg.ConsoleKey, r.Seed, a.cfg.Roster.Trust)
+		}
+		if err != nil {
+			return err
+		}
+		// Not announced: a proposal still awaiting this human is shown again.
+		st := &keygenState{s: s}
+		a.keygens[r.ID] = st
+		for _, in := range r.Inputs {
+			a.applyKeygen(st, in)
+		}
+		a.afterKeygen(ctx, st, false)
+	case KindSign:
+		k, ok := a.keys[r.KeyID]
+		if !ok {
+			return fmt.Errorf("%w: %s", ErrNoKey, ceremony.ShortID(r.KeyID))
+		}
+		s, err := ceremony.OpenSignRequest(*k.share, r.Opening)
+		if err != nil {
+			return err
+		}
+		// A finished request stays ended: it is not shown to the human
+		// again, nor answerable.
+		st := &signState{s: s, key: k, done: r.Finished}
+		a.signs[r.ID] = st
+		if r.Own {
+			s.Approve()
+		}
+		for _, in := range r.Inputs {
+			a.applySign(st, in)
+		}
+		a.afterSign(ctx, st, false)
+	}
+	if !r.Finished {
+		a.resend(r.ID)
+	}
+	return nil
+}
+
+func (a *App) applyKeygen(st *keygenState, in Input) []ceremony.Outgoing {
+	var out []ceremony.Outgoing
+	switch in.Kind {
+	case InputEnvelope:
+		out, _ = st.s.Handle(in.Envelope)
+	case InputAccept:
+		out, _ = st.s.Accept()
+	case InputDecline:
+		out, _ = st.s.Decline(in.Text)
+	case InputTimeout:
+		out, _ = st.s.Timeout()
+	}
+	return out
+}
+
+func (a *App) applySign(st *signState, in Input) []ceremony.Outgoing {
+	var out []ceremony.Outgoing
+	switch in.Kind {
+	case InputEnvelope:
+		out, _ = st.s.Handle(in.Envelope)
+	case InputAccept:
+		out, _ = st.s.Approve()
+	case InputDecline:
+		out, _ = st.s.Decline(in.Text)
+	case InputExpire:
+		out, _ = st.s.Tick(in.Time)
+	}
+	return out
+}
+
+// maxRestoredResults bounds the signing results replayed to the console at
+// start (its history view keeps as many).
+const maxRestoredResults = 500
+
+// publishHistory tells the console about the signing requests that ended
+// before this run, oldest first, as restored history.
+func (a *App) publishHistory() {
+	for _, ev := range a.history(maxRestoredResults) {
+		ev.Restored = true
+		a.publish(ev)
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,6 +110,13 @@ type Config struct {
 	// may approve and decline (api.approve).
 	Socket     string
 	APIApprove bool
+	// Protected are files a backup through the socket must never replace
+	// (the store itself, its key file).
+	Protected []string
+	// SocketGroup, when positive, is the group id whose members may use
+	// the socket too (0660; its folder must let them through: api.SocketDir);
+	// 0: the owner only.
+	SocketGroup int
 	// SocketOptional: a socket that cannot be made (a path too long for a
 	// Unix socket, a read-only folder) is logged and done without, instead
 	// of stopping Run. The daemon needs its socket; a console does not.
@@ -227,7 +236,11 @@ func (c *Node) Run(ctx context.Context) error {
 	var ln net.Listener
 	if c.cfg.Socket != "" {
 		var err error
-		ln, err = api.Listen(c.cfg.Socket)
+		gid := -1
+		if c.cfg.SocketGroup > 0 {
+			gid = c.cfg.SocketGroup
+		}
+		ln, err = api.ListenGroup(c.cfg.Socket, gid)
 		switch {
 		case err != nil && c.cfg.SocketOptional:
 			c.logger().Warn("no socket API for this console: attached consoles and commands cannot reach it", "err", err)
@@ -261,6 +274,30 @@ func (c *Node) logger() *slog.Logger {
 
 // Config is the configuration the node was opened with.
 func (c *Node) Config() Config { return c.cfg }
+
+// Backup writes a consistent, still encrypted copy of the store to path,
+// an absolute path (api.Backend); an existing file only when replace.
+func (c *Node) Backup(ctx context.Context, path string, replace bool) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("%w: the backup's path must be absolute", core.ErrConfig)
+	}
+	for _, own := range c.cfg.Protected {
+		if sameFile(path, own) {
+			return fmt.Errorf("%w: %s is this console's own %s: write the copy elsewhere", core.ErrConfig, path, filepath.Base(own))
+		}
+	}
+	return c.cfg.Store.Backup(ctx, path, replace)
+}
+
+// sameFile reports whether a and b name one existing file.
+func sameFile(a, b string) bool {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
+}
 
 // Identity is this signer's own card (api.Backend).
 func (c *Node) Identity() roster.Card { return c.Card }

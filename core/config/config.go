@@ -56,6 +56,11 @@ type API struct {
 	// asks for counts as this signer's approval. Off: the socket asks and
 	// reads only; its signing requests wait in this signer's queue.
 	Approve bool `toml:"approve"`
+	// Group, when set, names a system group whose members may use the
+	// socket too: it is then <data_dir>/api/cosigner.sock, mode 0660, and
+	// the data directory and api/ let that group through (0710) without
+	// listing them; every file stays the owner's.
+	Group string `toml:"group"`
 }
 
 // Server is the Signal-compatible server this console talks through.
