@@ -125,6 +125,12 @@ type signer struct {
 	cheat   func(key ed25519.PrivateKey) rewriter
 	slow    bool
 	observe func(to core.Address, env []byte)
+	// expand, given the console's key, replaces each envelope it sends by
+	// any number of envelopes (none: withheld; two: equivocation).
+	expand func(key ed25519.PrivateKey) expander
+	// tune changes the console's configuration before it opens (short
+	// deadlines for a test that waits for one).
+	tune func(*consoleConfig)
 }
 
 func newSigner(t *testing.T, r *testRelay, name string) *signer {
@@ -161,17 +167,26 @@ func (s *signer) start(t *testing.T, r *testRelay, auto bool) {
 	}
 	cfg := consoleConfig{Name: s.name, Dialer: r.dialer, Store: s.st, AutoApprove: auto,
 		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: 5 * time.Second}
-	if s.cheat != nil || s.slow || s.observe != nil {
+	if s.tune != nil {
+		s.tune(&cfg)
+	}
+	if s.cheat != nil || s.slow || s.observe != nil || s.expand != nil {
 		var rw rewriter
-		if s.cheat != nil {
+		var ex expander
+		if s.cheat != nil || s.expand != nil {
 			key, err := core.ConsoleKey(t.Context(), coreVault{s.st})
 			if err != nil {
 				t.Fatal(err)
 			}
-			rw = s.cheat(key)
+			if s.cheat != nil {
+				rw = s.cheat(key)
+			}
+			if s.expand != nil {
+				ex = s.expand(key)
+			}
 		}
 		cfg.Outbound = func(m core.Messenger) core.Messenger {
-			return &outbound{next: m, rewrite: rw, slow: s.slow, observe: s.observe}
+			return &outbound{next: m, rewrite: rw, expand: ex, slow: s.slow, observe: s.observe}
 		}
 	}
 	s.con, err = openConsole(t.Context(), cfg)
@@ -509,12 +524,17 @@ func TestCommandsOnASelfHostedRelay(t *testing.T) {
 // leave it alone).
 type rewriter func(to core.Address, env *wire.Envelope, raw []byte) []byte
 
+// expander is a rewriter that may send any number of envelopes in the
+// place of one (none withholds it).
+type expander func(to core.Address, env *wire.Envelope, raw []byte) [][]byte
+
 // outbound is what a test console sends through: the rewriter, a delay
 // for partials, then an observer of what really leaves. The rewriter and
 // the observer see every envelope of a bundle on its own.
 type outbound struct {
 	next    core.Messenger
 	rewrite rewriter
+	expand  expander
 	slow    bool
 	observe func(to core.Address, env []byte)
 }
@@ -524,20 +544,28 @@ func (o *outbound) Send(ctx context.Context, to core.Address, msg []byte) error 
 	if err != nil {
 		return err
 	}
-	for i, raw := range envs {
+	var sent [][]byte
+	for _, raw := range envs {
 		e, err := wire.Decode(raw)
 		if err == nil && o.rewrite != nil {
-			envs[i] = o.rewrite(to, e, raw)
+			raw = o.rewrite(to, e, raw)
 		}
 		if err == nil && o.slow && e.Kind == wire.KindPartial {
 			time.Sleep(300 * time.Millisecond)
 		}
-		if o.observe != nil {
-			// Before sending: whatever a peer received was observed first.
-			o.observe(to, envs[i])
+		more := [][]byte{raw}
+		if err == nil && o.expand != nil {
+			more = o.expand(to, e, raw)
 		}
+		for _, m := range more {
+			if o.observe != nil {
+				// Before sending: whatever a peer received was observed first.
+				o.observe(to, m)
+			}
+		}
+		sent = append(sent, more...)
 	}
-	for _, m := range wire.Pack(envs) {
+	for _, m := range wire.Pack(sent) {
 		if err := o.next.Send(ctx, to, m); err != nil {
 			return err
 		}

@@ -1,0 +1,392 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/signal-mpc/cosigner/bls"
+	"github.com/signal-mpc/cosigner/bls/share"
+	"github.com/signal-mpc/cosigner/bls/tbls"
+	"github.com/signal-mpc/cosigner/bls/wire"
+	"github.com/signal-mpc/cosigner/core"
+	"github.com/signal-mpc/cosigner/core/event"
+	"github.com/signal-mpc/cosigner/signal/device"
+)
+
+// castOf starts alice, bob and carol on one relay, each prepared by setup
+// (which says whether the console approves on its own), every envelope
+// they send recorded in one transcript. Bob starts last: a cheater's
+// lies may name the others' addresses.
+func castOf(t *testing.T, setup func(s *signer) (auto bool)) (*testRelay, []*signer, *transcript) {
+	t.Helper()
+	r := startTestRelay(t, t.TempDir())
+	tr := &transcript{}
+	var signers []*signer
+	for _, n := range []string{"alice", "bob", "carol"} {
+		s := newSigner(t, r, n)
+		s.observe = tr.observe
+		signers = append(signers, s)
+	}
+	for _, i := range []int{0, 2, 1} {
+		s := signers[i]
+		auto := true
+		if setup != nil {
+			auto = setup(s)
+		}
+		s.start(t, r, auto)
+	}
+	introduce(t, signers...)
+	return r, signers, tr
+}
+
+// keygenAll runs a 2-of-3 keygen proposed by the first signer and waits
+// until every console holds the key.
+func keygenAll(t *testing.T, ctx context.Context, signers []*signer) *core.KeygenResult {
+	t.Helper()
+	kr, err := signers[0].con.app.StartKeygen(ctx, 2)
+	if err != nil {
+		t.Fatalf("keygen: %v", err)
+	}
+	for _, s := range signers {
+		waitKey(t, ctx, s, kr.KeyID)
+	}
+	return kr
+}
+
+// inject makes s's Signal device send envelopes to another console
+// outside its core: what a peer with a modified console can send. Several
+// envelopes go as one bundle (one Deliver, handled in order).
+func (s *signer) inject(t *testing.T, ctx context.Context, to *signer, envs ...[]byte) {
+	t.Helper()
+	addr := device.Address{Account: to.con.card.Account, Device: to.con.card.Device}
+	for _, m := range wire.Pack(envs) {
+		if err := s.con.dev.Send(ctx, addr, m); err != nil {
+			t.Fatalf("%s sends to %s: %v", s.name, to.name, err)
+		}
+	}
+}
+
+// recorder keeps every event a console publishes from its creation on.
+type recorder struct {
+	mu     sync.Mutex
+	events []event.Event
+}
+
+func record(ctx context.Context, s *signer) *recorder {
+	rec := &recorder{}
+	sub := s.con.bus.Subscribe(1 << 14)
+	go func() {
+		defer sub.Close()
+		for {
+			e, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			rec.mu.Lock()
+			rec.events = append(rec.events, e)
+			rec.mu.Unlock()
+		}
+	}()
+	return rec
+}
+
+func (rec *recorder) snapshot() []event.Event {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return slices.Clone(rec.events)
+}
+
+// until waits until ok holds for the events recorded so far.
+func (rec *recorder) until(t *testing.T, ctx context.Context, what string, ok func([]event.Event) bool) []event.Event {
+	t.Helper()
+	for {
+		evs := rec.snapshot()
+		if ok(evs) {
+			return evs
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("never saw %s; events:\n%s", what, dumpEvents(evs))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func dumpEvents(evs []event.Event) string {
+	var b strings.Builder
+	for _, e := range evs {
+		if _, ok := e.(event.Connection); ok {
+			continue
+		}
+		fmt.Fprintf(&b, "  %T %+v\n", e, e)
+	}
+	return b.String()
+}
+
+// incoming lists the incoming message events whose note contains note
+// ("" matches accepted messages only).
+func incoming(evs []event.Event, note string) []event.Message {
+	var out []event.Message
+	for _, e := range evs {
+		m, ok := e.(event.Message)
+		if !ok || m.Direction != event.In {
+			continue
+		}
+		if (note == "" && m.Note == "") || (note != "" && strings.Contains(m.Note, note)) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// signDones lists the live (not restored) signing results of a request.
+func signDones(evs []event.Event, id [32]byte) []event.SignDone {
+	var out []event.SignDone
+	for _, e := range evs {
+		if d, ok := e.(event.SignDone); ok && !d.Restored && d.ID == hex.EncodeToString(id[:]) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func count[E any](evs []event.Event, ok func(E) bool) int {
+	n := 0
+	for _, e := range evs {
+		if v, is := e.(E); is && ok(v) {
+			n++
+		}
+	}
+	return n
+}
+
+// partyOf is a signer's party index in a key's roster.
+func partyOf(t *testing.T, tr *transcript, ceremony [32]byte, s *signer) uint32 {
+	t.Helper()
+	prop, err := tr.proposal(ceremony)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, ok := prop.IndexOfConsoleKey(s.con.card.ConsoleKey)
+	if !ok {
+		t.Fatalf("%s is not in the proposal", s.name)
+	}
+	return j
+}
+
+// A finished keygen's and signing's envelopes, re-sent later by a peer
+// (its own, the victim's own, a third party's), are refused as belonging
+// to a finished ceremony: no second prompt, no second key, no second
+// signature, also after a restart; and re-sent during a new signing they
+// do not touch it.
+func TestReplayedEnvelopesOfFinishedCeremoniesAreRefused(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	r, signers, tr := castOf(t, nil)
+	alice, bob, carol := signers[0], signers[1], signers[2]
+	kr := keygenAll(t, ctx, signers)
+	before := []*recorder{record(ctx, alice), record(ctx, carol)}
+	msg := []byte("first signature")
+	sr, err := bob.con.app.RequestSignature(ctx, kr.KeyID, msg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The signing ended everywhere before the replays.
+	for _, rec := range before {
+		rec.until(t, ctx, "the first signature", func(evs []event.Event) bool { return len(signDones(evs, sr.ID)) == 1 })
+	}
+	old := tr.find(func(e *wire.Envelope) bool { return e.Ceremony == kr.Ceremony || e.Ceremony == sr.ID })
+	if len(old) < 10 {
+		t.Fatalf("only %d envelopes in the transcript", len(old))
+	}
+	// Carol restarts: what she finished stays finished.
+	carol.stop()
+	carol.start(t, r, true)
+	victims := []*signer{alice, carol}
+	recs := map[string]*recorder{}
+	for _, v := range victims {
+		recs[v.name] = record(ctx, v)
+		waitKey(t, ctx, v, kr.KeyID)
+	}
+	for _, v := range victims {
+		// Bob re-sends everything of both ceremonies, a bundle at a time.
+		bob.inject(t, ctx, v, old...)
+	}
+	// A new request by alice runs while bob replays again into it.
+	msg2 := []byte("second signature")
+	type res struct {
+		sr  *core.SignResult
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		sr, err := alice.con.app.RequestSignature(ctx, kr.KeyID, msg2, "")
+		done <- res{sr, err}
+	}()
+	for _, v := range victims {
+		bob.inject(t, ctx, v, old...)
+	}
+	got := <-done
+	if got.err != nil {
+		t.Fatal(got.err)
+	}
+	if err := bls.VerifyBytes(kr.GroupKey, msg2, got.sr.Signature); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range victims {
+		evs := recs[v.name].until(t, ctx, v.name+" refusing every replayed envelope", func(evs []event.Event) bool {
+			return len(incoming(evs, "ceremony finished")) >= 2*len(old)
+		})
+		for _, m := range incoming(evs, "") {
+			if m.Ceremony == ceremonyShort(kr.Ceremony) || m.Ceremony == ceremonyShort(sr.ID) {
+				t.Errorf("%s processed a replayed %s from %s", v.name, m.Kind, m.Peer)
+			}
+		}
+		if n := count(evs, func(e event.ApprovalRequested) bool { return true }); v == carol && n != 1 || v == alice && n != 0 {
+			t.Errorf("%s was asked %d times; only carol, once, for the new request", v.name, n)
+		}
+		if n := len(signDones(evs, sr.ID)); n != 0 {
+			t.Errorf("%s showed the first signature again (%d times)", v.name, n)
+		}
+		if n := count(evs, func(e event.KeygenDone) bool { return true }); n != 0 {
+			t.Errorf("%s announced a key again", v.name)
+		}
+		if keys, _ := v.con.app.Keys(ctx); len(keys) != 1 {
+			t.Errorf("%s holds %d keys", v.name, len(keys))
+		}
+	}
+	// The one new signature is shown once on alice's console.
+	if ds := signDones(recs["alice"].snapshot(), got.sr.ID); len(ds) != 1 || !ds[0].Verified {
+		t.Fatalf("alice showed the new request as %+v", ds)
+	}
+}
+
+func ceremonyShort(id [32]byte) string { return hex.EncodeToString(id[:4]) }
+
+// withShare is a partial rewriter that signs another message with the
+// cheater's real share, once the test gives it the share.
+type withShare struct {
+	share atomic.Pointer[share.Share]
+	other []byte
+}
+
+func (w *withShare) rewriter(key ed25519.PrivateKey) rewriter {
+	return func(_ core.Address, e *wire.Envelope, raw []byte) []byte {
+		sh := w.share.Load()
+		if e.Kind != wire.KindPartial || sh == nil {
+			return raw
+		}
+		p, err := tbls.Sign(sh, w.other)
+		if err != nil {
+			return raw
+		}
+		payload, err := tbls.EncodePartial(p)
+		if err != nil {
+			return raw
+		}
+		lie := *e
+		lie.Payload = payload
+		if b, err := wire.Seal(&lie, key); err == nil {
+			return b
+		}
+		return raw
+	}
+}
+
+// load gives the rewriter the console's real share of the key.
+func (w *withShare) load(t *testing.T, ctx context.Context, s *signer, keyID [32]byte) {
+	t.Helper()
+	secret, _, info, err := s.con.app.KeyShare(ctx, keyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := bls.ScalarFromBytes(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.share.Store(&share.Share{Index: info.Self, Value: *v})
+}
+
+// A genuine partial signature, made with the signer's real share but over
+// another message, is blamed on its sender; the two honest signers still
+// produce the signature.
+func TestGenuinePartialForAnotherMessageIsBlamed(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cheat := &withShare{other: []byte("send everything to mallory")}
+	_, signers, tr := castOf(t, func(s *signer) bool {
+		switch s.name {
+		case "bob":
+			s.cheat = cheat.rewriter
+		case "carol":
+			s.slow = true // bob's partial comes first
+		}
+		return true
+	})
+	alice, bob := signers[0], signers[1]
+	kr := keygenAll(t, ctx, signers)
+	cheat.load(t, ctx, bob, kr.KeyID)
+	rec := record(ctx, alice)
+	msg := []byte("pay the auditors")
+	sr, err := alice.con.app.RequestSignature(ctx, kr.KeyID, msg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bls.VerifyBytes(kr.GroupKey, msg, sr.Signature); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(sr.Signers)
+	if fmt.Sprint(sr.Signers) != "[alice carol]" || fmt.Sprint(sr.Blamed) != "[bob]" {
+		t.Fatalf("signed by %v blaming %v; want alice and carol, blaming bob", sr.Signers, sr.Blamed)
+	}
+	rec.until(t, ctx, "the result blaming bob", func(evs []event.Event) bool {
+		ds := signDones(evs, sr.ID)
+		return len(ds) == 1 && ds[0].Verified && fmt.Sprint(ds[0].Blamed) == "[bob]"
+	})
+	// What bob sent is evidence that stands on its own: signed by his
+	// console key, a valid partial of his share, for the other message.
+	sent := tr.find(func(e *wire.Envelope) bool { return e.Ceremony == sr.ID && e.Kind == wire.KindPartial })
+	bobIdx := partyOf(t, tr, kr.Ceremony, bob)
+	_, pubShare, _, err := bob.con.app.KeyShare(ctx, kr.KeyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := bls.PublicKeyFromBytes(pubShare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, raw := range sent {
+		e, err := wire.Open(raw, func(j uint32) (ed25519.PublicKey, bool) {
+			return bob.con.card.ConsoleKey, j == bobIdx
+		})
+		if err != nil {
+			continue
+		}
+		p, err := tbls.DecodePartial(e.From, e.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig, err := bls.NewSignatureFromSubgroupPoint(&p.Sig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bls.Verify(pk, cheat.other, sig) != nil || bls.Verify(pk, msg, sig) == nil {
+			t.Fatal("bob's partial is not his genuine partial of the other message")
+		}
+		found = true
+	}
+	if !found {
+		t.Fatal("bob sent no partial")
+	}
+}
