@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/signal-mpc/cosigner/bls"
+	"github.com/signal-mpc/cosigner/bls/dkg"
 	"github.com/signal-mpc/cosigner/bls/share"
 	"github.com/signal-mpc/cosigner/bls/tbls"
 	"github.com/signal-mpc/cosigner/bls/wire"
@@ -388,5 +390,149 @@ func TestGenuinePartialForAnotherMessageIsBlamed(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("bob sent no partial")
+	}
+}
+
+// resealed is e with a different payload (one bit of its first field
+// flipped), validly signed by key: a second message for the same slot.
+func resealed(e *wire.Envelope, key ed25519.PrivateKey) ([]byte, error) {
+	lie := *e
+	lie.Payload = slices.Clone(e.Payload)
+	if len(lie.Payload) < 3 {
+		return nil, fmt.Errorf("payload of %d bytes", len(lie.Payload))
+	}
+	lie.Payload[2] ^= 1
+	return wire.Seal(&lie, key)
+}
+
+// equivocate sends, to the console addressed by to, each envelope of kind
+// twice: first a different one for the same slot, then the real one (the
+// other order would let the receiver act on the real one, e.g. confirm a
+// key, before it sees the second).
+func equivocate(t *testing.T, kind wire.Kind, to func() *signer) func(ed25519.PrivateKey) expander {
+	return func(key ed25519.PrivateKey) expander {
+		return func(addr core.Address, e *wire.Envelope, raw []byte) [][]byte {
+			s := to()
+			if e.Kind != kind || s == nil || addr.Account != s.con.card.Account || addr.Device != s.con.card.Device {
+				return [][]byte{raw}
+			}
+			twin, err := resealed(e, key)
+			if err != nil {
+				t.Errorf("equivocate: %v", err)
+				return [][]byte{raw}
+			}
+			return [][]byte{twin, raw}
+		}
+	}
+}
+
+// A party that signs two different echoes or two different key
+// confirmations for one ceremony is blamed for equivocation, with both
+// signed messages as evidence, on every console; the keygen aborts and
+// nobody keeps a key.
+func TestKeygenEquivocationBeyondTheDealIsBlamed(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []wire.Kind{wire.KindEcho, wire.KindConfirm} {
+		t.Run(kind.String(), func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			var aliceP atomic.Pointer[signer]
+			var aliceRec atomic.Pointer[recorder]
+			_, signers, tr := castOf(t, func(s *signer) bool {
+				switch s.name {
+				case "alice":
+					aliceP.Store(s)
+				case "bob":
+					// Bob sends alice two different messages of kind.
+					s.expand = equivocate(t, kind, aliceP.Load)
+				case "carol":
+					if kind == wire.KindConfirm {
+						// Carol's confirmation waits until alice has bob's
+						// two: with carol's first, alice would be done
+						// (or have found bob's other confirmation bad)
+						// before the second arrived.
+						s.expand = func(ed25519.PrivateKey) expander {
+							return func(_ core.Address, e *wire.Envelope, raw []byte) [][]byte {
+								if e.Kind == wire.KindConfirm {
+									waitIncoming(ctx, aliceRec.Load, "bob", "confirm", 2)
+								}
+								return [][]byte{raw}
+							}
+						}
+					}
+				}
+				return true
+			})
+			alice, bob := signers[0], signers[1]
+			aliceRec.Store(record(ctx, alice))
+			var watches []*keygenWatch
+			for _, s := range signers[1:] {
+				watches = append(watches, watchKeygen(ctx, s))
+			}
+			_, err := alice.con.app.StartKeygen(ctx, 2)
+			var ke *core.KeygenError
+			if !errors.As(err, &ke) || ke.Reason != dkg.ReasonEquivocation || fmt.Sprint(ke.Blamed) != "[bob]" || ke.Remote {
+				t.Fatalf("alice's keygen ended with %v; want her own abort for bob's equivocation; alice saw\n%s", err, dumpEvents(aliceRec.Load().snapshot()))
+			}
+			// The evidence: two different envelopes for one slot, both
+			// opening under bob's console key.
+			bobIdx := partyOf(t, tr, ke.Ceremony, bob)
+			var ev []*wire.Envelope
+			for _, raw := range ke.Abort.Evidence {
+				e, err := wire.Open(raw, func(j uint32) (ed25519.PublicKey, bool) { return bob.con.card.ConsoleKey, j == bobIdx })
+				if err != nil {
+					t.Fatalf("evidence does not open under bob's key: %v", err)
+				}
+				ev = append(ev, e)
+			}
+			if len(ev) != 2 || ev[0].Kind != kind || !wire.Equivocation(ev[0], ev[1]) {
+				t.Fatalf("evidence %v does not prove two %s messages", kinds(ev), kind)
+			}
+			if kind == wire.KindConfirm {
+				// Known issue (reported): the confirmation is the last
+				// round, so a console that had every confirmation before
+				// alice's abort arrived has already stored the key and
+				// reported it done, and drops the abort as a message of a
+				// finished ceremony. Carol, honest, ends with a key that
+				// alice aborted: the protocol says every console aborts.
+				t.Skip("known issue: an equivocation caught in the key confirmation round aborts only the consoles that had not finished; carol keeps the key alice aborted")
+			}
+			for _, w := range watches {
+				_, key, failure := w.wait(t, ctx)
+				if key != "" || !strings.Contains(failure, "blaming bob") || !strings.Contains(failure, ": equivocation") || strings.Contains(failure, "without proof") {
+					t.Fatalf("%s ended with key %q, error %q; want the equivocation abort blaming bob", w.s.name, key, failure)
+				}
+			}
+			for _, s := range signers {
+				if keys, _ := s.con.app.Keys(ctx); len(keys) != 0 {
+					t.Fatalf("%s holds a key after the abort", s.name)
+				}
+			}
+		})
+	}
+}
+
+// waitIncoming waits (at most 20 s: a test deadline ends it anyway) until
+// the recorder holds n accepted incoming messages of kind from peer.
+func waitIncoming(ctx context.Context, rec func() *recorder, peer, kind string, n int) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		if r := rec(); r != nil {
+			got := 0
+			for _, m := range incoming(r.snapshot(), "") {
+				if m.Peer == peer && m.Kind == kind {
+					got++
+				}
+			}
+			if got >= n {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
