@@ -536,3 +536,91 @@ func waitIncoming(ctx context.Context, rec func() *recorder, peer, kind string, 
 		}
 	}
 }
+
+// In signing, a party that signs two different answers for one slot (two
+// declines, or two partial signatures) is blamed for equivocation: its
+// answer is not used, and the two honest signers sign.
+func TestSigningEquivocationIsBlamed(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		kind wire.Kind
+		// bobApproves: bob's human approves (else declines).
+		bobApproves bool
+	}{
+		// Both declines go to everyone: alice and carol each blame bob.
+		{name: "two declines", kind: wire.KindDecline},
+		// Partials go to the requester: bob's genuine partial of another
+		// message, then his real one. Without the equivocation check the
+		// real one would complete the signature with bob.
+		{name: "two partials", kind: wire.KindPartial, bobApproves: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			other := &withShare{other: []byte("send everything to mallory")}
+			_, signers, _ := castOf(t, func(s *signer) bool {
+				if s.name == "bob" {
+					s.expand = func(key ed25519.PrivateKey) expander {
+						lie := other.rewriter(key)
+						return func(to core.Address, e *wire.Envelope, raw []byte) [][]byte {
+							if e.Kind != tt.kind {
+								return [][]byte{raw}
+							}
+							var twin []byte
+							if tt.kind == wire.KindPartial {
+								twin = lie(to, e, raw)
+							} else {
+								var err error
+								if twin, err = resealed(e, key); err != nil {
+									t.Errorf("bob: %v", err)
+								}
+							}
+							return [][]byte{twin, raw}
+						}
+					}
+				}
+				return s.name == "alice"
+			})
+			alice, bob, carol := signers[0], signers[1], signers[2]
+			var recA, recC atomic.Pointer[recorder]
+			answerApprovals(ctx, bob, func(ar event.ApprovalRequested) (bool, bool) { return ar.Kind != "sign" || tt.bobApproves, true })
+			answerApprovals(ctx, carol, func(ar event.ApprovalRequested) (bool, bool) {
+				if ar.Kind != "sign" {
+					return true, true
+				}
+				// Carol approves once bob's two answers are in: her partial
+				// first would end the request before they arrive.
+				waitIncoming(ctx, recA.Load, "bob", tt.kind.String(), 2)
+				if tt.kind == wire.KindDecline {
+					waitIncoming(ctx, recC.Load, "bob", tt.kind.String(), 2)
+				}
+				return true, true
+			})
+			kr := keygenAll(t, ctx, signers)
+			other.load(t, ctx, bob, kr.KeyID)
+			recA.Store(record(ctx, alice))
+			recC.Store(record(ctx, carol))
+			msg := []byte("rotate the withdrawal key")
+			sr, err := alice.con.app.RequestSignature(ctx, kr.KeyID, msg, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := bls.VerifyBytes(kr.GroupKey, msg, sr.Signature); err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(sr.Signers)
+			if fmt.Sprint(sr.Signers) != "[alice carol]" || fmt.Sprint(sr.Blamed) != "[bob]" {
+				t.Fatalf("signed by %v blaming %v; want alice and carol, blaming bob", sr.Signers, sr.Blamed)
+			}
+			for _, rec := range []*recorder{recA.Load(), recC.Load()} {
+				rec.until(t, ctx, "the signature blaming bob", func(evs []event.Event) bool {
+					ds := signDones(evs, sr.ID)
+					return len(ds) == 1 && ds[0].Verified && fmt.Sprint(ds[0].Blamed) == "[bob]" && !slices.Contains(ds[0].Signers, "bob")
+				})
+			}
+		})
+	}
+}
