@@ -527,6 +527,13 @@ func (s *SignSession) handleResult(key wire.DedupKey, env *wire.Envelope, raw []
 	if err != nil {
 		return fmt.Errorf("ceremony: result: %w", err)
 	}
+	if !s.possibleClaim(m) {
+		// A valid signature does not make its party lists true: shown,
+		// they would name signers who did not sign.
+		s.seen[key] = received{env, raw}
+		s.blame(env.From, raw)
+		return nil
+	}
 	if s.result != nil && s.result.Signature.Equal(m.Signature) {
 		// The same signature this console combined and verified itself:
 		// BLS signatures are unique, so there is nothing more to check.
@@ -545,6 +552,28 @@ func (s *SignSession) handleResult(key wire.DedupKey, env *wire.Envelope, raw []
 		s.outcome = OutcomeSigned
 	}
 	return nil
+}
+
+// possibleClaim reports whether a result's party lists could come from an
+// honest requester: exactly t signers (Combine uses t partials), all in the
+// roster, none of them blamed, and this party among them only if it sent
+// its partial.
+func (s *SignSession) possibleClaim(m *tbls.SignResult) bool {
+	n := uint32(s.cfg.Key.N())
+	if len(m.Signers) != s.cfg.Key.T() {
+		return false
+	}
+	for _, j := range m.Signers {
+		if j > n || slices.Contains(m.Blamed, j) {
+			return false
+		}
+	}
+	for _, j := range m.Blamed {
+		if j > n {
+			return false
+		}
+	}
+	return s.decision == DecisionApproved || !slices.Contains(m.Signers, s.cfg.Self)
 }
 
 // Progress reports the request for display.
