@@ -624,3 +624,81 @@ func TestSigningEquivocationIsBlamed(t *testing.T) {
 		})
 	}
 }
+
+// forgeResult rewrites the requester's signing result as change says,
+// validly signed by the requester's console key.
+func forgeResult(change func(*tbls.SignResult)) func(ed25519.PrivateKey) rewriter {
+	return func(key ed25519.PrivateKey) rewriter {
+		return func(_ core.Address, e *wire.Envelope, raw []byte) []byte {
+			if e.Kind != wire.KindSignResult {
+				return raw
+			}
+			m, err := tbls.DecodeSignResult(e.Payload)
+			if err != nil {
+				return raw
+			}
+			change(m)
+			p, err := m.Encode()
+			if err != nil {
+				return raw
+			}
+			lie := *e
+			lie.Payload = p
+			if b, err := wire.Seal(&lie, key); err == nil {
+				return b
+			}
+			return raw
+		}
+	}
+}
+
+// A requester that announces a forged result (a signature that does not
+// verify, or signers that did not sign) is blamed by the others, who never
+// show it as a valid signature.
+func TestForgedSigningResultIsRefused(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		change func(*tbls.SignResult)
+	}{
+		{name: "a signature that does not verify", change: func(m *tbls.SignResult) {
+			m.Signature, _ = bls.NewSignatureFromSubgroupPoint(bls.HashToG2([]byte("not the message"), bls.SigDST))
+		}},
+		{name: "signers that did not sign", change: func(m *tbls.SignResult) {
+			// Carol declined; the result says she signed.
+			m.Signers = []uint32{1, 2, 3}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			_, signers, _ := castOf(t, func(s *signer) bool {
+				if s.name == "alice" {
+					s.cheat = forgeResult(tt.change)
+				}
+				// Carol declines: once the others blame alice, two
+				// signatures can no longer be reached and the request
+				// ends there for them.
+				return s.name != "carol"
+			})
+			alice, bob, carol := signers[0], signers[1], signers[2]
+			answerApprovals(ctx, carol, func(ar event.ApprovalRequested) (bool, bool) { return ar.Kind != "sign", true })
+			kr := keygenAll(t, ctx, signers)
+			recs := []*recorder{record(ctx, bob), record(ctx, carol)}
+			msg := []byte("move the treasury")
+			sr, err := alice.con.app.RequestSignature(ctx, kr.KeyID, msg, "")
+			if err != nil {
+				t.Fatal(err) // alice's own console combined honestly
+			}
+			for i, rec := range recs {
+				evs := rec.until(t, ctx, "the end of the request", func(evs []event.Event) bool { return len(signDones(evs, sr.ID)) > 0 })
+				d := signDones(evs, sr.ID)[0]
+				if d.Verified || d.Signature != "" || fmt.Sprint(d.Blamed) != "[alice]" {
+					t.Fatalf("%s showed the forged result as %+v; want a failure blaming alice", signers[i+1].name, d)
+				}
+			}
+		})
+	}
+}
