@@ -702,3 +702,106 @@ func TestForgedSigningResultIsRefused(t *testing.T) {
 		})
 	}
 }
+
+// An envelope that arrives from another party's Signal device than the
+// party it names is refused, whoever signed it: bob's device relaying an
+// envelope signed by carol's console key, or one bob signed claiming to be
+// carol. Neither counts as carol's answer, and nobody is blamed for it.
+func TestEnvelopeFromAnotherPartysDeviceIsRefused(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	var aliceRec atomic.Pointer[recorder]
+	_, signers, tr := castOf(t, func(s *signer) bool { return s.name == "alice" })
+	alice, bob, carol := signers[0], signers[1], signers[2]
+	answerApprovals(ctx, bob, func(ar event.ApprovalRequested) (bool, bool) { return true, ar.Kind != "sign" })
+	answerApprovals(ctx, carol, func(ar event.ApprovalRequested) (bool, bool) {
+		if ar.Kind == "sign" {
+			// Carol approves once alice refused the two forged declines
+			// in her name.
+			waitNote(ctx, aliceRec.Load, "sender is not a signer", 2)
+		}
+		return true, true
+	})
+	kr := keygenAll(t, ctx, signers)
+	aliceRec.Store(record(ctx, alice))
+	type res struct {
+		sr  *core.SignResult
+		err error
+	}
+	done := make(chan res, 1)
+	msg := []byte("close the position")
+	go func() {
+		sr, err := alice.con.app.RequestSignature(ctx, kr.KeyID, msg, "")
+		done <- res{sr, err}
+	}()
+	var req *wire.Envelope
+	for req == nil {
+		for _, raw := range tr.find(func(e *wire.Envelope) bool { return e.Kind == wire.KindSignRequest }) {
+			req, _ = wire.Decode(raw)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("alice sent no request")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	carolIdx := partyOf(t, tr, kr.Ceremony, carol)
+	payload, err := (&tbls.Decline{Reason: "carol says no"}).Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	decline := wire.Envelope{Kind: wire.KindDecline, Ceremony: req.Ceremony, Round: 1, From: carolIdx, Payload: payload}
+	signedByCarol, err := wire.Seal(&decline, carol.con.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signedByBob, err := wire.Seal(&decline, bob.con.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.inject(t, ctx, alice, signedByCarol)
+	bob.inject(t, ctx, alice, signedByBob)
+	got := <-done
+	if got.err != nil {
+		t.Fatalf("the request failed: %v", got.err)
+	}
+	slices.Sort(got.sr.Signers)
+	if fmt.Sprint(got.sr.Signers) != "[alice carol]" || len(got.sr.Blamed) != 0 {
+		t.Fatalf("signed by %v blaming %v; want alice and carol, nobody blamed", got.sr.Signers, got.sr.Blamed)
+	}
+	evs := aliceRec.Load().until(t, ctx, "the signature", func(evs []event.Event) bool { return len(signDones(evs, got.sr.ID)) == 1 })
+	refused := incoming(evs, "sender is not a signer")
+	if len(refused) != 2 {
+		t.Fatalf("alice refused %d envelopes, want the two forged declines", len(refused))
+	}
+	for _, m := range refused {
+		if m.Peer != "bob" || m.Kind != "decline" {
+			t.Fatalf("refused %+v, want bob's relayed declines", m)
+		}
+	}
+	for _, m := range incoming(evs, "") {
+		if m.Kind == "decline" {
+			t.Fatalf("alice took a decline: %+v", m)
+		}
+	}
+	if d := signDones(evs, got.sr.ID)[0]; !d.Verified || len(d.Blamed) != 0 {
+		t.Fatalf("alice showed %+v", d)
+	}
+}
+
+// waitNote waits (at most 20 s) until the recorder holds n incoming
+// messages refused with a note containing note.
+func waitNote(ctx context.Context, rec func() *recorder, note string, n int) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		if r := rec(); r != nil && len(incoming(r.snapshot(), note)) >= n {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
