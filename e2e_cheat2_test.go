@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -19,7 +21,9 @@ import (
 	"github.com/signal-mpc/cosigner/bls/tbls"
 	"github.com/signal-mpc/cosigner/bls/wire"
 	"github.com/signal-mpc/cosigner/core"
+	"github.com/signal-mpc/cosigner/core/ceremony"
 	"github.com/signal-mpc/cosigner/core/event"
+	"github.com/signal-mpc/cosigner/core/roster"
 	"github.com/signal-mpc/cosigner/signal/device"
 )
 
@@ -802,6 +806,111 @@ func waitNote(ctx context.Context, rec func() *recorder, note string, n int) {
 		select {
 		case <-ctx.Done():
 		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// errorsWith lists the texts of error events containing s.
+func errorsWith(evs []event.Event, s string) []string {
+	var out []string
+	for _, e := range evs {
+		if er, ok := e.(event.Error); ok && strings.Contains(er.Text, s) {
+			out = append(out, er.Text)
+		}
+	}
+	return out
+}
+
+// A card for a known signer (bob's account and device) with another
+// console key is held until a human verifies it: bob is blocked on that
+// console (roster.ErrKeyChanged), which proposes no keygen; a keygen
+// proposal signed by the substituted key and naming it is refused by
+// every console, and an honest proposal is refused by the console that
+// holds bob blocked until its deadline ends it.
+func TestSubstitutedConsoleKeyInACardIsBlockedAndRefused(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	_, signers, _ := castOf(t, func(s *signer) bool {
+		if s.name == "alice" {
+			s.tune = func(c *consoleConfig) { c.RoundTimeout = 3 * time.Second }
+		}
+		return true
+	})
+	alice, bob, carol := signers[0], signers[1], signers[2]
+	recA, recC := record(ctx, alice), record(ctx, carol)
+	_, mallory, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := bob.con.card
+	sub.ConsoleKey = mallory.Public().(ed25519.PublicKey)
+	// Claimed verified or not, the changed card waits for a human.
+	for _, verified := range []bool{false, true} {
+		if err := carol.con.app.AddCard(ctx, sub, verified); !errors.Is(err, roster.ErrKeyChanged) {
+			t.Fatalf("carol added the substituted card (verified %v): %v", verified, err)
+		}
+	}
+	members, err := carol.con.app.Roster(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members {
+		if m.Card.Name == "bob" && (!m.Blocked() || !bytes.Equal(m.Card.ConsoleKey, bob.con.card.ConsoleKey)) {
+			t.Fatalf("carol's roster holds bob as %+v: want the pinned key, blocked", m)
+		}
+	}
+	if _, err := carol.con.app.StartKeygen(ctx, 2); !errors.Is(err, roster.ErrKeyChanged) {
+		t.Fatalf("carol proposed a keygen with bob blocked: %v", err)
+	}
+
+	// Mallory, through bob's device, proposes a keygen under the
+	// substituted key.
+	prop := &dkg.Proposal{Threshold: 2, RoundTimeout: time.Minute, Created: time.Now().Truncate(time.Second)}
+	for _, s := range signers {
+		c := s.con.card
+		if s == bob {
+			c = sub
+		}
+		prop.Parties = append(prop.Parties, dkg.Party{Account: c.Account, Device: c.Device, IdentityKey: c.IdentityKey, ConsoleKey: c.ConsoleKey})
+	}
+	dkg.SortParties(prop.Parties)
+	prop.Initiator, _ = prop.IndexOfConsoleKey(sub.ConsoleKey)
+	if _, err := rand.Read(prop.Nonce[:]); err != nil {
+		t.Fatal(err)
+	}
+	_, out, err := ceremony.ProposeKeygen(prop, mallory, [32]byte{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob.inject(t, ctx, alice, out[0].Envelope)
+	bob.inject(t, ctx, carol, out[0].Envelope)
+	recA.until(t, ctx, "alice refusing the proposal", func(evs []event.Event) bool {
+		return len(errorsWith(evs, "keys other than the pinned ones")) == 1
+	})
+	recC.until(t, ctx, "carol refusing the proposal", func(evs []event.Event) bool {
+		return len(errorsWith(evs, "bob's keys changed and are not verified")) == 1
+	})
+
+	// Alice's honest proposal: carol refuses it while bob is blocked, and
+	// the deadline ends it naming carol.
+	_, err = alice.con.app.StartKeygen(ctx, 2)
+	var ke *core.KeygenError
+	if !errors.As(err, &ke) || ke.Reason != dkg.ReasonTimeout || fmt.Sprint(ke.Blamed) != "[carol]" {
+		t.Fatalf("alice's keygen ended with %v; want the deadline naming carol", err)
+	}
+	evs := recC.until(t, ctx, "carol refusing alice's proposal", func(evs []event.Event) bool {
+		return len(errorsWith(evs, "bob's keys changed and are not verified")) == 2
+	})
+	if n := count(evs, func(e event.ApprovalRequested) bool { return e.Kind == "keygen" }); n != 0 {
+		t.Fatalf("carol was asked %d times to accept a keygen", n)
+	}
+	if n := count(recA.snapshot(), func(e event.ApprovalRequested) bool { return e.Kind == "keygen" }); n != 0 {
+		t.Fatalf("alice was asked %d times to accept a keygen", n)
+	}
+	for _, s := range signers {
+		if keys, _ := s.con.app.Keys(ctx); len(keys) != 0 {
+			t.Fatalf("%s holds a key", s.name)
 		}
 	}
 }
