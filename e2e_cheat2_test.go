@@ -914,3 +914,60 @@ func TestSubstitutedConsoleKeyInACardIsBlockedAndRefused(t *testing.T) {
 		}
 	}
 }
+
+// A party that accepts a keygen and then withholds its messages (its deal
+// and shares, or its echo) stalls it until the round's deadline, which
+// names that party alone; nobody is blamed for cheating.
+func TestWithheldKeygenMessagesAreNamedByTheDeadline(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		withheld []wire.Kind
+		round    dkg.Round
+	}{
+		{name: "deal and shares", withheld: []wire.Kind{wire.KindDeal, wire.KindShare}, round: dkg.RoundDeal},
+		{name: "echo", withheld: []wire.Kind{wire.KindEcho}, round: dkg.RoundEcho},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			_, signers, _ := castOf(t, func(s *signer) bool {
+				switch s.name {
+				case "alice":
+					// The proposal carries the deadline to everyone.
+					s.tune = func(c *consoleConfig) { c.RoundTimeout = 4 * time.Second; c.ResendEvery = time.Second }
+				case "bob":
+					s.expand = func(ed25519.PrivateKey) expander {
+						return func(_ core.Address, e *wire.Envelope, raw []byte) [][]byte {
+							if slices.Contains(tt.withheld, e.Kind) {
+								return nil
+							}
+							return [][]byte{raw}
+						}
+					}
+				}
+				return true
+			})
+			alice, carol := signers[0], signers[2]
+			w := watchKeygen(ctx, carol)
+			_, err := alice.con.app.StartKeygen(ctx, 2)
+			var ke *core.KeygenError
+			if !errors.As(err, &ke) || ke.Reason != dkg.ReasonTimeout || fmt.Sprint(ke.Blamed) != "[bob]" || len(ke.Claimed) != 0 || ke.Round != tt.round {
+				t.Fatalf("alice's keygen ended with %v; want the %s deadline naming bob", err, tt.round)
+			}
+			// Carol ends the same way, by her own deadline or alice's
+			// abort: bob named, nobody accused.
+			_, key, failure := w.wait(t, ctx)
+			if key != "" || !strings.Contains(failure, ": timeout, blaming bob") || strings.Contains(failure, "bob and") || strings.Contains(failure, "accusing") || strings.Contains(failure, "evidence") {
+				t.Fatalf("carol ended with key %q, error %q; want the deadline naming bob alone", key, failure)
+			}
+			for _, s := range signers {
+				if keys, _ := s.con.app.Keys(ctx); len(keys) != 0 {
+					t.Fatalf("%s holds a key", s.name)
+				}
+			}
+		})
+	}
+}
