@@ -25,6 +25,7 @@ import (
 	"github.com/signal-mpc/cosigner/core/event"
 	"github.com/signal-mpc/cosigner/core/roster"
 	"github.com/signal-mpc/cosigner/signal/device"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // castOf starts alice, bob and carol on one relay, each prepared by setup
@@ -969,5 +970,68 @@ func TestWithheldKeygenMessagesAreNamedByTheDeadline(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Oversized input from a peer is refused with a clear reason and changes
+// nothing: a bundle over the size limit, a bundle of too many envelopes, an
+// envelope over the size limit (each delivered through the relay and
+// refused by the console), and a Signal message over the relay's limit
+// (refused to its sender before it leaves). The console keeps running and handles what
+// comes next: a keygen and a signing.
+func TestOversizedInputIsRefusedAndTheConsoleGoesOn(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	_, signers, _ := castOf(t, nil)
+	alice, bob := signers[0], signers[1]
+	rec := record(ctx, alice)
+	bundle := func(n, size int) []byte {
+		var b []byte
+		for range n {
+			b = protowire.AppendTag(b, 1, protowire.BytesType)
+			b = protowire.AppendBytes(b, bytes.Repeat([]byte{0x08}, size))
+		}
+		return b
+	}
+	huge := bundle(2, wire.MaxEnvelopeSize/2+1024)
+	many := bundle(wire.MaxBundleCount+1, 100)
+	bigEnvelope := bytes.Repeat([]byte{0x08}, wire.MaxEnvelopeSize+1024) // not a bundle: one envelope
+	if _, err := wire.Unbundle(huge); !errors.Is(err, wire.ErrTooLarge) {
+		t.Fatalf("the oversized bundle is not refused by wire: %v", err)
+	}
+	addr := device.Address{Account: alice.con.card.Account, Device: alice.con.card.Device}
+	for _, m := range [][]byte{huge, many, bigEnvelope} {
+		if err := bob.con.dev.Send(ctx, addr, m); err != nil {
+			t.Fatalf("bob's %d bytes did not go through the relay: %v", len(m), err)
+		}
+	}
+	evs := rec.until(t, ctx, "alice refusing the three", func(evs []event.Event) bool {
+		return len(incoming(evs, "too large")) == 3
+	})
+	for _, m := range incoming(evs, "too large") {
+		if m.Peer != "bob" || !strings.HasPrefix(m.Note, "malformed: ") {
+			t.Fatalf("refused as %+v", m)
+		}
+	}
+	// A message over the server's limit does not leave: bob's device says
+	// why, and alice gets nothing.
+	err := bob.con.dev.Send(ctx, addr, bytes.Repeat([]byte{0x08}, 200<<10))
+	if err == nil || !strings.Contains(err.Error(), "over the server's") {
+		t.Fatalf("a 200 KiB message was sent or refused without its reason: %v", err)
+	}
+	kr := keygenAll(t, ctx, signers)
+	msg := []byte("after the garbage")
+	sr, err := bob.con.app.RequestSignature(ctx, kr.KeyID, msg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bls.VerifyBytes(kr.GroupKey, msg, sr.Signature); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-alice.done:
+		t.Fatalf("alice's console stopped: %v", err)
+	default:
 	}
 }
