@@ -552,6 +552,9 @@ func TestSigningEquivocationIsBlamed(t *testing.T) {
 		kind wire.Kind
 		// bobApproves: bob's human approves (else declines).
 		bobApproves bool
+		// declineFirst: bob's other answer is a decline, not a partial.
+		declineFirst bool
+		skip         string
 	}{
 		// Both declines go to everyone: alice and carol each blame bob.
 		{name: "two declines", kind: wire.KindDecline},
@@ -559,10 +562,18 @@ func TestSigningEquivocationIsBlamed(t *testing.T) {
 		// message, then his real one. Without the equivocation check the
 		// real one would complete the signature with bob.
 		{name: "two partials", kind: wire.KindPartial, bobApproves: true},
+		// A signed decline and a signed partial are two answers to one
+		// request (threshold-bls.md: two different messages for the same
+		// ceremony, round, sender and recipient are equivocation).
+		{name: "a decline and a partial", kind: wire.KindPartial, bobApproves: true, declineFirst: true,
+			skip: "known issue: the requester refuses a partial after a decline from the same party (first answer wins, ErrUnexpected) without blaming it; DedupKey has the kind, so a decline and a partial are not seen as equivocation"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			if tt.skip != "" {
+				t.Skip(tt.skip)
+			}
 			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 			defer cancel()
 			other := &withShare{other: []byte("send everything to mallory")}
@@ -575,7 +586,14 @@ func TestSigningEquivocationIsBlamed(t *testing.T) {
 								return [][]byte{raw}
 							}
 							var twin []byte
-							if tt.kind == wire.KindPartial {
+							if tt.declineFirst {
+								p, _ := (&tbls.Decline{Reason: "no"}).Encode()
+								d := &wire.Envelope{Kind: wire.KindDecline, Ceremony: e.Ceremony, Round: e.Round, From: e.From, Payload: p}
+								var err error
+								if twin, err = wire.Seal(d, key); err != nil {
+									t.Errorf("bob: %v", err)
+								}
+							} else if tt.kind == wire.KindPartial {
 								twin = lie(to, e, raw)
 							} else {
 								var err error
@@ -598,7 +616,12 @@ func TestSigningEquivocationIsBlamed(t *testing.T) {
 				}
 				// Carol approves once bob's two answers are in: her partial
 				// first would end the request before they arrive.
-				waitIncoming(ctx, recA.Load, "bob", tt.kind.String(), 2)
+				if tt.declineFirst {
+					waitIncoming(ctx, recA.Load, "bob", "decline", 1)
+					waitIncoming(ctx, recA.Load, "bob", "partial", 1)
+				} else {
+					waitIncoming(ctx, recA.Load, "bob", tt.kind.String(), 2)
+				}
 				if tt.kind == wire.KindDecline {
 					waitIncoming(ctx, recC.Load, "bob", tt.kind.String(), 2)
 				}
