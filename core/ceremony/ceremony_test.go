@@ -536,3 +536,63 @@ func TestResultWithImpossibleSignersIsRefusedAndBlamed(t *testing.T) {
 		})
 	}
 }
+
+// A party that signs both a decline and a partial for one request is
+// blamed with the two envelopes as evidence, whichever came first; the
+// first answer is not replaced by the second.
+func TestDeclineAndPartialFromOnePartyAreEquivocation(t *testing.T) {
+	t.Parallel()
+	// 3-of-3: the requester's partial and one more do not complete it, so
+	// the second answer still reaches an open request.
+	cs := keygen(t, "decline-and-partial", 3, 3)
+	for i, declineFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("decline first %v", declineFirst), func(t *testing.T) {
+			name := fmt.Sprintf("decline-and-partial/%d", i)
+			b := &bus{t: t, consoles: cs}
+			var other []byte
+			s := startRequest(t, b, cs[0], name, []byte("one request"))
+			b.run(signRoute(t, func(c *console, sess *SignSession) ([]Outgoing, error) {
+				if c.idx != 2 {
+					return nil, nil // console 3 leaves it pending
+				}
+				// Console 2 answers both ways: its session gives the first
+				// answer, the second is signed by hand.
+				var out []Outgoing
+				var err error
+				var kind wire.Kind
+				var payload []byte
+				if declineFirst {
+					out, err = sess.Decline("no")
+					p, _ := tbls.Sign(c.share, []byte("one request"))
+					kind, payload = wire.KindPartial, must(tbls.EncodePartial(p))
+				} else {
+					out, err = sess.Approve()
+					kind, payload = wire.KindDecline, must((&tbls.Decline{Reason: "no"}).Encode())
+				}
+				if err != nil {
+					return nil, err
+				}
+				other, err = wire.Seal(&wire.Envelope{Kind: kind, Ceremony: sess.ID(), Round: SignRoundAnswer, From: 2, Payload: payload}, c.key)
+				if err != nil {
+					return nil, err
+				}
+				return append(out, Outgoing{To: 1, Kind: kind, Round: SignRoundAnswer, Envelope: other}), nil
+			}))
+			p := s.Progress()
+			if !slices.Equal(p.Blamed, []uint32{2}) || p.Outcome != OutcomeFailed {
+				t.Fatalf("requester: %+v; want party 2 blamed and the request failed", p)
+			}
+			ev := s.Evidence()[2]
+			if len(ev) != 2 || !bytes.Equal(ev[1], other) {
+				t.Fatalf("evidence: %d envelopes, want the two answers", len(ev))
+			}
+		})
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
