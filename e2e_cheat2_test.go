@@ -254,7 +254,7 @@ func TestReplayedEnvelopesOfFinishedCeremoniesAreRefused(t *testing.T) {
 			return len(incoming(evs, "ceremony finished")) >= 2*len(old)
 		})
 		for _, m := range incoming(evs, "") {
-			if m.Ceremony == ceremonyShort(kr.Ceremony) || m.Ceremony == ceremonyShort(sr.ID) {
+			if m.Ceremony == ceremony.ShortID(kr.Ceremony) || m.Ceremony == ceremony.ShortID(sr.ID) {
 				t.Errorf("%s processed a replayed %s from %s", v.name, m.Kind, m.Peer)
 			}
 		}
@@ -276,8 +276,6 @@ func TestReplayedEnvelopesOfFinishedCeremoniesAreRefused(t *testing.T) {
 		t.Fatalf("alice showed the new request as %+v", ds)
 	}
 }
-
-func ceremonyShort(id [32]byte) string { return hex.EncodeToString(id[:4]) }
 
 // withShare is a partial rewriter that signs another message with the
 // cheater's real share, once the test gives it the share.
