@@ -130,6 +130,12 @@ type signer struct {
 	// lets its callers approve.
 	socket        string
 	socketApprove bool
+	// expand, given the console's key, replaces each envelope it sends by
+	// any number of envelopes (none: withheld; two: equivocation).
+	expand func(key ed25519.PrivateKey) expander
+	// tune changes the console's configuration before it opens (short
+	// deadlines for a test that waits for one).
+	tune func(*consoleConfig)
 }
 
 func newSigner(t *testing.T, r *testRelay, name string) *signer {
@@ -167,17 +173,26 @@ func (s *signer) start(t *testing.T, r *testRelay, auto bool) {
 	cfg := consoleConfig{Name: s.name, Dialer: r.dialer, Store: s.st, AutoApprove: auto,
 		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: 5 * time.Second,
 		Socket: s.socket, APIApprove: s.socketApprove}
-	if s.cheat != nil || s.hold != nil || s.observe != nil {
+	if s.tune != nil {
+		s.tune(&cfg)
+	}
+	if s.cheat != nil || s.hold != nil || s.observe != nil || s.expand != nil {
 		var rw rewriter
-		if s.cheat != nil {
+		var ex expander
+		if s.cheat != nil || s.expand != nil {
 			key, err := core.ConsoleKey(t.Context(), coreVault{Store: s.st})
 			if err != nil {
 				t.Fatal(err)
 			}
-			rw = s.cheat(key)
+			if s.cheat != nil {
+				rw = s.cheat(key)
+			}
+			if s.expand != nil {
+				ex = s.expand(key)
+			}
 		}
 		cfg.Outbound = func(m core.Messenger) core.Messenger {
-			return &outbound{next: m, rewrite: rw, hold: s.hold, observe: s.observe}
+			return &outbound{next: m, rewrite: rw, expand: ex, hold: s.hold, observe: s.observe}
 		}
 	}
 	s.con, err = openConsole(t.Context(), cfg)
@@ -558,10 +573,34 @@ func checkHeadlessLogs(t *testing.T, jsonLog, warnLog string) {
 	}
 }
 
+// releaseAfterPartialFrom closes hold once s got a partial signature from
+// peer: another console's partial, held by hold, then comes after it
+// however loaded the machine is.
+func releaseAfterPartialFrom(ctx context.Context, s *signer, peer string, hold chan struct{}) {
+	arrivals := s.con.Bus.Subscribe(0)
+	go func() {
+		defer arrivals.Close()
+		for {
+			e, err := arrivals.Next(ctx)
+			if err != nil {
+				return
+			}
+			if m, ok := e.(event.Message); ok && m.Direction == event.In && m.Kind == "partial" && m.Peer == peer {
+				close(hold)
+				return
+			}
+		}
+	}()
+}
+
 // rewriter decides what a console really sends: given an envelope core
 // sends to one peer, it returns the bytes to send instead (raw itself to
 // leave it alone).
 type rewriter func(to core.Address, env *wire.Envelope, raw []byte) []byte
+
+// expander is a rewriter that may send any number of envelopes in the
+// place of one (none withholds it).
+type expander func(to core.Address, env *wire.Envelope, raw []byte) [][]byte
 
 // outbound is what a test console sends through: the rewriter, a delay
 // for partials, then an observer of what really leaves. The rewriter and
@@ -569,6 +608,7 @@ type rewriter func(to core.Address, env *wire.Envelope, raw []byte) []byte
 type outbound struct {
 	next    core.Messenger
 	rewrite rewriter
+	expand  expander
 	hold    chan struct{} // partials wait until it is closed
 	observe func(to core.Address, env []byte)
 }
@@ -578,10 +618,11 @@ func (o *outbound) Send(ctx context.Context, to core.Address, msg []byte) error 
 	if err != nil {
 		return err
 	}
-	for i, raw := range envs {
+	var sent [][]byte
+	for _, raw := range envs {
 		e, err := wire.Decode(raw)
 		if err == nil && o.rewrite != nil {
-			envs[i] = o.rewrite(to, e, raw)
+			raw = o.rewrite(to, e, raw)
 		}
 		if err == nil && o.hold != nil && e.Kind == wire.KindPartial {
 			select {
@@ -590,12 +631,19 @@ func (o *outbound) Send(ctx context.Context, to core.Address, msg []byte) error 
 				return ctx.Err()
 			}
 		}
-		if o.observe != nil {
-			// Before sending: whatever a peer received was observed first.
-			o.observe(to, envs[i])
+		more := [][]byte{raw}
+		if err == nil && o.expand != nil {
+			more = o.expand(to, e, raw)
 		}
+		for _, m := range more {
+			if o.observe != nil {
+				// Before sending: whatever a peer received was observed first.
+				o.observe(to, m)
+			}
+		}
+		sent = append(sent, more...)
 	}
-	for _, m := range wire.Pack(envs) {
+	for _, m := range wire.Pack(sent) {
 		if err := o.next.Send(ctx, to, m); err != nil {
 			return err
 		}
@@ -655,20 +703,7 @@ func TestCheatingConsoleIsBlamedOverTheRelay(t *testing.T) {
 	// waits until alice got bob's.
 	sub := out[0].con.Bus.Subscribe(0)
 	defer sub.Close()
-	arrivals := out[0].con.Bus.Subscribe(0)
-	go func() {
-		defer arrivals.Close()
-		for {
-			e, err := arrivals.Next(ctx)
-			if err != nil {
-				return
-			}
-			if m, ok := e.(event.Message); ok && m.Direction == event.In && m.Kind == "partial" && m.Peer == "bob" {
-				close(out[2].hold)
-				return
-			}
-		}
-	}()
+	releaseAfterPartialFrom(ctx, out[0], "bob", out[2].hold)
 	msg := []byte("pay the auditors")
 	sr, err := out[0].con.App.RequestSignature(ctx, kr.KeyID, msg, "")
 	if err != nil {

@@ -473,3 +473,126 @@ func TestProgressShowsOnlyWhatThisConsoleCanSee(t *testing.T) {
 		}
 	}
 }
+
+// A result whose signature verifies but whose party lists an honest
+// requester could not have sent (a signer that declined, more or fewer than
+// t signers, a party outside the roster, a signer also blamed) is refused
+// and its sender blamed: it would show signers who did not sign.
+func TestResultWithImpossibleSignersIsRefusedAndBlamed(t *testing.T) {
+	t.Parallel()
+	cs := keygen(t, "wrong-signers", 3, 2)
+	tests := []struct {
+		name            string
+		signers, blamed []uint32
+		// want: signed, or failed (console 3 declined; the requester
+		// blamed, t can no longer be reached).
+		want Outcome
+	}{
+		{name: "the real lists", signers: []uint32{1, 2}, want: OutcomeSigned},
+		{name: "the declining party as a signer", signers: []uint32{1, 3}, want: OutcomeFailed},
+		{name: "more than t signers", signers: []uint32{1, 2, 3}, want: OutcomeFailed},
+		{name: "fewer than t signers", signers: []uint32{1}, want: OutcomeFailed},
+		{name: "a signer outside the roster", signers: []uint32{1, 9}, want: OutcomeFailed},
+		{name: "a signer also blamed", signers: []uint32{1, 2}, blamed: []uint32{2}, want: OutcomeFailed},
+		{name: "a blamed party outside the roster", signers: []uint32{1, 2}, blamed: []uint32{7}, want: OutcomeFailed},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			name := fmt.Sprintf("wrong-signers/%d", i)
+			b := &bus{t: t, consoles: cs}
+			b.tamper = func(d delivery) []byte {
+				e, _ := wire.Decode(d.env)
+				if d.to != 3 || e.Kind != wire.KindSignResult {
+					return d.env
+				}
+				m, err := tbls.DecodeSignResult(e.Payload)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// The real signature, other lists.
+				e.Payload, _ = (&tbls.SignResult{Signature: m.Signature, Signers: tt.signers, Blamed: tt.blamed}).Encode()
+				raw, _ := wire.Seal(e, cs[0].key)
+				return raw
+			}
+			startRequest(t, b, cs[0], name, []byte("real message"))
+			b.run(signRoute(t, func(c *console, s *SignSession) ([]Outgoing, error) {
+				if c.idx == 2 {
+					return s.Approve()
+				}
+				return s.Decline("no")
+			}))
+			if p := cs[0].signs[requestID(name)].Progress(); p.Outcome != OutcomeSigned {
+				t.Fatalf("requester: %+v", p)
+			}
+			p := cs[2].signs[requestID(name)].Progress()
+			switch {
+			case p.Outcome != tt.want:
+				t.Fatalf("console 3: outcome %s, want %s (%+v)", p.Outcome, tt.want, p)
+			case tt.want == OutcomeSigned && len(p.Blamed) != 0:
+				t.Fatalf("console 3 blamed %v for the real result", p.Blamed)
+			case tt.want != OutcomeSigned && !slices.Equal(p.Blamed, []uint32{1}):
+				t.Fatalf("console 3 took the result: %+v", p)
+			}
+		})
+	}
+}
+
+// A party that signs both a decline and a partial for one request is
+// blamed with the two envelopes as evidence, whichever came first; the
+// first answer is not replaced by the second.
+func TestDeclineAndPartialFromOnePartyAreEquivocation(t *testing.T) {
+	t.Parallel()
+	// 3-of-3: the requester's partial and one more do not complete it, so
+	// the second answer still reaches an open request.
+	cs := keygen(t, "decline-and-partial", 3, 3)
+	for i, declineFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("decline first %v", declineFirst), func(t *testing.T) {
+			name := fmt.Sprintf("decline-and-partial/%d", i)
+			b := &bus{t: t, consoles: cs}
+			var other []byte
+			s := startRequest(t, b, cs[0], name, []byte("one request"))
+			b.run(signRoute(t, func(c *console, sess *SignSession) ([]Outgoing, error) {
+				if c.idx != 2 {
+					return nil, nil // console 3 leaves it pending
+				}
+				// Console 2 answers both ways: its session gives the first
+				// answer, the second is signed by hand.
+				var out []Outgoing
+				var err error
+				var kind wire.Kind
+				var payload []byte
+				if declineFirst {
+					out, err = sess.Decline("no")
+					p, _ := tbls.Sign(c.share, []byte("one request"))
+					kind, payload = wire.KindPartial, must(tbls.EncodePartial(p))
+				} else {
+					out, err = sess.Approve()
+					kind, payload = wire.KindDecline, must((&tbls.Decline{Reason: "no"}).Encode())
+				}
+				if err != nil {
+					return nil, err
+				}
+				other, err = wire.Seal(&wire.Envelope{Kind: kind, Ceremony: sess.ID(), Round: SignRoundAnswer, From: 2, Payload: payload}, c.key)
+				if err != nil {
+					return nil, err
+				}
+				return append(out, Outgoing{To: 1, Kind: kind, Round: SignRoundAnswer, Envelope: other}), nil
+			}))
+			p := s.Progress()
+			if !slices.Equal(p.Blamed, []uint32{2}) || p.Outcome != OutcomeFailed {
+				t.Fatalf("requester: %+v; want party 2 blamed and the request failed", p)
+			}
+			ev := s.Evidence()[2]
+			if len(ev) != 2 || !bytes.Equal(ev[1], other) {
+				t.Fatalf("evidence: %d envelopes, want the two answers", len(ev))
+			}
+		})
+	}
+}
+
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

@@ -394,9 +394,12 @@ func (s *SignSession) Handle(raw []byte) ([]Outgoing, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ceremony: decline from party %d: %w", env.From, err)
 		}
-		if _, approved := s.partials[env.From]; approved {
-			// The first answer wins: the partial stands.
-			return nil, fmt.Errorf("%w: decline from party %d after its partial", ErrUnexpected, env.From)
+		if prev, ok := s.otherAnswer(key); ok {
+			// The first answer wins (the partial stands), and two signed
+			// answers to one request are equivocation.
+			s.seen[key] = received{env, raw}
+			s.blame(env.From, prev.raw, raw)
+			return nil, nil
 		}
 		s.seen[key] = received{env, raw}
 		s.declined[env.From] = m.Reason
@@ -409,9 +412,12 @@ func (s *SignSession) Handle(raw []byte) ([]Outgoing, error) {
 }
 
 func (s *SignSession) handlePartial(key wire.DedupKey, env *wire.Envelope, raw []byte) ([]Outgoing, error) {
-	if _, ok := s.declined[env.From]; ok {
-		// The first answer wins: the decline stands.
-		return nil, fmt.Errorf("%w: partial from party %d after its decline", ErrUnexpected, env.From)
+	if prev, ok := s.otherAnswer(key); ok {
+		// The first answer wins (the decline stands), and two signed
+		// answers to one request are equivocation.
+		s.seen[key] = received{env, raw}
+		s.blame(env.From, prev.raw, raw)
+		return nil, nil
 	}
 	p, err := tbls.DecodePartial(env.From, env.Payload)
 	if err != nil {
@@ -427,6 +433,21 @@ func (s *SignSession) handlePartial(key wire.DedupKey, env *wire.Envelope, raw [
 	s.partials[env.From] = p
 	s.rawPartial(env.From, raw)
 	return s.tryCombine(), nil
+}
+
+// otherAnswer returns the party's other answer to this request (its
+// decline for a partial's key, its partial for a decline's), if seen.
+func (s *SignSession) otherAnswer(key wire.DedupKey) (received, bool) {
+	switch key.Kind {
+	case wire.KindPartial:
+		key.Kind = wire.KindDecline
+	case wire.KindDecline:
+		key.Kind = wire.KindPartial
+	default:
+		return received{}, false
+	}
+	prev, ok := s.seen[key]
+	return prev, ok
 }
 
 func (s *SignSession) rawPartial(from uint32, raw []byte) {
@@ -527,6 +548,13 @@ func (s *SignSession) handleResult(key wire.DedupKey, env *wire.Envelope, raw []
 	if err != nil {
 		return fmt.Errorf("ceremony: result: %w", err)
 	}
+	if !s.possibleClaim(m) {
+		// A valid signature does not make its party lists true: shown,
+		// they would name signers who did not sign.
+		s.seen[key] = received{env, raw}
+		s.blame(env.From, raw)
+		return nil
+	}
 	if s.result != nil && s.result.Signature.Equal(m.Signature) {
 		// The same signature this console combined and verified itself:
 		// BLS signatures are unique, so there is nothing more to check.
@@ -545,6 +573,28 @@ func (s *SignSession) handleResult(key wire.DedupKey, env *wire.Envelope, raw []
 		s.outcome = OutcomeSigned
 	}
 	return nil
+}
+
+// possibleClaim reports whether a result's party lists could come from an
+// honest requester: exactly t signers (Combine uses t partials), all in the
+// roster, none of them blamed, and this party among them only if it sent
+// its partial.
+func (s *SignSession) possibleClaim(m *tbls.SignResult) bool {
+	n := uint32(s.cfg.Key.N())
+	if len(m.Signers) != s.cfg.Key.T() {
+		return false
+	}
+	for _, j := range m.Signers {
+		if j > n || slices.Contains(m.Blamed, j) {
+			return false
+		}
+	}
+	for _, j := range m.Blamed {
+		if j > n {
+			return false
+		}
+	}
+	return s.decision == DecisionApproved || !slices.Contains(m.Signers, s.cfg.Self)
 }
 
 // Progress reports the request for display.
