@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/signal-mpc/cosigner/api"
 	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/core/roster"
 	"github.com/signal-mpc/cosigner/signal/device"
@@ -166,7 +167,19 @@ func runAddDevice(ctx context.Context, cmd command, args []string, sio stdio) in
 		fmt.Fprintln(sio.err, "cosigner add-device: give the link URL (sgnl://linkdevice?...)")
 		return exitUsage
 	}
-	err := withStore(ctx, g, sio, func(e *env, st *store.Store) error {
+	cl, _, err := attached(ctx, g, sio)
+	if err != nil {
+		return fail(sio, cmd, err)
+	}
+	if cl != nil {
+		defer cl.Close()
+		if err := cl.Call(ctx, api.MethodDeviceAdd, api.DeviceAddParams{URL: pos[0]}, nil); err != nil {
+			return fail(sio, cmd, remoteError(err))
+		}
+		fmt.Fprintln(sio.out, "device linked")
+		return exitOK
+	}
+	err = withStore(ctx, g, sio, func(e *env, st *store.Store) error {
 		p, err := device.PrimaryFromStore(ctx, st)
 		if err != nil {
 			return err

@@ -7,11 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/signal-mpc/cosigner/api"
 	"github.com/signal-mpc/cosigner/core"
-	"github.com/signal-mpc/cosigner/core/keystore"
 	"github.com/signal-mpc/cosigner/signal/store"
 )
 
@@ -143,6 +144,29 @@ func runKey(ctx context.Context, cmd command, args []string, sio stdio) int {
 	if password == "" {
 		return fail(sio, cmd, errors.New("the password file is empty"))
 	}
+	if *kdf != "scrypt" && *kdf != "pbkdf2" {
+		return usageError(cmd, sio, "--kdf is scrypt or pbkdf2")
+	}
+	cl, _, err := attached(ctx, g, sio)
+	if err != nil {
+		return fail(sio, cmd, err)
+	}
+	if cl != nil {
+		// The running co-signer holds the share: it writes the keystore.
+		defer cl.Close()
+		abs, err := filepath.Abs(*out)
+		if err != nil {
+			return fail(sio, cmd, err)
+		}
+		var r api.KeyExportResult
+		if err := cl.Call(ctx, api.MethodKeyExport, api.KeyExportParams{Key: *keyID, Path: abs, Password: password, KDF: *kdf}, &r); err != nil {
+			return fail(sio, cmd, remoteError(err))
+		}
+		if err := printJSON(sio, map[string]any{"keystore": r.Keystore, "public_share": r.PublicShare, "key_id": r.KeyID, "index": r.Index}); err != nil {
+			return fail(sio, cmd, err)
+		}
+		return exitOK
+	}
 	err = withEngine(ctx, g, sio, func(c *console) error {
 		var id [32]byte
 		var err error
@@ -151,29 +175,11 @@ func runKey(ctx context.Context, cmd command, args []string, sio stdio) int {
 				return err
 			}
 		}
-		secret, public, info, err := c.App.KeyShare(ctx, id)
+		r, err := c.ExportKey(ctx, id, *out, password, *kdf)
 		if err != nil {
 			return err
 		}
-		defer clear(secret)
-		ks, err := keystore.Encrypt(secret, public, password, keystore.Options{KDF: *kdf,
-			Description: fmt.Sprintf("cosigner share %d of %d-of-%d key %x (group key %x)", info.Self, info.T, info.N, info.KeyID[:4], info.GroupKey)})
-		if err != nil {
-			return err
-		}
-		f, err := os.OpenFile(*out, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if err != nil {
-			return err
-		}
-		if _, err := f.Write(ks); err != nil {
-			f.Close()
-			os.Remove(*out)
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return err
-		}
-		return printJSON(sio, map[string]any{"keystore": *out, "public_share": hex.EncodeToString(public), "key_id": hex.EncodeToString(info.KeyID[:]), "index": info.Self})
+		return printJSON(sio, map[string]any{"keystore": r.Keystore, "public_share": r.PublicShare, "key_id": r.KeyID, "index": r.Index})
 	})
 	if err != nil {
 		return fail(sio, cmd, err)

@@ -278,6 +278,25 @@ func TestCommandsGoThroughTheRunningDaemon(t *testing.T) {
 	if _, errs, code := cli(ctx, people[0], "group", "verify", "mallory"); code != 1 || !strings.Contains(errs, "unknown signer") {
 		t.Fatalf("group verify of a stranger through the daemon: %d %s", code, errs)
 	}
+	pwFile := filepath.Join(base, "pw")
+	if err := os.WriteFile(pwFile, []byte("correct horse battery staple\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ksPath := filepath.Join(base, "alice-share.json")
+	out, errs, code = cli(ctx, people[0], "key", "export", "--out", ksPath, "--password-file", pwFile, "--kdf", "pbkdf2")
+	var ks struct {
+		Keystore string `json:"keystore"`
+		Index    uint32 `json:"index"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &ks) != nil || ks.Keystore != ksPath || ks.Index == 0 {
+		t.Fatalf("key export through the daemon: %d %q %s", code, out, errs)
+	}
+	if fi, err := os.Stat(ksPath); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the keystore written through the daemon: %v %v", fi, err)
+	}
+	if _, errs, code := cli(ctx, people[0], "key", "export", "--out", ksPath, "--password-file", pwFile); code != 1 || !strings.Contains(errs, "never replaces") {
+		t.Fatalf("a second export over the first: %d %s", code, errs)
+	}
 	copyPath := filepath.Join(base, "alice-backup.db")
 	if _, errs, code := cli(ctx, people[0], "backup", copyPath); code != 0 || !strings.Contains(errs, "the key is not in it") {
 		t.Fatalf("backup through the daemon: %d %s", code, errs)

@@ -28,6 +28,11 @@ type Backend interface {
 	AnswerChallenge(ctx context.Context, token, answer string) error
 	// Backup writes a copy of the store to path (absolute).
 	Backup(ctx context.Context, path string, replace bool) error
+	// ExportKey writes this signer's share of a key to path (absolute, a
+	// new file) as an EIP-2335 keystore under password.
+	ExportKey(ctx context.Context, keyID [32]byte, path, password, kdf string) (*KeyExportResult, error)
+	// AddDevice approves a new device's link request as the primary.
+	AddDevice(ctx context.Context, url string) error
 
 	// Identity is this signer's own card.
 	Identity() roster.Card
@@ -54,6 +59,8 @@ const (
 	MethodSignatures   = "signatures"
 	MethodChallenge    = "challenge"
 	MethodBackup       = "backup"
+	MethodKeyExport    = "key.export"
+	MethodDeviceAdd    = "device.add"
 	MethodSubscribe    = "subscribe"
 	MethodUnsubscribe  = "unsubscribe"
 
@@ -201,6 +208,30 @@ type SignaturesResult struct {
 type BackupParams struct {
 	Path    string `json:"path"`
 	Replace bool   `json:"replace"`
+}
+
+// KeyExportParams writes this signer's share of a key (an id prefix; empty:
+// the only key) to path, a new file on the co-signer's machine, as an
+// EIP-2335 keystore under password (kdf: scrypt, the default, or pbkdf2).
+type KeyExportParams struct {
+	Key      string `json:"key"`
+	Path     string `json:"path"`
+	Password string `json:"password"`
+	KDF      string `json:"kdf"`
+}
+
+// KeyExportResult answers key.export.
+type KeyExportResult struct {
+	Keystore    string `json:"keystore"`
+	PublicShare string `json:"public_share"`
+	KeyID       string `json:"key_id"`
+	Index       uint32 `json:"index"`
+}
+
+// DeviceAddParams approves a link request (the sgnl://linkdevice URL a new
+// device shows) as this account's primary device.
+type DeviceAddParams struct {
+	URL string `json:"url"`
 }
 
 // ChallengeParams answers the server's challenge.

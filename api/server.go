@@ -381,6 +381,53 @@ func (cn *conn) dispatch(ctx context.Context, req *Request) (any, *Error) {
 		}
 		cn.s.log.Info("api: backup written", "path", p.Path, "uid", cn.peer.UID)
 		return struct{}{}, nil
+	case MethodKeyExport:
+		var p KeyExportParams
+		if e := decodeParams(req.Params, &p); e != nil {
+			return nil, e
+		}
+		switch {
+		case p.Path == "" || !filepath.IsAbs(p.Path):
+			return nil, &Error{Code: CodeInvalidParams, Message: "invalid params: path must be an absolute path"}
+		case p.Password == "":
+			return nil, &Error{Code: CodeInvalidParams, Message: "invalid params: password is required"}
+		case p.KDF != "" && p.KDF != "scrypt" && p.KDF != "pbkdf2":
+			return nil, &Error{Code: CodeInvalidParams, Message: "invalid params: kdf is scrypt or pbkdf2"}
+		case !cn.s.approve:
+			return nil, &Error{Code: CodeNotAllowed, Message: "this socket may not export key shares (api.approve = false)"}
+		}
+		var keyID [32]byte
+		if p.Key != "" {
+			var e *Error
+			if keyID, e = cn.pickKey(ctx, p.Key); e != nil {
+				return nil, e
+			}
+		}
+		r, err := b.ExportKey(ctx, keyID, p.Path, p.Password, p.KDF)
+		if err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return nil, &Error{Code: CodeRefused, Message: p.Path + " exists: the export never replaces a file"}
+			}
+			return nil, errorOf(err)
+		}
+		cn.s.log.Info("api: key share exported", "path", p.Path, "uid", cn.peer.UID, "user", cn.peer.User())
+		return r, nil
+	case MethodDeviceAdd:
+		var p DeviceAddParams
+		if e := decodeParams(req.Params, &p); e != nil {
+			return nil, e
+		}
+		if p.URL == "" {
+			return nil, &Error{Code: CodeInvalidParams, Message: "invalid params: url is required"}
+		}
+		if !cn.s.approve {
+			return nil, &Error{Code: CodeNotAllowed, Message: "this socket may not add devices (api.approve = false)"}
+		}
+		if err := b.AddDevice(ctx, p.URL); err != nil {
+			return nil, errorOf(err)
+		}
+		cn.s.log.Info("api: device added", "uid", cn.peer.UID, "user", cn.peer.User())
+		return struct{}{}, nil
 	case MethodSubscribe:
 		var p struct{}
 		if e := decodeParams(req.Params, &p); e != nil {

@@ -108,6 +108,14 @@ func (f *fakeBackend) Backup(_ context.Context, path string, replace bool) error
 	f.change("backup " + path)
 	return nil
 }
+func (f *fakeBackend) ExportKey(_ context.Context, keyID [32]byte, path, password, kdf string) (*KeyExportResult, error) {
+	f.change("export " + path)
+	return &KeyExportResult{Keystore: path}, nil
+}
+func (f *fakeBackend) AddDevice(_ context.Context, url string) error {
+	f.change("add device")
+	return nil
+}
 func (f *fakeBackend) Identity() roster.Card {
 	return roster.Card{Name: "alice", Account: "acct", Device: 2}
 }
@@ -230,6 +238,10 @@ func TestBadRequestsGetErrorsAndChangeNothing(t *testing.T) {
 		{"negative limit", `{"jsonrpc":"2.0","id":17,"method":"signatures","params":{"limit":-1}}`, CodeInvalidParams, false},
 		{"empty challenge", `{"jsonrpc":"2.0","id":18,"method":"challenge","params":{"token":"t"}}`, CodeInvalidParams, false},
 		{"relative backup", `{"jsonrpc":"2.0","id":19,"method":"backup","params":{"path":"copy.db"}}`, CodeInvalidParams, false},
+		{"export without password", `{"jsonrpc":"2.0","id":20,"method":"key.export","params":{"path":"/tmp/x.json"}}`, CodeInvalidParams, false},
+		{"export with a bad kdf", `{"jsonrpc":"2.0","id":21,"method":"key.export","params":{"path":"/tmp/x.json","password":"p","kdf":"md5"}}`, CodeInvalidParams, false},
+		{"relative export", `{"jsonrpc":"2.0","id":22,"method":"key.export","params":{"path":"x.json","password":"p"}}`, CodeInvalidParams, false},
+		{"device without url", `{"jsonrpc":"2.0","id":23,"method":"device.add","params":{}}`, CodeInvalidParams, false},
 	}
 	var lines []string
 	for _, tt := range tests {

@@ -7,6 +7,7 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/signal-mpc/cosigner/api"
 	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/core/event"
+	"github.com/signal-mpc/cosigner/core/keystore"
 	"github.com/signal-mpc/cosigner/core/roster"
 	"github.com/signal-mpc/cosigner/signal/device"
 	"github.com/signal-mpc/cosigner/signal/store"
@@ -325,4 +327,48 @@ func (c *Node) reportUntagged(ctx context.Context) {
 			c.Bus.Publish(event.Untagged{Total: n})
 		}
 	}
+}
+
+// ExportKey writes this console's share of a key (the only key when keyID
+// is zero) to path, a new file (mode 0600), as an EIP-2335 keystore
+// encrypted under password. The share leaves memory once written.
+func (c *Node) ExportKey(ctx context.Context, keyID [32]byte, path, password, kdf string) (*api.KeyExportResult, error) {
+	if password == "" {
+		return nil, fmt.Errorf("%w: the keystore's password is empty", core.ErrConfig)
+	}
+	secret, public, info, err := c.App.KeyShare(ctx, keyID)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(secret)
+	ks, err := keystore.Encrypt(secret, public, password, keystore.Options{KDF: kdf,
+		Description: fmt.Sprintf("cosigner share %d of %d-of-%d key %x (group key %x)", info.Self, info.T, info.N, info.KeyID[:4], info.GroupKey)})
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(ks); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(path)
+		return nil, err
+	}
+	return &api.KeyExportResult{Keystore: path, PublicShare: hex.EncodeToString(public), KeyID: hex.EncodeToString(info.KeyID[:]), Index: info.Self}, nil
+}
+
+// AddDevice approves a link request (the URL a new device shows) as this
+// account's primary device, for self-hosted accounts this console
+// registered.
+func (c *Node) AddDevice(ctx context.Context, url string) error {
+	p, err := device.PrimaryFromStore(ctx, c.cfg.Store)
+	if err != nil {
+		return err
+	}
+	return p.ApproveLink(ctx, c.cfg.Dialer, url, nil)
 }
