@@ -22,8 +22,9 @@ type Backend interface {
 	BeginSignature(ctx context.Context, keyID [32]byte, msg []byte, description string, approve bool) ([32]byte, error)
 	WaitSignature(ctx context.Context, id [32]byte) (*core.SignResult, error)
 	Approvals(ctx context.Context) ([]core.Approval, error)
-	Approve(ctx context.Context, id [32]byte) error
-	Decline(ctx context.Context, id [32]byte, reason string) error
+	// ApproveAs and DeclineAs answer, recording who did (by).
+	ApproveAs(ctx context.Context, id [32]byte, by string) error
+	DeclineAs(ctx context.Context, id [32]byte, reason, by string) error
 	Signatures(ctx context.Context, limit int) ([]event.SignDone, error)
 	AnswerChallenge(ctx context.Context, token, answer string) error
 	// Backup writes a copy of the store to path (absolute).

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"os/user"
 	"strconv"
 )
@@ -21,4 +22,12 @@ func (p Peer) User() string {
 		return u.Username
 	}
 	return strconv.Itoa(p.UID)
+}
+
+// String is how an answer given through the socket records its giver.
+func (p Peer) String() string {
+	if p.UID < 0 {
+		return "socket (peer unknown)"
+	}
+	return fmt.Sprintf("socket uid=%d user=%s pid=%d", p.UID, p.User(), p.PID)
 }

@@ -600,16 +600,16 @@ func (cn *conn) decide(ctx context.Context, req *Request) (any, *Error) {
 	if !cn.s.approve {
 		return nil, &Error{Code: CodeNotAllowed, Message: "this socket may not approve or decline (api.approve = false)"}
 	}
+	by := cn.peer.String()
 	var err error
 	if req.Method == MethodApprove {
-		err = cn.s.backend.Approve(ctx, id)
+		err = cn.s.backend.ApproveAs(ctx, id, by)
 	} else {
-		err = cn.s.backend.Decline(ctx, id, reason)
+		err = cn.s.backend.DeclineAs(ctx, id, reason, by)
 	}
 	if err != nil {
 		return nil, errorOf(err)
 	}
-	// Who answered: the next step records it beside the request.
 	cn.s.log.Info("api: "+req.Method+"d", "id", ceremony.ShortID(id), "uid", cn.peer.UID, "user", cn.peer.User(), "pid", cn.peer.PID)
 	return struct{}{}, nil
 }

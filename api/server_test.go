@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -27,6 +28,7 @@ type fakeBackend struct {
 	keys     []core.KeyInfo
 	pending  []core.Approval
 	approved map[[32]byte]bool
+	by       string // who the last approval came from
 }
 
 func newFake() *fakeBackend {
@@ -82,7 +84,14 @@ func (f *fakeBackend) WaitSignature(_ context.Context, id [32]byte) (*core.SignR
 	return &core.SignResult{ID: id, GroupKey: []byte{1}, Message: []byte("m"), Signature: []byte{2}, Signers: []string{"alice", "bob"}}, nil
 }
 func (f *fakeBackend) Approvals(context.Context) ([]core.Approval, error) { return f.pending, nil }
-func (f *fakeBackend) Approve(_ context.Context, id [32]byte) error {
+func (f *fakeBackend) ApproveAs(_ context.Context, id [32]byte, by string) error {
+	f.mu.Lock()
+	f.by = by
+	f.mu.Unlock()
+	return f.approve(id)
+}
+
+func (f *fakeBackend) approve(id [32]byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if id != [32]byte{7} {
@@ -95,7 +104,7 @@ func (f *fakeBackend) Approve(_ context.Context, id [32]byte) error {
 	f.changes = append(f.changes, "approve")
 	return nil
 }
-func (f *fakeBackend) Decline(_ context.Context, id [32]byte, reason string) error {
+func (f *fakeBackend) DeclineAs(_ context.Context, id [32]byte, reason, by string) error {
 	f.change("decline " + reason)
 	return nil
 }
@@ -352,6 +361,12 @@ func TestTheClientApprovesSignsAndFollowsEvents(t *testing.T) {
 	}
 	if !got["resolved"] || !got["message"] {
 		t.Fatalf("events decoded wrongly: %v", got)
+	}
+	f.mu.Lock()
+	by := f.by
+	f.mu.Unlock()
+	if want := fmt.Sprintf("socket uid=%d ", os.Getuid()); !strings.HasPrefix(by, want) || !strings.Contains(by, fmt.Sprintf("pid=%d", os.Getpid())) {
+		t.Fatalf("the approval was recorded as given by %q, want %q... with this process's pid", by, want)
 	}
 	if ch := f.Changes(); strings.Join(ch, ",") != "approve,sign m approved" {
 		t.Fatalf("changes %v", ch)

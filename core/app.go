@@ -374,20 +374,31 @@ func (a *App) RequestSignature(ctx context.Context, keyID [32]byte, msg []byte, 
 }
 
 // Approve answers yes to a signing request or keygen proposal.
-func (a *App) Approve(ctx context.Context, id [32]byte) error {
-	var err error
-	var durable func(context.Context) error
-	if e := a.do(ctx, func() { err = a.decide(ctx, id, true, ""); durable = a.cfg.Store.Durable() }); e != nil {
-		return e
-	}
-	return a.settle(ctx, durable, err)
-}
+func (a *App) Approve(ctx context.Context, id [32]byte) error { return a.ApproveAs(ctx, id, "") }
 
 // Decline answers no.
 func (a *App) Decline(ctx context.Context, id [32]byte, reason string) error {
+	return a.DeclineAs(ctx, id, reason, "")
+}
+
+// ApproveAs is Approve recording who answered (Input.By) with the
+// request's record.
+func (a *App) ApproveAs(ctx context.Context, id [32]byte, by string) error {
+	return a.answer(ctx, id, true, "", by)
+}
+
+// DeclineAs is Decline recording who answered (Input.By).
+func (a *App) DeclineAs(ctx context.Context, id [32]byte, reason, by string) error {
+	return a.answer(ctx, id, false, reason, by)
+}
+
+func (a *App) answer(ctx context.Context, id [32]byte, yes bool, reason, by string) error {
+	if len(by) > maxBy {
+		by = by[:maxBy]
+	}
 	var err error
 	var durable func(context.Context) error
-	if e := a.do(ctx, func() { err = a.decide(ctx, id, false, reason); durable = a.cfg.Store.Durable() }); e != nil {
+	if e := a.do(ctx, func() { err = a.decide(ctx, id, yes, reason, by); durable = a.cfg.Store.Durable() }); e != nil {
 		return e
 	}
 	return a.settle(ctx, durable, err)

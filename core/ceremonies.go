@@ -108,7 +108,7 @@ func (a *App) afterKeygen(ctx context.Context, st *keygenState, live bool) {
 		}
 		a.publish(st.prompt)
 		if a.cfg.AutoApprove {
-			a.decide(ctx, id, true, "")
+			a.decide(ctx, id, true, "", "signing.auto_approve")
 		}
 	}
 }
@@ -137,7 +137,7 @@ func (a *App) afterSign(ctx context.Context, st *signState, live bool) {
 		}
 		a.publish(st.prompt)
 		if a.cfg.AutoApprove {
-			a.decide(ctx, id, true, "")
+			a.decide(ctx, id, true, "", "signing.auto_approve")
 		}
 	}
 	if st.done || p.Outcome == ceremony.OutcomeCollecting {
@@ -308,10 +308,12 @@ func (a *App) pickKey(keyID [32]byte) (*keyState, error) {
 	return nil, ErrNoKey
 }
 
-func (a *App) decide(ctx context.Context, id [32]byte, yes bool, reason string) error {
-	in := Input{Kind: InputDecline, Text: reason}
+// decide records this console's answer, by whom it was given (by: see
+// Input.By), and acts on it.
+func (a *App) decide(ctx context.Context, id [32]byte, yes bool, reason, by string) error {
+	in := Input{Kind: InputDecline, Text: reason, Time: a.now(), By: by}
 	if yes {
-		in = Input{Kind: InputAccept}
+		in = Input{Kind: InputAccept, Time: a.now(), By: by}
 	}
 	if st, ok := a.keygens[id]; ok {
 		if st.s.Progress().State != dkg.StateCreated {

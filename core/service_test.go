@@ -120,3 +120,50 @@ func TestABegunKeygenIsWaitedForLater(t *testing.T) {
 		t.Fatalf("a keygen waited for as a signature: %v", err)
 	}
 }
+
+// Who answered through the socket is kept with the request's record, and
+// when (the audit trail builds on it); a restart reads it back.
+func TestWhoAnsweredIsRecordedWithTheRequest(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	alice, bob := nodes[0], nodes[1]
+	for _, nd := range nodes {
+		nd.start(t, true)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	kr := keygenAll(t, ctx, nodes)
+	bob.stop()
+	bob.start(t, false)
+	id, err := alice.app.BeginSignature(ctx, kr.KeyID, []byte("audited"), "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitApprovals(t, ctx, bob, 1)
+	const who = "socket uid=1000 user=ops pid=4242"
+	if err := bob.app.ApproveAs(ctx, id, who); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.app.WaitSignature(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	bob.stop()
+	recs, err := bob.store.Ceremonies(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.ID != id {
+			continue
+		}
+		for _, in := range r.Inputs {
+			if in.Kind == InputAccept {
+				if in.By != who || in.Time.IsZero() {
+					t.Fatalf("the approval is recorded as by %q at %v", in.By, in.Time)
+				}
+				return
+			}
+		}
+	}
+	t.Fatal("bob's approval is not in his record of the request")
+}

@@ -75,6 +75,10 @@ type Input struct {
 	Envelope []byte
 	Text     string
 	Time     time.Time
+	// By is who gave an answer (InputAccept, InputDecline) when it came
+	// through the socket API: the caller's uid, user and pid as the kernel
+	// reported them. Empty: this console's own screen or command.
+	By string
 }
 
 // KeyRecord is a generated key with this console's secret share.

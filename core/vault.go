@@ -387,6 +387,7 @@ func encodeInput(in Input) []byte {
 	if !in.Time.IsZero() {
 		e.Uint(4, uint64(in.Time.UnixNano()))
 	}
+	e.Bytes(5, []byte(in.By))
 	b, _ := e.Finish()
 	return b
 }
@@ -397,18 +398,22 @@ func decodeInput(b []byte) (Input, error) {
 	env, _ := d.Bytes(2, wire.MaxEnvelopeSize)
 	text, _ := d.Bytes(3, 1024)
 	at, _ := d.Uint(4)
+	by, _ := d.Bytes(5, maxBy)
 	if err := d.Done(); err != nil {
 		return Input{}, fmt.Errorf("%w: input record: %w", ErrCorrupt, err)
 	}
 	if kind < uint64(InputEnvelope) || kind > uint64(InputRestored) {
 		return Input{}, fmt.Errorf("%w: input kind %d", ErrCorrupt, kind)
 	}
-	in := Input{Kind: InputKind(kind), Envelope: env, Text: string(text)}
+	in := Input{Kind: InputKind(kind), Envelope: env, Text: string(text), By: string(by)}
 	if at != 0 {
 		in.Time = time.Unix(0, int64(at))
 	}
 	return in, nil
 }
+
+// maxBy bounds Input.By.
+const maxBy = 256
 
 func boolUint(b bool) uint64 {
 	if b {
