@@ -17,7 +17,7 @@ type Backend interface {
 	AddCard(ctx context.Context, c roster.Card, verified bool) error
 	VerifyCard(ctx context.Context, name string) error
 	Keys(ctx context.Context) ([]core.KeyInfo, error)
-	BeginKeygen(ctx context.Context, t int) ([32]byte, error)
+	BeginKeygen(ctx context.Context, t int, approve bool) ([32]byte, error)
 	WaitKeygen(ctx context.Context, id [32]byte) (*core.KeygenResult, error)
 	BeginSignature(ctx context.Context, keyID [32]byte, msg []byte, description string, approve bool) ([32]byte, error)
 	WaitSignature(ctx context.Context, id [32]byte) (*core.SignResult, error)

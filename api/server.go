@@ -470,16 +470,13 @@ func (cn *conn) keygen(ctx context.Context, params json.RawMessage) (any, *Error
 	if p.Threshold < 1 {
 		return nil, &Error{Code: CodeInvalidParams, Message: "invalid params: threshold must be 1 or more"}
 	}
-	if !cn.s.approve {
-		// Proposing accepts for this signer: a socket that may not
-		// approve may not propose either.
-		return nil, &Error{Code: CodeNotAllowed, Message: "this socket may not propose a key generation (api.approve = false)"}
-	}
-	id, err := cn.s.backend.BeginKeygen(ctx, p.Threshold)
+	// Proposing accepts for this signer, except through a socket that may
+	// not approve: the proposal then waits in this signer's queue too.
+	id, err := cn.s.backend.BeginKeygen(ctx, p.Threshold, cn.s.approve)
 	if err != nil {
 		return nil, errorOf(err)
 	}
-	cn.s.log.Info("api: key generation proposed", "id", ceremony.ShortID(id), "uid", cn.peer.UID)
+	cn.s.log.Info("api: key generation proposed", "id", ceremony.ShortID(id), "uid", cn.peer.UID, "accepted_by_proposing", cn.s.approve)
 	if !p.Wait {
 		return KeygenResult{ID: hex.EncodeToString(id[:])}, nil
 	}

@@ -63,8 +63,8 @@ func (f *fakeBackend) VerifyCard(_ context.Context, name string) error {
 	return nil
 }
 func (f *fakeBackend) Keys(context.Context) ([]core.KeyInfo, error) { return f.keys, nil }
-func (f *fakeBackend) BeginKeygen(_ context.Context, t int) ([32]byte, error) {
-	f.change("keygen")
+func (f *fakeBackend) BeginKeygen(_ context.Context, t int, approve bool) ([32]byte, error) {
+	f.change("keygen" + map[bool]string{true: "", false: " waiting"}[approve])
 	return [32]byte{9}, nil
 }
 func (f *fakeBackend) WaitKeygen(_ context.Context, id [32]byte) (*core.KeygenResult, error) {
@@ -278,8 +278,9 @@ func TestBadRequestsGetErrorsAndChangeNothing(t *testing.T) {
 	}
 }
 
-// A socket that may not approve asks and reads: its signing requests wait
-// in this signer's queue, and approve, decline and keygen are refused.
+// A socket that may not approve asks and reads: its signing requests and
+// key generations wait in this signer's queue, and approve and decline
+// are refused.
 func TestASocketThatMayNotApproveOnlyAsksAndReads(t *testing.T) {
 	t.Parallel()
 	f := newFake()
@@ -292,7 +293,7 @@ func TestASocketThatMayNotApproveOnlyAsksAndReads(t *testing.T) {
 		`{"jsonrpc":"2.0","id":4,"method":"sign","params":{"text":"release"}}`,
 		`{"jsonrpc":"2.0","id":5,"method":"status"}`,
 	)
-	for _, a := range answers[:3] {
+	for _, a := range answers[:2] {
 		if errCode(a) != CodeNotAllowed {
 			t.Fatalf("answer %v, want CodeNotAllowed", a)
 		}
@@ -300,8 +301,8 @@ func TestASocketThatMayNotApproveOnlyAsksAndReads(t *testing.T) {
 	if res, _ := answers[4]["result"].(map[string]any); res["can_approve"] != false {
 		t.Fatalf("status %v", answers[4])
 	}
-	if ch := f.Changes(); len(ch) != 1 || ch[0] != "sign release waiting" {
-		t.Fatalf("changes %v, want only a signing request that waits", ch)
+	if ch := f.Changes(); strings.Join(ch, ",") != "keygen waiting,sign release waiting" {
+		t.Fatalf("changes %v, want a keygen and a signing request that wait", ch)
 	}
 }
 

@@ -335,7 +335,7 @@ func (a *App) StartKeygen(ctx context.Context, t int) (*KeygenResult, error) {
 	var id [32]byte
 	var wait chan result
 	var err error
-	if e := a.do(ctx, func() { id, wait, err = a.startKeygen(ctx, t) }); e != nil {
+	if e := a.do(ctx, func() { id, wait, err = a.startKeygen(ctx, t, true) }); e != nil {
 		return nil, e
 	}
 	if err != nil {

@@ -211,7 +211,10 @@ func (a *App) finish(ctx context.Context, id [32]byte, r result, told []event.Ev
 	})
 }
 
-func (a *App) startKeygen(ctx context.Context, t int) ([32]byte, chan result, error) {
+// startKeygen proposes a key generation from this console. approve:
+// proposing is this human's acceptance (else the proposal waits in this
+// console's approval queue like anyone else's).
+func (a *App) startKeygen(ctx context.Context, t int, approve bool) ([32]byte, chan result, error) {
 	parties, err := a.cfg.Roster.Parties()
 	if err != nil {
 		return [32]byte{}, nil, err
@@ -224,16 +227,22 @@ func (a *App) startKeygen(ctx context.Context, t int) ([32]byte, chan result, er
 	}
 	prop.Initiator = idx
 	seed := a.seed()
-	s, out, err := ceremony.ProposeKeygen(prop, a.cfg.ConsoleKey, seed)
+	propose := ceremony.ProposeKeygen
+	if !approve {
+		propose = ceremony.ProposeKeygenPending
+	}
+	s, out, err := propose(prop, a.cfg.ConsoleKey, seed)
 	if err != nil {
 		return [32]byte{}, nil, err
 	}
-	rec := &CeremonyRecord{ID: s.ID(), Kind: KindKeygen, Opening: s.ProposalEnvelope(), Seed: seed, Own: true, Created: a.now()}
+	// Own: accepted by proposing; a proposal that waits for this human is
+	// restored like a peer's.
+	rec := &CeremonyRecord{ID: s.ID(), Kind: KindKeygen, Opening: s.ProposalEnvelope(), Seed: seed, Own: approve, Created: a.now()}
 	if err := a.cfg.Store.PutCeremony(ctx, rec); err != nil {
 		return [32]byte{}, nil, fmt.Errorf("core: store proposal: %w", err)
 	}
 	a.records[rec.ID] = rec
-	st := &keygenState{s: s, announced: true}
+	st := &keygenState{s: s, announced: approve}
 	a.keygens[rec.ID] = st
 	wait := make(chan result, 1)
 	a.waiters[rec.ID] = append(a.waiters[rec.ID], wait)

@@ -91,11 +91,13 @@ func (a *App) history(limit int) []event.SignDone {
 }
 
 // BeginKeygen proposes a t-of-n key generation with the whole roster and
-// returns its id at once; WaitKeygen waits for its end.
-func (a *App) BeginKeygen(ctx context.Context, t int) ([32]byte, error) {
+// returns its id at once; WaitKeygen waits for its end. approve: proposing
+// is this human's acceptance; without it the proposal waits in this
+// console's approval queue too.
+func (a *App) BeginKeygen(ctx context.Context, t int, approve bool) ([32]byte, error) {
 	var id [32]byte
 	var err error
-	if e := a.do(ctx, func() { id, _, err = a.startKeygen(ctx, t) }); e != nil {
+	if e := a.do(ctx, func() { id, _, err = a.startKeygen(ctx, t, approve) }); e != nil {
 		return [32]byte{}, e
 	}
 	return id, err

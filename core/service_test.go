@@ -102,7 +102,7 @@ func TestABegunKeygenIsWaitedForLater(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	id, err := nodes[0].app.BeginKeygen(ctx, 2)
+	id, err := nodes[0].app.BeginKeygen(ctx, 2, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,8 +133,10 @@ func TestWhoAnsweredIsRecordedWithTheRequest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	kr := keygenAll(t, ctx, nodes)
-	bob.stop()
-	bob.start(t, false)
+	for _, nd := range nodes[1:] {
+		nd.stop()
+		nd.start(t, false) // carol is away: the signature needs bob's answer
+	}
 	id, err := alice.app.BeginSignature(ctx, kr.KeyID, []byte("audited"), "", true)
 	if err != nil {
 		t.Fatal(err)
@@ -166,4 +168,41 @@ func TestWhoAnsweredIsRecordedWithTheRequest(t *testing.T) {
 		}
 	}
 	t.Fatal("bob's approval is not in his record of the request")
+}
+
+// A key generation proposed without being this signer's acceptance waits
+// in its own queue (across a restart) until its human accepts it.
+func TestAKeygenProposedWithoutAcceptanceWaitsForTheOwnHuman(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	alice := nodes[0]
+	for i, nd := range nodes {
+		nd.start(t, i != 0) // bob and carol accept everything
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	id, err := alice.app.BeginKeygen(ctx, 2, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := waitApprovals(t, ctx, alice, 1)
+	if got[0].ID != id || got[0].Kind != "keygen" || got[0].Requester != "alice" {
+		t.Fatalf("alice's queue: %+v", got[0])
+	}
+	alice.stop()
+	alice.start(t, false)
+	waitApprovals(t, ctx, alice, 1)
+	if keys, _ := alice.app.Keys(ctx); len(keys) != 0 {
+		t.Fatal("a key was generated before alice accepted")
+	}
+	if err := alice.app.ApproveAs(ctx, id, "socket uid=1000 user=ops pid=1"); err != nil {
+		t.Fatal(err)
+	}
+	kr, err := alice.app.WaitKeygen(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range nodes {
+		waitKeys(t, ctx, nd, kr.KeyID)
+	}
 }

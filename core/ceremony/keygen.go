@@ -32,6 +32,22 @@ type KeygenSession struct {
 // its acceptance too. seed is fresh secret randomness kept with the
 // ceremony (see dkg.Config.Seed).
 func ProposeKeygen(prop *dkg.Proposal, consoleKey ed25519.PrivateKey, seed [32]byte) (*KeygenSession, []Outgoing, error) {
+	k, out, err := ProposeKeygenPending(prop, consoleKey, seed)
+	if err != nil {
+		return nil, nil, err
+	}
+	more, err := k.Accept()
+	if err != nil {
+		return nil, nil, err
+	}
+	return k, append(out, more...), nil
+}
+
+// ProposeKeygenPending is ProposeKeygen without this console's acceptance:
+// the proposal goes out, and this console's human answers it like the
+// others (a script proposed it through a socket that may not approve). A
+// restart reopens it with OpenKeygenProposal.
+func ProposeKeygenPending(prop *dkg.Proposal, consoleKey ed25519.PrivateKey, seed [32]byte) (*KeygenSession, []Outgoing, error) {
 	pub, _ := consoleKey.Public().(ed25519.PublicKey)
 	self, ok := prop.IndexOfConsoleKey(pub)
 	if !ok || self != prop.Initiator {
@@ -53,12 +69,7 @@ func ProposeKeygen(prop *dkg.Proposal, consoleKey ed25519.PrivateKey, seed [32]b
 	if err != nil {
 		return nil, nil, err
 	}
-	out := []Outgoing{{Kind: wire.KindProposal, Round: uint32(dkg.RoundAccept), Envelope: env}}
-	more, err := k.Accept()
-	if err != nil {
-		return nil, nil, err
-	}
-	return k, append(out, more...), nil
+	return k, []Outgoing{{Kind: wire.KindProposal, Round: uint32(dkg.RoundAccept), Envelope: env}}, nil
 }
 
 // OpenKeygenProposal checks a received proposal: well formed, signed by its
@@ -152,11 +163,14 @@ func (k *KeygenSession) Timeout() ([]Outgoing, error) {
 	return convert(out), err
 }
 
-// Resend repeats this console's messages of the current round; the
+// Resend repeats this console's messages that a peer may lack; the
 // initiator also repeats its proposal while acceptances are awaited.
 func (k *KeygenSession) Resend() []Outgoing {
 	out := convert(k.engine.Resend())
-	if k.self == k.prop.Initiator && k.engine.Round() == dkg.RoundAccept && k.engine.State() == dkg.StateRunning {
+	// Also while the initiator's own human has not answered yet (a
+	// proposal made without accepting it): a restart may have lost it.
+	waiting := k.engine.State() == dkg.StateCreated || (k.engine.Round() == dkg.RoundAccept && k.engine.State() == dkg.StateRunning)
+	if k.self == k.prop.Initiator && waiting {
 		out = append([]Outgoing{{Kind: wire.KindProposal, Round: uint32(dkg.RoundAccept), Envelope: k.propEnv}}, out...)
 	}
 	return out

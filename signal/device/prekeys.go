@@ -255,6 +255,16 @@ func (u *keyUpkeep) checkIdentity(ctx context.Context, id prekey.Identity) error
 	if err != nil {
 		return fmt.Errorf("device: prekeys (%s): %w", id, err)
 	}
+	// After a restore from a backup the server may hold one-time keys this
+	// store never had: a fresh set of each kind replaces them all.
+	stale, err := p.OneTimeStale(ctx)
+	if err != nil {
+		return fmt.Errorf("device: prekeys (%s): %w", id, err)
+	}
+	if stale {
+		ecCount, pqCount = 0, 0
+		st.pendingEC, st.pendingPQ = nil, nil
+	}
 	// Counts back above the mark mean a pending batch arrived after all (the
 	// answer to its upload was lost); it needs no second upload.
 	var errs []error
@@ -302,6 +312,11 @@ func (u *keyUpkeep) checkIdentity(ctx context.Context, id prekey.Identity) error
 			errs = append(errs, u.markReplaced(ctx, p, true, kyberIDs(up.KyberPreKeys), now))
 		}
 		st.pendingEC, st.pendingPQ = nil, nil
+		if stale {
+			if err := p.ClearOneTimeStale(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("device: prekeys (%s): %w", id, err))
+			}
+		}
 	}
 	u.d.log.Debug("prekeys checked", "identity", id.String(), "server_count", ecCount, "server_pq_count", pqCount)
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -841,5 +842,65 @@ func TestARotationTheServerNeverGotIsUploadedAfterARestart(t *testing.T) {
 	primarySocket(t, d, c.primary, func(r requester) { handed = fetchBundle(t, r, acct, prekey.ACI).Bundle.SignedPreKeyID() })
 	if handed == first[0] {
 		t.Fatalf("the relay still hands out signed prekey %d", handed)
+	}
+}
+
+// A store restored from a backup may face a server holding keys the lost
+// store made after the copy: its first upkeep sends its signed and
+// last-resort keys again and replaces every one-time key; the next sends
+// nothing.
+func TestARestoredStoreReplacesItsKeysOnTheServer(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	d := startRelay(t)
+	c, acct := linkedStore(t, d)
+	copyPath := filepath.Join(filepath.Dir(c.path), "copy.db")
+	if err := c.st.Backup(ctx, copyPath, false); err != nil {
+		t.Fatal(err)
+	}
+	c.st.Close()
+	c.st = nil
+	if err := os.Rename(copyPath, c.path); err != nil {
+		t.Fatal(err)
+	}
+	restored, err := store.Open(ctx, c.path, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.st = restored
+	err = withSocket(ctx, d, authHeader(acct), func(r requester) error {
+		srv := &keyServer{next: r}
+		dev, err := New(ctx, Config{Dialer: d, Store: restored, Deliver: c.in.deliver, Keys: KeyConfig{LowWater: 4, Batch: 8}})
+		if err != nil {
+			return err
+		}
+		if err := newKeyUpkeep(dev, srv).check(ctx); err != nil {
+			t.Fatalf("first check: %v", err)
+		}
+		puts := srv.takePuts()
+		if len(puts) == 0 {
+			t.Fatal("the restored store uploaded nothing")
+		}
+		got := map[string]bool{}
+		for _, p := range puts {
+			got[p.summary(t)] = true
+		}
+		for _, id := range []string{"aci", "pni"} {
+			for _, want := range []string{"preKeys 0, pqPreKeys 0, signedPreKey, pqLastResortPreKey", "preKeys 8, pqPreKeys 8"} {
+				if !got[id+": "+want] {
+					t.Fatalf("uploads %v, want one carrying %q for %s", got, want, id)
+				}
+			}
+		}
+		if err := newKeyUpkeep(dev, srv).check(ctx); err != nil {
+			t.Fatalf("second check: %v", err)
+		}
+		if puts := srv.takePuts(); len(puts) != 0 {
+			t.Fatalf("the second check uploaded again: %s", puts[0].summary(t))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

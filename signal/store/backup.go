@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/signal-mpc/cosigner/signal/prekey"
+
 	"github.com/signal-mpc/cosigner/signal/internal/atomicfile"
 	"github.com/signal-mpc/cosigner/signal/internal/boltfile"
 	bolt "go.etcd.io/bbolt"
@@ -102,7 +104,8 @@ func (s *Store) Restored() (Restored, bool) {
 // keys would encrypt twice under the same keys; the next message to each
 // peer starts a new session from its prekeys, as after any lost session),
 // lets the application retire its own records (Options.AfterRestore),
-// then deletes the backup mark. Identity keys and prekeys stay.
+// then deletes the backup mark. Identity keys and prekeys stay; the
+// server's copies of them are replaced at the next upkeep.
 func (s *Store) restoreReset(ctx context.Context, path string, o Options) error {
 	var marked bool
 	err := boltfile.View(s.db, func(tx *bolt.Tx) error {
@@ -147,8 +150,24 @@ func (s *Store) restoreReset(ctx context.Context, path string, o Options) error 
 				return err
 			}
 		}
+		// The server may hold keys the lost store made after the copy: the
+		// signed and last-resort keys are sent again (the record of what
+		// the server holds goes), and every one-time key is replaced.
+		t := &txn{tx: tx}
+		for _, kind := range []prekey.Identity{prekey.ACI, prekey.PNI} {
+			if tx.Bucket([]byte(kind.String())) == nil {
+				continue
+			}
+			path := [][]byte{[]byte(kind.String()), bucketServerKeys}
+			if err := t.delete(path, keyServerKeys); err != nil {
+				return err
+			}
+			if err := s.putTx(t, path, keyOneTimeStale, []byte{1}); err != nil {
+				return err
+			}
+		}
 		if o.AfterRestore != nil {
-			if err := o.AfterRestore(ctx, &AppTx{s: s, tx: tx, w: &txn{tx: tx}}, at); err != nil {
+			if err := o.AfterRestore(ctx, &AppTx{s: s, tx: tx, w: t}, at); err != nil {
 				return fmt.Errorf("after restore: %w", err)
 			}
 		}

@@ -199,6 +199,10 @@ func (p *Protocol) RemoveReplaced(ctx context.Context, k ReplacedKey) error {
 var (
 	bucketServerKeys = []byte("server")
 	keyServerKeys    = []byte("signed+last-resort")
+	// keyOneTimeStale marks, after a restore from a backup, that the
+	// server may hold one-time keys whose private halves were lost with
+	// the newer store: the whole set is replaced at the next upkeep.
+	keyOneTimeStale = []byte("one-time stale")
 )
 
 // ServerKeys returns the ids of the signed prekey and the last-resort key
@@ -213,6 +217,18 @@ func (p *Protocol) ServerKeys(ctx context.Context) (signed, lastResort uint32, e
 		return 0, 0, fmt.Errorf("%w: server key ids of %d bytes", ErrCorrupt, len(v))
 	}
 	return binary.BigEndian.Uint32(v), binary.BigEndian.Uint32(v[4:]), nil
+}
+
+// OneTimeStale reports whether the server's one-time keys of this
+// identity must all be replaced (set by a restore from a backup).
+func (p *Protocol) OneTimeStale(ctx context.Context) (bool, error) {
+	v, err := p.s.get(ctx, p.path(bucketServerKeys), keyOneTimeStale)
+	return v != nil, err
+}
+
+// ClearOneTimeStale records that the server's one-time keys were replaced.
+func (p *Protocol) ClearOneTimeStale(ctx context.Context) error {
+	return p.s.del(ctx, p.path(bucketServerKeys), keyOneTimeStale)
 }
 
 // SetServerKeys records that the server accepted the signed prekey and the
