@@ -271,8 +271,12 @@ func TestReplayedEnvelopesOfFinishedCeremoniesAreRefused(t *testing.T) {
 			t.Errorf("%s holds %d keys", v.name, len(keys))
 		}
 	}
-	// The one new signature is shown once on alice's console.
-	if ds := signDones(recs["alice"].snapshot(), got.sr.ID); len(ds) != 1 || !ds[0].Verified {
+	// The one new signature is shown once on alice's console (its event
+	// may reach the recorder just after the result reached the caller).
+	evs := recs["alice"].until(t, ctx, "alice showing the new signature", func(evs []event.Event) bool {
+		return len(signDones(evs, got.sr.ID)) > 0
+	})
+	if ds := signDones(evs, got.sr.ID); len(ds) != 1 || !ds[0].Verified {
 		t.Fatalf("alice showed the new request as %+v", ds)
 	}
 }

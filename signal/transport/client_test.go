@@ -262,7 +262,18 @@ func TestConnectedElsewhereIsReportedAndBacksOff(t *testing.T) {
 		// Once the other console is gone, a drop for another reason resets
 		// the count.
 		s.displace.Store(false)
-		waitFor(t, "connected", func() bool { return c.Status().State == StateConnected })
+		s.mu.Lock()
+		before := len(s.conns)
+		s.mu.Unlock()
+		// Connected through a connection the server took after that (it
+		// reads displace after recording the connection): one taken just
+		// before may still be displaced.
+		waitFor(t, "connected", func() bool {
+			s.mu.Lock()
+			fresh := len(s.conns) > before
+			s.mu.Unlock()
+			return fresh && c.Status().State == StateConnected
+		})
 		log.mu.Lock()
 		from := len(log.all)
 		log.mu.Unlock()
