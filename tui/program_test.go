@@ -23,14 +23,14 @@ func waitFor(t *testing.T, tm *teatest.TestModel, texts ...string) {
 			}
 		}
 		return true
-	}, teatest.WithDuration(5*time.Second), teatest.WithCheckInterval(5*time.Millisecond))
+	}, teatest.WithDuration(waitLimit), teatest.WithCheckInterval(5*time.Millisecond))
 }
 
 func runeKey(r rune) tea.KeyMsg { return tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}} }
 
 func finalModel(t *testing.T, tm *teatest.TestModel) *Model {
 	t.Helper()
-	m, ok := tm.FinalModel(t, teatest.WithFinalTimeout(5*time.Second)).(*Model)
+	m, ok := tm.FinalModel(t, teatest.WithFinalTimeout(waitLimit)).(*Model)
 	if !ok {
 		t.Fatal("final model is not a *Model")
 	}
@@ -76,7 +76,7 @@ func TestProgramApproveRequest(t *testing.T) {
 		if c != "approve" {
 			t.Fatalf("core got %s", c)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(waitLimit):
 		t.Fatal("Approve was not called")
 	}
 	bus.Publish(event.ApprovalResolved{ID: reqID, Decision: "approved"})
@@ -111,7 +111,12 @@ func TestProgramQuit(t *testing.T) {
 			for _, k := range tt.keys {
 				tm.Send(k)
 			}
-			tm.WaitFinished(t, teatest.WithFinalTimeout(5*time.Second))
+			tm.WaitFinished(t, teatest.WithFinalTimeout(waitLimit))
 		})
 	}
 }
+
+// waitLimit bounds the waits of the whole-program tests: generous, since a
+// loaded CI machine can take seconds to run a program's first frames; a
+// test that passes never waits that long.
+const waitLimit = 30 * time.Second
