@@ -447,7 +447,7 @@ func TestKeygenEquivocationBeyondTheDealIsBlamed(t *testing.T) {
 			defer cancel()
 			var aliceP atomic.Pointer[signer]
 			var aliceRec atomic.Pointer[recorder]
-			_, signers, tr := castOf(t, func(s *signer) bool {
+			relay, signers, tr := castOf(t, func(s *signer) bool {
 				switch s.name {
 				case "alice":
 					aliceP.Store(s)
@@ -474,6 +474,10 @@ func TestKeygenEquivocationBeyondTheDealIsBlamed(t *testing.T) {
 			})
 			alice, bob := signers[0], signers[1]
 			aliceRec.Store(record(ctx, alice))
+			recs := map[string]*recorder{}
+			for _, s := range signers[1:] {
+				recs[s.name] = record(ctx, s)
+			}
 			var watches []*keygenWatch
 			for _, s := range signers[1:] {
 				watches = append(watches, watchKeygen(ctx, s))
@@ -498,13 +502,27 @@ func TestKeygenEquivocationBeyondTheDealIsBlamed(t *testing.T) {
 				t.Fatalf("evidence %v does not prove two %s messages", kinds(ev), kind)
 			}
 			if kind == wire.KindConfirm {
-				// Known issue (reported): the confirmation is the last
-				// round, so a console that had every confirmation before
-				// alice's abort arrived has already stored the key and
-				// reported it done, and drops the abort as a message of a
-				// finished ceremony. Carol, honest, ends with a key that
-				// alice aborted: the protocol says every console aborts.
-				t.Skip("known issue: an equivocation caught in the key confirmation round aborts only the consoles that had not finished; carol keeps the key alice aborted")
+				// The confirmation is the last round: a console that had
+				// every confirmation before alice's abort arrived has
+				// stored the key. Alice's abort, whose evidence proves
+				// bob's two confirmations, makes it dispute the key: no
+				// console keeps a key alice aborted.
+				for _, s := range signers[1:] {
+					recs[s.name].until(t, ctx, s.name+" disputing the key", func(evs []event.Event) bool {
+						return count(evs, func(e event.KeygenFailed) bool {
+							return fmt.Sprint(e.Blamed) == "[bob]" && (e.Reason == "disputed" || strings.Contains(e.Text, ": equivocation"))
+						}) > 0
+					})
+				}
+				watches = nil
+				// The dispute is recorded: after a restart carol still
+				// does not sign with the key.
+				carol := signers[2]
+				carol.stop()
+				carol.start(t, relay, true)
+				if keys, _ := carol.con.App.Keys(ctx); len(keys) != 0 {
+					t.Fatal("carol holds the disputed key again after a restart")
+				}
 			}
 			for _, w := range watches {
 				_, key, failure := w.wait(t, ctx)

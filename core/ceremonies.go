@@ -26,6 +26,9 @@ type keygenState struct {
 	asked     bool // its proposal awaits this console's human
 	// prompt is what was shown when it was asked (Approvals lists it).
 	prompt event.ApprovalRequested
+	// disputed: finished here, then a peer's abort proved a party cheated
+	// (dispute.go); its key is not used.
+	disputed bool
 }
 
 type signState struct {

@@ -23,6 +23,9 @@ func (a *App) handle(ctx context.Context, from Address, raw []byte, fresh bool) 
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
 	if r, ok := a.records[env.Ceremony]; ok && r.Finished {
+		if taken, err := a.lateAbort(ctx, from, env, raw); err != nil || taken {
+			return err
+		}
 		a.logMessage(event.In, from, env, raw, "ceremony finished")
 		a.answerFinished(from, env, raw)
 		return fmt.Errorf("%w: ceremony %s is finished", ErrRejected, ceremony.ShortID(env.Ceremony))

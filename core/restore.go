@@ -132,6 +132,13 @@ func (a *App) replay(ctx context.Context, r *CeremonyRecord) error {
 			a.applyKeygen(st, in)
 		}
 		a.afterKeygen(ctx, st, false)
+		for _, in := range r.Inputs {
+			if in.Kind == InputDisputed {
+				if ab, err := st.s.LateAbort(in.Envelope); err == nil && ab != nil {
+					a.dispute(st, ab, false)
+				}
+			}
+		}
 	case KindSign:
 		k, ok := a.keys[r.KeyID]
 		if !ok {

@@ -67,6 +67,9 @@ const (
 	// while the ceremony ran; it is finished and never resumed
 	// (AbandonBeforeRestore).
 	InputRestored InputKind = 6
+	// InputDisputed: after this keygen finished here, a peer's abort
+	// (Envelope) proved a party cheated in it: the key is not used.
+	InputDisputed InputKind = 7
 )
 
 // Input is one recorded input of a ceremony.

@@ -402,7 +402,7 @@ func decodeInput(b []byte) (Input, error) {
 	if err := d.Done(); err != nil {
 		return Input{}, fmt.Errorf("%w: input record: %w", ErrCorrupt, err)
 	}
-	if kind < uint64(InputEnvelope) || kind > uint64(InputRestored) {
+	if kind < uint64(InputEnvelope) || kind > uint64(InputDisputed) {
 		return Input{}, fmt.Errorf("%w: input kind %d", ErrCorrupt, kind)
 	}
 	in := Input{Kind: InputKind(kind), Envelope: env, Text: string(text), By: string(by)}

@@ -2,6 +2,7 @@ package dkg
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 
 	"github.com/signal-mpc/cosigner/bls"
@@ -147,4 +148,41 @@ func (e *Engine) justificationFails(dealer uint32, just, deal *wire.Envelope) bo
 		}
 	}
 	return false
+}
+
+// LateAbort checks a peer's abort that arrives after this party finished
+// (StateDone): the last round has no round after it, so a peer can find a
+// party cheating (an equivocating key confirmation) after others already
+// stored the key. It returns the abort when its signed evidence proves, as
+// Handle would check it, that a party misbehaved: the key came out of a
+// ceremony an honest party aborted with proof, and must not be used. An
+// abort without proof (a timeout, a decline, a bare claim) returns nil: it
+// changes nothing here.
+func (e *Engine) LateAbort(raw []byte) (*AbortError, error) {
+	if e.state != StateDone {
+		return nil, fmt.Errorf("%w: a late abort of a ceremony in state %s", ErrUnexpected, e.state)
+	}
+	env, err := wire.Open(raw, e.prop.consoleKey)
+	if err != nil {
+		return nil, fmt.Errorf("dkg: %w", err)
+	}
+	if env.Ceremony != e.id {
+		return nil, ErrWrongCeremony
+	}
+	if env.Kind != wire.KindAbort || env.To != 0 || env.From == e.self {
+		return nil, fmt.Errorf("%w: %s from party %d is not a peer's abort", ErrUnexpected, env.Kind, env.From)
+	}
+	m, err := decodeAbort(env.Payload, e.n)
+	if err != nil {
+		return nil, err
+	}
+	a := &AbortError{Reason: m.Reason, By: env.From, Round: Round(env.Round), Detail: fmt.Sprintf("party %d aborted: %s", env.From, truncate(m.Detail)),
+		Evidence: m.Evidence}
+	if !a.misbehaviour() {
+		return nil, nil
+	}
+	if a.Blamed = e.provenBlame(env.From, m); len(a.Blamed) == 0 {
+		return nil, nil
+	}
+	return a, nil
 }

@@ -1,6 +1,7 @@
 package dkg
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"errors"
 	"slices"
@@ -247,5 +248,52 @@ func TestADealerAbortingOnItsOwnComplaintsIsBlamed(t *testing.T) {
 				t.Fatalf("party 2: blamed %v, claimed %v; want proven %v", a.Blamed, a.Claimed, tc.proven)
 			}
 		})
+	}
+}
+
+// An abort that arrives after this party finished is taken up only when
+// its evidence proves a party cheated (the key must then not be used):
+// here party 2's two different key confirmations, which party 1 saw and
+// party 3 did not. A timeout, a decline or an unproven claim changes
+// nothing.
+func TestALateAbortCountsOnlyWithProof(t *testing.T) {
+	t.Parallel()
+	ps := runHappy(t, "late-abort", 2, 3)
+	p1, p2, p3 := ps[0], ps[1], ps[2]
+	confirm := p2.engine.Final()[0].Envelope
+	other := reseal(t, confirm, p2.key, func(e *wire.Envelope) { e.Payload = append(bytes.Clone(e.Payload), 0) })
+	id := p1.engine.Ceremony()
+	abortBy := func(m *abort) []byte {
+		t.Helper()
+		payload, err := m.encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := wire.Seal(&wire.Envelope{Kind: wire.KindAbort, Ceremony: id, Round: uint32(RoundConfirm), From: p1.idx, Payload: payload}, p1.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	proven := abortBy(&abort{Reason: ReasonEquivocation, Blamed: []uint32{2}, Detail: "party 2 signed two different confirm messages", Evidence: [][]byte{confirm, other}})
+	a, err := p3.engine.LateAbort(proven)
+	if err != nil || a == nil || !slices.Equal(a.Blamed, []uint32{2}) || a.By != 1 || a.Reason != ReasonEquivocation {
+		t.Fatalf("a proven late abort: %+v, %v; want party 2 blamed by party 1", a, err)
+	}
+	for name, m := range map[string]*abort{
+		"timeout":                     {Reason: ReasonTimeout, Blamed: []uint32{2}, Detail: "no confirm message"},
+		"decline":                     {Reason: ReasonDeclined, Blamed: []uint32{1}},
+		"claim without proof":         {Reason: ReasonEquivocation, Blamed: []uint32{2}, Evidence: [][]byte{confirm, confirm}},
+		"proof against another party": {Reason: ReasonEquivocation, Blamed: []uint32{3}, Evidence: [][]byte{confirm, other}},
+	} {
+		if a, err := p3.engine.LateAbort(abortBy(m)); err != nil || a != nil {
+			t.Errorf("%s: %+v, %v; want nothing taken up", name, a, err)
+		}
+	}
+	if _, err := p3.engine.LateAbort(confirm); err == nil {
+		t.Error("a confirmation taken as a late abort")
+	}
+	if _, err := p1.engine.LateAbort(reseal(t, proven, p3.key, func(e *wire.Envelope) { e.From = 3 })); err != nil {
+		t.Errorf("a late abort from party 3 to party 1: %v", err)
 	}
 }

@@ -180,6 +180,13 @@ func (k *KeygenSession) Resend() []Outgoing {
 // key confirmation or its abort), to answer a peer still waiting for it.
 func (k *KeygenSession) Final() []Outgoing { return convert(k.engine.Final()) }
 
+// LateAbort checks a peer's abort that came after this keygen finished
+// here: non-nil when its evidence proves a party cheated (dkg.Engine
+// LateAbort), and the key must then not be used.
+func (k *KeygenSession) LateAbort(raw []byte) (*dkg.AbortError, error) {
+	return k.engine.LateAbort(raw)
+}
+
 // Progress reports the round for display.
 func (k *KeygenSession) Progress() dkg.Progress { return k.engine.Progress() }
 
