@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signal-mpc/cosigner/core/event"
 	"github.com/signal-mpc/cosigner/core/roster"
 )
 
@@ -160,5 +161,76 @@ func TestKeygenRuleWaitsWhenAPartyIsNotVerified(t *testing.T) {
 	waitPending(t, ctx, bob, id)
 	if by := ruleInputs(t, ctx, bob, id); len(by) != 0 {
 		t.Fatalf("accepted by %q with an unverified party", by)
+	}
+}
+
+// auto_approve keeps its meaning beside rules: every proposal and request
+// is approved, recorded as by signing.auto_approve.
+func TestAutoApproveStillApprovesEverything(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	bob := nodes[1]
+	bob.configure = func(c *Config) { c.SigningRules = mustRules(t, SigningRuleSpec{Requester: "carol"}) }
+	for _, nd := range nodes {
+		nd.start(t, nd == bob)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	// Carol's person accepts the keygen and never answers a request.
+	answerSome(ctx, nodes[2], func(ar event.ApprovalRequested) (bool, bool, string) { return ar.Kind == "keygen", true, "" })
+	kr := keygenAll(t, ctx, nodes)
+	if by := ruleInputs(t, ctx, bob, kr.Ceremony); fmt.Sprint(by) != "[signing.auto_approve]" {
+		t.Fatalf("bob's keygen acceptance by %q", by)
+	}
+	sr, err := nodes[0].app.RequestSignature(ctx, kr.KeyID, []byte("anything"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if by := ruleInputs(t, ctx, bob, sr.ID); fmt.Sprint(by) != "[signing.auto_approve]" {
+		t.Fatalf("bob's approval by %q", by)
+	}
+}
+
+// A rule approves a request when it arrives, not one restored at start:
+// that one was seen before without a rule approving it, and waits for a
+// person.
+func TestRuleLeavesARestoredRequestToAPerson(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	alice, bob := nodes[0], nodes[1]
+	keygenRules, err := CompileKeygenRules([]KeygenRuleSpec{{VerifiedParties: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range nodes {
+		nd.configure = func(c *Config) { c.KeygenRules = keygenRules }
+		nd.start(t, false)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	kr := keygenAll(t, ctx, nodes)
+	id, err := alice.app.BeginSignature(ctx, kr.KeyID, []byte("release v1"), "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitPending(t, ctx, bob, id)
+	// Bob restarts with a rule that matches the request.
+	bob.stop()
+	bob.configure = func(c *Config) {
+		c.KeygenRules = keygenRules
+		c.SigningRules = mustRules(t, SigningRuleSpec{Requester: "alice"})
+	}
+	bob.start(t, false)
+	waitPending(t, ctx, bob, id)
+	if by := ruleInputs(t, ctx, bob, id); len(by) != 0 {
+		t.Fatalf("the restored request was approved by %q", by)
+	}
+	// A new request from alice is approved by the rule.
+	sr, err := alice.app.RequestSignature(ctx, kr.KeyID, []byte("release v2"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if by := ruleInputs(t, ctx, bob, sr.ID); fmt.Sprint(by) != "[signing.rule[0]]" {
+		t.Fatalf("bob's approval by %q", by)
 	}
 }
