@@ -217,6 +217,17 @@ func MatchKeygen(rules []*KeygenRule, allVerified bool) (string, bool) {
 	return rules[0].Name, true
 }
 
+// limited reports whether the rule named name has a max_per_hour: only
+// those rules' approvals are counted (an unlimited rule's would pile up).
+func limited(rules []*SigningRule, name string) bool {
+	for _, r := range rules {
+		if r.Name == name {
+			return r.maxPerHour > 0
+		}
+	}
+	return false
+}
+
 // ruleUses counts the approvals each rule gave each requester, over a
 // rolling RateWindow. Loop-owned.
 type ruleUses map[[2]string][]time.Time
@@ -297,7 +308,9 @@ func (a *App) signByRule(ctx context.Context, st *signState) {
 		a.log.Warn("approval by rule failed", "request", ceremony.ShortID(id), "rule", name, "err", err)
 		return
 	}
-	a.uses.add(name, who.String(), a.now())
+	if limited(a.cfg.SigningRules, name) {
+		a.uses.add(name, who.String(), a.now())
+	}
 	a.log.Info("approved by rule", "request", ceremony.ShortID(id), "rule", name, "requester", a.name(who), "key", ceremony.ShortID(st.key.key.ID))
 }
 
@@ -329,7 +342,7 @@ func (a *App) keygenByRule(ctx context.Context, st *keygenState) {
 func (a *App) noteRuleUses(st *signState, r *CeremonyRecord) {
 	now := a.now()
 	for _, in := range r.Inputs {
-		if in.Kind != InputAccept || !strings.HasPrefix(in.By, "signing.rule[") || now.Sub(in.Time) >= RateWindow {
+		if in.Kind != InputAccept || !limited(a.cfg.SigningRules, in.By) || now.Sub(in.Time) >= RateWindow {
 			continue
 		}
 		who := partyAddr(st.key.key.Proposal.Parties, st.s.Progress().Requester)

@@ -233,4 +233,12 @@ func TestRuleLeavesARestoredRequestToAPerson(t *testing.T) {
 	if by := ruleInputs(t, ctx, bob, sr.ID); fmt.Sprint(by) != "[signing.rule[0]]" {
 		t.Fatalf("bob's approval by %q", by)
 	}
+	// A rule without max_per_hour keeps no count (it would only grow).
+	var counted int
+	if err := bob.app.do(ctx, func() { counted = len(bob.app.uses) }); err != nil {
+		t.Fatal(err)
+	}
+	if counted != 0 {
+		t.Fatalf("%d counts kept for a rule without a limit", counted)
+	}
 }
