@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -117,5 +119,45 @@ message_regex = "^release v"
 			t.Fatalf("bob's resolutions %s", got)
 		case <-time.After(10 * time.Millisecond):
 		}
+	}
+}
+
+// signing.auto_approve logs that it is deprecated; rules in force are
+// logged too.
+func TestStartLogsAutoApproveDeprecationAndRules(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, body string
+		want, not  []string
+	}{
+		{"auto_approve", "[signing]\nauto_approve = true\n", []string{"auto_approve is deprecated", "auto_approve is on"}, []string{"rules in force"}},
+		{"rules", "[[signing.rule]]\nrequester = \"alice\"\n[[keygen.rule]]\nverified_parties = true\n", []string{"rules in force", "signing_rules=1", "keygen_rules=1"}, []string{"auto_approve"}},
+		{"neither", "", nil, []string{"auto_approve", "rules in force"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := filepath.Join(t.TempDir(), "config.toml")
+			if err := os.WriteFile(p, []byte(tc.body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := config.Load(p, t.TempDir(), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			e := &env{cfg: c, log: newLogger(&buf, c.Log)}
+			e.warnAutoApprove()
+			for _, w := range tc.want {
+				if !strings.Contains(buf.String(), w) {
+					t.Errorf("log %q lacks %q", buf.String(), w)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(buf.String(), n) {
+					t.Errorf("log %q has %q", buf.String(), n)
+				}
+			}
+		})
 	}
 }
