@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func mustRules(t *testing.T, specs ...SigningRuleSpec) []*SigningRule {
@@ -154,4 +155,26 @@ func TestKeygenRuleNeedsEveryPartyVerified(t *testing.T) {
 	if _, ok := MatchKeygen(nil, true); ok {
 		t.Fatal("approved without a keygen rule")
 	}
+}
+
+// Rules come from a file and messages from peers: neither may panic the
+// matcher, and a compiled rule must never match invalid UTF-8 by regex.
+func FuzzSigningRule(f *testing.F) {
+	f.Add("alice", "5eed", "0a0b", "^release v", 3, []byte("release v1"))
+	f.Add("", "", "", ".*", 0, []byte{0xff})
+	f.Fuzz(func(t *testing.T, requester, key, prefix, re string, max int, msg []byte) {
+		rules, err := CompileSigningRules([]SigningRuleSpec{{Requester: requester, Key: key, MessagePrefixHex: prefix, MessageRegex: re, MaxPerHour: max}})
+		if err != nil {
+			if !errors.Is(err, ErrConfig) {
+				t.Fatalf("error %v is not ErrConfig", err)
+			}
+			return
+		}
+		k := [32]byte{0x5e, 0xed}
+		_, ok, _ := MatchSigning(rules, SignFacts{Requester: "alice", RequesterID: "a", KeyID: k, Keys: [][32]byte{k}, Message: msg,
+			Used: func(string, string) int { return 0 }})
+		if ok && re != "" && !utf8.Valid(msg) {
+			t.Fatalf("regex %q matched invalid UTF-8 %x", re, msg)
+		}
+	})
 }
