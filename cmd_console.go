@@ -33,7 +33,8 @@ Run the console: the live MPC log, ceremonies, the approval queue and the
 signatures. If this device is not linked yet, it shows the link screen (a QR
 code to scan with the account's phone) first. Without a terminal, or with
 --headless, it runs without the screen: events are logged on stderr, and
-requests are approved only if signing.auto_approve is set.
+requests are approved only by the approval rules ([[signing.rule]],
+[[keygen.rule]]) or signing.auto_approve.
 
 Flags:
 ` + globalFlagsHelp
@@ -101,7 +102,11 @@ func logEvent(log *slog.Logger, e event.Event) {
 	case event.ApprovalRequested:
 		log.Info("approval requested", "id", e.ID[:8], "kind", e.Kind, "from", tui.Clean(e.Requester), "sha256", e.SHA256, "expires", e.Expires.Format(time.RFC3339))
 	case event.ApprovalResolved:
-		log.Info("approval resolved", "id", e.ID[:8], "decision", e.Decision)
+		if e.Rule != "" {
+			log.Info("approval resolved", "id", e.ID[:8], "decision", e.Decision, "rule", tui.Clean(e.Rule))
+		} else {
+			log.Info("approval resolved", "id", e.ID[:8], "decision", e.Decision)
+		}
 	case event.KeygenDone:
 		log.Info("key generated", "key", e.KeyID, "group_key", e.GroupKey, "t", e.T, "n", e.N)
 	case event.KeygenFailed:

@@ -137,10 +137,15 @@ func newLogger(w io.Writer, lc config.Log) *slog.Logger {
 }
 
 // warnAutoApprove logs that signing.auto_approve is on, when it is: it
-// accepts keygen proposals too, and nothing else on screen says so.
+// accepts keygen proposals too, and nothing else on screen says so. It
+// also says which approval rules are in force.
 func (e *env) warnAutoApprove() {
 	if e.cfg.Signing.AutoApprove {
 		e.log.Warn("signing.auto_approve is on: this console accepts every signing request and every key generation proposal without asking")
+		e.log.Warn("signing.auto_approve is deprecated: use [[signing.rule]] and [[keygen.rule]] (see config.example.toml)")
+	}
+	if n, k := len(e.cfg.Signing.Rules()), len(e.cfg.Keygen.Rules()); n+k > 0 {
+		e.log.Info("approval rules in force: what they match is approved without asking", "signing_rules", n, "keygen_rules", k)
 	}
 }
 
@@ -149,6 +154,7 @@ func (e *env) warnAutoApprove() {
 func (e *env) consoleConfig(d *transport.Dialer, st *store.Store) consoleConfig {
 	return consoleConfig{Name: e.cfg.Device.Name, Dialer: d, Store: st, Logger: e.log,
 		AutoApprove:  e.cfg.Signing.AutoApprove,
+		SigningRules: e.cfg.Signing.Rules(), KeygenRules: e.cfg.Keygen.Rules(),
 		RoundTimeout: e.cfg.Keygen.RoundTimeout.Duration, RequestTTL: e.cfg.Signing.RequestTTL.Duration,
 		ResendEvery: min(e.cfg.Keygen.Resend.Duration, e.cfg.Signing.Resend.Duration),
 		Threshold:   e.cfg.Keygen.Threshold, Parties: e.cfg.Keygen.Parties, APIApprove: e.cfg.API.Approve,

@@ -98,6 +98,11 @@ type Config struct {
 	RequestTTL   time.Duration // signing request lifetime
 	ResendEvery  time.Duration // re-send the current round's messages
 	AutoApprove  bool          // approve every request and proposal (scripted demo only)
+	// SigningRules and KeygenRules approve, without asking, the live
+	// requests and proposals they match (rules.go); the rest wait for a
+	// person.
+	SigningRules []*SigningRule
+	KeygenRules  []*KeygenRule
 	// SaveRoster persists the roster after AddCard or VerifyCard changed it.
 	SaveRoster func(context.Context, *roster.Roster) error
 	MaxOrphans int           // envelopes kept for unknown ceremonies (default 1024)
@@ -147,6 +152,8 @@ type App struct {
 	// answered: when each peer of a finished ceremony was last answered
 	// (answerFinished).
 	answered map[answerKey]time.Time
+	// uses: the recent approvals of each signing rule (max_per_hour).
+	uses ruleUses
 }
 
 // result is what a waiter gets when a ceremony ends.
@@ -202,6 +209,16 @@ func New(cfg Config) (*App, error) {
 	if cfg.ResendEvery <= 0 {
 		cfg.ResendEvery = 30 * time.Second
 	}
+	for _, r := range cfg.SigningRules {
+		if r == nil {
+			return nil, fmt.Errorf("%w: a nil signing rule", ErrConfig)
+		}
+	}
+	for _, r := range cfg.KeygenRules {
+		if r == nil {
+			return nil, fmt.Errorf("%w: a nil keygen rule", ErrConfig)
+		}
+	}
 	if cfg.MaxOrphans <= 0 {
 		cfg.MaxOrphans = 1024
 	}
@@ -222,6 +239,7 @@ func New(cfg Config) (*App, error) {
 		keys:     map[[32]byte]*keyState{},
 		records:  map[[32]byte]*CeremonyRecord{},
 		waiters:  map[[32]byte][]chan result{},
+		uses:     ruleUses{},
 	}, nil
 }
 

@@ -110,8 +110,11 @@ func (a *App) afterKeygen(ctx context.Context, st *keygenState, live bool) {
 			Expires: a.now().Add(a.cfg.RoundTimeout),
 		}
 		a.publish(st.prompt)
-		if a.cfg.AutoApprove {
+		switch {
+		case a.cfg.AutoApprove:
 			a.decide(ctx, id, true, "", "signing.auto_approve")
+		case live:
+			a.keygenByRule(ctx, st)
 		}
 	}
 }
@@ -139,8 +142,11 @@ func (a *App) afterSign(ctx context.Context, st *signState, live bool) {
 			Description: req.Description, Expires: req.Expires,
 		}
 		a.publish(st.prompt)
-		if a.cfg.AutoApprove {
+		switch {
+		case a.cfg.AutoApprove:
 			a.decide(ctx, id, true, "", "signing.auto_approve")
+		case live:
+			a.signByRule(ctx, st)
 		}
 	}
 	if st.done || p.Outcome == ceremony.OutcomeCollecting {
@@ -347,7 +353,7 @@ func (a *App) decide(ctx context.Context, id [32]byte, yes bool, reason, by stri
 			return err
 		}
 		st.asked = false
-		a.publish(event.ApprovalResolved{ID: hex.EncodeToString(id[:]), Decision: map[bool]string{true: "accepted", false: "declined"}[yes]})
+		a.publish(event.ApprovalResolved{ID: hex.EncodeToString(id[:]), Decision: map[bool]string{true: "accepted", false: "declined"}[yes], Rule: ruleOf(by)})
 		st.lastSend = a.now()
 		a.send(st.s.Proposal().Parties, out)
 		a.afterKeygen(ctx, st, true)
@@ -370,7 +376,7 @@ func (a *App) decide(ctx context.Context, id [32]byte, yes bool, reason, by stri
 		if err := a.record(ctx, id, in); err != nil {
 			return err
 		}
-		a.publish(event.ApprovalResolved{ID: hex.EncodeToString(id[:]), Decision: map[bool]string{true: "approved", false: "declined"}[yes]})
+		a.publish(event.ApprovalResolved{ID: hex.EncodeToString(id[:]), Decision: map[bool]string{true: "approved", false: "declined"}[yes], Rule: ruleOf(by)})
 		st.lastSend = a.now()
 		a.send(st.key.key.Proposal.Parties, out)
 		a.afterSign(ctx, st, true)

@@ -158,6 +158,7 @@ func (a *App) replay(ctx context.Context, r *CeremonyRecord) error {
 		for _, in := range r.Inputs {
 			a.applySign(st, in)
 		}
+		a.noteRuleUses(st, r)
 		a.afterSign(ctx, st, false)
 	}
 	if !r.Finished {

@@ -123,6 +123,10 @@ type Config struct {
 	// Unix socket, a read-only folder) is logged and done without, instead
 	// of stopping Run. The daemon needs its socket; a console does not.
 	SocketOptional bool
+	// SigningRules and KeygenRules approve what they match without asking
+	// ([[signing.rule]], [[keygen.rule]]).
+	SigningRules []*core.SigningRule
+	KeygenRules  []*core.KeygenRule
 }
 
 // Node is one co-signer: the Signal device and core's engine (whose
@@ -210,6 +214,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		AutoApprove: cfg.AutoApprove,
 		RestoredAt:  cfg.Store.RestoredAt(),
 		SaveRoster:  func(ctx context.Context, r *roster.Roster) error { return core.SaveRoster(ctx, c.Vault, r) },
+		// The approval rules ([[signing.rule]], [[keygen.rule]]).
+		SigningRules: cfg.SigningRules, KeygenRules: cfg.KeygenRules,
 	})
 	if err != nil {
 		return nil, err

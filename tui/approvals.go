@@ -85,7 +85,11 @@ func (m *Model) approvalResolved(e event.ApprovalResolved) tea.Cmd {
 	}
 	m.queue.list = append(m.queue.list[:i:i], m.queue.list[i+1:]...)
 	m.queue.sel = min(m.queue.sel, max(len(m.queue.list)-1, 0))
-	m.setNotice("request " + shortID(id) + " " + Clean(e.Decision))
+	decision := Clean(e.Decision)
+	if e.Rule != "" {
+		decision += " by " + Clean(e.Rule)
+	}
+	m.setNotice("request " + shortID(id) + " " + decision)
 	if m.mode == modeReview && m.review.id == id {
 		m.mode = modeNormal
 		m.tab = tabQueue

@@ -12,10 +12,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/signal-mpc/cosigner/core"
 )
 
 // ErrConfig is wrapped by every configuration error.
@@ -90,14 +93,82 @@ type Keygen struct {
 	Parties      int      `toml:"parties"`
 	RoundTimeout Duration `toml:"round_timeout"`
 	Resend       Duration `toml:"resend"`
+	// Rule ([[keygen.rule]]) lists when a proposal is accepted without
+	// asking.
+	Rule []KeygenRule `toml:"rule"`
+
+	compiled []*core.KeygenRule
 }
+
+// KeygenRule is one [[keygen.rule]].
+type KeygenRule struct {
+	// VerifiedParties: accept proposals whose parties are all verified
+	// roster members, none blocked.
+	VerifiedParties bool `toml:"verified_parties"`
+}
+
+// Rules returns the [[keygen.rule]] list compiled by Validate.
+func (k *Keygen) Rules() []*core.KeygenRule { return k.compiled }
 
 // Signing holds the signing policy.
 type Signing struct {
 	RequestTTL    Duration `toml:"request_ttl"`
 	ApprovalGrace Duration `toml:"approval_grace"`
-	AutoApprove   bool     `toml:"auto_approve"`
-	Resend        Duration `toml:"resend"`
+	// AutoApprove approves every request and proposal; deprecated by
+	// [[signing.rule]] and [[keygen.rule]].
+	AutoApprove bool     `toml:"auto_approve"`
+	Resend      Duration `toml:"resend"`
+	// Rule ([[signing.rule]]) lists which signing requests are approved
+	// without asking; any one rule suffices, all its fields must match.
+	Rule []SigningRule `toml:"rule"`
+
+	compiled []*core.SigningRule
+}
+
+// SigningRule is one [[signing.rule]]; a field left out matches anything,
+// but a rule must set one of the first four.
+type SigningRule struct {
+	Requester        string `toml:"requester"`          // a roster name: a verified member, not blocked
+	Key              string `toml:"key"`                // a key id prefix that names exactly one key
+	MessagePrefixHex string `toml:"message_prefix_hex"` // the message starts with these bytes
+	MessageRegex     string `toml:"message_regex"`      // Go regexp over the message as UTF-8, unanchored
+	MaxPerHour       int    `toml:"max_per_hour"`       // per requester, rolling hour; 0: no limit
+}
+
+// Rules returns the [[signing.rule]] list compiled by Validate.
+func (s *Signing) Rules() []*core.SigningRule { return s.compiled }
+
+// ruleKeys are the keys a rule table may hold.
+var ruleKeys = map[string][]string{
+	"signing.rule": {"requester", "key", "message_prefix_hex", "message_regex", "max_per_hour"},
+	"keygen.rule":  {"verified_parties"},
+}
+
+// checkRuleKeys refuses an unknown key in a rule table, naming the rule
+// ("signing.rule[1]: unknown key foo"): the general check below names the
+// key but not which rule holds it.
+func checkRuleKeys(text string) error {
+	var raw struct {
+		Signing struct {
+			Rule []map[string]any `toml:"rule"`
+		} `toml:"signing"`
+		Keygen struct {
+			Rule []map[string]any `toml:"rule"`
+		} `toml:"keygen"`
+	}
+	if _, err := toml.Decode(text, &raw); err != nil {
+		return err
+	}
+	for table, rules := range map[string][]map[string]any{"signing.rule": raw.Signing.Rule, "keygen.rule": raw.Keygen.Rule} {
+		for i, r := range rules {
+			for k := range r {
+				if !slices.Contains(ruleKeys[table], k) {
+					return fmt.Errorf("%s[%d]: unknown key %s", table, i, k)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // Log says where log lines go (the file while the console owns the
@@ -162,6 +233,9 @@ func Load(path, dataDir, forceDataDir string) (*Config, error) {
 	}
 	md, err := toml.Decode(string(b), c)
 	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, path, err)
+	}
+	if err := checkRuleKeys(string(b)); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, path, err)
 	}
 	if und := md.Undecoded(); len(und) > 0 {
@@ -299,6 +373,23 @@ func (c *Config) Validate() error {
 	if c.Relay.ChallengeAfter < -1 {
 		return bad("relay.challenge_after", "%d, want -1 (never), 0 (the send burst) or a number of refused sends", c.Relay.ChallengeAfter)
 	}
+	specs := make([]core.SigningRuleSpec, len(c.Signing.Rule))
+	for i, r := range c.Signing.Rule {
+		specs[i] = core.SigningRuleSpec{Requester: r.Requester, Key: r.Key, MessagePrefixHex: r.MessagePrefixHex, MessageRegex: r.MessageRegex, MaxPerHour: r.MaxPerHour}
+	}
+	signing, err := core.CompileSigningRules(specs)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	kspecs := make([]core.KeygenRuleSpec, len(c.Keygen.Rule))
+	for i, r := range c.Keygen.Rule {
+		kspecs[i] = core.KeygenRuleSpec{VerifiedParties: r.VerifiedParties}
+	}
+	keygen, err := core.CompileKeygenRules(kspecs)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	c.Signing.compiled, c.Keygen.compiled = signing, keygen
 	return nil
 }
 

@@ -71,6 +71,16 @@ func TestBadConfigsAreRefusedNamingTheKey(t *testing.T) {
 		"cert without key":   {"[relay]\ntls_cert = \"c.toml\"\n", "relay.tls_cert"},
 		"bad level":          {"[log]\nlevel = \"loud\"\n", "log.level"},
 		"bad log format":     {"[log]\nformat = \"xml\"\n", "log.format"},
+		"empty signing rule": {"[[signing.rule]]\nrequester = \"a\"\n[[signing.rule]]\n", "signing.rule[1]: a rule needs"},
+		"rate-only rule":     {"[[signing.rule]]\nmax_per_hour = 3\n", "signing.rule[0]: a rule needs"},
+		"bad rule regex":     {"[[signing.rule]]\nmessage_regex = \"(\"\n", "signing.rule[0]: message_regex: "},
+		"bad rule hex":       {"[[signing.rule]]\nmessage_prefix_hex = \"0x0a\"\n", "signing.rule[0]: message_prefix_hex: "},
+		"bad rule key":       {"[[signing.rule]]\nkey = \"5eed-12\"\n", "signing.rule[0]: key: "},
+		"negative rule rate": {"[[signing.rule]]\nrequester = \"a\"\nmax_per_hour = -1\n", "signing.rule[0]: max_per_hour: "},
+		"unknown rule key":   {"[[signing.rule]]\nrequester = \"a\"\n[[signing.rule]]\nrequestor = \"b\"\n", "signing.rule[1]: unknown key requestor"},
+		"rule key type":      {"[[signing.rule]]\nmax_per_hour = \"ten\"\n", "max_per_hour"},
+		"empty keygen rule":  {"[[keygen.rule]]\nverified_parties = false\n", "keygen.rule[0]: verified_parties: "},
+		"unknown keygen key": {"[[keygen.rule]]\nverified_parties = true\nall = true\n", "keygen.rule[0]: unknown key all"},
 		"negative parties":   {"[keygen]\nparties = -1\n", "keygen.parties"},
 		"wrong type":         {"[keygen]\nthreshold = \"two\"\n", "threshold"},
 		"long grace":         {"[signing]\napproval_grace = \"1m\"\n", "signing.approval_grace"},
@@ -84,6 +94,61 @@ func TestBadConfigsAreRefusedNamingTheKey(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(t.TempDir(), "absent.toml"), "/d", ""); !errors.Is(err, ErrConfig) {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+// The rules of the file reach the caller compiled, named in file order.
+func TestRulesAreCompiledInOrder(t *testing.T) {
+	t.Parallel()
+	body := `[keygen]
+[[keygen.rule]]
+verified_parties = true
+[signing]
+auto_approve = false
+[[signing.rule]]
+requester = "alice"
+key = "5eed1234"
+message_prefix_hex = "0a0b"
+message_regex = "^release v"
+max_per_hour = 10
+[[signing.rule]]
+message_regex = "^hotfix"
+`
+	c, err := Load(write(t, body), "/d", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr, kr := c.Signing.Rules(), c.Keygen.Rules()
+	if len(sr) != 2 || sr[0].Name != "signing.rule[0]" || sr[1].Name != "signing.rule[1]" {
+		t.Fatalf("signing rules %+v", sr)
+	}
+	if len(kr) != 1 || kr[0].Name != "keygen.rule[0]" {
+		t.Fatalf("keygen rules %+v", kr)
+	}
+	if c, err := Load(write(t, ""), "/d", ""); err != nil || len(c.Signing.Rules()) != 0 || len(c.Keygen.Rules()) != 0 {
+		t.Fatalf("no rules: %v %v %v", err, c.Signing.Rules(), c.Keygen.Rules())
+	}
+}
+
+// The example documents the rule keys (commented out: a copied example
+// approves nothing by itself).
+func TestExampleDocumentsTheRules(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join("..", "..", "config.example.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"# [[signing.rule]]", "# [[keygen.rule]]"} {
+		if !strings.Contains(string(b), "\n"+line+"\n") {
+			t.Errorf("config.example.toml does not show %s", line)
+		}
+	}
+	for _, keys := range ruleKeys {
+		for _, key := range keys {
+			if !strings.Contains(string(b), "\n# "+key+" = ") {
+				t.Errorf("config.example.toml does not document the rule key %s", key)
+			}
+		}
 	}
 }
 

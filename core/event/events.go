@@ -98,6 +98,9 @@ func (ApprovalRequested) Must() bool { return true }
 type ApprovalResolved struct {
 	ID       string `json:"id"`
 	Decision string `json:"decision"`
+	// Rule names the approval rule that answered ("signing.rule[0]");
+	// empty when a person did.
+	Rule string `json:"rule,omitempty"`
 }
 
 func (ApprovalResolved) Must() bool { return true }
