@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/core/event"
 )
 
@@ -101,3 +103,30 @@ func TestASigningShowsOnlyWhatThisConsoleCanKnow(t *testing.T) {
 		})
 	}
 }
+
+// A key disputed after it was made (a peer's abort proved a party
+// cheated) leaves the status bar's key: the console asks core again.
+func TestADisputedKeyLeavesTheConsole(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 120, 24)
+	h.core.keys = []core.KeyInfo{{KeyID: [32]byte{0x5e, 0xed}, GroupKey: []byte{1}, T: 2, N: 3, Self: 1}}
+	h.send(keysMsgOf(h), event.KeygenDone{Ceremony: cerID, KeyID: "5eed0000", T: 2, N: 3})
+	if v := h.view(); !strings.Contains(v, "key 5eed0000") {
+		t.Fatalf("the key is not shown before the dispute:\n%s", v)
+	}
+	h.core.mu.Lock()
+	h.core.keys = nil
+	h.core.mu.Unlock()
+	cmd := h.send(event.KeygenFailed{Ceremony: cerID, Reason: "disputed", Round: "confirm", By: "alice", Blamed: []string{"bob"},
+		Text: "key 5eed0000 is disputed"})
+	if cmd == nil {
+		t.Fatal("a disputed key does not make the console ask for the keys again")
+	}
+	h.send(cmd())
+	if v := h.view(); !strings.Contains(v, "no key yet") || !strings.Contains(v, "disputed") {
+		t.Fatalf("the disputed key is still shown, or the dispute is not:\n%s", v)
+	}
+}
+
+// keysMsgOf is the answer the console gets when it lists h's keys.
+func keysMsgOf(h *harness) tea.Msg { return h.m.loadKeys()() }

@@ -296,7 +296,8 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if msg.Text != "" {
 			m.setError(msg.Text)
 		}
-		return m, nil
+		// A key disputed after it was made leaves the list.
+		return m, m.loadKeys()
 	case event.SignDone:
 		if msg.Restored {
 			// History from before this run: listed, not announced.
