@@ -318,9 +318,9 @@ func (c *Node) Run(ctx context.Context) error {
 }
 
 // serveMetrics follows the bus for the metrics and serves them on ln
-// until ctx ends. It fails only when the listener does: metrics are not
-// worth stopping a signer for, but a configured listener that dies is
-// reported like the socket API.
+// until ctx ends. It fails only when the listener dies; that stops the
+// node as the socket API's would, so a supervisor sees it and restarts it
+// rather than leave it unwatched.
 func (c *Node) serveMetrics(ctx context.Context, ln net.Listener, sub *event.Subscription) error {
 	mctx, stop := context.WithCancel(ctx)
 	defer stop()
