@@ -205,7 +205,12 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 	var reg *prometheus.Registry
 	if rc.MetricsListen != "" {
 		reg = metrics.NewRegistry()
-		obs = metrics.NewRelay(reg, func() (relay.Stats, error) { return srv.Stats() })
+		// The observer goes into the server's configuration: it reads the
+		// server, made next, only when scraped.
+		obs = metrics.NewRelay(reg, metrics.RelaySources{
+			Stats:       func() (relay.Stats, error) { return srv.Stats() },
+			QueueDepths: func(fn func(int)) { srv.QueueDepths(fn) },
+		})
 	}
 	srv, err = relay.New(relay.Config{
 		Listen: rc.Listen, DataDir: rc.DataDir, TLSCert: rc.TLSCert, TLSKey: rc.TLSKey,

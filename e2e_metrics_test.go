@@ -97,7 +97,7 @@ func TestMetricsMoveWhenMessagesFlow(t *testing.T) {
 	reg := metrics.NewRegistry()
 	var srv *relay.Server
 	stats := func() (relay.Stats, error) { return srv.Stats() }
-	obs := metrics.NewRelay(reg, stats)
+	obs := metrics.NewRelay(reg, metrics.RelaySources{Stats: stats, QueueDepths: func(fn func(int)) { srv.QueueDepths(fn) }})
 	dir := t.TempDir()
 	rr := relaytest.StartConfig(t, relay.Config{DataDir: dir, Observer: obs})
 	srv = rr.Server
@@ -173,6 +173,9 @@ func TestMetricsMoveWhenMessagesFlow(t *testing.T) {
 	})
 	if n := sample(body, "cosigner_relay_requests_total", `route="PUT /v1/messages/{serviceId}"`, `code="2xx"`); n == 0 {
 		t.Errorf("relay: no send counted on its route:\n%s", body)
+	}
+	if !strings.Contains(body, "cosigner_relay_device_queue_depth_count") {
+		t.Error("relay: no queue depth histogram")
 	}
 	if n := sample(body, "cosigner_relay_store_commit_seconds_count"); n == 0 {
 		t.Error("relay: no commit timed")

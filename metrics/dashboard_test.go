@@ -46,7 +46,10 @@ func TestDashboardQueriesOnlyMetricsThatExist(t *testing.T) {
 	} {
 		m.observe(e)
 	}
-	r := NewRelay(reg, func() (relay.Stats, error) { return relay.Stats{Serving: true}, nil })
+	r := NewRelay(reg, RelaySources{
+		Stats:       func() (relay.Stats, error) { return relay.Stats{Serving: true}, nil },
+		QueueDepths: func(func(int)) {},
+	})
 	r.Request("/", 404)
 	families, err := reg.Gather()
 	if err != nil {

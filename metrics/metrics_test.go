@@ -174,7 +174,13 @@ func TestApprovalResolvedWithoutRequestKeepsTheGaugeAtZero(t *testing.T) {
 func TestRelayCountsByRouteAndStatusClass(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
-	r := NewRelay(reg, func() (relay.Stats, error) { return relay.Stats{Serving: true, Devices: 2, Queued: 5}, nil })
+	r := NewRelay(reg, RelaySources{
+		Stats: func() (relay.Stats, error) { return relay.Stats{Serving: true, Devices: 2, Queued: 5}, nil },
+		QueueDepths: func(fn func(int)) {
+			fn(1)
+			fn(4)
+		},
+	})
 	r.Request("PUT /v1/messages/{serviceId}", 200)
 	r.Request("PUT /v1/messages/{serviceId}", 428)
 	r.Request("PUT /v1/messages/{serviceId}", 429)
@@ -204,10 +210,21 @@ cosigner_relay_connected_devices 2
 # HELP cosigner_relay_queued_messages Envelopes waiting for their device, all devices together.
 # TYPE cosigner_relay_queued_messages gauge
 cosigner_relay_queued_messages 5
+# HELP cosigner_relay_device_queue_depth Envelopes queued per device, over the devices that have any (read at each scrape).
+# TYPE cosigner_relay_device_queue_depth histogram
+cosigner_relay_device_queue_depth_bucket{le="1"} 1
+cosigner_relay_device_queue_depth_bucket{le="10"} 2
+cosigner_relay_device_queue_depth_bucket{le="100"} 2
+cosigner_relay_device_queue_depth_bucket{le="1000"} 2
+cosigner_relay_device_queue_depth_bucket{le="5000"} 2
+cosigner_relay_device_queue_depth_bucket{le="10000"} 2
+cosigner_relay_device_queue_depth_bucket{le="+Inf"} 2
+cosigner_relay_device_queue_depth_sum 5
+cosigner_relay_device_queue_depth_count 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "cosigner_relay_requests_total", "cosigner_relay_messages_stored_total",
 		"cosigner_relay_messages_delivered_total", "cosigner_relay_challenges_issued_total", "cosigner_relay_connected_devices",
-		"cosigner_relay_queued_messages"); err != nil {
+		"cosigner_relay_queued_messages", "cosigner_relay_device_queue_depth"); err != nil {
 		t.Error(err)
 	}
 	if n := testutil.CollectAndCount(r.commit); n != 1 {

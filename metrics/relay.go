@@ -20,9 +20,18 @@ type Relay struct {
 
 var _ relay.Observer = (*Relay)(nil)
 
-// NewRelay registers the relay's metrics in reg. stats is read at each
-// scrape (connected devices, queued envelopes); nil leaves those out.
-func NewRelay(reg prometheus.Registerer, stats func() (relay.Stats, error)) *Relay {
+// RelaySources are what a Relay reads at each scrape (relay.Server's
+// Stats and QueueDepths); a nil one is left out. They are functions so
+// that the observer can be made before the server it observes.
+type RelaySources struct {
+	// Stats gives the connected devices and the envelopes queued.
+	Stats func() (relay.Stats, error)
+	// QueueDepths gives each device's queue length, for a histogram.
+	QueueDepths func(fn func(depth int))
+}
+
+// NewRelay registers the relay's metrics in reg.
+func NewRelay(reg prometheus.Registerer, src RelaySources) *Relay {
 	const sub = "relay"
 	r := &Relay{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: sub, Name: "requests_total",
@@ -38,15 +47,49 @@ func NewRelay(reg prometheus.Registerer, stats func() (relay.Stats, error)) *Rel
 			Help: "Challenges demanded of accounts that kept sending while refused."}),
 	}
 	reg.MustRegister(r.requests, r.stored, r.delivered, r.commit, r.challenges)
-	if stats != nil {
-		reg.MustRegister(&relayStats{stats: stats,
+	if src.Stats != nil {
+		reg.MustRegister(&relayStats{stats: src.Stats,
 			devices: prometheus.NewDesc(prometheus.BuildFQName(Namespace, sub, "connected_devices"),
 				"Devices holding their message socket.", nil, nil),
 			queued: prometheus.NewDesc(prometheus.BuildFQName(Namespace, sub, "queued_messages"),
 				"Envelopes waiting for their device, all devices together.", nil, nil),
 		})
 	}
+	if src.QueueDepths != nil {
+		reg.MustRegister(&queueDepths{depths: src.QueueDepths,
+			desc: prometheus.NewDesc(prometheus.BuildFQName(Namespace, sub, "device_queue_depth"),
+				"Envelopes queued per device, over the devices that have any (read at each scrape).", nil, nil)})
+	}
 	return r
+}
+
+// queueBuckets span a device's queue: a few envelopes in flight up to the
+// default cap (relay.max_queue, 10,000), where sends to it are refused.
+var queueBuckets = []float64{1, 10, 100, 1000, 5000, 10000}
+
+// queueDepths makes a histogram of the devices' queue lengths at scrape
+// time.
+type queueDepths struct {
+	depths func(fn func(depth int))
+	desc   *prometheus.Desc
+}
+
+func (c *queueDepths) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *queueDepths) Collect(ch chan<- prometheus.Metric) {
+	counts := make(map[float64]uint64, len(queueBuckets))
+	var n uint64
+	var sum float64
+	c.depths(func(d int) {
+		n++
+		sum += float64(d)
+		for _, le := range queueBuckets {
+			if float64(d) <= le {
+				counts[le]++
+			}
+		}
+	})
+	ch <- prometheus.MustNewConstHistogram(c.desc, n, sum, counts)
 }
 
 // commitBuckets spans a commit: from a fraction of a millisecond (fdatasync

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"net"
 	"net/http"
@@ -66,6 +67,44 @@ func (s *Server) Stats() (Stats, error) {
 		return Stats{}, nil
 	}
 	return out, nil
+}
+
+// QueueDepths calls fn with the number of envelopes queued for each
+// device that has any. It walks the queue's keys, so its work grows with
+// what is queued (at most MaxQueue a device): for a scrape, not a
+// request path.
+func (s *Server) QueueDepths(fn func(depth int)) {
+	s.mu.Lock()
+	serving, st := s.serving, s.store
+	s.mu.Unlock()
+	if !serving {
+		return
+	}
+	const n = len(uuid{}) + 1 // devKey's length: the queue key's prefix
+	// An error means the store closed after the check (stopping): there
+	// is nothing to report then.
+	_ = st.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketQueue).Cursor()
+		var dev []byte
+		depth := 0
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if len(k) < n {
+				continue
+			}
+			if depth > 0 && bytes.Equal(k[:n], dev) {
+				depth++
+				continue
+			}
+			if depth > 0 {
+				fn(depth)
+			}
+			dev, depth = bytes.Clone(k[:n]), 1
+		}
+		if depth > 0 {
+			fn(depth)
+		}
+		return nil
+	})
 }
 
 // observed reports each request's route and status to the observer. The

@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -90,11 +92,25 @@ func TestQueuedCountsEnvelopesWaitingForTheirDevice(t *testing.T) {
 	tr := startRelay(t, Config{})
 	alice := tr.register(t, "")
 	bob := tr.register(t, "")
+	carol := tr.register(t, "")
 	for range 3 {
 		tr.mustDo(t, 200, "PUT", "/v1/messages/"+bob.aci, alice.auth(), sendBodyOf(message(1, bob.regID, []byte("hi"))))
 	}
-	if st, err := tr.srv.Stats(); err != nil || st.Queued != 3 || st.Devices != 0 {
-		t.Errorf("stats: %+v, %v; want 3 queued, no device connected", st, err)
+	tr.mustDo(t, 200, "PUT", "/v1/messages/"+carol.aci, alice.auth(), sendBodyOf(message(1, carol.regID, []byte("hi"))))
+	if st, err := tr.srv.Stats(); err != nil || st.Queued != 4 || st.Devices != 0 {
+		t.Errorf("stats: %+v, %v; want 4 queued, no device connected", st, err)
+	}
+	var depths []int
+	tr.srv.QueueDepths(func(d int) { depths = append(depths, d) })
+	slices.Sort(depths)
+	if fmt.Sprint(depths) != "[1 3]" {
+		t.Errorf("queue depths %v, want [1 3] (carol's and bob's)", depths)
+	}
+	tr.stop(t)
+	depths = nil
+	tr.srv.QueueDepths(func(d int) { depths = append(depths, d) })
+	if depths != nil {
+		t.Errorf("a stopped relay reported queue depths %v", depths)
 	}
 }
 
