@@ -48,6 +48,7 @@ func runConsoleServing(ctx context.Context, g globalFlags, sio stdio, maxElsewhe
 			if err := e.serveSocket(&cfg, true); err != nil {
 				return err
 			}
+			cfg.MetricsListen = e.cfg.Metrics.Listen
 		}
 		c, err := openConsole(ctx, cfg)
 		if err != nil {

@@ -221,6 +221,7 @@ func runConsoleTUI(ctx context.Context, g globalFlags, sio stdio) error {
 			if err := e.serveSocket(&cfg, true); err != nil {
 				return err
 			}
+			cfg.MetricsListen = e.cfg.Metrics.Listen
 			c, err := openConsole(ctx, cfg)
 			if err != nil {
 				return err

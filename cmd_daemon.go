@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/signal-mpc/cosigner/core/config"
 	"github.com/signal-mpc/cosigner/signal/store"
 )
 
@@ -30,8 +31,13 @@ Exit status: 0 when stopped by a signal; 1 when it cannot go on (its store
 failed or is damaged, the device is not linked or was unlinked, the socket
 cannot be made), so that a supervisor sees it and restarts it.
 
+With [metrics] listen (or --metrics-listen ADDR) it serves Prometheus
+metrics, /healthz and /readyz there over plain HTTP (see [metrics] in
+config.example.toml).
+
 Flags:
-` + globalFlagsHelp,
+` + globalFlagsHelp + `  --metrics-listen ADDR   serve metrics at ADDR (instead of metrics.listen)
+`,
 	run: runDaemon,
 }
 
@@ -42,8 +48,12 @@ func runDaemon(ctx context.Context, cmd command, args []string, sio stdio) int {
 	var g globalFlags
 	fs := newFlagSet(cmd.name, sio.err)
 	g.register(fs)
+	metricsListen := fs.String("metrics-listen", "", "metrics listen address")
 	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
 		return code
+	}
+	if err := config.CheckListen(*metricsListen); err != nil {
+		return usageError(cmd, sio, "--metrics-listen: %v", err)
 	}
 	if fs.NArg() > 0 {
 		return usageError(cmd, sio, "cosigner daemon takes no arguments")
@@ -63,6 +73,10 @@ func runDaemon(ctx context.Context, cmd command, args []string, sio stdio) int {
 		cfg := e.consoleConfig(d, st)
 		if err := e.serveSocket(&cfg, false); err != nil {
 			return err
+		}
+		cfg.MetricsListen = e.cfg.Metrics.Listen
+		if *metricsListen != "" {
+			cfg.MetricsListen = *metricsListen
 		}
 		c, err := openConsole(ctx, cfg)
 		if err != nil {

@@ -10,7 +10,10 @@ import (
 	"os"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/signal-mpc/cosigner/core/config"
+	"github.com/signal-mpc/cosigner/metrics"
 	"github.com/signal-mpc/cosigner/signal/relay"
 )
 
@@ -70,17 +73,25 @@ Flags:
                                    which are never refused (0: 10000)
   --max-unauth-sockets N           WebSockets without credentials at once (0: 1000)
   --max-unauth-sockets-per-source N   the same from one address, IPv6 one /64 (0: 16)
+  --metrics-listen ADDR            serve Prometheus metrics, /healthz and /readyz at ADDR
+                                   over plain HTTP (instead of relay.metrics_listen; port 0
+                                   picks one)
   --verbose                        log debug lines (instead of log.level)
 
 Logs go to stderr, at the configuration's log.level in its log.format
 (text or json; with json every line on stderr is one JSON object). When
-listening, the relay prints its URL on stdout.
+listening, the relay prints its URL on stdout (and then its metrics URL).
+
+With relay.metrics_listen (or --metrics-listen) it also serves Prometheus
+metrics at /metrics, liveness at /healthz and readiness (store open,
+serving) at /readyz, over plain HTTP on that address.
 `,
 	run: runRelay,
 }
 
 type relayArgs struct {
 	config, listen, data, tlsCert, tlsKey, tokenFile string
+	metricsListen                                    string
 	allowInsecure, verbose                           bool
 	messageRate                                      float64
 	messageBurst, challengeAfter, maxQueue           int
@@ -98,6 +109,7 @@ func newRelayFlags(stderr io.Writer) (*flag.FlagSet, *relayArgs) {
 	fs.StringVar(&a.tokenFile, "registration-token-file", "", "registration token file")
 	fs.BoolVar(&a.allowInsecure, "allow-insecure", false, "allow plain HTTP beyond loopback")
 	fs.BoolVar(&a.verbose, "verbose", false, "debug logs")
+	fs.StringVar(&a.metricsListen, "metrics-listen", "", "metrics listen address")
 	fs.Float64Var(&a.messageRate, "message-rate", 0, "sends a second per account")
 	fs.IntVar(&a.messageBurst, "message-burst", 0, "sends at once beyond the rate")
 	fs.IntVar(&a.challengeAfter, "challenge-after", 0, "refusals before a challenge")
@@ -158,6 +170,8 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 			rc.MaxUnauthSockets = a.maxUnauth
 		case "max-unauth-sockets-per-source":
 			rc.MaxUnauthSocketsPerSource = a.maxUnauthPerSrc
+		case "metrics-listen":
+			rc.MetricsListen = a.metricsListen
 		}
 	})
 	switch {
@@ -165,6 +179,8 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 		return usageError(cmd, sio, "--message-rate and --message-burst are 0 (the default) or more")
 	case rc.ChallengeAfter < -1:
 		return usageError(cmd, sio, "--challenge-after is -1 (never), 0 (the send burst) or more")
+	case config.CheckListen(rc.MetricsListen) != nil:
+		return usageError(cmd, sio, "--metrics-listen: %v", config.CheckListen(rc.MetricsListen))
 	case rc.MaxQueue < 0 || rc.MaxConnections < 0 || rc.MaxSockets < 0 || rc.MaxUnauthSockets < 0 || rc.MaxUnauthSocketsPerSource < 0:
 		return usageError(cmd, sio, "--max-queue, --max-connections, --max-sockets, --max-unauth-sockets and --max-unauth-sockets-per-source are 0 (the default) or more")
 	}
@@ -184,16 +200,47 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 		lc.Level = "debug"
 	}
 	log := newLogger(sio.err, lc)
-	srv, err := relay.New(relay.Config{
+	var srv *relay.Server
+	var obs relay.Observer
+	var reg *prometheus.Registry
+	if rc.MetricsListen != "" {
+		reg = metrics.NewRegistry()
+		// The observer goes into the server's configuration: it reads the
+		// server, made next, only when scraped.
+		obs = metrics.NewRelay(reg, metrics.RelaySources{
+			Stats:       func() (relay.Stats, error) { return srv.Stats() },
+			QueueDepths: func(fn func(int)) { srv.QueueDepths(fn) },
+		})
+	}
+	srv, err = relay.New(relay.Config{
 		Listen: rc.Listen, DataDir: rc.DataDir, TLSCert: rc.TLSCert, TLSKey: rc.TLSKey,
 		AllowInsecure: rc.AllowInsecureNonLoopback, RegistrationToken: token, Logger: log,
 		MessageRate: rc.MessageRate, MessageBurst: rc.MessageBurst, ChallengeAfter: rc.ChallengeAfter,
 		MaxQueue: rc.MaxQueue, MaxConns: rc.MaxConnections, MaxSockets: rc.MaxSockets,
 		MaxUnauthSockets: rc.MaxUnauthSockets, MaxUnauthSocketsPerSource: rc.MaxUnauthSocketsPerSource,
+		Observer: obs,
 	})
 	if err != nil {
 		sio.say(slog.LevelError, cmd.name, "%v", err)
 		return exitFailure
+	}
+	var metricsURL string
+	if reg != nil {
+		ml, err := metrics.Listen(ctx, rc.MetricsListen, log)
+		if err != nil {
+			sio.say(slog.LevelError, cmd.name, "%v", err)
+			return exitFailure
+		}
+		mctx, stop := context.WithCancel(ctx)
+		served := make(chan struct{})
+		defer func() { stop(); <-served }()
+		go func() {
+			defer close(served)
+			if err := metrics.Serve(mctx, ml, metrics.Handler(reg, metrics.RelayReady(srv.Stats))); err != nil {
+				log.Error("metrics stopped", "err", err)
+			}
+		}()
+		metricsURL = "http://" + ml.Addr().String() + "/metrics"
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
@@ -201,6 +248,9 @@ func runRelay(ctx context.Context, cmd command, args []string, sio stdio) int {
 	case <-srv.Ready():
 		if srv.Addr() != nil {
 			fmt.Fprintf(sio.out, "relay listening on %s\n", srv.URL())
+			if metricsURL != "" {
+				fmt.Fprintf(sio.out, "relay metrics on %s\n", metricsURL)
+			}
 		}
 	case err := <-done:
 		return relayExit(err, sio)

@@ -68,6 +68,10 @@ func TestRelayCommandLine(t *testing.T) {
 			[]string{""}, []string{"refusing to serve plain HTTP beyond loopback"}},
 		{"a missing token file fails", []string{"--listen", "127.0.0.1:0", "--data", dir, "--registration-token-file", filepath.Join(dir, "none")}, 1,
 			[]string{""}, []string{"registration token"}},
+		{"a metrics address without a port is a usage error", []string{"--config", relayConfig(t, dir), "--metrics-listen", "127.0.0.1"}, 2,
+			[]string{""}, []string{"--metrics-listen"}},
+		{"a bad metrics address in the configuration names its key", []string{"--config", relayConfig(t, dir, `metrics_listen = "localhost"`)}, 1,
+			[]string{""}, []string{"relay.metrics_listen"}},
 		{"a stray argument is a usage error", []string{"--listen", "127.0.0.1:0", "--data", dir, "x"}, 2,
 			[]string{""}, []string{`unexpected argument "x"`}},
 	}
@@ -179,6 +183,61 @@ func TestRelayServesUntilCancelled(t *testing.T) {
 				checkJSONLines(t, stderr.String())
 			}
 		})
+	}
+}
+
+// cosigner relay --metrics-listen serves the relay's metrics, liveness and
+// readiness, and prints where after the relay's URL.
+func TestRelayCommandServesMetrics(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	outR, outW := io.Pipe()
+	var stderr strings.Builder
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"relay", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"), "--metrics-listen", "127.0.0.1:0"},
+			strings.NewReader(""), outW, &lockedWriter{w: &stderr})
+		outW.Close()
+	}()
+	out := bufio.NewReader(outR)
+	var lines []string
+	for range 2 {
+		line, err := out.ReadString('\n')
+		if err != nil {
+			t.Fatalf("%v; stderr: %s", err, stderr.String())
+		}
+		lines = append(lines, strings.TrimSpace(line))
+	}
+	go io.Copy(io.Discard, outR)
+	if !strings.HasPrefix(lines[0], "relay listening on ") {
+		t.Fatalf("first line %q: the relay's URL must come first", lines[0])
+	}
+	metricsURL, ok := strings.CutPrefix(lines[1], "relay metrics on ")
+	if !ok || !strings.HasPrefix(metricsURL, "http://127.0.0.1:") {
+		t.Fatalf("second line %q", lines[1])
+	}
+	base := strings.TrimSuffix(metricsURL, "/metrics")
+	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": "cosigner_relay_queued_messages 0"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
+			t.Errorf("%s: %d, body without %q:\n%s", path, resp.StatusCode, want, b)
+		}
+	}
+	cancel()
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Errorf("exit code %d after cancel; stderr: %s", c, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("relay did not stop")
 	}
 }
 

@@ -42,21 +42,31 @@ var importRules = []importRule{
 		pkg: mod + "/bls/...",
 		allow: []string{"std", mod + "/bls/...", "github.com/kilic/bls12-381/...", "golang.org/x/crypto/...",
 			"google.golang.org/protobuf/encoding/protowire"},
-		deny: []string{mod + "/core/...", mod + "/signal/...", mod + "/tui/...", "github.com/charmbracelet/..."},
+		deny: []string{mod + "/core/...", mod + "/signal/...", mod + "/tui/...", "github.com/charmbracelet/...", "github.com/prometheus/..."},
 	},
 	{
 		pkg: mod + "/signal/...",
 		allow: []string{"std", mod + "/signal/...", "go.mau.fi/libsignal/...", "github.com/gorilla/websocket",
 			"golang.org/x/net/...", "golang.org/x/crypto/...", "github.com/cloudflare/circl/...",
 			"google.golang.org/protobuf/...", "go.etcd.io/bbolt"},
-		deny: []string{mod + "/bls/...", mod + "/core/...", mod + "/tui/...", "github.com/charmbracelet/..."},
+		deny: []string{mod + "/bls/...", mod + "/core/...", mod + "/tui/...", "github.com/charmbracelet/...", "github.com/prometheus/..."},
 	},
 	{
 		pkg: mod + "/core/...",
 		// x/text for the Unicode normalisation EIP-2335 keystores require.
 		allow: []string{"std", mod + "/core/...", mod + "/bls/...", "github.com/BurntSushi/toml", "go.etcd.io/bbolt",
 			"golang.org/x/crypto/...", "golang.org/x/text/..."},
-		deny: []string{mod + "/signal/...", mod + "/tui/...", "github.com/charmbracelet/..."},
+		deny: []string{mod + "/signal/...", mod + "/tui/...", "github.com/charmbracelet/...", "github.com/prometheus/..."},
+	},
+	{
+		// Prometheus metrics, liveness and readiness: the only package
+		// with the metrics library. It reads core's events and the
+		// relay's counters (behind relay.Observer); core, bls and signal
+		// never import the library.
+		pkg: mod + "/metrics/...",
+		allow: []string{"std", mod + "/metrics/...", mod + "/core/event", mod + "/signal/relay",
+			"github.com/prometheus/..."},
+		deny: []string{mod + "/tui/...", mod + "/bls/...", "github.com/charmbracelet/..."},
 	},
 	{
 		// One running co-signer, wired: the device, core, the socket API.
@@ -281,6 +291,12 @@ func TestImportCheckerReportsBrokenRules(t *testing.T) {
 		{"core importing signal is forbidden", mod + "/core", mod + "/signal", "core/... never imports signal/..."},
 		{"core importing tui is forbidden", mod + "/core", mod + "/tui", "core/... never imports tui/..."},
 		{"core may use bls", mod + "/core", mod + "/bls/dkg", ""},
+		{"core importing the metrics library is forbidden", mod + "/core", "github.com/prometheus/client_golang/prometheus", "core/... never imports github.com/prometheus/..."},
+		{"signal importing the metrics library is forbidden", mod + "/signal/relay", "github.com/prometheus/client_golang/prometheus", "signal/... never imports github.com/prometheus/..."},
+		{"bls importing the metrics library is forbidden", mod + "/bls", "github.com/prometheus/client_golang/prometheus", "bls/... never imports github.com/prometheus/..."},
+		{"metrics may use the metrics library", mod + "/metrics", "github.com/prometheus/client_golang/prometheus/promhttp", ""},
+		{"metrics may read core's events", mod + "/metrics", mod + "/core/event", ""},
+		{"metrics importing tui is forbidden", mod + "/metrics", mod + "/tui", "metrics/... never imports tui/..."},
 		{"tui importing bls is forbidden", mod + "/tui", mod + "/bls", "tui/... never imports bls/..."},
 		{"tui importing signal is forbidden", mod + "/tui/link", mod + "/signal", "tui/... never imports signal/..."},
 		{"tui may use qrterminal v3", mod + "/tui", "github.com/mdp/qrterminal/v3", ""},

@@ -18,11 +18,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/signal-mpc/cosigner/api"
 	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/core/event"
 	"github.com/signal-mpc/cosigner/core/keystore"
 	"github.com/signal-mpc/cosigner/core/roster"
+	"github.com/signal-mpc/cosigner/metrics"
 	"github.com/signal-mpc/cosigner/signal/device"
 	"github.com/signal-mpc/cosigner/signal/store"
 	"github.com/signal-mpc/cosigner/signal/transport"
@@ -127,6 +130,10 @@ type Config struct {
 	// ([[signing.rule]], [[keygen.rule]]).
 	SigningRules []*core.SigningRule
 	KeygenRules  []*core.KeygenRule
+	// MetricsListen, if set, is where Run serves Prometheus metrics,
+	// /healthz and /readyz (metrics package); "127.0.0.1:0" picks a port
+	// (MetricsAddr).
+	MetricsListen string
 }
 
 // Node is one co-signer: the Signal device and core's engine (whose
@@ -142,6 +149,12 @@ type Node struct {
 	key  ed25519.PrivateKey
 	rost *roster.Roster
 	conn atomic.Pointer[event.Connection] // the last connection status
+
+	metrics     *metrics.Node
+	registry    *prometheus.Registry
+	metricsAddr atomic.Pointer[string] // where metrics are served, once they are
+	engineUp    atomic.Bool            // core's engine is running (readiness)
+	metricsSub  atomic.Pointer[event.Subscription]
 }
 
 // Open wires a linked store into a device and a core App. It starts
@@ -224,6 +237,18 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	app = a
 	appMu.Unlock()
 	c.App = a
+	if cfg.MetricsListen != "" {
+		c.registry = metrics.NewRegistry()
+		c.metrics = metrics.NewNode(c.registry, metrics.NodeSources{
+			Untagged: func() uint64 { return c.Device.Stats().Untagged },
+			EventsDropped: func() uint64 {
+				if sub := c.metricsSub.Load(); sub != nil {
+					return sub.Dropped()
+				}
+				return 0
+			},
+		})
+	}
 	return c, nil
 }
 
@@ -256,9 +281,34 @@ func (c *Node) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	errs := make(chan error, 3)
+	var ml net.Listener
+	if c.cfg.MetricsListen != "" {
+		var err error
+		if ml, err = metrics.Listen(ctx, c.cfg.MetricsListen, c.logger()); err != nil {
+			if ln != nil {
+				ln.Close()
+			}
+			return err
+		}
+	}
+	errs := make(chan error, 4)
 	running := 2
-	go func() { errs <- c.App.Run(ctx) }()
+	if ml != nil {
+		// Subscribed before the engine runs: no approval or result is
+		// missed.
+		sub := c.Bus.Subscribe(0)
+		defer sub.Close()
+		c.metricsSub.Store(sub)
+		c.cfg.Store.ObserveCommits(c.metrics.CommitObserved)
+		defer c.cfg.Store.ObserveCommits(nil)
+		running++
+		go func() { errs <- c.serveMetrics(ctx, ml, sub) }()
+	}
+	c.engineUp.Store(true)
+	go func() {
+		defer c.engineUp.Store(false)
+		errs <- c.App.Run(ctx)
+	}()
 	go func() { errs <- c.Device.Run(ctx) }()
 	if ln != nil {
 		running++
@@ -271,6 +321,48 @@ func (c *Node) Run(ctx context.Context) error {
 		all = append(all, <-errs)
 	}
 	return errors.Join(all...)
+}
+
+// serveMetrics follows the bus for the metrics and serves them on ln
+// until ctx ends. It fails only when the listener dies; that stops the
+// node as the socket API's would, so a supervisor sees it and restarts it
+// rather than leave it unwatched.
+func (c *Node) serveMetrics(ctx context.Context, ln net.Listener, sub *event.Subscription) error {
+	mctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.metrics.Run(mctx, sub)
+	}()
+	addr := ln.Addr().String()
+	c.metricsAddr.Store(&addr)
+	c.logger().Info("serving metrics", "addr", addr)
+	err := metrics.Serve(ctx, ln, metrics.Handler(c.registry, c.ready))
+	stop()
+	<-done
+	return err
+}
+
+// ready is the node's readiness: the engine runs (its store is open) and
+// the server connection is up.
+func (c *Node) ready() error {
+	if !c.engineUp.Load() {
+		return errors.New("the engine is not running")
+	}
+	if st := c.conn.Load(); st.State != "connected" {
+		return fmt.Errorf("the server connection is %s", st.State)
+	}
+	return nil
+}
+
+// MetricsAddr is where Run serves metrics, "" before it does (or when not
+// configured).
+func (c *Node) MetricsAddr() string {
+	if a := c.metricsAddr.Load(); a != nil {
+		return *a
+	}
+	return ""
 }
 
 func (c *Node) logger() *slog.Logger {

@@ -50,6 +50,16 @@ type Config struct {
 	Log     Log     `toml:"log"`
 	Relay   Relay   `toml:"relay"`
 	API     API     `toml:"api"`
+	Metrics Metrics `toml:"metrics"`
+}
+
+// Metrics is the console's and the daemon's Prometheus listener. The
+// relay has its own (relay.metrics_listen), so that one file can serve a
+// console and a relay on one machine without a clash of ports.
+type Metrics struct {
+	// Listen, when set, serves /metrics, /healthz and /readyz over plain
+	// HTTP at this address (e.g. "127.0.0.1:9464"). Empty: off.
+	Listen string `toml:"listen"`
 }
 
 // API is the local socket API (DATA/cosigner.sock, mode 0600) that the
@@ -195,6 +205,7 @@ type Relay struct {
 	MaxSockets                int     `toml:"max_sockets"`
 	MaxUnauthSockets          int     `toml:"max_unauth_sockets"`
 	MaxUnauthSocketsPerSource int     `toml:"max_unauth_sockets_per_source"`
+	MetricsListen             string  `toml:"metrics_listen"`
 }
 
 // Default returns the configuration used when no file exists; dataDir is
@@ -358,6 +369,11 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Relay.Listen); err != nil {
 		return bad("relay.listen", "%v", err)
 	}
+	for key, addr := range map[string]string{"metrics.listen": c.Metrics.Listen, "relay.metrics_listen": c.Relay.MetricsListen} {
+		if err := CheckListen(addr); err != nil {
+			return bad(key, "%v", err)
+		}
+	}
 	if c.Relay.MessageRate < 0 || c.Relay.MessageBurst < 0 {
 		return bad("relay.message_rate", "rate %v and burst %d, want 0 (the default) or more", c.Relay.MessageRate, c.Relay.MessageBurst)
 	}
@@ -390,6 +406,22 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	c.Signing.compiled, c.Keygen.compiled = signing, keygen
+	return nil
+}
+
+// CheckListen checks a metrics listen address: empty (off) or host:port
+// with a port.
+func CheckListen(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if port == "" {
+		return fmt.Errorf("%q has no port", addr)
+	}
 	return nil
 }
 

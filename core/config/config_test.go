@@ -85,6 +85,9 @@ func TestBadConfigsAreRefusedNamingTheKey(t *testing.T) {
 		"wrong type":         {"[keygen]\nthreshold = \"two\"\n", "threshold"},
 		"long grace":         {"[signing]\napproval_grace = \"1m\"\n", "signing.approval_grace"},
 		"negative queue cap": {"[relay]\nmax_queue = -1\n", "relay.max_queue"},
+		"metrics no port":    {"[metrics]\nlisten = \"127.0.0.1\"\n", "metrics.listen"},
+		"metrics empty port": {"[metrics]\nlisten = \"127.0.0.1:\"\n", "metrics.listen"},
+		"relay metrics port": {"[relay]\nmetrics_listen = \"localhost\"\n", "relay.metrics_listen"},
 	}
 	for name, c := range cases {
 		_, err := Load(write(t, c.body), "/d", "")

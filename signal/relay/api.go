@@ -275,6 +275,6 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("/", s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return fail(http.StatusNotFound, "not found")
 	}))
-	root = s.withTimestamp(mux)
+	root = s.withTimestamp(s.observed(mux))
 	return root
 }

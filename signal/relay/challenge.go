@@ -62,6 +62,7 @@ type challenges struct {
 	attempts *limiter // per account: answers
 	mu       sync.Mutex
 	pending  map[string]string // account -> its challenge's token
+	issued   func()            // told of each new challenge (metrics); may be nil
 }
 
 // newChallenges tolerates after refusals (forgiven at after a minute) before
@@ -102,6 +103,9 @@ func (c *challenges) refused(acct string) (string, error) {
 		return old, nil
 	}
 	c.pending[acct] = tok
+	if c.issued != nil {
+		c.issued()
+	}
 	return tok, nil
 }
 

@@ -230,6 +230,7 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) error {
 			o.withdraw()
 			return fmt.Errorf("queue envelopes: %w", err)
 		}
+		s.obs.MessagesStored(len(items))
 	}
 	for _, it := range items {
 		s.pokeDevice(it.aci, it.dev)

@@ -74,6 +74,9 @@ type Config struct {
 	// Logger receives operational logs (default: discarded). Secrets never
 	// reach it.
 	Logger *slog.Logger
+	// Observer, if set, is told of requests, messages, commits and
+	// challenges (metrics); default: nobody.
+	Observer Observer
 }
 
 // Limits and timings of the protocol (signal-wire.md sections 1, 5 and 7.4).
@@ -102,6 +105,7 @@ type Server struct {
 	tlsConfig *tls.Config
 	now       func() time.Time
 	log       *slog.Logger
+	obs       Observer
 	tokenHash [32]byte // sha256 of the registration token, when set
 	// provisioningLifetime is how long a provisioning socket waits (90 s;
 	// tests shorten it).
@@ -115,6 +119,8 @@ type Server struct {
 	mu    sync.Mutex
 	addr  net.Addr
 	ran   bool
+	// serving: the store is open and the relay listens (Stats).
+	serving bool
 
 	// Set by Run.
 	store         *store
@@ -154,6 +160,10 @@ func New(cfg Config) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.obs = cfg.Observer
+	if s.obs == nil {
+		s.obs = nopObserver{}
+	}
 	if cfg.RegistrationToken != "" {
 		s.tokenHash = sha256.Sum256([]byte(cfg.RegistrationToken))
 	}
@@ -185,6 +195,7 @@ func New(cfg Config) (*Server, error) {
 		after = burst
 	}
 	s.challenges = newChallenges(after, s.now)
+	s.challenges.issued = s.obs.ChallengeIssued
 	if s.cfg.MaxQueue <= 0 {
 		s.cfg.MaxQueue = defaultMaxQueue
 	}
@@ -265,6 +276,7 @@ func (s *Server) Run(ctx context.Context) (err error) {
 		return err
 	}
 	st.beforeCommit, st.afterCommit = s.beforeCommit, s.afterCommit
+	st.committed = s.obs.Commit
 	s.store = st
 	// The group-commit writer outlives every socket and request: it stops
 	// after them (deferred calls run last-in first-out), before the store
@@ -319,7 +331,14 @@ func (s *Server) Run(ctx context.Context) (err error) {
 	}
 	s.mu.Lock()
 	s.addr = ln.Addr()
+	s.serving = true
 	s.mu.Unlock()
+	defer func() {
+		// Before the store closes (deferred earlier, so it runs later).
+		s.mu.Lock()
+		s.serving = false
+		s.mu.Unlock()
+	}()
 	s.log.Info("relay listening", "addr", ln.Addr().String(), "tls", s.tlsConfig != nil)
 	readyOnce()
 

@@ -548,6 +548,7 @@ func (s *Server) ackLoop(ctx context.Context, acks <-chan []byte) {
 			batch = nil
 			deleting.Go(func() {
 				defer func() { <-slots }()
+				s.obs.MessagesDelivered(len(keys))
 				if err := s.store.ack(ctx, keys); err != nil {
 					s.log.Error("delete acknowledged envelopes", "n", len(keys), "err", err)
 				}

@@ -98,6 +98,8 @@ type store struct {
 	// has committed; an error is reported as the group's failure, as when
 	// a sync fails after the data reached the file.
 	afterCommit func() error
+	// committed, when set, is told how long each commit took (metrics).
+	committed func(time.Duration)
 	// lastSeq is the last queue sequence number the writer handed out,
 	// committed or not: a failed commit rolls the bucket's sequence back,
 	// and reusing a number that a device already got from memory
@@ -267,8 +269,12 @@ func (s *store) commitGroup(g uint64, group []*writeReq) error {
 			return err
 		}
 	}
+	start := time.Now()
 	if err := tx.Commit(); err != nil {
 		return err
+	}
+	if s.committed != nil {
+		s.committed(time.Since(start))
 	}
 	if s.afterCommit != nil {
 		return s.afterCommit()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -285,7 +286,11 @@ func (s *Store) commitGroup(e *executed) {
 			tx.Rollback()
 		}
 	default:
+		start := time.Now()
 		err = tx.Commit()
+		if f := s.observe.Load(); f != nil && err == nil {
+			(*f)(time.Since(start))
+		}
 	}
 	if t.wrote && err == nil {
 		s.commits.Add(1)

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 )
 
 var bucketTest = []byte("test")
@@ -196,5 +198,45 @@ func TestACancelledOperationDoesNotRun(t *testing.T) {
 	release()
 	if err := p.Wait(t.Context()); !errors.Is(err, context.Canceled) || ran {
 		t.Fatalf("cancelled before its turn: ran=%v err=%v", ran, err)
+	}
+}
+
+func TestObserveCommitsIsToldOfEachCommitThatWrote(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := openStore(t, filepath.Join(t.TempDir(), "s.db"), Options{})
+	var mu sync.Mutex
+	var seen []time.Duration
+	s.ObserveCommits(func(d time.Duration) {
+		mu.Lock()
+		seen = append(seen, d)
+		mu.Unlock()
+	})
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen)
+	}
+	if err := s.put(ctx, [][]byte{bucketTest}, []byte("k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d commits observed after one write, want 1", n)
+	}
+	if err := s.Atomic(ctx, func(ctx context.Context) error {
+		_, err := s.get(ctx, [][]byte{bucketTest}, []byte("k"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d commits observed after a read, want still 1", n)
+	}
+	s.ObserveCommits(nil)
+	if err := s.put(ctx, [][]byte{bucketTest}, []byte("k"), []byte("w")); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d commits observed after the observer was removed, want still 1", n)
 	}
 }

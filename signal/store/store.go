@@ -77,7 +77,19 @@ type Store struct {
 	closed  bool
 	leaders sync.WaitGroup
 	commits atomic.Uint64 // groups committed
+	// observe, when set (ObserveCommits), is told each commit's duration.
+	observe atomic.Pointer[func(time.Duration)]
 	ops     atomic.Uint64 // operations that ran
+}
+
+// ObserveCommits has f told how long each commit that wrote took (for
+// metrics); f must not block. Nil stops it.
+func (s *Store) ObserveCommits(f func(time.Duration)) {
+	if f == nil {
+		s.observe.Store(nil)
+		return
+	}
+	s.observe.Store(&f)
 }
 
 // Stats counts the group commit's work since Open.
