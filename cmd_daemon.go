@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/signal-mpc/cosigner/core/config"
@@ -123,6 +124,12 @@ func runDaemon(ctx context.Context, cmd command, args []string, sio stdio) int {
 		e.log.Info("stopped")
 		return nil
 	})
+	if err != nil && ctx.Err() != nil {
+		// Stopped by its signal before it was up (while it waited for the
+		// store's lock, say): the stop was asked for, so it is a clean one.
+		sio.say(slog.LevelInfo, cmd.name, "stopped before it was up (%v)", err)
+		return exitOK
+	}
 	if err != nil {
 		return fail(sio, cmd, err)
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/signal-mpc/cosigner/core/config"
 )
 
 func TestDaemonMetricsFlag(t *testing.T) {
@@ -108,5 +110,25 @@ func TestDaemonServesMetricsAndReadiness(t *testing.T) {
 	stop()
 	if code := <-done; code != 0 {
 		t.Errorf("daemon exit %d: %s", code, stderr.String())
+	}
+}
+
+// A daemon stopped by its signal while it still waits for the store
+// (another process holds its lock) stops cleanly, exit 0: the supervisor
+// asked for it.
+func TestADaemonStoppedBeforeItIsUpExitsZero(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	// Another process's store: its lock is held for the test.
+	st, err := (&env{dir: data, cfg: config.Default(data)}).openStore(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(300*time.Millisecond, cancel) // SIGTERM while it waits for the lock
+	if code := run(ctx, []string{"daemon", "--data", data}, nil, &out, &errb); code != 0 {
+		t.Fatalf("a daemon stopped while it waited for the store exited %d: %s", code, errb.String())
 	}
 }
