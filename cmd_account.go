@@ -344,14 +344,7 @@ func runGroup(ctx context.Context, cmd command, args []string, sio stdio) int {
 			fmt.Fprintf(sio.out, "added %s, fingerprint %s\n", c.Name, c.Fingerprint())
 		case "list":
 			for _, m := range r.Members() {
-				state := "not verified"
-				switch {
-				case m.Blocked():
-					state = "KEYS CHANGED: blocked until verified"
-				case m.Verified:
-					state = "verified"
-				}
-				fmt.Fprintf(sio.out, "%-16s %s  %s\n", m.Card.Name, m.Card.Fingerprint(), state)
+				fmt.Fprintln(sio.out, rosterLine(m.Card.Name, m.Card.Fingerprint(), m.Verified, m.Blocked()))
 			}
 		case "verify":
 			if err := r.Verify(pos[0]); err != nil {
@@ -377,4 +370,16 @@ func printJSON(sio stdio, v any) error {
 	}
 	_, err = fmt.Fprintln(sio.out, string(b))
 	return err
+}
+
+// rosterLine is one signer as cosigner group list prints it.
+func rosterLine(name, fingerprint string, verified, blocked bool) string {
+	state := "not verified"
+	switch {
+	case blocked:
+		state = "KEYS CHANGED: blocked until verified"
+	case verified:
+		state = "verified"
+	}
+	return fmt.Sprintf("%-16s %s  %s", name, fingerprint, state)
 }

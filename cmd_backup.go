@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 
 	"github.com/signal-mpc/cosigner/api"
+	"github.com/signal-mpc/cosigner/node"
 	"github.com/signal-mpc/cosigner/signal/store"
 )
 
@@ -68,12 +68,7 @@ func runBackup(ctx context.Context, cmd command, args []string, sio stdio) int {
 	}
 	err = withStore(ctx, g, sio, func(e *env, st *store.Store) error {
 		// --force must not put the copy over the store or its key.
-		for _, own := range []string{filepath.Join(e.dir, "device.db"), e.cfg.Store.KeyFile} {
-			if sameFile(path, own) {
-				return fmt.Errorf("%s is this console's own %s: write the copy elsewhere", path, filepath.Base(own))
-			}
-		}
-		if err := st.Backup(ctx, path, *force); err != nil {
+		if err := node.BackupStore(ctx, st, path, *force, e.ownFiles()); err != nil {
 			return err
 		}
 		backupWritten(sio, e, path)
@@ -96,14 +91,4 @@ func backupWritten(sio stdio, e *env, path string) {
 	}
 	fmt.Fprintf(sio.err, "cosigner backup: wrote %s, encrypted under this store's key; the key is not in it: "+
 		"back up %s separately, apart from the copy\n", path, secret)
-}
-
-// sameFile reports whether a and b name one existing file.
-func sameFile(a, b string) bool {
-	fa, err := os.Stat(a)
-	if err != nil {
-		return false
-	}
-	fb, err := os.Stat(b)
-	return err == nil && os.SameFile(fa, fb)
 }

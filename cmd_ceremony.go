@@ -352,12 +352,7 @@ func pickKeyID(ctx context.Context, c *console, prefix string) ([32]byte, error)
 	if strings.Trim(want, "0123456789abcdef") != "" || len(want) > 64 {
 		return [32]byte{}, fmt.Errorf("--key %q is not a key id: give hex digits, a prefix of one of %s", clean(prefix), keyList(keys))
 	}
-	var match [][32]byte
-	for _, k := range keys {
-		if strings.HasPrefix(hex.EncodeToString(k.KeyID[:]), want) {
-			match = append(match, k.KeyID)
-		}
-	}
+	match := core.KeysWithPrefix(keyIDs(keys), want)
 	switch {
 	case len(match) == 1:
 		return match[0], nil
@@ -367,6 +362,15 @@ func pickKeyID(ctx context.Context, c *console, prefix string) ([32]byte, error)
 		return [32]byte{}, fmt.Errorf("this console holds %d keys: give --key with a prefix of one of %s", len(keys), keyList(keys))
 	}
 	return [32]byte{}, fmt.Errorf("%d keys start with %q: give --key with a longer prefix of one of %s", len(match), want, keyList(keys))
+}
+
+// keyIDs lists the keys' ids.
+func keyIDs(keys []core.KeyInfo) [][32]byte {
+	ids := make([][32]byte, len(keys))
+	for i, k := range keys {
+		ids[i] = k.KeyID
+	}
+	return ids
 }
 
 // keyList names keys for an error: "ID (t-of-n), ...", ids as cosigner

@@ -89,8 +89,13 @@ func sortedKeys(ctx context.Context, c *console) ([]core.KeyInfo, error) {
 	if err != nil {
 		return nil, err
 	}
+	return byID(keys), nil
+}
+
+// byID sorts keys by id, for stable listings.
+func byID(keys []core.KeyInfo) []core.KeyInfo {
 	slices.SortFunc(keys, func(a, b core.KeyInfo) int { return bytes.Compare(a.KeyID[:], b.KeyID[:]) })
-	return keys, nil
+	return keys
 }
 
 // withEngine opens the console with only its engine running (no network)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -166,10 +165,6 @@ func withKeys(ctx context.Context, g globalFlags, sio stdio, fn func([]core.KeyI
 	if err != nil {
 		return err
 	}
-	sorted := func(keys []core.KeyInfo) []core.KeyInfo {
-		slices.SortFunc(keys, func(a, b core.KeyInfo) int { return bytes.Compare(a.KeyID[:], b.KeyID[:]) })
-		return keys
-	}
 	if cl != nil {
 		defer cl.Close()
 		r := &api.Remote{}
@@ -178,14 +173,14 @@ func withKeys(ctx context.Context, g globalFlags, sio stdio, fn func([]core.KeyI
 		if err != nil {
 			return err
 		}
-		return fn(sorted(keys))
+		return fn(byID(keys))
 	}
 	return withEngine(ctx, g, sio, func(c *console) error {
-		keys, err := c.App.Keys(ctx)
+		keys, err := sortedKeys(ctx, c)
 		if err != nil {
 			return err
 		}
-		return fn(sorted(keys))
+		return fn(keys)
 	})
 }
 
@@ -214,14 +209,7 @@ func groupRemote(ctx context.Context, cl *api.Client, sio stdio, sub string, pos
 			return err
 		}
 		for _, m := range r.Signers {
-			state := "not verified"
-			switch {
-			case m.Blocked:
-				state = "KEYS CHANGED: blocked until verified"
-			case m.Verified:
-				state = "verified"
-			}
-			fmt.Fprintf(sio.out, "%-16s %s  %s\n", m.Name, m.Fingerprint, state)
+			fmt.Fprintln(sio.out, rosterLine(m.Name, m.Fingerprint, m.Verified, m.Blocked))
 		}
 	case "verify":
 		if err := cl.Call(ctx, api.MethodRosterVerify, api.RosterVerifyParams{Name: pos[0]}, nil); err != nil {

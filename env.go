@@ -158,7 +158,12 @@ func (e *env) consoleConfig(d *transport.Dialer, st *store.Store) consoleConfig 
 		RoundTimeout: e.cfg.Keygen.RoundTimeout.Duration, RequestTTL: e.cfg.Signing.RequestTTL.Duration,
 		ResendEvery: min(e.cfg.Keygen.Resend.Duration, e.cfg.Signing.Resend.Duration),
 		Threshold:   e.cfg.Keygen.Threshold, Parties: e.cfg.Keygen.Parties, APIApprove: e.cfg.API.Approve,
-		Protected: []string{filepath.Join(e.dir, "device.db"), e.cfg.Store.KeyFile}}
+		Protected: e.ownFiles()}
+}
+
+// ownFiles are the store and its key file: a backup never replaces them.
+func (e *env) ownFiles() []string {
+	return []string{filepath.Join(e.dir, "device.db"), e.cfg.Store.KeyFile}
 }
 
 // socketPath is where the owner of this data directory's store serves the

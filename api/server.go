@@ -552,15 +552,12 @@ func (cn *conn) pickKey(ctx context.Context, prefix string) ([32]byte, *Error) {
 		return [32]byte{}, errorOf(err)
 	}
 	prefix = strings.ToLower(prefix)
-	var match [][32]byte
-	var all []string
-	for _, k := range keys {
-		h := hex.EncodeToString(k.KeyID[:])
-		all = append(all, h[:8])
-		if strings.HasPrefix(h, prefix) {
-			match = append(match, k.KeyID)
-		}
+	ids := make([][32]byte, len(keys))
+	all := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i], all[i] = k.KeyID, ceremony.ShortID(k.KeyID)
 	}
+	match := core.KeysWithPrefix(ids, prefix)
 	switch {
 	case len(keys) == 0:
 		return [32]byte{}, &Error{Code: CodeNoKey, Message: "no key yet: generate one first (keygen)"}

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -183,14 +184,8 @@ func (r *SigningRule) match(f SignFacts) (bool, string) {
 		return false, ""
 	}
 	if r.key != "" {
-		var hits int
-		want := false
-		for _, k := range f.Keys {
-			if strings.HasPrefix(hex.EncodeToString(k[:]), r.key) {
-				hits++
-				want = want || k == f.KeyID
-			}
-		}
+		match := KeysWithPrefix(f.Keys, r.key)
+		hits, want := len(match), slices.Contains(match, f.KeyID)
 		switch {
 		case hits > 1:
 			return false, fmt.Sprintf("key prefix %s matches %d keys: no match", r.key, hits)

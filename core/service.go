@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/signal-mpc/cosigner/core/ceremony"
@@ -198,6 +199,18 @@ func (a *App) ended(id [32]byte) result {
 			Signature: res.Signature.Bytes(), Signers: a.names(parties, res.Signers), Blamed: a.names(parties, res.Blamed)}}
 	}
 	return result{err: &SignError{ID: id, Reason: p.Reason, Declined: a.names(parties, p.Declined), Blamed: a.names(parties, p.Blamed), Expired: p.Expired}}
+}
+
+// KeysWithPrefix returns the ids among ids whose lower-case hex starts
+// with prefix: how the commands, the API and the approval rules name a key.
+func KeysWithPrefix(ids [][32]byte, prefix string) [][32]byte {
+	var out [][32]byte
+	for _, id := range ids {
+		if strings.HasPrefix(hex.EncodeToString(id[:]), prefix) {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // ParseID reads a ceremony or request id written as full hex.

@@ -381,12 +381,19 @@ func (c *Node) Backup(ctx context.Context, path string, replace bool) error {
 	if !filepath.IsAbs(path) {
 		return fmt.Errorf("%w: the backup's path must be absolute", core.ErrConfig)
 	}
-	for _, own := range c.cfg.Protected {
+	return BackupStore(ctx, c.cfg.Store, path, replace, c.cfg.Protected)
+}
+
+// BackupStore writes a copy of st to path (an existing file only when
+// replace), never over one of protected (the store itself, its key file):
+// for the running co-signer and for the backup command alike.
+func BackupStore(ctx context.Context, st *store.Store, path string, replace bool, protected []string) error {
+	for _, own := range protected {
 		if sameFile(path, own) {
-			return fmt.Errorf("%w: %s is this console's own %s: write the copy elsewhere", core.ErrConfig, path, filepath.Base(own))
+			return fmt.Errorf("%s is this console's own %s: write the copy elsewhere", path, filepath.Base(own))
 		}
 	}
-	return c.cfg.Store.Backup(ctx, path, replace)
+	return st.Backup(ctx, path, replace)
 }
 
 // sameFile reports whether a and b name one existing file.
