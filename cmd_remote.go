@@ -28,7 +28,7 @@ func attached(ctx context.Context, g globalFlags, sio stdio) (*api.Client, *env,
 	if err != nil {
 		return nil, nil, err
 	}
-	cl, err := api.Dial(ctx, e.socketPath())
+	cl, err := dialCosigner(ctx, e.socketPath())
 	if errors.Is(err, api.ErrNoServer) {
 		return nil, e, nil
 	}
@@ -36,6 +36,21 @@ func attached(ctx context.Context, g globalFlags, sio stdio) (*api.Client, *env,
 		return nil, nil, err
 	}
 	return cl, e, nil
+}
+
+// dialCosigner connects to the running co-signer's socket and says hello
+// with this process's SSH client, if it runs under SSH: the co-signer
+// records it, as this process's claim, with the answers given here.
+func dialCosigner(ctx context.Context, path string) (*api.Client, error) {
+	cl, err := api.Dial(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.Hello(ctx, api.SSHClientFromEnv(os.Getenv)); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return cl, nil
 }
 
 // remoteError gives an API error the meaning the commands' exit codes

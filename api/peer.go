@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os/user"
 	"strconv"
+	"strings"
 )
 
 // Peer is who is at the other end of a Unix socket, as the kernel says
@@ -29,5 +30,13 @@ func (p Peer) String() string {
 	if p.UID < 0 {
 		return "socket (peer unknown)"
 	}
-	return fmt.Sprintf("socket uid=%d user=%s pid=%d", p.UID, p.User(), p.PID)
+	// A name with spaces or control characters would break the fields of
+	// By apart (core.ParseBy).
+	user := strings.Map(func(r rune) rune {
+		if r <= ' ' || r == 0x7f {
+			return '_'
+		}
+		return r
+	}, p.User())
+	return fmt.Sprintf("socket uid=%d user=%s pid=%d", p.UID, user, p.PID)
 }

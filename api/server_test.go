@@ -105,6 +105,9 @@ func (f *fakeBackend) approve(id [32]byte) error {
 	return nil
 }
 func (f *fakeBackend) DeclineAs(_ context.Context, id [32]byte, reason, by string) error {
+	f.mu.Lock()
+	f.by = by
+	f.mu.Unlock()
 	f.change("decline " + reason)
 	return nil
 }
