@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/signal-mpc/cosigner/core/event"
 )
 
 func TestCheckSSHClientAcceptsOnlyAnAddressAndPort(t *testing.T) {
@@ -163,4 +166,46 @@ func FuzzCheckSSHClient(f *testing.F) {
 			t.Fatalf("accepted %q", s)
 		}
 	})
+}
+
+// Who approved reaches an attached console unchanged: in the history and
+// in a sign_done event.
+func TestApprovalsPassThroughTheSocket(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	done := event.SignDone{ID: "9b1c", KeyID: "5eed1234", Signature: "02", Signers: []string{"alice", "bob"}, Verified: true,
+		Approvals: []event.Approval{
+			{Signer: "alice", Decision: "approved", User: "ops", SSHClient: "[2001:db8::7]:22"},
+			{Signer: "bob", Decision: "approved"},
+			{Signer: "carol", Decision: "declined"},
+		}}
+	f := newFake()
+	f.sigs = []event.SignDone{done}
+	c, err := Dial(ctx, serve(t, f, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var sr SignaturesResult
+	if err := c.Call(ctx, MethodSignatures, nil, &sr); err != nil || len(sr.Signatures) != 1 || !slices.Equal(sr.Signatures[0].Approvals, done.Approvals) {
+		t.Fatalf("signatures %+v, %v", sr, err)
+	}
+	if err := c.Call(ctx, MethodSubscribe, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	f.bus.Publish(done)
+	for {
+		select {
+		case e := <-c.Events():
+			if d, ok := e.(event.SignDone); ok {
+				if !slices.Equal(d.Approvals, done.Approvals) {
+					t.Fatalf("sign_done approvals %+v, want %+v", d.Approvals, done.Approvals)
+				}
+				return
+			}
+		case <-ctx.Done():
+			t.Fatal("no sign_done event")
+		}
+	}
 }
