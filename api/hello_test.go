@@ -209,3 +209,17 @@ func TestApprovalsPassThroughTheSocket(t *testing.T) {
 		}
 	}
 }
+
+func TestAUserNameStaysOneFieldOfBy(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"ops":                     "ops",
+		"Domain User":             "Domain_User",
+		"evil ssh_client=1.2.3.4": "evil_ssh_client=1.2.3.4",
+		"tab\there\nnl\x7f\u0085": "tab_here_nl__",
+	} {
+		if got := byField(in); got != want {
+			t.Errorf("byField(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

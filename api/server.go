@@ -614,7 +614,8 @@ func (cn *conn) decide(ctx context.Context, req *Request) (any, *Error) {
 	if err != nil {
 		return nil, errorOf(err)
 	}
-	cn.s.log.Info("api: "+req.Method+"d", "id", ceremony.ShortID(id), "uid", cn.peer.UID, "user", cn.peer.User(), "pid", cn.peer.PID)
+	_, ssh, _ := strings.Cut(by, " ssh_client=")
+	cn.s.log.Info("api: "+req.Method+"d", "id", ceremony.ShortID(id), "uid", cn.peer.UID, "user", cn.peer.User(), "pid", cn.peer.PID, "ssh_client", ssh)
 	return struct{}{}, nil
 }
 
