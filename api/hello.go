@@ -108,11 +108,16 @@ func (cn *conn) hello(p HelloParams) (any, *Error) {
 // by is who an answer given on this connection comes from: the peer's
 // credentials and, after a hello that claimed one, its SSH client.
 func (cn *conn) by() string {
-	cn.hmu.Lock()
-	defer cn.hmu.Unlock()
 	by := cn.peer.String()
-	if cn.sshClient != "" {
-		by += " ssh_client=" + cn.sshClient
+	if ssh := cn.claim(); ssh != "" {
+		by += " ssh_client=" + ssh
 	}
 	return by
+}
+
+// claim is the SSH client this connection's hello claimed ("" none).
+func (cn *conn) claim() string {
+	cn.hmu.Lock()
+	defer cn.hmu.Unlock()
+	return cn.sshClient
 }

@@ -614,8 +614,7 @@ func (cn *conn) decide(ctx context.Context, req *Request) (any, *Error) {
 	if err != nil {
 		return nil, errorOf(err)
 	}
-	_, ssh, _ := strings.Cut(by, " ssh_client=")
-	cn.s.log.Info("api: "+req.Method+"d", "id", ceremony.ShortID(id), "uid", cn.peer.UID, "user", cn.peer.User(), "pid", cn.peer.PID, "ssh_client", ssh)
+	cn.s.log.Info("api: "+req.Method+"d", "id", ceremony.ShortID(id), "uid", cn.peer.UID, "user", cn.peer.User(), "pid", cn.peer.PID, "ssh_client", cn.claim())
 	return struct{}{}, nil
 }
 
