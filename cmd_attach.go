@@ -72,7 +72,7 @@ func attachLoop(ctx context.Context, path string, c *api.Client, remote *api.Rem
 		case <-time.After(redialEvery):
 		}
 		var err error
-		if c, err = api.Dial(ctx, path); err != nil {
+		if c, err = dialCosigner(ctx, path); err != nil {
 			c = nil
 		}
 	}

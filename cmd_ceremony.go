@@ -345,6 +345,12 @@ func pickKeyID(ctx context.Context, c *console, prefix string) ([32]byte, error)
 	if err != nil {
 		return [32]byte{}, err
 	}
+	return resolveKey(keys, prefix)
+}
+
+// resolveKey is pickKeyID over a list of keys sorted by id (this console's,
+// or the running co-signer's read through its socket).
+func resolveKey(keys []core.KeyInfo, prefix string) ([32]byte, error) {
 	if len(keys) == 0 {
 		return [32]byte{}, errors.New("this console holds no key yet: run cosigner keygen first (or propose one in the console)")
 	}

@@ -28,7 +28,7 @@ func attached(ctx context.Context, g globalFlags, sio stdio) (*api.Client, *env,
 	if err != nil {
 		return nil, nil, err
 	}
-	cl, err := api.Dial(ctx, e.socketPath())
+	cl, err := dialCosigner(ctx, e.socketPath())
 	if errors.Is(err, api.ErrNoServer) {
 		return nil, e, nil
 	}
@@ -36,6 +36,21 @@ func attached(ctx context.Context, g globalFlags, sio stdio) (*api.Client, *env,
 		return nil, nil, err
 	}
 	return cl, e, nil
+}
+
+// dialCosigner connects to the running co-signer's socket and says hello
+// with this process's SSH client, if it runs under SSH: the co-signer
+// records it, as this process's claim, with the answers given here.
+func dialCosigner(ctx context.Context, path string) (*api.Client, error) {
+	cl, err := api.Dial(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.Hello(ctx, api.SSHClientFromEnv(os.Getenv)); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return cl, nil
 }
 
 // remoteError gives an API error the meaning the commands' exit codes
@@ -93,12 +108,24 @@ func waitRemoteOnline(ctx context.Context, cl *api.Client, d time.Duration) erro
 // signRemote asks the running co-signer for a signature and prints it as
 // cosigner sign does.
 func signRemote(ctx context.Context, cl *api.Client, sio stdio, cmd command, msg []byte, key, desc string, connect time.Duration) error {
+	// The key is resolved here, before anything is said to be sent: a bad
+	// --key gets the same error as without a running co-signer.
+	r0 := &api.Remote{}
+	r0.Attach(cl)
+	keys, err := r0.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	keyID, err := resolveKey(byID(keys), key)
+	if err != nil {
+		return err
+	}
 	if err := waitRemoteOnline(ctx, cl, connect); err != nil {
 		return err
 	}
 	sio.say(slog.LevelInfo, cmd.name, "request sent through the running cosigner; waiting for approvals...")
 	var r api.SignResult
-	if err := cl.Call(ctx, api.MethodSign, api.SignParams{Hex: fmt.Sprintf("%x", msg), Key: key, Description: desc, Wait: true}, &r); err != nil {
+	if err := cl.Call(ctx, api.MethodSign, api.SignParams{Hex: fmt.Sprintf("%x", msg), Key: fmt.Sprintf("%x", keyID), Description: desc, Wait: true}, &r); err != nil {
 		return remoteError(err)
 	}
 	signers, blamed := slices.Clone(r.Signers), append([]string{}, r.Blamed...)

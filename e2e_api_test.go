@@ -310,7 +310,10 @@ func TestCommandsGoThroughTheRunningDaemon(t *testing.T) {
 	if _, errs, code := cli(ctx, people[0], "backup", "--force", filepath.Join(people[0].data, "device.db")); code != 1 || !strings.Contains(errs, "own device.db") {
 		t.Fatalf("a backup over the store itself: %d %s", code, errs)
 	}
-	if _, errs, code := cli(ctx, people[0], "sign", "--hex", "0a", "--key", "ffff"); code == 0 || !strings.Contains(errs, "no key matches") {
+	// The key is resolved before the request is said to be sent, with the
+	// message the in-process command gives.
+	if _, errs, code := cli(ctx, people[0], "sign", "--hex", "0a", "--key", "ffff"); code != 1 || !strings.Contains(errs, `no key "ffff": this console holds`) ||
+		strings.Contains(errs, "request sent") {
 		t.Fatalf("an unknown key through the daemon: %d %s", code, errs)
 	}
 	stopDaemon()

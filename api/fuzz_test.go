@@ -17,6 +17,8 @@ func FuzzServerLine(f *testing.F) {
 		`{"jsonrpc":"2.0","method":"decline","params":{"id":"` + "0707070707070707070707070707070707070707070707070707070707070707" + `","reason":"x"}}`,
 		`{"jsonrpc":"2.0","id":1e400,"method":"keys"}`,
 		`{"jsonrpc":"2.0","id":1,"method":"roster.add","params":{"card":"x","verified":true}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"hello","params":{"ssh_client":"192.0.2.7:52722"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"hello","params":{"ssh_client":"[fe80::1%eth0]:22"}}`,
 		`[]`, `{`, `null`, `"x"`,
 	} {
 		f.Add([]byte(s))

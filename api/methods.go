@@ -45,6 +45,7 @@ type Backend interface {
 
 // Method names.
 const (
+	MethodHello        = "hello"
 	MethodStatus       = "status"
 	MethodMe           = "me"
 	MethodRoster       = "roster"

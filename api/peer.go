@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os/user"
 	"strconv"
+	"strings"
 )
 
 // Peer is who is at the other end of a Unix socket, as the kernel says
@@ -29,5 +30,16 @@ func (p Peer) String() string {
 	if p.UID < 0 {
 		return "socket (peer unknown)"
 	}
-	return fmt.Sprintf("socket uid=%d user=%s pid=%d", p.UID, p.User(), p.PID)
+	return fmt.Sprintf("socket uid=%d user=%s pid=%d", p.UID, byField(p.User()), p.PID)
+}
+
+// byField keeps a value one field of By: a name with spaces or control
+// characters would break the fields apart (core.ParseBy) or forge one.
+func byField(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r <= ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '_'
+		}
+		return r
+	}, s)
 }

@@ -109,6 +109,10 @@ type conn struct {
 
 	smu    sync.Mutex
 	cancel context.CancelFunc // the subscription, if any
+
+	hmu       sync.Mutex
+	helloed   bool
+	sshClient string // claimed by hello; "" none
 }
 
 func (s *Server) serveConn(ctx context.Context, c net.Conn) {
@@ -224,6 +228,12 @@ func (cn *conn) handle(ctx context.Context, line []byte) {
 func (cn *conn) dispatch(ctx context.Context, req *Request) (any, *Error) {
 	b := cn.s.backend
 	switch req.Method {
+	case MethodHello:
+		var p HelloParams
+		if e := decodeParams(req.Params, &p); e != nil {
+			return nil, e
+		}
+		return cn.hello(p)
 	case MethodStatus:
 		var p struct{}
 		if e := decodeParams(req.Params, &p); e != nil {
@@ -594,7 +604,7 @@ func (cn *conn) decide(ctx context.Context, req *Request) (any, *Error) {
 	if !cn.s.approve {
 		return nil, &Error{Code: CodeNotAllowed, Message: "this socket may not approve or decline (api.approve = false)"}
 	}
-	by := cn.peer.String()
+	by := cn.by()
 	var err error
 	if req.Method == MethodApprove {
 		err = cn.s.backend.ApproveAs(ctx, id, by)
@@ -604,7 +614,7 @@ func (cn *conn) decide(ctx context.Context, req *Request) (any, *Error) {
 	if err != nil {
 		return nil, errorOf(err)
 	}
-	cn.s.log.Info("api: "+req.Method+"d", "id", ceremony.ShortID(id), "uid", cn.peer.UID, "user", cn.peer.User(), "pid", cn.peer.PID)
+	cn.s.log.Info("api: "+req.Method+"d", "id", ceremony.ShortID(id), "uid", cn.peer.UID, "user", cn.peer.User(), "pid", cn.peer.PID, "ssh_client", cn.claim())
 	return struct{}{}, nil
 }
 

@@ -28,7 +28,8 @@ type fakeBackend struct {
 	keys     []core.KeyInfo
 	pending  []core.Approval
 	approved map[[32]byte]bool
-	by       string // who the last approval came from
+	by       string           // who the last approval came from
+	sigs     []event.SignDone // the signatures history
 }
 
 func newFake() *fakeBackend {
@@ -105,10 +106,13 @@ func (f *fakeBackend) approve(id [32]byte) error {
 	return nil
 }
 func (f *fakeBackend) DeclineAs(_ context.Context, id [32]byte, reason, by string) error {
+	f.mu.Lock()
+	f.by = by
+	f.mu.Unlock()
 	f.change("decline " + reason)
 	return nil
 }
-func (f *fakeBackend) Signatures(context.Context, int) ([]event.SignDone, error) { return nil, nil }
+func (f *fakeBackend) Signatures(context.Context, int) ([]event.SignDone, error) { return f.sigs, nil }
 func (f *fakeBackend) AnswerChallenge(context.Context, string, string) error {
 	f.change("challenge")
 	return nil

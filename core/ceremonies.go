@@ -390,7 +390,7 @@ func (a *App) signDone(st *signState) event.SignDone {
 	id, req, p := st.s.ID(), st.s.Request(), st.s.Progress()
 	parties := st.key.key.Proposal.Parties
 	e := event.SignDone{ID: hex.EncodeToString(id[:]), KeyID: ceremony.ShortID(req.KeyID), Message: hex.EncodeToString(req.Message),
-		Blamed: a.names(parties, p.Blamed)}
+		Blamed: a.names(parties, p.Blamed), Approvals: a.approvals(st)}
 	if p.Outcome == ceremony.OutcomeSigned {
 		res := st.s.Result()
 		e.Signature, e.Signers, e.Blamed, e.Verified = hex.EncodeToString(res.Signature.Bytes()), a.names(parties, res.Signers), a.names(parties, res.Blamed), true

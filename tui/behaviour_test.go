@@ -140,6 +140,10 @@ func TestUntrustedTextIsNeutralised(t *testing.T) {
 		{"error text", []any{event.Error{Time: t0, Text: evil}}, nil},
 		{"roster name", []any{Roster{Signers: []Signer{{Name: evil, Fingerprint: evil}}}}, []any{"5"}},
 		{"signature failure", []any{event.SignDone{ID: reqID, Failure: evil, Signers: []string{evil}}}, []any{"4", "enter"}},
+		{"who approved in the list", []any{event.SignDone{ID: reqID, Signature: sigHex, Verified: true, Approvals: []event.Approval{
+			{Signer: evil, Decision: "approved", User: evil, SSHClient: evil, Rule: evil}}}}, []any{"4"}},
+		{"who answered in the detail", []any{event.SignDone{ID: reqID, Signature: sigHex, Verified: true, Approvals: []event.Approval{
+			{Signer: evil, Decision: evil, User: evil, SSHClient: evil, Rule: evil}}}}, []any{"4", "enter"}},
 		{"ceremony progress", []any{event.Progress{Ceremony: evil, Kind: "sign", Got: []string{evil}, Waiting: []string{evil}}}, []any{"2"}},
 		{"keygen failure", []any{event.KeygenFailed{Ceremony: evil, Reason: evil, By: evil, Blamed: []string{evil}, Claimed: []string{evil}, Text: evil}}, []any{"2"}},
 		{"connection detail", []any{event.Connection{State: evil}}, nil},

@@ -4,6 +4,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"net"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -31,6 +33,11 @@ type signatures struct {
 func (s *signatures) add(e event.SignDone, now time.Time) {
 	e.ID, e.KeyID, e.Message, e.Signature, e.Failure = Clean(e.ID), Clean(e.KeyID), Clean(e.Message), Clean(e.Signature), Clean(e.Failure)
 	e.Signers, e.Blamed = cleanAll(e.Signers), cleanAll(e.Blamed)
+	e.Approvals = slices.Clone(e.Approvals)
+	for i, a := range e.Approvals {
+		e.Approvals[i] = event.Approval{Signer: Clean(a.Signer), Decision: Clean(a.Decision), User: Clean(a.User),
+			SSHClient: Clean(a.SSHClient), Rule: Clean(a.Rule)}
+	}
 	for i := range s.list {
 		if s.list[i].ev.ID == e.ID {
 			s.list[i] = sigEntry{ev: e, at: now}
@@ -181,7 +188,7 @@ func (m *Model) sigsView(h int) []string {
 		if e.Failure != "" {
 			row += e.Failure
 		} else {
-			row += "by " + names(e.Signers) + "  sig " + shortID(e.Signature) + "…"
+			row += "by " + m.approvedBy(e) + "  sig " + shortID(e.Signature) + "…"
 		}
 		if i == m.sigs.sel {
 			rows = append(rows, st.Selected.Render("›")+" "+row)
@@ -215,6 +222,13 @@ func (m *Model) sigDetailView(h int) []string {
 		body = append(body, label("result")+st.Warn.Render("NOT verified"))
 	}
 	body = append(body, label("request")+e.ID, label("key")+e.KeyID, label("signers")+names(e.Signers))
+	for i, a := range e.Approvals {
+		l := pad("", 10)
+		if i == 0 {
+			l = label("answers")
+		}
+		body = append(body, l+m.answer(a, true))
+	}
 	if len(e.Blamed) > 0 {
 		body = append(body, label("blamed")+st.Error.Render(names(e.Blamed)))
 	}
@@ -256,4 +270,52 @@ func isText(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// approvedBy says who approved a signature, for its row: the approving
+// signers, this console's own answer with who gave it ("alice (you,
+// user=ops, ssh 10.0.0.5), bob"); the signers when the result has no
+// answers (history from before they were recorded).
+func (m *Model) approvedBy(e event.SignDone) string {
+	var out []string
+	for _, a := range e.Approvals {
+		if a.Decision == "approved" {
+			out = append(out, m.answer(a, false))
+		}
+	}
+	if len(out) == 0 {
+		return names(e.Signers)
+	}
+	return strings.Join(out, ", ")
+}
+
+// answer is one signer's answer: its name, its decision when asked for
+// (full), and what says who gave it: "you" for this console, the user,
+// the SSH client claimed (its host only, unless full) and the rule.
+func (m *Model) answer(a event.Approval, full bool) string {
+	var who []string
+	if a.Signer == m.id.Name && m.id.Name != "" {
+		who = append(who, "you")
+	}
+	if a.User != "" {
+		who = append(who, "user="+a.User)
+	}
+	if a.SSHClient != "" {
+		ssh := a.SSHClient
+		if host, _, err := net.SplitHostPort(ssh); err == nil && !full {
+			ssh = host
+		}
+		who = append(who, "ssh "+ssh)
+	}
+	if a.Rule != "" {
+		who = append(who, "rule "+a.Rule)
+	}
+	s := a.Signer
+	if full {
+		s += " " + a.Decision
+	}
+	if len(who) > 0 {
+		s += " (" + strings.Join(who, ", ") + ")"
+	}
+	return s
 }

@@ -92,6 +92,18 @@ func signDone() event.SignDone {
 		Signers: []string{"alice", "bob"}, Verified: true}
 }
 
+// signDoneApproved is a result with who answered it: this console over
+// SSH through the socket, bob, and carol's decline.
+func signDoneApproved() event.SignDone {
+	e := signDone()
+	e.Approvals = []event.Approval{
+		{Signer: "alice", Decision: "approved", User: "ops", SSHClient: "10.0.0.5:52722"},
+		{Signer: "bob", Decision: "approved"},
+		{Signer: "carol", Decision: "declined"},
+	}
+	return e
+}
+
 // TestViewGolden compares screens, ANSI stripped, with testdata; -update
 // rewrites them. Every screen is also checked to fit its window.
 func TestViewGolden(t *testing.T) {
@@ -125,6 +137,11 @@ func TestViewGolden(t *testing.T) {
 		{"signatures", 80, 24, nil, full(signDone(), event.SignDone{ID: reqID, KeyID: "5eed1234", Message: "00",
 			Failure: "expired with 1 of 2 approvals", Blamed: []string{"carol"}}, "4")},
 		{"signature detail", 80, 24, nil, full(signDone(), "4", "enter")},
+		{"signatures with who approved", 80, 24, nil, full(event.SignDone{ID: reqID, KeyID: "5eed1234", Message: "00", Signature: sigHex,
+			Signers: []string{"alice", "carol"}, Verified: true, Approvals: []event.Approval{
+				{Signer: "alice", Decision: "approved", Rule: "signing.rule[0]"}, {Signer: "carol", Decision: "approved"}}},
+			signDoneApproved(), "4")},
+		{"signature detail with who approved", 80, 24, nil, full(signDoneApproved(), "4", "enter")},
 		{"roster", 80, 24, nil, full("5")},
 		{"roster at 40x12", 40, 12, nil, full("5")},
 		{"sign form", 80, 24, nil, full("s", typeText("hello"))},

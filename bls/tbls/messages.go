@@ -97,29 +97,98 @@ func DecodeRequest(b []byte) (*Request, error) {
 	return r, nil
 }
 
+// Head is a signer's audit-trail head when it answered a request: how many
+// entries its trail held and the hash of the last one. Carried in its
+// partial or decline, it lets the peers keep each other's heads, against
+// which a cut-off or rolled-back trail shows. The zero Head (Count 0) means
+// none and is not encoded.
+type Head struct {
+	Count uint64
+	Hash  [32]byte
+}
+
+// encodeHead adds a head as fields 2 (count) and 3 (hash) of a partial or
+// decline: both absent for the zero Head, both present otherwise.
+func encodeHead(e *wire.Encoder, h Head) error {
+	if h.Count == 0 {
+		if h.Hash != ([32]byte{}) {
+			return fmt.Errorf("%w: an audit head hash without a count", ErrPayload)
+		}
+		e.Uint(2, 0)
+		e.Bytes(3, nil)
+		return nil
+	}
+	e.Uint(2, h.Count)
+	e.Bytes(3, h.Hash[:])
+	return nil
+}
+
+// decodeHead reads what encodeHead wrote; an error is left in d.
+func decodeHead(d *wire.Decoder) (Head, bool) {
+	count, _ := d.Uint(2)
+	hash, _ := d.Bytes(3, 32)
+	var h Head
+	if count == 0 && hash == nil {
+		return h, true
+	}
+	if count == 0 || len(hash) != 32 {
+		return h, false
+	}
+	h.Count = count
+	copy(h.Hash[:], hash)
+	return h, true
+}
+
 // EncodePartial is the payload of a partial signature: its 96-byte point.
 // The signer's index is the envelope's sender.
-func EncodePartial(p *Partial) ([]byte, error) {
+func EncodePartial(p *Partial) ([]byte, error) { return EncodePartialHead(p, Head{}) }
+
+// EncodePartialHead is EncodePartial with the signer's audit head (fields 2
+// and 3, absent for the zero Head). Builds before the head reject a
+// partial that carries one (unknown field): a group turns it on only once
+// every signer runs a build that reads it.
+func EncodePartialHead(p *Partial, h Head) ([]byte, error) {
 	var e wire.Encoder
 	e.Bytes(1, p.Bytes())
+	if err := encodeHead(&e, h); err != nil {
+		return nil, err
+	}
 	return e.Finish()
 }
 
 // DecodePartial decodes the payload of a partial from party index, with the
-// strict point decoding of PartialFromBytes.
+// strict point decoding of PartialFromBytes; an audit head it carries is
+// checked and dropped (DecodePartialHead returns it).
 func DecodePartial(index uint32, b []byte) (*Partial, error) {
+	p, _, err := DecodePartialHead(index, b)
+	return p, err
+}
+
+// DecodePartialHead decodes a partial and the audit head it carries (the
+// zero Head when none).
+func DecodePartialHead(index uint32, b []byte) (*Partial, Head, error) {
 	d := wire.NewDecoder(b)
 	sig, _ := d.Fixed(1, bls.G2Size)
+	h, ok := decodeHead(d)
 	if err := d.Done(); err != nil {
-		return nil, fmt.Errorf("%w: partial: %w", ErrPayload, err)
+		return nil, Head{}, fmt.Errorf("%w: partial: %w", ErrPayload, err)
 	}
-	return PartialFromBytes(index, sig)
+	if !ok {
+		return nil, Head{}, fmt.Errorf("%w: partial: an audit head needs both its count and its 32-byte hash", ErrPayload)
+	}
+	p, err := PartialFromBytes(index, sig)
+	if err != nil {
+		return nil, Head{}, err
+	}
+	return p, h, nil
 }
 
 // Decline tells the group this party will not sign the request, so nobody
-// waits for its partial.
+// waits for its partial. Head is the decliner's audit head (zero: none;
+// builds before it reject a decline that carries one, as for partials).
 type Decline struct {
 	Reason string
+	Head   Head
 }
 
 // Encode returns the canonical encoding.
@@ -129,6 +198,9 @@ func (m *Decline) Encode() ([]byte, error) {
 	}
 	var e wire.Encoder
 	e.Bytes(1, []byte(m.Reason))
+	if err := encodeHead(&e, m.Head); err != nil {
+		return nil, err
+	}
 	return e.Finish()
 }
 
@@ -136,13 +208,17 @@ func (m *Decline) Encode() ([]byte, error) {
 func DecodeDecline(b []byte) (*Decline, error) {
 	d := wire.NewDecoder(b)
 	reason, _ := d.Bytes(1, MaxDeclineReasonLen)
+	h, ok := decodeHead(d)
 	if err := d.Done(); err != nil {
 		return nil, fmt.Errorf("%w: decline: %w", ErrPayload, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: decline: an audit head needs both its count and its 32-byte hash", ErrPayload)
 	}
 	if !utf8.Valid(reason) {
 		return nil, fmt.Errorf("%w: decline reason is not UTF-8", ErrPayload)
 	}
-	return &Decline{Reason: string(reason)}, nil
+	return &Decline{Reason: string(reason), Head: h}, nil
 }
 
 // SignResult announces the combined signature and whose partials made it.

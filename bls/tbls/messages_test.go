@@ -110,6 +110,11 @@ func FuzzDecodeSigningMessages(f *testing.F) {
 	f.Add(res)
 	part, _ := tbls.EncodePartial(&tbls.Partial{Index: 1, Sig: *sig.Point()})
 	f.Add(part)
+	head := tbls.Head{Count: 300, Hash: [32]byte{1, 2, 3}}
+	partHead, _ := tbls.EncodePartialHead(&tbls.Partial{Index: 1, Sig: *sig.Point()}, head)
+	f.Add(partHead)
+	decHead, _ := (&tbls.Decline{Reason: "no", Head: head}).Encode()
+	f.Add(decHead)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := tbls.DecodeRequest(b); err == nil {
 			if again, err := r.Encode(); err != nil || !bytes.Equal(again, b) {
@@ -126,10 +131,86 @@ func FuzzDecodeSigningMessages(f *testing.F) {
 				t.Fatalf("result not canonical: %v", err)
 			}
 		}
-		if p, err := tbls.DecodePartial(1, b); err == nil {
-			if again, err := tbls.EncodePartial(p); err != nil || !bytes.Equal(again, b) {
+		if p, h, err := tbls.DecodePartialHead(1, b); err == nil {
+			if again, err := tbls.EncodePartialHead(p, h); err != nil || !bytes.Equal(again, b) {
 				t.Fatalf("partial not canonical: %v", err)
+			}
+			if _, err := tbls.DecodePartial(1, b); err != nil {
+				t.Fatalf("DecodePartial refuses what DecodePartialHead reads: %v", err)
 			}
 		}
 	})
+}
+
+// A partial and a decline carry the signer's audit head when it has one,
+// and encode exactly as before when it has none (older builds read them).
+func TestAnswersCarryTheAuditHead(t *testing.T) {
+	t.Parallel()
+	_, shares, _ := dealt(t, 2, 3)
+	p, _ := tbls.Sign(&shares[0], []byte("m"))
+	plain, err := tbls.EncodePartial(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heads := []tbls.Head{
+		{},
+		{Count: 1, Hash: [32]byte{0xaa}},
+		{Count: 1 << 40, Hash: [32]byte{31: 0xff}},
+		{Count: 7}, // an all-zero hash is still a hash
+	}
+	for _, h := range heads {
+		b, err := tbls.EncodePartialHead(p, h)
+		if err != nil {
+			t.Fatalf("%+v: %v", h, err)
+		}
+		if (h == tbls.Head{}) != bytes.Equal(b, plain) {
+			t.Fatalf("%+v: encoded with a head %x, without %x", h, b, plain)
+		}
+		got, gh, err := tbls.DecodePartialHead(1, b)
+		if err != nil || gh != h || !bytes.Equal(got.Bytes(), p.Bytes()) {
+			t.Fatalf("%+v: partial round trip gave %+v, %v", h, gh, err)
+		}
+		d, err := (&tbls.Decline{Reason: "no", Head: h}).Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		gd, err := tbls.DecodeDecline(d)
+		if err != nil || gd.Head != h || gd.Reason != "no" {
+			t.Fatalf("%+v: decline round trip gave %+v, %v", h, gd, err)
+		}
+	}
+}
+
+func TestABadAuditHeadIsRefused(t *testing.T) {
+	t.Parallel()
+	_, shares, _ := dealt(t, 2, 3)
+	p, _ := tbls.Sign(&shares[0], []byte("m"))
+	if _, err := tbls.EncodePartialHead(p, tbls.Head{Hash: [32]byte{1}}); !errors.Is(err, tbls.ErrPayload) {
+		t.Fatalf("a hash without a count was encoded: %v", err)
+	}
+	if _, err := (&tbls.Decline{Head: tbls.Head{Hash: [32]byte{1}}}).Encode(); !errors.Is(err, tbls.ErrPayload) {
+		t.Fatalf("a decline's hash without a count was encoded: %v", err)
+	}
+	plain, _ := tbls.EncodePartial(p)
+	hash := append([]byte{0x1a, 0x20}, make([]byte, 32)...)
+	cases := map[string][]byte{
+		"count without hash":  append(slices.Clone(plain), 0x10, 0x05),
+		"hash without count":  append(slices.Clone(plain), hash...),
+		"short hash":          append(slices.Clone(plain), 0x10, 0x05, 0x1a, 0x02, 0x01, 0x02),
+		"explicit zero count": append(append(slices.Clone(plain), 0x10, 0x00), hash...),
+		"hash before count":   append(append(slices.Clone(plain), hash...), 0x10, 0x05),
+		"unknown field after": append(append(append(slices.Clone(plain), 0x10, 0x05), hash...), 0x20, 0x01),
+	}
+	for name, b := range cases {
+		if _, _, err := tbls.DecodePartialHead(1, b); !errors.Is(err, tbls.ErrPayload) {
+			t.Errorf("partial, %s: %v", name, err)
+		}
+		if _, err := tbls.DecodePartial(1, b); !errors.Is(err, tbls.ErrPayload) {
+			t.Errorf("partial (no head wanted), %s: %v", name, err)
+		}
+		d := append([]byte{0x0a, 0x02, 'n', 'o'}, b[len(plain):]...)
+		if _, err := tbls.DecodeDecline(d); !errors.Is(err, tbls.ErrPayload) {
+			t.Errorf("decline, %s: %v", name, err)
+		}
+	}
 }

@@ -76,6 +76,25 @@ type SignConfig struct {
 	Self       uint32
 	Share      *share.Share // this party's secret share
 	ConsoleKey ed25519.PrivateKey
+	// Head, when set, gives this party's audit head; nil: none (and the
+	// answers encode as in builds without heads, which reject one). A
+	// session reads it once, when it opens (the request's start), and its
+	// partial or decline carries that head, whenever the answer comes.
+	//
+	// Read at the start rather than at the answer so that one value per
+	// request, stored with the request (SignSession.OwnHead), makes a
+	// restarted console's replayed answer the same bytes it sent before:
+	// its trail may have grown meanwhile, and a partial that differed would
+	// be equivocation that the peers blame. Reopen a stored request with
+	// WithHead(the stored head), never with the live Head.
+	Head func() tbls.Head
+}
+
+// WithHead returns a copy of c whose sessions carry the head h: for
+// reopening a stored request with the head it was first opened with.
+func (c SignConfig) WithHead(h tbls.Head) SignConfig {
+	c.Head = func() tbls.Head { return h }
+	return c
 }
 
 func (c *SignConfig) check() error {
@@ -138,6 +157,9 @@ type SignSession struct {
 	// partialEnv keeps the signed partials so that a bad one can be shown
 	// as evidence once the combination names it.
 	partialEnv map[uint32][]byte
+
+	head  tbls.Head            // this party's audit head, read when the session opened
+	heads map[uint32]tbls.Head // the peers', from their answers
 }
 
 type received struct {
@@ -204,12 +226,40 @@ func OpenSignRequest(cfg SignConfig, raw []byte) (*SignSession, error) {
 }
 
 func newSession(cfg SignConfig, id [32]byte, req *tbls.Request, reqEnv []byte, requester uint32) *SignSession {
-	return &SignSession{
+	s := &SignSession{
 		cfg: cfg, id: id, req: req, reqEnv: reqEnv, requester: requester,
 		seen:     make(map[wire.DedupKey]received),
 		partials: make(map[uint32]*tbls.Partial),
 		declined: make(map[uint32]string),
 		blamed:   make(map[uint32][][]byte),
+		heads:    make(map[uint32]tbls.Head),
+	}
+	if cfg.Head != nil {
+		s.head = cfg.Head()
+	}
+	return s
+}
+
+// OwnHead is the audit head this party's answer carries (read from
+// SignConfig.Head when the session opened; zero: none). Store it with the
+// request, to reopen it with SignConfig.WithHead.
+func (s *SignSession) OwnHead() tbls.Head { return s.head }
+
+// PeerHeads returns the audit heads the other parties' answers carried,
+// by party index: the partials this console received (the requester gets
+// them all) and every decline. Parties that sent none are absent.
+func (s *SignSession) PeerHeads() map[uint32]tbls.Head {
+	out := make(map[uint32]tbls.Head, len(s.heads))
+	for j, h := range s.heads {
+		out[j] = h
+	}
+	return out
+}
+
+// noteHead keeps a peer's head from its answer.
+func (s *SignSession) noteHead(j uint32, h tbls.Head) {
+	if h.Count != 0 {
+		s.heads[j] = h
 	}
 }
 
@@ -259,7 +309,7 @@ func (s *SignSession) approve() ([]Outgoing, error) {
 	if err != nil {
 		return nil, err
 	}
-	payload, err := tbls.EncodePartial(p)
+	payload, err := tbls.EncodePartialHead(p, s.head)
 	if err != nil {
 		return nil, err
 	}
@@ -290,7 +340,7 @@ func (s *SignSession) Decline(reason string) ([]Outgoing, error) {
 }
 
 func (s *SignSession) decline(d Decision, reason string) ([]Outgoing, error) {
-	payload, err := (&tbls.Decline{Reason: truncate(reason, tbls.MaxDeclineReasonLen)}).Encode()
+	payload, err := (&tbls.Decline{Reason: truncate(reason, tbls.MaxDeclineReasonLen), Head: s.head}).Encode()
 	if err != nil {
 		return nil, err
 	}
@@ -403,6 +453,7 @@ func (s *SignSession) Handle(raw []byte) ([]Outgoing, error) {
 		}
 		s.seen[key] = received{env, raw}
 		s.declined[env.From] = m.Reason
+		s.noteHead(env.From, m.Head)
 		s.checkReachable()
 		return nil, nil
 	case env.Kind == wire.KindSignResult && env.Round == SignRoundResult:
@@ -419,7 +470,7 @@ func (s *SignSession) handlePartial(key wire.DedupKey, env *wire.Envelope, raw [
 		s.blame(env.From, prev.raw, raw)
 		return nil, nil
 	}
-	p, err := tbls.DecodePartial(env.From, env.Payload)
+	p, head, err := tbls.DecodePartialHead(env.From, env.Payload)
 	if err != nil {
 		// Validly signed garbage is evidence against its sender.
 		s.seen[key] = received{env, raw}
@@ -427,6 +478,7 @@ func (s *SignSession) handlePartial(key wire.DedupKey, env *wire.Envelope, raw [
 		return nil, nil
 	}
 	s.seen[key] = received{env, raw}
+	s.noteHead(env.From, head)
 	if s.outcome != OutcomeCollecting {
 		return nil, nil
 	}

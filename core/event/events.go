@@ -144,6 +144,23 @@ type SignDone struct {
 	// news); Time is then when it was requested.
 	Restored bool      `json:"restored"`
 	Time     time.Time `json:"time,omitzero"`
+	// Approvals: who answered, as this console knows it (its own answer,
+	// with who gave it; the others' partials and declines it saw), in
+	// party order. Empty for history from before it was recorded.
+	Approvals []Approval `json:"approvals,omitempty"`
+}
+
+// Approval is one signer's answer to a signing request.
+type Approval struct {
+	Signer   string `json:"signer"`
+	Decision string `json:"decision"` // approved, declined or expired
+	// User, SSHClient and Rule say who gave this console's own answer: the
+	// socket peer's user, the SSH client its process claimed, the rule
+	// that approved it (core.ParseBy). Empty for the others' answers and
+	// for one given on this console's own screen.
+	User      string `json:"user"`
+	SSHClient string `json:"ssh_client"`
+	Rule      string `json:"rule"`
 }
 
 func (SignDone) Must() bool { return true }
