@@ -458,12 +458,23 @@ func TestForgedSenderIsRejected(t *testing.T) {
 	if _, err := nodes[0].app.RequestSignature(ctx, kr.KeyID, []byte("x"), ""); err != nil {
 		t.Fatal(err)
 	}
-	capMu.Lock()
-	defer capMu.Unlock()
-	if captured == nil {
-		t.Fatal("nothing captured")
+	// The signature may be complete (alice and carol) before alice's
+	// request reaches bob: wait for it.
+	var got []byte
+	for got == nil {
+		capMu.Lock()
+		got = captured
+		capMu.Unlock()
+		if got != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("nothing captured")
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
-	err = nodes[1].app.Deliver(ctx, nodes[2].addr, captured)
+	err = nodes[1].app.Deliver(ctx, nodes[2].addr, got)
 	if !errors.Is(err, ErrRejected) {
 		t.Fatalf("relayed under another sender: %v", err)
 	}
