@@ -1,12 +1,14 @@
 package api
 
 import (
+	"errors"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // runAs runs this test binary's TestHelperDial as uid, dialing path. The
@@ -38,10 +40,18 @@ func runAs(t *testing.T, uid, gid uint32, path string) (string, error) {
 	if err := dst.Close(); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-test.run=^TestHelperDial$", "-test.count=1")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "COSIGNER_API_DIAL="+path)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	// A binary just written can be busy for a moment: another test's
+	// fork may still hold the descriptor it was written through (ETXTBSY).
+	for attempt := 0; ; attempt++ {
+		cmd := exec.Command(bin, "-test.run=^TestHelperDial$", "-test.count=1")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "COSIGNER_API_DIAL="+path)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
+		out, err := cmd.CombinedOutput()
+		if errors.Is(err, syscall.ETXTBSY) && attempt < 50 {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		return string(out), err
+	}
 }

@@ -428,7 +428,7 @@ func TestAnotherUserCannotConnect(t *testing.T) {
 		t.Fatalf("user 65534 connected to a 0600 socket: %s", out)
 	}
 	if !strings.Contains(out, "permission denied") {
-		t.Fatalf("user 65534 was refused for another reason: %s", out)
+		t.Fatalf("user 65534 was refused for another reason: %v: %s", err, out)
 	}
 	// The owner itself gets in.
 	if _, err := Dial(t.Context(), path); err != nil {
