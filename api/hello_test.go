@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -220,6 +221,40 @@ func TestAUserNameStaysOneFieldOfBy(t *testing.T) {
 	} {
 		if got := byField(in); got != want {
 			t.Errorf("byField(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A script may write hello and its answer in one go without waiting: the
+// answer is still recorded with the claim (hello is handled before the
+// connection reads on, while other requests run side by side).
+func TestAHelloWrittenWithTheAnswerStillCounts(t *testing.T) {
+	t.Parallel()
+	id := hex.EncodeToString((&[32]byte{7})[:])
+	for range 20 {
+		f := newFake()
+		c, err := net.Dial("unix", serve(t, f, true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		both := `{"jsonrpc":"2.0","id":1,"method":"hello","params":{"ssh_client":"192.0.2.7:52722"}}` + "\n" +
+			`{"jsonrpc":"2.0","id":2,"method":"approve","params":{"id":"` + id + `"}}` + "\n"
+		if _, err := c.Write([]byte(both)); err != nil {
+			t.Fatal(err)
+		}
+		r := newLineReader(c)
+		for range 2 {
+			if _, err := r(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Close()
+		f.mu.Lock()
+		by := f.by
+		f.mu.Unlock()
+		if !strings.HasSuffix(by, " ssh_client=192.0.2.7:52722") {
+			t.Fatalf("by %q: the approve written right after hello lost its claim", by)
 		}
 	}
 }

@@ -141,6 +141,12 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		if len(strings.TrimSpace(string(line))) == 0 {
 			continue
 		}
+		if isHello(line) {
+			// Handled before the next line is read: a script may write its
+			// answers right behind it, and they must carry the claim.
+			cn.handle(ctx, line)
+			continue
+		}
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
@@ -156,6 +162,15 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 }
 
 var errLineTooLong = errors.New("api: line too long")
+
+// isHello reports whether a request line calls hello. A line that does not
+// parse is not: handle answers it with the parse error.
+func isHello(line []byte) bool {
+	var m struct {
+		Method string `json:"method"`
+	}
+	return json.Unmarshal(line, &m) == nil && m.Method == "hello"
+}
 
 // readLine reads one line of at most MaxLine bytes; a longer one is
 // skipped to its end and reported.
