@@ -11,6 +11,10 @@
 // configuration and fed the same inputs in the same order returns the same
 // bytes: a console that crashed resumes by replaying its stored inputs, and
 // never deals a second polynomial for one ceremony.
+//
+// The package also holds the key lifecycle engine (ReshareEngine, in
+// reshare.go): resharing a group key to a new group, refreshing a group's
+// shares, and importing a key from a trusted dealer, with the same shape.
 package dkg
 
 import (

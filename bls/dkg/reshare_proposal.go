@@ -236,6 +236,13 @@ func (o *OldGroup) validate(key *bls.PublicKey) error {
 	return nil
 }
 
+// NewOldGroup is the record of a group that holds a key, as a keygen
+// (Result) or a reshare (ReshareResult) leaves it: the roster it ran with,
+// the summed commitments and the group they derive.
+func NewOldGroup(parties []Party, comms share.Commitments, group *tbls.Group) *OldGroup {
+	return &OldGroup{Threshold: group.T, Parties: slices.Clone(parties), Commitments: slices.Clone(comms), PublicShares: slices.Clone(group.Shares)}
+}
+
 // Equal reports whether two old-group records are the same: the same
 // threshold, roster, commitments and public shares.
 func (o *OldGroup) Equal(b *OldGroup) bool {

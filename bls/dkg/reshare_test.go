@@ -285,7 +285,7 @@ func collect(t testing.TB, prop *ReshareProposal, ps []*rparty) *held {
 	}
 	next.epoch = first.Epoch
 	next.key = first.Group.Key
-	next.old = &OldGroup{Threshold: first.Group.T, Parties: prop.Parties, Commitments: first.Commitments, PublicShares: first.Group.Shares}
+	next.old = NewOldGroup(prop.Parties, first.Commitments, first.Group)
 	return next
 }
 
@@ -487,6 +487,14 @@ func TestADealerWithAWrongConstantTermIsDisqualifiedWithEvidence(t *testing.T) {
 		expectReshareAbort(t, p, ReasonInvalidDeal, []uint32{cheat})
 		if !errors.Is(p.engine.Err(), ErrMisbehaviour) {
 			t.Fatalf("participant %d: %v does not wrap ErrMisbehaviour", p.idx, p.engine.Err())
+		}
+		// The evidence is the cheater's own signed deal, which anyone with
+		// the roster can check.
+		var a *AbortError
+		errors.As(p.engine.Err(), &a)
+		ev := p.engine.openEvidence(a.Evidence)
+		if len(ev) != 1 || ev[0].From != cheat || ev[0].Kind != wire.KindReshareDeal || !p.engine.dealFails(cheat, ev[0]) {
+			t.Fatalf("participant %d: evidence %v does not prove the bad deal", p.idx, ev)
 		}
 	}
 }
