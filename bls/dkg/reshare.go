@@ -59,7 +59,10 @@ type ReshareConfig struct {
 	// it over and wipes it (and its own copies) as soon as it has dealt, or
 	// when the ceremony ends first. Go cannot promise more: the bytes the
 	// caller decoded it from, and any copy the runtime made while moving
-	// values, are beyond this engine's reach.
+	// values, are beyond this engine's reach. Since the key is never
+	// stored, an importer restarted mid-ceremony resumes only if it is
+	// given the key again (the same key and seed deal the same bytes);
+	// otherwise it must decline.
 	Secret *bls.SecretKey
 }
 

@@ -826,3 +826,65 @@ func TestFinalCompletesAnOldOnlySignerThatLostAnEcho(t *testing.T) {
 	nw.run()
 	collect(t, prop, ps)
 }
+
+func TestVerifyHandoverRefusesAnIncompleteOrForeignConfirmationSet(t *testing.T) {
+	t.Parallel()
+	h := dealtKey(t, 2, []int{1, 2, 3})
+	prop := proposeReshare(t, "handover", h, []int{1, 2, 3}, 2, []int{1, 2, 4})
+	_, ps := runReshare(t, "handover", prop, h)
+	r, _ := ps[0].engine.Result()
+	other := proposeReshare(t, "handover-other", h, []int{1, 2, 3}, 2, []int{1, 2, 4})
+	_, ops := runReshare(t, "handover-other", other, h)
+	ro, _ := ops[0].engine.Result()
+	// Party 3 sends party 2's proof as its own: the right key, a wrong proof.
+	c2, _ := wire.Decode(r.Confirmations[1])
+	m2, _ := decodeReshareConfirm(c2.Payload, 2)
+	bad := reseal(t, r.Confirmations[2], ps[2].key, func(env *wire.Envelope) {
+		m, _ := decodeReshareConfirm(env.Payload, 2)
+		m.Proof = m2.Proof
+		env.Payload, _ = m.encode()
+	})
+	tests := []struct {
+		name string
+		set  [][]byte
+		want error
+	}{
+		{"one missing", r.Confirmations[:2], ErrNotConfirmed},
+		{"one twice", [][]byte{r.Confirmations[0], r.Confirmations[1], r.Confirmations[1]}, ErrUnexpected},
+		{"another ceremony's", [][]byte{r.Confirmations[0], r.Confirmations[1], ro.Confirmations[2]}, ErrWrongCeremony},
+		{"another party's proof", [][]byte{r.Confirmations[0], r.Confirmations[1], bad}, ErrMisbehaviour},
+		{"not a confirmation", [][]byte{r.Confirmations[0], r.Confirmations[1], ps[0].sent[0]}, ErrUnexpected},
+	}
+	for _, tc := range tests {
+		if _, err := VerifyHandover(prop, tc.set); !errors.Is(err, tc.want) {
+			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	if _, err := VerifyHandover(prop, r.Confirmations); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestResendRepeatsALostSubShare(t *testing.T) {
+	t.Parallel()
+	h := dealtKey(t, 2, []int{1, 2, 3})
+	prop := proposeReshare(t, "resend", h, []int{1, 2, 3}, 2, []int{1, 2, 3})
+	ps := reshareParties(t, "resend", prop, h, nil)
+	nw := newRNetwork(t, ps)
+	lost := true
+	nw.tamper = func(d delivery) [][]byte {
+		if lost && d.from == 1 && d.to == 2 && kindOf(d.env) == wire.KindShare {
+			lost = false
+			return nil
+		}
+		return [][]byte{d.env}
+	}
+	nw.startAll()
+	nw.run()
+	if got := ps[1].engine.Progress(); got.Round != RoundDeal || !slices.Equal(got.Waiting, []uint32{1}) {
+		t.Fatalf("party 2: %+v, want waiting for party 1's deal round", got)
+	}
+	nw.send(1, ps[0].engine.Resend())
+	nw.run()
+	collect(t, prop, ps)
+}
