@@ -62,7 +62,9 @@ type ReshareConfig struct {
 	// values, are beyond this engine's reach. Since the key is never
 	// stored, an importer restarted mid-ceremony resumes only if it is
 	// given the key again (the same key and seed deal the same bytes);
-	// otherwise it must decline.
+	// otherwise it must decline. The sub-share envelopes Start returns
+	// are, together, the key: send them and drop them, never store them
+	// (the engine keeps none, so Resend cannot repeat them).
 	Secret *bls.SecretKey
 }
 
@@ -298,9 +300,18 @@ func (e *ReshareEngine) Start() ([]Outgoing, error) {
 	return e.emit(append(out, more...)), nil
 }
 
+// emit notes what this party sends, for Resend. An importer's sub-shares
+// are not kept: n' of them are the key it must not hold after dealing, so
+// a share lost on the way ends the import at its deadline instead. (The
+// caller must not store them either: see ReshareConfig.Secret.)
 func (e *ReshareEngine) emit(out []Outgoing) []Outgoing {
 	if e.state == StateRunning {
-		e.sent = append(e.sent, out...)
+		for _, o := range out {
+			if e.prop.Import && o.Kind == wire.KindShare {
+				continue
+			}
+			e.sent = append(e.sent, o)
+		}
 	}
 	return out
 }

@@ -716,6 +716,11 @@ func TestImportSplitsAKnownKey(t *testing.T) {
 	if dealer.engine.secret != nil || dealer.engine.poly != nil {
 		t.Fatal("the importing dealer kept its key or polynomial after dealing")
 	}
+	// Nor the sub-shares it sent, which together are the key.
+	resend := dealer.engine.Resend()
+	if len(resend) == 0 || slices.ContainsFunc(resend, func(o Outgoing) bool { return o.Kind == wire.KindShare }) {
+		t.Fatalf("the importing dealer would send again %d messages, sub-shares among them", len(resend))
+	}
 	nw.run()
 	next := collect(t, prop, ps)
 	msg := []byte("an imported key signs as a group")
