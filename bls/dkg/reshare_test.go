@@ -893,3 +893,27 @@ func TestResendRepeatsALostSubShare(t *testing.T) {
 	nw.run()
 	collect(t, prop, ps)
 }
+
+// A dealer that t' new signers complain about is out without a
+// justification round: at least one of them is honest.
+func TestADealerWithTPrimeComplaintsIsDisqualified(t *testing.T) {
+	t.Parallel()
+	h := dealtKey(t, 3, []int{1, 2, 3})
+	prop := proposeReshare(t, "complaints", h, []int{1, 2, 3}, 2, []int{1, 2, 3})
+	ps := reshareParties(t, "complaints", prop, h, nil)
+	nw := newRNetwork(t, ps)
+	const cheat = 1
+	nw.tamper = func(d delivery) [][]byte {
+		if d.from == cheat && kindOf(d.env) == wire.KindShare {
+			return [][]byte{reseal(t, d.env, ps[cheat-1].key, func(env *wire.Envelope) { env.Payload = sharePayload(t, bls.ScalarFromUint64(3)) })}
+		}
+		return [][]byte{d.env}
+	}
+	nw.startAll()
+	nw.run()
+	for _, p := range ps {
+		if p.idx != cheat {
+			expectReshareAbort(t, p, ReasonComplaints, []uint32{cheat})
+		}
+	}
+}
