@@ -11,6 +11,10 @@
 // configuration and fed the same inputs in the same order returns the same
 // bytes: a console that crashed resumes by replaying its stored inputs, and
 // never deals a second polynomial for one ceremony.
+//
+// The package also holds the key lifecycle engine (ReshareEngine, in
+// reshare.go): resharing a group key to a new group, refreshing a group's
+// shares, and importing a key from a trusted dealer, with the same shape.
 package dkg
 
 import (
@@ -684,10 +688,17 @@ func (e *Engine) internalFailure(err error) []Outgoing {
 // HMAC-SHA-512 keyed by the seed over (ceremony, label, k, counter), reduced
 // mod r. 64 bytes reduced mod a 255-bit r are within 2^-256 of uniform.
 func (e *Engine) deriveScalar(label string, k uint32) *bls.Scalar {
+	return deriveScalar(&e.seed, e.id, label, k)
+}
+
+// deriveScalar is Engine.deriveScalar for any engine of this package: the
+// ceremony id and the label keep the draws of different ceremonies and
+// uses apart.
+func deriveScalar(seed *[32]byte, id [32]byte, label string, k uint32) *bls.Scalar {
 	for ctr := uint32(0); ; ctr++ {
-		mac := hmac.New(sha512.New, e.seed[:])
+		mac := hmac.New(sha512.New, seed[:])
 		mac.Write([]byte("cosigner-dkg-seed-v1\x00"))
-		mac.Write(e.id[:])
+		mac.Write(id[:])
 		mac.Write([]byte(label))
 		var buf [8]byte
 		binary.BigEndian.PutUint32(buf[:4], k)

@@ -30,6 +30,12 @@ var (
 	ErrAborted = errors.New("dkg: ceremony aborted")
 	// ErrTimeout is wrapped by an *AbortError caused by a round deadline.
 	ErrTimeout = errors.New("dkg: round timed out")
+	// ErrRecordMismatch: a reshare proposal describes the old group
+	// otherwise than the record this console stored for the key.
+	ErrRecordMismatch = errors.New("dkg: reshare proposal does not match the key's record")
+	// ErrNotConfirmed: a reshare's handover cannot be checked yet: not
+	// every new signer's confirmation is at hand.
+	ErrNotConfirmed = errors.New("dkg: reshare not confirmed by every new signer")
 	// ErrMisbehaviour is wrapped by an *AbortError that blames parties with
 	// transferable evidence (equivocation, invalid deal, bad justification,
 	// bad key confirmation).

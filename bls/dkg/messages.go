@@ -307,3 +307,59 @@ func unpackIndices(b []byte, n int) ([]uint32, error) {
 	}
 	return out, nil
 }
+
+// reshareDeal is a reshare or import dealer's round-1 broadcast: Feldman
+// commitments C'_0..C'_{t'-1} to its sub-sharing. C'_0 is pinned to a
+// public value (lambda_i * X_i, or the imported key), so no proof of
+// knowledge is needed: nobody can choose it to cancel others.
+type reshareDeal struct {
+	Commitments [][]byte
+}
+
+func (m *reshareDeal) encode() ([]byte, error) {
+	var e wire.Encoder
+	e.Repeated(1, m.Commitments)
+	return e.Finish()
+}
+
+func decodeReshareDeal(b []byte, t int) (*reshareDeal, error) {
+	d := wire.NewDecoder(b)
+	c, _ := d.RepeatedFixed(1, bls.G1Size, share.MaxParties)
+	if err := d.Done(); err != nil {
+		return nil, fmt.Errorf("%w: reshare deal: %w", ErrPayload, err)
+	}
+	if len(c) != t {
+		return nil, fmt.Errorf("%w: reshare deal has %d commitments, want %d", ErrPayload, len(c), t)
+	}
+	return &reshareDeal{Commitments: c}, nil
+}
+
+// reshareConfirm is a new signer's key confirmation: the new commitments
+// A'_0..A'_{t'-1} it derived (whose hash keygen's confirmation carries;
+// here the whole vector, so that a signer of the old group only, which
+// received no deal, can check the handover from the confirmations alone)
+// and its share of the proof of possession of the group key.
+type reshareConfirm struct {
+	Commitments [][]byte
+	Proof       []byte
+}
+
+func (m *reshareConfirm) encode() ([]byte, error) {
+	var e wire.Encoder
+	e.Repeated(1, m.Commitments)
+	e.Bytes(2, m.Proof)
+	return e.Finish()
+}
+
+func decodeReshareConfirm(b []byte, t int) (*reshareConfirm, error) {
+	d := wire.NewDecoder(b)
+	c, _ := d.RepeatedFixed(1, bls.G1Size, share.MaxParties)
+	p, _ := d.Fixed(2, bls.G2Size)
+	if err := d.Done(); err != nil {
+		return nil, fmt.Errorf("%w: reshare confirm: %w", ErrPayload, err)
+	}
+	if len(c) != t {
+		return nil, fmt.Errorf("%w: reshare confirm has %d commitments, want %d", ErrPayload, len(c), t)
+	}
+	return &reshareConfirm{Commitments: c, Proof: p}, nil
+}

@@ -74,8 +74,14 @@ func (p *Proposal) Validate() error {
 	if p.Initiator == 0 || int(p.Initiator) > len(p.Parties) {
 		return fmt.Errorf("%w: initiator %d not in the roster", ErrProposal, p.Initiator)
 	}
-	keys := make(map[string]bool, len(p.Parties))
-	for i, q := range p.Parties {
+	return validateParties(p.Parties)
+}
+
+// validateParties checks a roster: canonical order with no duplicate
+// (account, device), well-formed keys and distinct console keys.
+func validateParties(ps []Party) error {
+	keys := make(map[string]bool, len(ps))
+	for i, q := range ps {
 		if q.Account == "" || len(q.Account) > maxAccountLen || !utf8.ValidString(q.Account) {
 			return fmt.Errorf("%w: party %d: account id must be 1..%d bytes of UTF-8", ErrProposal, i+1, maxAccountLen)
 		}
@@ -89,7 +95,7 @@ func (p *Proposal) Validate() error {
 			return fmt.Errorf("%w: party %d reuses another party's console key", ErrProposal, i+1)
 		}
 		keys[string(q.ConsoleKey)] = true
-		if i > 0 && compareParties(p.Parties[i-1], q) >= 0 {
+		if i > 0 && compareParties(ps[i-1], q) >= 0 {
 			return fmt.Errorf("%w: roster not in canonical order or has a duplicate at party %d", ErrProposal, i+1)
 		}
 	}
@@ -117,18 +123,9 @@ func (p *Proposal) Encode() ([]byte, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	parties := make([][]byte, len(p.Parties))
-	for i, q := range p.Parties {
-		var e wire.Encoder
-		e.Bytes(fPartyAccount, []byte(q.Account))
-		e.Uint(fPartyDevice, uint64(q.Device))
-		e.Bytes(fPartyIdentity, q.IdentityKey)
-		e.Bytes(fPartyConsole, q.ConsoleKey)
-		b, err := e.Finish()
-		if err != nil {
-			return nil, err
-		}
-		parties[i] = b
+	parties, err := encodeParties(p.Parties)
+	if err != nil {
+		return nil, err
 	}
 	var e wire.Encoder
 	e.Uint(fpThreshold, uint64(p.Threshold))
@@ -140,6 +137,36 @@ func (p *Proposal) Encode() ([]byte, error) {
 		e.Uint(fpCreated, uint64(p.Created.Unix()))
 	}
 	return e.Finish()
+}
+
+// encodeParties encodes each party of a roster on its own.
+func encodeParties(ps []Party) ([][]byte, error) {
+	out := make([][]byte, len(ps))
+	for i, q := range ps {
+		var e wire.Encoder
+		e.Bytes(fPartyAccount, []byte(q.Account))
+		e.Uint(fPartyDevice, uint64(q.Device))
+		e.Bytes(fPartyIdentity, q.IdentityKey)
+		e.Bytes(fPartyConsole, q.ConsoleKey)
+		b, err := e.Finish()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+func decodeParty(b []byte) (Party, error) {
+	pd := wire.NewDecoder(b)
+	account, _ := pd.Bytes(fPartyAccount, maxAccountLen)
+	device, _ := pd.Uint32(fPartyDevice)
+	identity, _ := pd.Bytes(fPartyIdentity, maxIdentityKeyLen)
+	console, _ := pd.Fixed(fPartyConsole, ed25519.PublicKeySize)
+	if err := pd.Done(); err != nil {
+		return Party{}, err
+	}
+	return Party{Account: string(account), Device: device, IdentityKey: identity, ConsoleKey: console}, nil
 }
 
 // DecodeProposal strictly decodes and validates a proposal.
@@ -168,15 +195,11 @@ func DecodeProposal(b []byte) (*Proposal, error) {
 	}
 	copy(p.Nonce[:], nonce)
 	for i, pb := range enc {
-		pd := wire.NewDecoder(pb)
-		account, _ := pd.Bytes(fPartyAccount, maxAccountLen)
-		device, _ := pd.Uint32(fPartyDevice)
-		identity, _ := pd.Bytes(fPartyIdentity, maxIdentityKeyLen)
-		console, _ := pd.Fixed(fPartyConsole, ed25519.PublicKeySize)
-		if err := pd.Done(); err != nil {
+		q, err := decodeParty(pb)
+		if err != nil {
 			return nil, fmt.Errorf("%w: party %d: %w", ErrProposal, i+1, err)
 		}
-		p.Parties[i] = Party{Account: string(account), Device: device, IdentityKey: identity, ConsoleKey: console}
+		p.Parties[i] = q
 	}
 	if err := p.Validate(); err != nil {
 		return nil, err

@@ -194,7 +194,7 @@ func TestOpenRejects(t *testing.T) {
 		{"oversize payload", forge(mod(func(e *Envelope) { e.Payload = make([]byte, MaxEnvelopeSize) }), 2), roster, ErrTooLarge},
 		{"version 2", forge(mod(func(e *Envelope) { e.Version = 2 }), 2), roster, ErrVersion},
 		{"version missing", forge(mod(func(e *Envelope) { e.Version = 0 }), 2), roster, ErrVersion},
-		{"unknown kind", forge(mod(func(e *Envelope) { e.Kind = 10 }), 2), roster, ErrKind},
+		{"unknown kind", forge(mod(func(e *Envelope) { e.Kind = 13 }), 2), roster, ErrKind},
 		{"kind missing", forge(mod(func(e *Envelope) { e.Kind = 0 }), 2), roster, ErrKind},
 		{"kind over 8 bits", with(1, rawVarint(2, 256+uint64(KindShare))), roster, ErrKind},
 		{"from = 0", forge(mod(func(e *Envelope) { e.From = 0 }), 2), roster, ErrMalformed},
@@ -361,7 +361,10 @@ func TestKindNames(t *testing.T) {
 		{KindDecline, "decline", true},
 		{KindSignResult, "sign-result", true},
 		{0, "kind(0)", false},
-		{10, "kind(10)", false},
+		{KindReshareProposal, "reshare-proposal", true},
+		{KindReshareDeal, "reshare-deal", true},
+		{KindReshareConfirm, "reshare-confirm", true},
+		{13, "kind(13)", false},
 		{255, "kind(255)", false},
 	}
 	for _, tt := range tests {

@@ -30,6 +30,26 @@ const (
 	KindAbort Kind = 9
 )
 
+// Key lifecycle kinds: resharing a group key to a new group (or the same,
+// a refresh) and importing a key from a trusted dealer. The other rounds
+// reuse the DKG kinds above (accept, share, echo, deal-reveal,
+// justification, abort) with the same payloads; the ceremony id, hashed
+// under its own domain, keeps the two protocols apart.
+const (
+	// KindReshareProposal: round 0 of a reshare or an import: the old
+	// group's record (or the imported public key), the dealers, the new
+	// group and its threshold.
+	KindReshareProposal Kind = 10
+	// KindReshareDeal: round 1, a dealer's Feldman commitments to its
+	// sub-sharing (no proof of knowledge: the constant term is pinned to
+	// a public value).
+	KindReshareDeal Kind = 11
+	// KindReshareConfirm: the last round, a new signer's key confirmation,
+	// carrying the new commitments so that an old-only signer can check
+	// the handover from the confirmations alone.
+	KindReshareConfirm Kind = 12
+)
+
 // Signing protocol kinds (threshold-bls.md section 5).
 const (
 	// KindSignRequest: a request to sign a message with a group key.
@@ -43,19 +63,22 @@ const (
 )
 
 var kindNames = map[Kind]string{
-	KindProposal:      "proposal",
-	KindAccept:        "accept",
-	KindDeal:          "deal",
-	KindShare:         "share",
-	KindEcho:          "echo",
-	KindDealReveal:    "deal-reveal",
-	KindJustification: "justification",
-	KindConfirm:       "confirm",
-	KindAbort:         "abort",
-	KindSignRequest:   "sign-request",
-	KindPartial:       "partial",
-	KindDecline:       "decline",
-	KindSignResult:    "sign-result",
+	KindProposal:        "proposal",
+	KindAccept:          "accept",
+	KindDeal:            "deal",
+	KindShare:           "share",
+	KindEcho:            "echo",
+	KindDealReveal:      "deal-reveal",
+	KindJustification:   "justification",
+	KindConfirm:         "confirm",
+	KindAbort:           "abort",
+	KindReshareProposal: "reshare-proposal",
+	KindReshareDeal:     "reshare-deal",
+	KindReshareConfirm:  "reshare-confirm",
+	KindSignRequest:     "sign-request",
+	KindPartial:         "partial",
+	KindDecline:         "decline",
+	KindSignResult:      "sign-result",
 }
 
 // Valid reports whether k is a kind this code knows.

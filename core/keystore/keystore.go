@@ -23,12 +23,22 @@ import (
 	"golang.org/x/crypto/pbkdf2"
 	"golang.org/x/crypto/scrypt"
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/signal-mpc/cosigner/bls"
 )
 
 // Sentinel errors.
 var (
-	ErrFormat   = errors.New("keystore: invalid keystore")
+	// ErrFormat: not a keystore this package reads (bad JSON, an unknown
+	// or out-of-range module, a wrong field length).
+	ErrFormat = errors.New("keystore: invalid keystore")
+	// ErrPassword: the checksum does not match: a wrong password (or a
+	// damaged ciphertext, which the checksum cannot tell apart).
 	ErrPassword = errors.New("keystore: wrong password")
+	// ErrKey: the keystore decrypts, but its secret is not a BLS secret key
+	// in [1, r-1], or its public key is missing, invalid (KeyValidate) or
+	// not the secret's.
+	ErrKey = errors.New("keystore: not a valid BLS key")
 )
 
 // Defaults of EIP-2335.
@@ -179,6 +189,38 @@ func Decrypt(b []byte, password string) ([]byte, *File, error) {
 		return nil, nil, err
 	}
 	return secret, &f, nil
+}
+
+// DecryptKey reads a keystore holding a whole BLS secret key (for example
+// an Ethereum validator key, to import): it decrypts it, and checks that
+// the secret is a key in [1, r-1] and that the keystore's public key
+// passes KeyValidate and is the secret's (sk*G == pubkey), so that what a
+// group will share is exactly the key the file names. The decrypted bytes
+// are cleared; the caller wipes the key (SecretKey.Wipe) when done.
+func DecryptKey(b []byte, password string) (*bls.SecretKey, *File, error) {
+	secret, f, err := Decrypt(b, password)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer clear(secret)
+	pub, err := hex.DecodeString(strings.TrimPrefix(f.Pubkey, "0x"))
+	if err != nil || len(pub) == 0 {
+		return nil, nil, fmt.Errorf("%w: the keystore has no public key", ErrKey)
+	}
+	pk, err := bls.PublicKeyFromBytes(pub)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: public key: %w", ErrKey, err)
+	}
+	sk, err := bls.SecretKeyFromBytes(secret)
+	if err != nil {
+		// The error names the range fault, never the value.
+		return nil, nil, fmt.Errorf("%w: %w", ErrKey, err)
+	}
+	if !sk.PublicKey().Equal(pk) {
+		sk.Wipe()
+		return nil, nil, fmt.Errorf("%w: the secret key is not the keystore's public key", ErrKey)
+	}
+	return sk, f, nil
 }
 
 // deriveKey runs the KDF module on the normalised password.

@@ -3,8 +3,12 @@ package keystore
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
+
+	"github.com/signal-mpc/cosigner/bls"
 )
 
 // EIP-2335's test vectors (the specification's "Test Cases").
@@ -28,14 +32,16 @@ func TestPasswordIsNormalisedAsTheEIPSays(t *testing.T) {
 func TestEIPVectorsDecrypt(t *testing.T) {
 	t.Parallel()
 	for name, v := range map[string]string{"pbkdf2": vectorPBKDF2, "scrypt": vectorScrypt} {
-		secret, f, err := Decrypt([]byte(v), vectorPassword)
+		// DecryptKey is Decrypt, then the key checks an import needs: the
+		// vector's secret is a key, and the vector's public key is its.
+		sk, f, err := DecryptKey([]byte(v), vectorPassword)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if hex.EncodeToString(secret) != vectorSecret {
-			t.Fatalf("%s: secret %x", name, secret)
+		if hex.EncodeToString(sk.Bytes()) != vectorSecret {
+			t.Fatalf("%s: secret does not match the vector", name)
 		}
-		if f.Pubkey[:8] != "9612d7a7" {
+		if f.Pubkey[:8] != "9612d7a7" || hex.EncodeToString(sk.PublicKey().Bytes()) != f.Pubkey {
 			t.Fatalf("%s: file %+v", name, f)
 		}
 		if _, _, err := Decrypt([]byte(v), "wrong"); !errors.Is(err, ErrPassword) {
@@ -83,13 +89,160 @@ func TestHostileKeystoresAreRefused(t *testing.T) {
 	}
 }
 
+// cheap reports whether a fuzzed keystore's KDF would run quickly: the
+// fuzzer must explore the whole decryption, not spend its time in scrypt.
+func cheap(b []byte) bool {
+	var f File
+	if json.Unmarshal(b, &f) != nil {
+		return true // refused before any KDF runs
+	}
+	var p struct {
+		N int `json:"n"`
+		C int `json:"c"`
+	}
+	_ = json.Unmarshal(f.Crypto.KDF.Params, &p)
+	return p.N <= 1<<6 && p.C <= 1<<6
+}
+
 func FuzzDecrypt(f *testing.F) {
 	f.Add([]byte(vectorPBKDF2))
+	secret, _ := hex.DecodeString(vectorSecret)
+	for _, o := range []Options{{KDF: "scrypt", ScryptN: 16}, {KDF: "pbkdf2", PBKDF2C: 16}} {
+		b, err := Encrypt(secret, make([]byte, 48), "x", o)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		// Cheap parameters only: the fuzzer must not spend its time in KDFs.
-		if bytes.Contains(b, []byte(`"n"`)) || bytes.Contains(b, []byte(`"c"`)) {
+		if !cheap(b) {
 			return
 		}
-		_, _, _ = Decrypt(b, "x")
+		got, _, err := Decrypt(b, "x")
+		if err == nil && len(got) != 32 {
+			t.Fatalf("decrypted %d bytes", len(got))
+		}
 	})
+}
+
+// FuzzDecryptKey: whatever the file says, an import gets a key that
+// matches the file's public key, or an error.
+func FuzzDecryptKey(f *testing.F) {
+	sk, err := bls.SecretKeyFromBytes(mustHex(f, vectorSecret))
+	if err != nil {
+		f.Fatal(err)
+	}
+	b, err := Encrypt(sk.Bytes(), sk.PublicKey().Bytes(), "x", Options{KDF: "pbkdf2", PBKDF2C: 16})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if !cheap(b) {
+			return
+		}
+		key, file, err := DecryptKey(b, "x")
+		if err != nil {
+			return
+		}
+		if hex.EncodeToString(key.PublicKey().Bytes()) != strings.TrimPrefix(file.Pubkey, "0x") {
+			t.Fatal("a key that is not the file's public key was accepted")
+		}
+	})
+}
+
+func mustHex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// An export (as `cosigner key export` writes it: a share and its public
+// share) imports back as the same key.
+func TestExportedKeyDecryptsToTheSameKey(t *testing.T) {
+	t.Parallel()
+	sk, err := bls.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []Options{{KDF: "scrypt", ScryptN: 1 << 10}, {KDF: "pbkdf2", PBKDF2C: 1000}} {
+		b, err := Encrypt(sk.Bytes(), sk.PublicKey().Bytes(), "pässwörd", o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := DecryptKey(b, "pa\u0308sswo\u0308rd") // the same password, decomposed
+		if err != nil {
+			t.Fatalf("%s: %v", o.KDF, err)
+		}
+		if !bytes.Equal(got.Bytes(), sk.Bytes()) {
+			t.Fatalf("%s: another key came back", o.KDF)
+		}
+	}
+}
+
+// damage flips a bit of the ciphertext: the checksum no longer matches.
+func damage(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var f File
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	ct := mustHex(t, f.Crypto.Cipher.Message)
+	ct[0] ^= 1
+	f.Crypto.Cipher.Message = hex.EncodeToString(ct)
+	out, _ := json.Marshal(f)
+	return out
+}
+
+func TestKeystoresThatAreNotAValidKeyAreRefused(t *testing.T) {
+	t.Parallel()
+	sk, _ := bls.SecretKeyFromBytes(mustHex(t, vectorSecret))
+	other, _ := bls.GenerateKey(nil)
+	order := mustHex(t, "73eda753299d7d483339d80809a1d80553bda402fffe5bfeffffffff00000001")
+	opts := Options{KDF: "pbkdf2", PBKDF2C: 16}
+	withPubkey := func(secret []byte, pub string) []byte {
+		b, err := Encrypt(secret, make([]byte, 48), "pw", opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f map[string]any
+		if err := json.Unmarshal(b, &f); err != nil {
+			t.Fatal(err)
+		}
+		f["pubkey"] = pub
+		b, _ = json.Marshal(f)
+		return b
+	}
+	pk := hex.EncodeToString(sk.PublicKey().Bytes())
+	tests := []struct {
+		name string
+		file []byte
+		pw   string
+		want error
+	}{
+		{"wrong password", withPubkey(sk.Bytes(), pk), "wrong", ErrPassword},
+		{"another key's public key", withPubkey(sk.Bytes(), hex.EncodeToString(other.PublicKey().Bytes())), "pw", ErrKey},
+		{"no public key", withPubkey(sk.Bytes(), ""), "pw", ErrKey},
+		{"public key not a point", withPubkey(sk.Bytes(), strings.Repeat("ab", 48)), "pw", ErrKey},
+		{"identity public key", withPubkey(sk.Bytes(), "c0"+strings.Repeat("00", 47)), "pw", ErrKey},
+		{"zero secret", withPubkey(make([]byte, 32), pk), "pw", ErrKey},
+		{"secret equal to the group order", withPubkey(order, pk), "pw", ErrKey},
+		{"truncated checksum", bytes.Replace(withPubkey(sk.Bytes(), pk), []byte(`"message":"`), []byte(`"message":"0`), 1), "pw", ErrFormat},
+		{"damaged ciphertext", damage(t, withPubkey(sk.Bytes(), pk)), "pw", ErrPassword},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			key, _, err := DecryptKey(tc.file, tc.pw)
+			if !errors.Is(err, tc.want) || key != nil {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if strings.Contains(err.Error(), vectorSecret) {
+				t.Fatal("the error shows the secret")
+			}
+		})
+	}
 }
