@@ -22,8 +22,8 @@ var (
 	// ErrCardConflict: a signer signed two different cards with the same
 	// serial; neither replaces the other.
 	ErrCardConflict = errors.New("roster: two different cards with one serial")
-	// ErrAddressTaken: a card lists an address that another signer's
-	// pinned card holds.
+	// ErrAddressTaken: a card lists an address (or, when verified, the
+	// console key) that another signer's pinned card holds.
 	ErrAddressTaken = errors.New("roster: address of another signer")
 	// ErrServerURL: a server URL cannot be made canonical.
 	ErrServerURL = errors.New("roster: server URL")

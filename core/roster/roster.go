@@ -192,15 +192,25 @@ func (r *Roster) nameTaken(name string, except int) bool {
 }
 
 // Verify records that a human compared the signer's fingerprint. A pending
-// changed card replaces the old one only through this call.
+// changed card replaces the old one only through this call, and not when
+// it would give two signers one address or one console key
+// (ErrAddressTaken, nothing changed).
 func (r *Roster) Verify(name string) error {
 	for i := range r.members {
 		m := &r.members[i]
 		if m.Card.Name != name {
 			continue
 		}
-		if m.Pending != nil {
-			m.Card, m.Pending = *m.Pending, nil
+		if p := m.Pending; p != nil {
+			// Other cards may have been pinned since this one was held:
+			// it must not make two signers of one address or one key.
+			if j := r.holder(p.Addrs(), i); j >= 0 {
+				return fmt.Errorf("%w: %s's new card lists an address of %s", ErrAddressTaken, name, r.members[j].Card.Name)
+			}
+			if j := r.byConsoleKey(p.ConsoleKey); j >= 0 && j != i {
+				return fmt.Errorf("%w: %s's new card has the console key of %s", ErrAddressTaken, name, r.members[j].Card.Name)
+			}
+			m.Card, m.Pending = *p, nil
 		}
 		m.Verified = true
 		return nil

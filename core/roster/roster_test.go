@@ -271,6 +271,42 @@ func TestCardVersionsAndAddressesFollowTheRules(t *testing.T) {
 	}
 }
 
+// A changed card held for verification may clash with cards pinned since:
+// verifying it then changes nothing.
+func TestVerifyingACardThatWouldMakeTwoSignersOfOneIsRefused(t *testing.T) {
+	t.Parallel()
+	a1, c3 := addr(relayA, "acct-a", 1), addr(relayC, "acct-c", 3)
+	for _, tc := range []struct {
+		name    string
+		pending Card // offered while alice holds a1
+		later   Card // pinned after it
+	}{
+		{"an address", signed(t, "alice", 1, 9, a1, c3), signed(t, "carol", 1, 3, c3)},
+		{"a console key", signed(t, "alice", 1, 9, a1), signed(t, "carol", 1, 9, c3)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var r Roster
+			if err := r.Add(signed(t, "alice", 1, 1, a1), true); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Add(tc.pending, false); !errors.Is(err, ErrKeyChanged) {
+				t.Fatalf("changed card: %v", err)
+			}
+			if err := r.Add(tc.later, false); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := r.MarshalJSON()
+			if err := r.Verify("alice"); !errors.Is(err, ErrAddressTaken) {
+				t.Fatalf("Verify = %v, want ErrAddressTaken", err)
+			}
+			if after, _ := r.MarshalJSON(); !bytes.Equal(before, after) {
+				t.Fatal("a refused verification changed the roster")
+			}
+		})
+	}
+}
+
 func TestAMemberIsFoundByAnyOfItsAddresses(t *testing.T) {
 	t.Parallel()
 	var r Roster
