@@ -163,6 +163,8 @@ func TestHelpAndUsage(t *testing.T) {
 		{"keygen -t 0 is a usage error", []string{"keygen", "-t", "0"}, 2, []string{""}, []string{"-t is how many signatures are needed"}},
 		{"a configuration without server.url names the file", []string{"link", "--config", "testdata/empty.toml", "--data", "DATADIR"}, 1,
 			[]string{""}, []string{"set server.url in testdata/empty.toml"}},
+		{"a configuration with several servers is refused, not cut to one", []string{"link", "--config", "testdata/two-servers.toml", "--data", "DATADIR"}, 1,
+			[]string{""}, []string{"several servers: not wired yet", "testdata/two-servers.toml"}},
 		{"an absent configuration file says how to start one", []string{"link", "--config", "testdata/absent.toml", "--data", "DATADIR"}, 1,
 			[]string{""}, []string{"absent.toml", "start from config.example.toml"}},
 	}

@@ -212,7 +212,11 @@ func (e *env) socketGroup() (int, error) {
 
 // dialer is the transport to the configured server.
 func (e *env) dialer() (*transport.Dialer, error) {
-	switch {
+	switch servers := e.cfg.Servers(); {
+	case len(servers) > 1:
+		// The list is read and checked, but nothing yet runs a device
+		// per server: refuse rather than quietly use the first.
+		return nil, fmt.Errorf("several servers: not wired yet: %s configures %d [[servers]]; keep one until a later version", e.file, len(servers))
 	case e.cfg.Server.URL == "" && e.file == "":
 		return nil, fmt.Errorf("no server: there is no configuration file at %s (searched without --config): "+
 			"copy config.example.toml there (or anywhere, and give --config PATH) and set server.url", e.searched)

@@ -19,6 +19,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/signal-mpc/cosigner/core"
+	"github.com/signal-mpc/cosigner/core/roster"
 )
 
 // ErrConfig is wrapped by every configuration error.
@@ -42,7 +43,13 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil
 
 // Config is the whole configuration.
 type Config struct {
-	Server  Server  `toml:"server"`
+	// Server is the [server] table or, in a file with [[servers]], the
+	// first of them: the code made for one server reads it.
+	Server Server `toml:"server"`
+	// ServerBlocks are the [[servers]] blocks; see Servers for the list
+	// the console uses.
+	ServerBlocks []NamedServer `toml:"servers"`
+
 	Device  Device  `toml:"device"`
 	Store   Store   `toml:"store"`
 	Keygen  Keygen  `toml:"keygen"`
@@ -81,6 +88,38 @@ type Server struct {
 	URL       string `toml:"url"`
 	CAFile    string `toml:"ca_file"`
 	Transport string `toml:"transport"`
+}
+
+// DefaultServer is the name of the server a [server] table configures.
+const DefaultServer = "default"
+
+// NamedServer is one Signal-compatible server of the console: a
+// [[servers]] block, or the [server] table named DefaultServer.
+type NamedServer struct {
+	// Name is a local label (logs, commands). Consoles know a shared
+	// server by its canonical URL, never by its name.
+	Name      string `toml:"name"`
+	URL       string `toml:"url"`
+	CAFile    string `toml:"ca_file"`
+	Transport string `toml:"transport"`
+	// Canonical is URL's canonical form (roster.CanonicalServer), the
+	// one a card carries: set by Servers, "" when the URL has none (a
+	// [server] URL checked only as before).
+	Canonical string `toml:"-"`
+}
+
+// Servers returns the servers this console uses, in file order: the
+// [[servers]] blocks, or else the [server] table as one server named
+// "default" (its URL may be empty: not configured yet).
+func (c *Config) Servers() []NamedServer {
+	list := slices.Clone(c.ServerBlocks)
+	if len(list) == 0 {
+		list = []NamedServer{{Name: DefaultServer, URL: c.Server.URL, CAFile: c.Server.CAFile, Transport: c.Server.Transport}}
+	}
+	for i := range list {
+		list[i].Canonical, _ = roster.CanonicalServer(list[i].URL)
+	}
+	return list
 }
 
 // Device is this console as a Signal device.
@@ -246,6 +285,9 @@ func Load(path, dataDir, forceDataDir string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, path, err)
 	}
+	if md.IsDefined("server") && md.IsDefined("servers") {
+		return nil, fmt.Errorf("%w: %s: servers: a file has either one [server] table or [[servers]] blocks, not both", ErrConfig, path)
+	}
 	if err := checkRuleKeys(string(b)); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrConfig, path, err)
 	}
@@ -264,6 +306,10 @@ func Load(path, dataDir, forceDataDir string) (*Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if len(c.ServerBlocks) > 0 {
+		first := c.ServerBlocks[0]
+		c.Server = Server{URL: first.URL, CAFile: first.CAFile, Transport: first.Transport}
+	}
 	return c, nil
 }
 
@@ -274,6 +320,11 @@ func (c *Config) fill(dataDir string) {
 	}
 	if c.Server.Transport == "" {
 		c.Server.Transport = "auto"
+	}
+	for i := range c.ServerBlocks {
+		if c.ServerBlocks[i].Transport == "" {
+			c.ServerBlocks[i].Transport = "auto"
+		}
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
@@ -290,7 +341,11 @@ func (c *Config) fill(dataDir string) {
 }
 
 func (c *Config) resolve(base string) {
-	for _, p := range []*string{&c.Server.CAFile, &c.Store.KeyFile, &c.Log.File, &c.Relay.TLSCert, &c.Relay.TLSKey, &c.Device.DataDir, &c.Relay.DataDir} {
+	paths := []*string{&c.Server.CAFile}
+	for i := range c.ServerBlocks {
+		paths = append(paths, &c.ServerBlocks[i].CAFile)
+	}
+	for _, p := range append(paths, &c.Store.KeyFile, &c.Log.File, &c.Relay.TLSCert, &c.Relay.TLSKey, &c.Device.DataDir, &c.Relay.DataDir) {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(base, *p)
 		}
@@ -302,28 +357,11 @@ func (c *Config) Validate() error {
 	bad := func(key, format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrConfig, key, fmt.Sprintf(format, args...))
 	}
-	if c.Server.URL != "" {
-		u, err := url.Parse(c.Server.URL)
-		if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-			return bad("server.url", "%q is not an https:// (or http:// for a local relay) URL", c.Server.URL)
-		}
-		if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-			return bad("server.url", "plain http is only for a relay on loopback; use https")
-		}
+	if err := c.validateServers(bad); err != nil {
+		return err
 	}
-	switch c.Server.Transport {
-	case "auto", "http1", "http2":
-	default:
-		return bad("server.transport", "%q, want auto, http1 or http2", c.Server.Transport)
-	}
-	for key, f := range map[string]string{"server.ca_file": c.Server.CAFile, "relay.tls_cert": c.Relay.TLSCert, "relay.tls_key": c.Relay.TLSKey} {
-		if f == "" {
-			continue
-		}
-		if _, err := os.Stat(f); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return bad(key, "file %s does not exist", f)
-			}
+	for key, f := range map[string]string{"relay.tls_cert": c.Relay.TLSCert, "relay.tls_key": c.Relay.TLSKey} {
+		if err := checkFile(f); err != nil {
 			return bad(key, "%v", err)
 		}
 	}
@@ -406,6 +444,78 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	c.Signing.compiled, c.Keygen.compiled = signing, keygen
+	return nil
+}
+
+// validateServers checks the [server] table as before, or each
+// [[servers]] block: a name (unique), a URL (unique in its canonical
+// form), its CA file and transport.
+func (c *Config) validateServers(bad func(key, format string, args ...any) error) error {
+	// (Load refuses a file with both; with blocks, Server is a copy of
+	// the first.)
+	blocks := len(c.ServerBlocks) > 0
+	names, urls := map[string]int{}, map[string]int{}
+	for i, s := range c.Servers() {
+		key := func(k string) string { return "server." + k }
+		if blocks {
+			key = func(k string) string { return fmt.Sprintf("servers[%d].%s", i, k) }
+			if s.Name == "" || len(s.Name) > 32 || strings.IndexFunc(s.Name, func(r rune) bool {
+				return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+			}) >= 0 {
+				return bad(key("name"), "%q, want 1..32 letters, digits, '-', '_' or '.'", s.Name)
+			}
+			if j, dup := names[s.Name]; dup {
+				return bad(key("name"), "%q is also servers[%d]'s name", s.Name, j)
+			}
+			names[s.Name] = i
+			if s.URL == "" {
+				return bad(key("url"), "each [[servers]] block needs its url")
+			}
+		}
+		if s.URL != "" {
+			u, err := url.Parse(s.URL)
+			if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+				return bad(key("url"), "%q is not an https:// (or http:// for a local relay) URL", s.URL)
+			}
+			if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+				return bad(key("url"), "plain http is only for a relay on loopback; use https")
+			}
+		}
+		if blocks {
+			// Consoles compare servers by this form: two blocks with
+			// one form would be one server twice.
+			canon, err := roster.CanonicalServer(s.URL)
+			if err != nil {
+				return bad(key("url"), "%v", err)
+			}
+			if j, dup := urls[canon]; dup {
+				return bad(key("url"), "%s is servers[%d]'s server too", canon, j)
+			}
+			urls[canon] = i
+		}
+		switch s.Transport {
+		case "auto", "http1", "http2":
+		default:
+			return bad(key("transport"), "%q, want auto, http1 or http2", s.Transport)
+		}
+		if err := checkFile(s.CAFile); err != nil {
+			return bad(key("ca_file"), "%v", err)
+		}
+	}
+	return nil
+}
+
+// checkFile: an empty name, or a file that exists.
+func checkFile(f string) error {
+	if f == "" {
+		return nil
+	}
+	if _, err := os.Stat(f); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("file %s does not exist", f)
+		}
+		return err
+	}
 	return nil
 }
 

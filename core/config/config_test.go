@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -59,35 +60,48 @@ func write(t *testing.T, body string) string {
 func TestBadConfigsAreRefusedNamingTheKey(t *testing.T) {
 	t.Parallel()
 	cases := map[string]struct{ body, want string }{
-		"unknown key":        {"[server]\nurll = \"x\"\n", "server.urll"},
-		"unknown section":    {"[servre]\nurl = \"x\"\n", "servre"},
-		"threshold > n":      {"[keygen]\nthreshold = 4\nparties = 3\n", "keygen.threshold"},
-		"threshold 0":        {"[keygen]\nthreshold = 0\n", "keygen.threshold"},
-		"bad duration":       {"[signing]\nrequest_ttl = \"soon\"\n", "request_ttl"},
-		"tiny timeout":       {"[keygen]\nround_timeout = \"10ms\"\n", "keygen.round_timeout"},
-		"missing ca file":    {"[server]\nca_file = \"nope.pem\"\n", "server.ca_file"},
-		"plain http remote":  {"[server]\nurl = \"http://example.org\"\n", "server.url"},
-		"bad transport":      {"[server]\ntransport = \"h3\"\n", "server.transport"},
-		"cert without key":   {"[relay]\ntls_cert = \"c.toml\"\n", "relay.tls_cert"},
-		"bad level":          {"[log]\nlevel = \"loud\"\n", "log.level"},
-		"bad log format":     {"[log]\nformat = \"xml\"\n", "log.format"},
-		"empty signing rule": {"[[signing.rule]]\nrequester = \"a\"\n[[signing.rule]]\n", "signing.rule[1]: a rule needs"},
-		"rate-only rule":     {"[[signing.rule]]\nmax_per_hour = 3\n", "signing.rule[0]: a rule needs"},
-		"bad rule regex":     {"[[signing.rule]]\nmessage_regex = \"(\"\n", "signing.rule[0]: message_regex: "},
-		"bad rule hex":       {"[[signing.rule]]\nmessage_prefix_hex = \"0x0a\"\n", "signing.rule[0]: message_prefix_hex: "},
-		"bad rule key":       {"[[signing.rule]]\nkey = \"5eed-12\"\n", "signing.rule[0]: key: "},
-		"negative rule rate": {"[[signing.rule]]\nrequester = \"a\"\nmax_per_hour = -1\n", "signing.rule[0]: max_per_hour: "},
-		"unknown rule key":   {"[[signing.rule]]\nrequester = \"a\"\n[[signing.rule]]\nrequestor = \"b\"\n", "signing.rule[1]: unknown key requestor"},
-		"rule key type":      {"[[signing.rule]]\nmax_per_hour = \"ten\"\n", "max_per_hour"},
-		"empty keygen rule":  {"[[keygen.rule]]\nverified_parties = false\n", "keygen.rule[0]: verified_parties: "},
-		"unknown keygen key": {"[[keygen.rule]]\nverified_parties = true\nall = true\n", "keygen.rule[0]: unknown key all"},
-		"negative parties":   {"[keygen]\nparties = -1\n", "keygen.parties"},
-		"wrong type":         {"[keygen]\nthreshold = \"two\"\n", "threshold"},
-		"long grace":         {"[signing]\napproval_grace = \"1m\"\n", "signing.approval_grace"},
-		"negative queue cap": {"[relay]\nmax_queue = -1\n", "relay.max_queue"},
-		"metrics no port":    {"[metrics]\nlisten = \"127.0.0.1\"\n", "metrics.listen"},
-		"metrics empty port": {"[metrics]\nlisten = \"127.0.0.1:\"\n", "metrics.listen"},
-		"relay metrics port": {"[relay]\nmetrics_listen = \"localhost\"\n", "relay.metrics_listen"},
+		"unknown key":                  {"[server]\nurll = \"x\"\n", "server.urll"},
+		"unknown section":              {"[servre]\nurl = \"x\"\n", "servre"},
+		"threshold > n":                {"[keygen]\nthreshold = 4\nparties = 3\n", "keygen.threshold"},
+		"threshold 0":                  {"[keygen]\nthreshold = 0\n", "keygen.threshold"},
+		"bad duration":                 {"[signing]\nrequest_ttl = \"soon\"\n", "request_ttl"},
+		"tiny timeout":                 {"[keygen]\nround_timeout = \"10ms\"\n", "keygen.round_timeout"},
+		"missing ca file":              {"[server]\nca_file = \"nope.pem\"\n", "server.ca_file"},
+		"plain http remote":            {"[server]\nurl = \"http://example.org\"\n", "server.url"},
+		"bad transport":                {"[server]\ntransport = \"h3\"\n", "server.transport"},
+		"cert without key":             {"[relay]\ntls_cert = \"c.toml\"\n", "relay.tls_cert"},
+		"bad level":                    {"[log]\nlevel = \"loud\"\n", "log.level"},
+		"bad log format":               {"[log]\nformat = \"xml\"\n", "log.format"},
+		"empty signing rule":           {"[[signing.rule]]\nrequester = \"a\"\n[[signing.rule]]\n", "signing.rule[1]: a rule needs"},
+		"rate-only rule":               {"[[signing.rule]]\nmax_per_hour = 3\n", "signing.rule[0]: a rule needs"},
+		"bad rule regex":               {"[[signing.rule]]\nmessage_regex = \"(\"\n", "signing.rule[0]: message_regex: "},
+		"bad rule hex":                 {"[[signing.rule]]\nmessage_prefix_hex = \"0x0a\"\n", "signing.rule[0]: message_prefix_hex: "},
+		"bad rule key":                 {"[[signing.rule]]\nkey = \"5eed-12\"\n", "signing.rule[0]: key: "},
+		"negative rule rate":           {"[[signing.rule]]\nrequester = \"a\"\nmax_per_hour = -1\n", "signing.rule[0]: max_per_hour: "},
+		"unknown rule key":             {"[[signing.rule]]\nrequester = \"a\"\n[[signing.rule]]\nrequestor = \"b\"\n", "signing.rule[1]: unknown key requestor"},
+		"rule key type":                {"[[signing.rule]]\nmax_per_hour = \"ten\"\n", "max_per_hour"},
+		"empty keygen rule":            {"[[keygen.rule]]\nverified_parties = false\n", "keygen.rule[0]: verified_parties: "},
+		"unknown keygen key":           {"[[keygen.rule]]\nverified_parties = true\nall = true\n", "keygen.rule[0]: unknown key all"},
+		"negative parties":             {"[keygen]\nparties = -1\n", "keygen.parties"},
+		"wrong type":                   {"[keygen]\nthreshold = \"two\"\n", "threshold"},
+		"long grace":                   {"[signing]\napproval_grace = \"1m\"\n", "signing.approval_grace"},
+		"negative queue cap":           {"[relay]\nmax_queue = -1\n", "relay.max_queue"},
+		"metrics no port":              {"[metrics]\nlisten = \"127.0.0.1\"\n", "metrics.listen"},
+		"metrics empty port":           {"[metrics]\nlisten = \"127.0.0.1:\"\n", "metrics.listen"},
+		"relay metrics port":           {"[relay]\nmetrics_listen = \"localhost\"\n", "relay.metrics_listen"},
+		"server and servers":           {"[server]\nurl = \"https://a.example\"\n[[servers]]\nname = \"b\"\nurl = \"https://b.example\"\n", "servers: a file has either one [server] table"},
+		"server transport and servers": {"[server]\ntransport = \"http1\"\n[[servers]]\nname = \"b\"\nurl = \"https://b.example\"\n", "not both"},
+		"server without name":          {"[[servers]]\nurl = \"https://a.example\"\n", "servers[0].name"},
+		"server bad name":              {"[[servers]]\nname = \"my relay\"\nurl = \"https://a.example\"\n", "servers[0].name"},
+		"server names clash":           {"[[servers]]\nname = \"a\"\nurl = \"https://a.example\"\n[[servers]]\nname = \"a\"\nurl = \"https://b.example\"\n", "servers[1].name: \"a\" is also servers[0]'s"},
+		"server without url":           {"[[servers]]\nname = \"a\"\n", "servers[0].url"},
+		"one server twice": {"[[servers]]\nname = \"a\"\nurl = \"https://a.example\"\n[[servers]]\nname = \"b\"\nurl = \"HTTPS://A.example:443/\"\n",
+			"servers[1].url: https://a.example is servers[0]'s server too"},
+		"server url query":     {"[[servers]]\nname = \"a\"\nurl = \"https://a.example/?x=1\"\n", "servers[0].url"},
+		"server plain http":    {"[[servers]]\nname = \"a\"\nurl = \"http://a.example\"\n", "servers[0].url: plain http"},
+		"server bad transport": {"[[servers]]\nname = \"a\"\nurl = \"https://a.example\"\ntransport = \"h3\"\n", "servers[0].transport"},
+		"server missing ca":    {"[[servers]]\nname = \"a\"\nurl = \"https://a.example\"\nca_file = \"nope.pem\"\n", "servers[0].ca_file"},
+		"server unknown key":   {"[[servers]]\nname = \"a\"\nurl = \"https://a.example\"\nurll = \"x\"\n", "servers.urll"},
 	}
 	for name, c := range cases {
 		_, err := Load(write(t, c.body), "/d", "")
@@ -141,7 +155,7 @@ func TestExampleDocumentsTheRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range []string{"# [[signing.rule]]", "# [[keygen.rule]]"} {
+	for _, line := range []string{"# [[signing.rule]]", "# [[keygen.rule]]", "# [[servers]]"} {
 		if !strings.Contains(string(b), "\n"+line+"\n") {
 			t.Errorf("config.example.toml does not show %s", line)
 		}
@@ -201,6 +215,54 @@ func TestPathsInTheDataDirectoryFollowTheChosenOne(t *testing.T) {
 		if c.Device.DataDir != tc.data || c.Store.KeyFile != tc.key || c.Log.File != tc.log || c.Relay.DataDir != tc.relay {
 			t.Errorf("%s: data %q, key file %q, log %q, relay %q; want %q, %q, %q, %q", tc.name,
 				c.Device.DataDir, c.Store.KeyFile, c.Log.File, c.Relay.DataDir, tc.data, tc.key, tc.log, tc.relay)
+		}
+	}
+}
+
+// The [server] table is one server named "default"; [[servers]] blocks
+// are the list, in file order, the first also in Server for the code made
+// for one.
+func TestServersAreListedInFileOrder(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, body string
+		want       []NamedServer
+	}{
+		{"no file's server", "", []NamedServer{{Name: "default", Transport: "auto"}}},
+		{"the [server] table", "[server]\nurl = \"https://Relay.example:443/\"\ntransport = \"http2\"\n",
+			[]NamedServer{{Name: "default", URL: "https://Relay.example:443/", Transport: "http2", Canonical: "https://relay.example"}}},
+		{"a [server] URL without a canonical form works as before", "[server]\nurl = \"https://relay.example/?x\"\n",
+			[]NamedServer{{Name: "default", URL: "https://relay.example/?x", Transport: "auto"}}},
+		{"[[servers]] blocks", "[[servers]]\nname = \"home\"\nurl = \"http://127.0.0.1:8443\"\nca_file = \"ca.pem\"\n" +
+			"[[servers]]\nname = \"far\"\nurl = \"https://far.example\"\ntransport = \"http1\"\n",
+			[]NamedServer{
+				{Name: "home", URL: "http://127.0.0.1:8443", CAFile: filepath.Join(dir, "ca.pem"), Transport: "auto", Canonical: "http://127.0.0.1:8443"},
+				{Name: "far", URL: "https://far.example", Transport: "http1", Canonical: "https://far.example"},
+			}},
+	}
+	for i, tc := range tests {
+		p := filepath.Join(dir, fmt.Sprintf("c%d.toml", i))
+		if err := os.WriteFile(p, []byte(tc.body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(p, "/d", "")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := c.Servers(); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: servers %+v, want %+v", tc.name, got, tc.want)
+			continue
+		}
+		first := tc.want[0]
+		if c.Server != (Server{URL: first.URL, CAFile: first.CAFile, Transport: first.Transport}) {
+			t.Errorf("%s: server %+v is not the first of the list", tc.name, c.Server)
+		}
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: validating the loaded file again: %v", tc.name, err)
 		}
 	}
 }

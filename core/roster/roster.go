@@ -1,168 +1,21 @@
-// Package roster holds the signers of a group: their cards (Signal account
-// and device, Signal identity key, console key), the fingerprints humans
-// compare, and which cards a human has verified. Keys are trusted on first
-// use and pinned; a changed key stops the group until a human verifies it.
+// Package roster holds the signers of a group: their cards (Signal
+// addresses, one per server, each with its Signal identity key, and the
+// console key), the fingerprints humans compare, and which cards a human
+// has verified. A signer is its console key. Keys are trusted on first use
+// and pinned, each address's identity key on its own; a changed key stops
+// the group until a human verifies it.
 package roster
 
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/sha512"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"unicode"
 
 	"github.com/signal-mpc/cosigner/bls/dkg"
 )
-
-// Sentinel errors.
-var (
-	// ErrCard: a card is malformed.
-	ErrCard = errors.New("roster: invalid card")
-	// ErrKeyChanged: a card for a known signer carries other keys. The
-	// signer is blocked until a human verifies the new card.
-	ErrKeyChanged = errors.New("roster: signer's keys changed")
-	// ErrUnknown: no such signer.
-	ErrUnknown = errors.New("roster: unknown signer")
-	// ErrNameTaken: another signer already has this name.
-	ErrNameTaken = errors.New("roster: name taken")
-	// ErrNotTrusted: a roster offered by a peer differs from the pinned
-	// one, or includes a blocked signer.
-	ErrNotTrusted = errors.New("roster: not trusted")
-)
-
-const (
-	cardVersion   = 1
-	maxNameLen    = 32
-	maxAccountLen = 128
-	identityLen   = 33 // Signal identity keys: 0x05 || X25519 public key
-)
-
-// Card is what a signer hands the others (cosigner me --json).
-type Card struct {
-	Name        string            // human label, e.g. "alice"
-	Account     string            // Signal account id (ACI)
-	Device      uint32            // Signal device id of the signer's console
-	IdentityKey []byte            // Signal identity public key
-	ConsoleKey  ed25519.PublicKey // signs the signer's MPC messages
-}
-
-type cardJSON struct {
-	Version     int    `json:"version"`
-	Name        string `json:"name"`
-	Account     string `json:"account"`
-	Device      uint32 `json:"device"`
-	IdentityKey string `json:"identity_key"`
-	ConsoleKey  string `json:"console_key"`
-	Fingerprint string `json:"fingerprint"`
-}
-
-// Validate checks the card's fields.
-func (c *Card) Validate() error {
-	if c.Name == "" || len(c.Name) > maxNameLen || strings.IndexFunc(c.Name, func(r rune) bool {
-		return !(unicode.IsLetter(r) || unicode.IsDigit(r) || r == '-' || r == '_' || r == '.')
-	}) >= 0 {
-		return fmt.Errorf("%w: name must be 1..%d letters, digits, '-', '_' or '.'", ErrCard, maxNameLen)
-	}
-	if c.Account == "" || len(c.Account) > maxAccountLen || strings.ContainsFunc(c.Account, unicode.IsControl) {
-		return fmt.Errorf("%w: account id", ErrCard)
-	}
-	if c.Device == 0 {
-		return fmt.Errorf("%w: device id 0", ErrCard)
-	}
-	if len(c.IdentityKey) != identityLen || c.IdentityKey[0] != 0x05 {
-		return fmt.Errorf("%w: identity key must be %d bytes starting 0x05", ErrCard, identityLen)
-	}
-	if len(c.ConsoleKey) != ed25519.PublicKeySize {
-		return fmt.Errorf("%w: console key must be %d bytes", ErrCard, ed25519.PublicKeySize)
-	}
-	return nil
-}
-
-// MarshalJSON writes the card with its fingerprint.
-func (c Card) MarshalJSON() ([]byte, error) {
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return json.Marshal(cardJSON{
-		Version: cardVersion, Name: c.Name, Account: c.Account, Device: c.Device,
-		IdentityKey: base64.StdEncoding.EncodeToString(c.IdentityKey),
-		ConsoleKey:  base64.StdEncoding.EncodeToString(c.ConsoleKey),
-		Fingerprint: c.Fingerprint(),
-	})
-}
-
-// ParseCard reads a card and checks it; a fingerprint in the card, if any,
-// must match the keys (a card edited by hand is refused).
-func ParseCard(b []byte) (*Card, error) {
-	if len(b) > 4096 {
-		return nil, fmt.Errorf("%w: %d bytes", ErrCard, len(b))
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	var j cardJSON
-	if err := dec.Decode(&j); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrCard, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data", ErrCard)
-	}
-	if j.Version != cardVersion {
-		return nil, fmt.Errorf("%w: version %d, want %d", ErrCard, j.Version, cardVersion)
-	}
-	ik, err := base64.StdEncoding.DecodeString(j.IdentityKey)
-	if err != nil {
-		return nil, fmt.Errorf("%w: identity key: %v", ErrCard, err)
-	}
-	ck, err := base64.StdEncoding.DecodeString(j.ConsoleKey)
-	if err != nil {
-		return nil, fmt.Errorf("%w: console key: %v", ErrCard, err)
-	}
-	c := &Card{Name: j.Name, Account: j.Account, Device: j.Device, IdentityKey: ik, ConsoleKey: ck}
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	if j.Fingerprint != "" && j.Fingerprint != c.Fingerprint() {
-		return nil, fmt.Errorf("%w: fingerprint does not match the keys", ErrCard)
-	}
-	return c, nil
-}
-
-// Fingerprint is what two humans read to each other to verify a card: 60
-// digits in 12 groups of 5, from a hash of the account, device and both
-// keys (the name is a local label and is not covered).
-func (c *Card) Fingerprint() string {
-	h := sha512.New()
-	h.Write([]byte("cosigner-card-fingerprint-v1\x00"))
-	var buf [4]byte
-	for _, f := range [][]byte{[]byte(c.Account), c.IdentityKey, c.ConsoleKey} {
-		binary.BigEndian.PutUint32(buf[:], uint32(len(f)))
-		h.Write(buf[:])
-		h.Write(f)
-	}
-	binary.BigEndian.PutUint32(buf[:], c.Device)
-	h.Write(buf[:])
-	sum := h.Sum(nil) // 64 bytes; 60 make the 12 groups
-	groups := make([]string, 12)
-	for i := range groups {
-		var v uint64
-		for _, x := range sum[i*5 : i*5+5] {
-			v = v<<8 | uint64(x)
-		}
-		groups[i] = fmt.Sprintf("%05d", v%100000)
-	}
-	return strings.Join(groups, " ")
-}
-
-func (c *Card) sameKeys(o *Card) bool {
-	return c.Account == o.Account && c.Device == o.Device &&
-		bytes.Equal(c.IdentityKey, o.IdentityKey) && bytes.Equal(c.ConsoleKey, o.ConsoleKey)
-}
 
 // Member is a signer in the roster.
 type Member struct {
@@ -177,6 +30,30 @@ func (m *Member) Blocked() bool { return m.Pending != nil }
 // Roster is the set of signers, this console's own card included.
 type Roster struct {
 	members []Member
+	legacy  string // see SetLegacyServer
+}
+
+// SetLegacyServer names the server (its canonical URL) that the address of
+// a version 1 card is on. Such cards name no server: they were exchanged
+// while every console used one. Unset (""), that address matches on any
+// server, which is right for a console that uses one; a console on several
+// servers sets its first (the one its version 1 card was made on).
+func (r *Roster) SetLegacyServer(server string) { r.legacy = server }
+
+// sameAddress matches addresses: account and device on one server, an address
+// without a server being on the legacy one.
+func (r *Roster) sameAddress(a, b Address) bool {
+	if a.Account != b.Account || a.Device != b.Device {
+		return false
+	}
+	as, bs := a.Server, b.Server
+	if as == "" {
+		as = r.legacy
+	}
+	if bs == "" {
+		bs = r.legacy
+	}
+	return as == "" || bs == "" || as == bs
 }
 
 // Members returns a copy of the members in canonical order.
@@ -193,34 +70,116 @@ func compare(a, b *Card) int {
 	return int(a.Device) - int(b.Device)
 }
 
-// Add adds a card, trusting it on first use. A card for a known signer
-// with the same keys only refreshes the name; with other keys it is held as
-// pending, the signer is blocked, and ErrKeyChanged is returned.
+// holder returns the index of the member other than except whose pinned
+// card holds one of addrs, or -1.
+func (r *Roster) holder(addrs []Address, except int) int {
+	for i := range r.members {
+		if i == except {
+			continue
+		}
+		for _, a := range r.members[i].Card.Addrs() {
+			for _, b := range addrs {
+				if r.sameAddress(a, b) {
+					return i
+				}
+			}
+		}
+	}
+	return -1
+}
+
+func (r *Roster) byConsoleKey(key ed25519.PublicKey) int {
+	return slices.IndexFunc(r.members, func(m Member) bool { return bytes.Equal(m.Card.ConsoleKey, key) })
+}
+
+// Add adds a card, trusting it on first use. A signer is its console key:
+//   - a card from a new console key at addresses nobody holds is a new
+//     signer; at an address another signer holds, it is held as pending,
+//     that signer is blocked, and ErrKeyChanged is returned;
+//   - the same card again only refreshes the name;
+//   - a signed card with a higher serial replaces the pinned one: new
+//     addresses need no new verification (the verified console key signed
+//     them), but a changed identity key at a pinned address is held as
+//     pending and blocks the signer (ErrKeyChanged), as does any changed
+//     version 1 card;
+//   - a card with a lower serial is refused (ErrStaleCard), one with the
+//     same serial and other content too (ErrCardConflict), and so is a
+//     card listing another signer's address (ErrAddressTaken).
+//
+// A refused card changes nothing.
 func (r *Roster) Add(c Card, verified bool) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	for i := range r.members {
-		m := &r.members[i]
-		if m.Card.Account == c.Account && m.Card.Device == c.Device {
-			if m.Card.sameKeys(&c) {
-				if m.Card.Name != c.Name && r.nameTaken(c.Name, i) {
-					return fmt.Errorf("%w: %s", ErrNameTaken, c.Name)
-				}
-				m.Card.Name = c.Name
-				m.Verified = m.Verified || verified
-				return nil
-			}
-			pending := c
-			m.Pending = &pending
+	c = c.clone()
+	addrs := c.Addrs()
+	i := r.byConsoleKey(c.ConsoleKey)
+	if i < 0 {
+		if j := r.holder(addrs, -1); j >= 0 {
+			m := &r.members[j]
+			m.Pending = &c
 			return fmt.Errorf("%w: %s (%s): compare the new fingerprint %s, then run group verify", ErrKeyChanged, m.Card.Name, c.Account, c.Fingerprint())
 		}
+		if r.nameTaken(c.Name, -1) {
+			return fmt.Errorf("%w: %s", ErrNameTaken, c.Name)
+		}
+		r.members = append(r.members, Member{Card: c, Verified: verified})
+		return nil
 	}
-	if r.nameTaken(c.Name, -1) {
+	m := &r.members[i]
+	if j := r.holder(addrs, i); j >= 0 {
+		return fmt.Errorf("%w: %s's card lists an address of %s", ErrAddressTaken, m.Card.Name, r.members[j].Card.Name)
+	}
+	switch {
+	case c.Serial < m.Card.Serial:
+		return fmt.Errorf("%w: %s's card %d, the pinned one is %d", ErrStaleCard, m.Card.Name, c.Serial, m.Card.Serial)
+	case c.sameContent(&m.Card):
+		if m.Card.Name != c.Name && r.nameTaken(c.Name, i) {
+			return fmt.Errorf("%w: %s", ErrNameTaken, c.Name)
+		}
+		m.Card.Name = c.Name
+		m.Verified = m.Verified || verified
+		return nil
+	case c.Serial == m.Card.Serial && c.Signed():
+		return fmt.Errorf("%w: %s's card %d", ErrCardConflict, m.Card.Name, c.Serial)
+	}
+	if !c.Signed() || r.identityChanged(&m.Card, &c) {
+		m.Pending = &c
+		return fmt.Errorf("%w: %s (%s): compare the new fingerprint %s, then run group verify", ErrKeyChanged, m.Card.Name, c.Account, c.Fingerprint())
+	}
+	if c.Name != m.Card.Name && r.nameTaken(c.Name, i) {
 		return fmt.Errorf("%w: %s", ErrNameTaken, c.Name)
 	}
-	r.members = append(r.members, Member{Card: c, Verified: verified})
+	m.Card = c
+	m.Verified = m.Verified || verified
+	if p := m.Pending; p != nil && bytes.Equal(p.ConsoleKey, c.ConsoleKey) && p.Serial <= c.Serial {
+		m.Pending = nil // superseded by a newer card of the same signer
+	}
 	return nil
+}
+
+// identityChanged: an address pinned on old carries another identity key
+// on c.
+func (r *Roster) identityChanged(old, c *Card) bool {
+	for _, a := range old.Addrs() {
+		for _, b := range c.Addrs() {
+			if r.sameAddress(a, b) && !bytes.Equal(a.IdentityKey, b.IdentityKey) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (c Card) clone() Card {
+	c.IdentityKey = slices.Clone(c.IdentityKey)
+	c.ConsoleKey = slices.Clone(c.ConsoleKey)
+	c.Signature = slices.Clone(c.Signature)
+	c.Addresses = slices.Clone(c.Addresses)
+	for i := range c.Addresses {
+		c.Addresses[i].IdentityKey = slices.Clone(c.Addresses[i].IdentityKey)
+	}
+	return c
 }
 
 func (r *Roster) nameTaken(name string, except int) bool {
@@ -233,15 +192,25 @@ func (r *Roster) nameTaken(name string, except int) bool {
 }
 
 // Verify records that a human compared the signer's fingerprint. A pending
-// changed card replaces the old one only through this call.
+// changed card replaces the old one only through this call, and not when
+// it would give two signers one address or one console key
+// (ErrAddressTaken, nothing changed).
 func (r *Roster) Verify(name string) error {
 	for i := range r.members {
 		m := &r.members[i]
 		if m.Card.Name != name {
 			continue
 		}
-		if m.Pending != nil {
-			m.Card, m.Pending = *m.Pending, nil
+		if p := m.Pending; p != nil {
+			// Other cards may have been pinned since this one was held:
+			// it must not make two signers of one address or one key.
+			if j := r.holder(p.Addrs(), i); j >= 0 {
+				return fmt.Errorf("%w: %s's new card lists an address of %s", ErrAddressTaken, name, r.members[j].Card.Name)
+			}
+			if j := r.byConsoleKey(p.ConsoleKey); j >= 0 && j != i {
+				return fmt.Errorf("%w: %s's new card has the console key of %s", ErrAddressTaken, name, r.members[j].Card.Name)
+			}
+			m.Card, m.Pending = *p, nil
 		}
 		m.Verified = true
 		return nil
@@ -260,8 +229,32 @@ func (r *Roster) Lookup(name string) (*Member, bool) {
 	return nil, false
 }
 
+// ByAddress finds the member whose pinned card holds the account and
+// device on the server (a canonical URL; see SetLegacyServer for version 1
+// cards), whichever of its addresses that is.
+func (r *Roster) ByAddress(server, account string, device uint32) (*Member, bool) {
+	q := Address{Server: server, Account: account, Device: device}
+	if server == "" {
+		return nil, false
+	}
+	if i := r.holder([]Address{q}, -1); i >= 0 {
+		m := r.members[i]
+		return &m, true
+	}
+	return nil, false
+}
+
+// ByConsoleKey finds the member that is this console key.
+func (r *Roster) ByConsoleKey(key ed25519.PublicKey) (*Member, bool) {
+	if i := r.byConsoleKey(key); i >= 0 {
+		m := r.members[i]
+		return &m, true
+	}
+	return nil, false
+}
+
 // Parties returns the roster as DKG parties in canonical order, refusing
-// while any signer is blocked.
+// while any signer is blocked. A party's address is its card's first.
 func (r *Roster) Parties() ([]dkg.Party, error) {
 	var out []dkg.Party
 	for _, m := range r.Members() {
@@ -274,21 +267,24 @@ func (r *Roster) Parties() ([]dkg.Party, error) {
 }
 
 // Trust checks a proposed ceremony roster against the pinned cards: every
-// party must be a member with exactly the pinned keys and none blocked.
-// (The proposal may name a subset of the roster.)
+// party must be a member, found by one of its addresses (a proposal names
+// no server), with exactly the pinned keys there, and none blocked. (The
+// proposal may name a subset of the roster.)
 func (r *Roster) Trust(p *dkg.Proposal) error {
 	for i, q := range p.Parties {
 		found := false
 		for _, m := range r.members {
-			if m.Card.Account != q.Account || m.Card.Device != q.Device {
-				continue
-			}
-			found = true
-			if m.Blocked() {
-				return fmt.Errorf("%w: %s's keys changed and are not verified", ErrNotTrusted, m.Card.Name)
-			}
-			if !bytes.Equal(m.Card.IdentityKey, q.IdentityKey) || !bytes.Equal(m.Card.ConsoleKey, q.ConsoleKey) {
-				return fmt.Errorf("%w: party %d (%s) has keys other than the pinned ones", ErrNotTrusted, i+1, m.Card.Name)
+			for _, a := range m.Card.Addrs() {
+				if a.Account != q.Account || a.Device != q.Device {
+					continue
+				}
+				found = true
+				if m.Blocked() {
+					return fmt.Errorf("%w: %s's keys changed and are not verified", ErrNotTrusted, m.Card.Name)
+				}
+				if !bytes.Equal(a.IdentityKey, q.IdentityKey) || !bytes.Equal(m.Card.ConsoleKey, q.ConsoleKey) {
+					return fmt.Errorf("%w: party %d (%s) has keys other than the pinned ones", ErrNotTrusted, i+1, m.Card.Name)
+				}
 			}
 		}
 		if !found {
@@ -298,11 +294,14 @@ func (r *Roster) Trust(p *dkg.Proposal) error {
 	return nil
 }
 
-// NameOf returns the member name for a Signal address, or "".
+// NameOf returns the member name for a Signal address on any server (the
+// callers know no server yet), or "".
 func (r *Roster) NameOf(account string, device uint32) string {
 	for _, m := range r.members {
-		if m.Card.Account == account && m.Card.Device == device {
-			return m.Card.Name
+		for _, a := range m.Card.Addrs() {
+			if a.Account == account && a.Device == device {
+				return m.Card.Name
+			}
 		}
 	}
 	return ""
@@ -333,13 +332,14 @@ func (r *Roster) MarshalJSON() ([]byte, error) {
 	return json.Marshal(out)
 }
 
-// UnmarshalJSON reads a stored roster, checking every card again.
+// UnmarshalJSON reads a stored roster (version 1 and signed cards alike),
+// checking every card again.
 func (r *Roster) UnmarshalJSON(b []byte) error {
 	var in []memberJSON
 	if err := json.Unmarshal(b, &in); err != nil {
 		return fmt.Errorf("%w: roster: %v", ErrCard, err)
 	}
-	r.members = nil
+	members := make([]Member, 0, len(in))
 	for _, mj := range in {
 		c, err := ParseCard(mj.Card)
 		if err != nil {
@@ -353,7 +353,8 @@ func (r *Roster) UnmarshalJSON(b []byte) error {
 			}
 			m.Pending = p
 		}
-		r.members = append(r.members, m)
+		members = append(members, m)
 	}
+	r.members = members
 	return nil
 }

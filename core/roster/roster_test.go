@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +30,7 @@ func TestCardRoundTripsThroughJSONWithItsFingerprint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !got.sameKeys(&c) || got.Name != "alice" {
+	if !got.sameContent(&c) || got.Name != "alice" {
 		t.Fatalf("round trip: %+v", got)
 	}
 	fp := c.Fingerprint()
@@ -150,6 +151,9 @@ func FuzzParseCard(f *testing.F) {
 	good, _ := json.Marshal(card("alice", "acct-a", 1))
 	f.Add(good)
 	f.Add([]byte(`{"version":1}`))
+	v2, _ := json.Marshal(signed(f, "alice", 7, 1, addr(relayA, "acct-a", 1), addr(relayB, "acct-b", 2)))
+	f.Add(v2)
+	f.Add([]byte(`{"version":2,"addresses":[{}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := ParseCard(b)
 		if err != nil {
@@ -160,8 +164,236 @@ func FuzzParseCard(f *testing.F) {
 			t.Fatalf("parsed card does not marshal: %v", err)
 		}
 		c2, err := ParseCard(again)
-		if err != nil || !c2.sameKeys(c) || c2.Name != c.Name {
+		if err != nil || !c2.sameContent(c) || c2.Name != c.Name || c2.Fingerprint() != c.Fingerprint() {
 			t.Fatalf("card does not round-trip: %v", err)
 		}
 	})
+}
+
+// v1 is a version 1 card at one address (no server) with the console key
+// of keySeed.
+func v1(name, account string, idSeed, keySeed byte) Card {
+	a := addr("", account, idSeed)
+	return Card{Name: name, Account: a.Account, Device: a.Device, IdentityKey: a.IdentityKey, ConsoleKey: consoleKey(keySeed).Public().(ed25519.PublicKey)}
+}
+
+func TestCardVersionsAndAddressesFollowTheRules(t *testing.T) {
+	t.Parallel()
+	a1, a2, a3 := addr(relayA, "acct-a", 1), addr(relayB, "acct-a-b", 2), addr(relayC, "acct-a-c", 3)
+	bob := addr(relayB, "acct-b", 7)
+	cases := []struct {
+		name    string
+		pinned  []Card // added in order, verified
+		add     Card
+		wantErr error
+		// what alice's member looks like afterwards
+		wantSerial  uint64
+		wantAddrs   int
+		wantBlocked bool
+		wantVerif   bool
+	}{
+		{name: "a new signed card is trusted on first use",
+			add: signed(t, "alice", 1, 1, a1, a2), wantSerial: 1, wantAddrs: 2},
+		{name: "a newer card adds a server without a new verification",
+			pinned: []Card{signed(t, "alice", 1, 1, a1)}, add: signed(t, "alice", 2, 1, a1, a2),
+			wantSerial: 2, wantAddrs: 2, wantVerif: true},
+		{name: "a newer card may drop a server",
+			pinned: []Card{signed(t, "alice", 1, 1, a1, a2)}, add: signed(t, "alice", 2, 1, a2),
+			wantSerial: 2, wantAddrs: 1, wantVerif: true},
+		{name: "an older card never replaces a newer one",
+			pinned: []Card{signed(t, "alice", 2, 1, a1, a2)}, add: signed(t, "alice", 1, 1, a1),
+			wantErr: ErrStaleCard, wantSerial: 2, wantAddrs: 2, wantVerif: true},
+		{name: "a version 1 card never replaces a signed one",
+			pinned: []Card{signed(t, "alice", 1, 1, a1)}, add: v1("alice", "acct-a", 1, 1),
+			wantErr: ErrStaleCard, wantSerial: 1, wantAddrs: 1, wantVerif: true},
+		{name: "the same serial with other content is refused",
+			pinned: []Card{signed(t, "alice", 2, 1, a1)}, add: signed(t, "alice", 2, 1, a1, a3),
+			wantErr: ErrCardConflict, wantSerial: 2, wantAddrs: 1, wantVerif: true},
+		{name: "the same card again only renames",
+			pinned: []Card{signed(t, "alice", 2, 1, a1, a2)}, add: signed(t, "alice", 2, 1, a1, a2),
+			wantSerial: 2, wantAddrs: 2, wantVerif: true},
+		{name: "a changed identity key at a pinned address blocks",
+			pinned: []Card{signed(t, "alice", 1, 1, a1, a2)}, add: signed(t, "alice", 2, 1, a1, addr(relayB, "acct-a-b", 9)),
+			wantErr: ErrKeyChanged, wantSerial: 1, wantAddrs: 2, wantBlocked: true, wantVerif: true},
+		{name: "a version 1 card upgrades to a signed one from the same console key",
+			pinned: []Card{v1("alice", "acct-a", 1, 1)}, add: signed(t, "alice", 1, 1, a1, a2),
+			wantSerial: 1, wantAddrs: 2, wantVerif: true},
+		{name: "a version 1 card's changed identity key blocks, as before",
+			pinned: []Card{v1("alice", "acct-a", 1, 1)}, add: v1("alice", "acct-a", 9, 1),
+			wantErr: ErrKeyChanged, wantAddrs: 1, wantBlocked: true, wantVerif: true},
+		{name: "a signed upgrade with another identity key at the old address blocks",
+			pinned: []Card{v1("alice", "acct-a", 1, 1)}, add: signed(t, "alice", 1, 1, addr(relayA, "acct-a", 9)),
+			wantErr: ErrKeyChanged, wantAddrs: 1, wantBlocked: true, wantVerif: true},
+		{name: "another console key at a second-server address blocks its holder",
+			pinned: []Card{signed(t, "alice", 1, 1, a1, a2)}, add: signed(t, "mallory", 5, 6, addr(relayC, "acct-m", 6), a2),
+			wantErr: ErrKeyChanged, wantSerial: 1, wantAddrs: 2, wantBlocked: true, wantVerif: true},
+		{name: "a card listing another signer's address is refused",
+			pinned: []Card{signed(t, "alice", 1, 1, a1), signed(t, "bob", 1, 7, bob)}, add: signed(t, "alice", 2, 1, a1, bob),
+			wantErr: ErrAddressTaken, wantSerial: 1, wantAddrs: 1, wantVerif: true},
+		{name: "an address on a server nobody here uses is accepted",
+			pinned: []Card{signed(t, "alice", 1, 1, a1)}, add: signed(t, "alice", 2, 1, a1, addr("https://elsewhere.example", "x", 4)),
+			wantSerial: 2, wantAddrs: 2, wantVerif: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var r Roster
+			for _, c := range tc.pinned {
+				if err := r.Add(c, true); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before, _ := r.MarshalJSON()
+			err := r.Add(tc.add, false)
+			if tc.wantErr == nil && err != nil || !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Add: err = %v, want %v", err, tc.wantErr)
+			}
+			if after, _ := r.MarshalJSON(); err != nil && !errors.Is(err, ErrKeyChanged) && !bytes.Equal(before, after) {
+				t.Fatalf("a refused card changed the roster:\n%s\n%s", before, after)
+			}
+			m, ok := r.ByConsoleKey(consoleKey(1).Public().(ed25519.PublicKey))
+			if !ok {
+				t.Fatal("alice is not in the roster")
+			}
+			if m.Card.Serial != tc.wantSerial || len(m.Card.Addrs()) != tc.wantAddrs || m.Blocked() != tc.wantBlocked || m.Verified != tc.wantVerif {
+				t.Fatalf("alice: serial %d, %d addresses, blocked %v, verified %v", m.Card.Serial, len(m.Card.Addrs()), m.Blocked(), m.Verified)
+			}
+			if tc.wantBlocked {
+				if err := r.Verify("alice"); err != nil {
+					t.Fatal(err)
+				}
+				m, _ = r.Lookup(tc.add.Name)
+				if m == nil || m.Blocked() || !m.Card.sameContent(&tc.add) {
+					t.Fatalf("after verify: %+v", m)
+				}
+			}
+		})
+	}
+}
+
+// A changed card held for verification may clash with cards pinned since:
+// verifying it then changes nothing.
+func TestVerifyingACardThatWouldMakeTwoSignersOfOneIsRefused(t *testing.T) {
+	t.Parallel()
+	a1, c3 := addr(relayA, "acct-a", 1), addr(relayC, "acct-c", 3)
+	for _, tc := range []struct {
+		name    string
+		pending Card // offered while alice holds a1
+		later   Card // pinned after it
+	}{
+		{"an address", signed(t, "alice", 1, 9, a1, c3), signed(t, "carol", 1, 3, c3)},
+		{"a console key", signed(t, "alice", 1, 9, a1), signed(t, "carol", 1, 9, c3)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var r Roster
+			if err := r.Add(signed(t, "alice", 1, 1, a1), true); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Add(tc.pending, false); !errors.Is(err, ErrKeyChanged) {
+				t.Fatalf("changed card: %v", err)
+			}
+			if err := r.Add(tc.later, false); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := r.MarshalJSON()
+			if err := r.Verify("alice"); !errors.Is(err, ErrAddressTaken) {
+				t.Fatalf("Verify = %v, want ErrAddressTaken", err)
+			}
+			if after, _ := r.MarshalJSON(); !bytes.Equal(before, after) {
+				t.Fatal("a refused verification changed the roster")
+			}
+		})
+	}
+}
+
+func TestAMemberIsFoundByAnyOfItsAddresses(t *testing.T) {
+	t.Parallel()
+	var r Roster
+	alice := signed(t, "alice", 1, 1, addr(relayA, "acct-a", 1), addr(relayB, "acct-a-b", 2))
+	carol := v1("carol", "acct-c", 3, 3) // made before servers were named
+	for _, c := range []Card{alice, carol} {
+		if err := r.Add(c, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases := []struct {
+		legacy, server, account string
+		want                    string
+	}{
+		{"", relayA, "acct-a", "alice"},
+		{"", relayB, "acct-a-b", "alice"},
+		{"", relayA, "acct-a-b", ""}, // that account is alice's on relay B only
+		{"", relayC, "acct-a", ""},
+		{"", "", "acct-a", ""}, // a lookup names its server
+		{"", relayA, "acct-c", "carol"},
+		{"", relayB, "acct-c", "carol"}, // one server: a version 1 address is on it
+		{relayA, relayA, "acct-c", "carol"},
+		{relayA, relayB, "acct-c", ""}, // several: only on the one it was made on
+	}
+	for _, c := range cases {
+		r.SetLegacyServer(c.legacy)
+		got := ""
+		if m, ok := r.ByAddress(c.server, c.account, 2); ok {
+			got = m.Card.Name
+		}
+		if got != c.want {
+			t.Errorf("legacy %q: ByAddress(%q, %q) = %q, want %q", c.legacy, c.server, c.account, got, c.want)
+		}
+	}
+	if n := r.NameOf("acct-a-b", 2); n != "alice" {
+		t.Errorf("NameOf a second address = %q", n)
+	}
+	parties, err := r.Parties()
+	if err != nil || len(parties) != 2 || parties[0].Account != "acct-a" {
+		t.Fatalf("parties %+v %v", parties, err)
+	}
+	// A proposal may name a party by its address on any server.
+	second := parties[0]
+	second.Account, second.IdentityKey = "acct-a-b", alice.Addresses[1].IdentityKey
+	if err := r.Trust(&dkg.Proposal{Threshold: 1, Parties: []dkg.Party{second}, RoundTimeout: time.Minute, Initiator: 1}); err != nil {
+		t.Fatalf("trust of a second address: %v", err)
+	}
+	second.IdentityKey = alice.Addresses[0].IdentityKey
+	if err := r.Trust(&dkg.Proposal{Threshold: 1, Parties: []dkg.Party{second}, RoundTimeout: time.Minute, Initiator: 1}); !errors.Is(err, ErrNotTrusted) {
+		t.Fatalf("trust of another address's identity key: %v", err)
+	}
+}
+
+func TestStoredRostersOfBothCardVersionsLoad(t *testing.T) {
+	t.Parallel()
+	// A roster as stored before signed cards existed.
+	const old = `[{"card":{"version":1,"name":"alice","account":"0d5c2d1e-1111-4000-8000-000000000001","device":2,"identity_key":"BQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB","console_key":"iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=","fingerprint":"43498 91302 82710 37037 34124 02435 39542 96326 69670 51214 42083 24936"},"verified":true}]`
+	var r Roster
+	if err := json.Unmarshal([]byte(old), &r); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := json.Marshal(&r); err != nil || string(b) != old {
+		t.Fatalf("old roster written back as %s, %v", b, err)
+	}
+	bob := signed(t, "bob", 3, 2, addr(relayA, "acct-b", 2), addr(relayB, "acct-b2", 3))
+	if err := r.Add(bob, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Add(signed(t, "bob", 4, 2, addr(relayA, "acct-b", 2), addr(relayB, "acct-b2", 9)), false); !errors.Is(err, ErrKeyChanged) {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(&r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var again Roster
+	if err := json.Unmarshal(b, &again); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(r.Members(), again.Members(), func(a, b Member) bool {
+		return a.Card.sameContent(&b.Card) && a.Card.Name == b.Card.Name && a.Verified == b.Verified && (a.Pending == nil) == (b.Pending == nil)
+	}) {
+		t.Fatalf("mixed roster does not round-trip: %s", b)
+	}
+	// A stored card whose signature no longer matches is refused.
+	bad := bytes.Replace(b, []byte(`"serial":3`), []byte(`"serial":5`), 1)
+	if err := json.Unmarshal(bad, &again); !errors.Is(err, ErrCard) {
+		t.Fatalf("tampered stored card: %v", err)
+	}
 }

@@ -78,12 +78,12 @@ func (s *Store) SaveAccount(ctx context.Context, a *Account) error {
 	if err != nil {
 		return fmt.Errorf("store: encode account: %w", err)
 	}
-	return s.put(ctx, [][]byte{bucketAccount}, keyAccount, b)
+	return s.put(ctx, s.path(bucketAccount), keyAccount, b)
 }
 
 // Account loads the stored account; ErrNotFound before the first SaveAccount.
 func (s *Store) Account(ctx context.Context) (*Account, error) {
-	b, err := s.get(ctx, [][]byte{bucketAccount}, keyAccount)
+	b, err := s.get(ctx, s.path(bucketAccount), keyAccount)
 	if err != nil {
 		return nil, err
 	}

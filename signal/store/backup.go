@@ -1,12 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/signal-mpc/cosigner/signal/prekey"
@@ -135,35 +137,34 @@ func (s *Store) restoreReset(ctx context.Context, path string, o Options) error 
 			return fmt.Errorf("%w: backup mark of %d bytes", ErrCorrupt, len(v))
 		}
 		at = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
-		var kinds [][]byte
-		if err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-			if b.Bucket(bucketSessions) != nil {
-				kinds = append(kinds, name)
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, k := range kinds {
-			sessions += tx.Bucket(k).Bucket(bucketSessions).Stats().KeyN
-			if err := tx.Bucket(k).DeleteBucket(bucketSessions); err != nil {
-				return err
-			}
-		}
-		// The server may hold keys the lost store made after the copy: the
-		// signed and last-resort keys are sent again (the record of what
-		// the server holds goes), and every one-time key is replaced.
 		t := &txn{tx: tx}
-		for _, kind := range []prekey.Identity{prekey.ACI, prekey.PNI} {
-			if tx.Bucket([]byte(kind.String())) == nil {
-				continue
-			}
-			path := [][]byte{[]byte(kind.String()), bucketServerKeys}
-			if err := t.delete(path, keyServerKeys); err != nil {
-				return err
-			}
-			if err := s.putTx(t, path, keyOneTimeStale, []byte{1}); err != nil {
-				return err
+		// Every server's device: the sessions of each identity go, and
+		// the server may hold keys the lost store made after the copy:
+		// the signed and last-resort keys are sent again (the record of
+		// what the server holds goes), and every one-time key is
+		// replaced.
+		for _, ns := range namespaces(tx) {
+			for _, kind := range []prekey.Identity{prekey.ACI, prekey.PNI} {
+				kb, err := bucketPath(tx, false, append(slices.Clone(ns), []byte(kind.String())))
+				if err != nil {
+					return err
+				}
+				if kb == nil {
+					continue
+				}
+				if sb := kb.Bucket(bucketSessions); sb != nil {
+					sessions += sb.Stats().KeyN
+					if err := kb.DeleteBucket(bucketSessions); err != nil {
+						return err
+					}
+				}
+				path := append(slices.Clone(ns), []byte(kind.String()), bucketServerKeys)
+				if err := t.delete(path, keyServerKeys); err != nil {
+					return err
+				}
+				if err := s.putTx(t, path, keyOneTimeStale, []byte{1}); err != nil {
+					return err
+				}
 			}
 		}
 		if o.AfterRestore != nil {
@@ -186,6 +187,19 @@ func (s *Store) restoreReset(ctx context.Context, path string, o Options) error 
 		s.restored, s.restoredAt = Restored{BackupTime: at, Sessions: sessions}, now
 	}
 	return nil
+}
+
+// namespaces lists the bucket paths of every server's device in the file:
+// the default one's (the top level, nil) first.
+func namespaces(tx *bolt.Tx) [][][]byte {
+	out := [][][]byte{nil}
+	if b := tx.Bucket(bucketServers); b != nil {
+		_ = b.ForEachBucket(func(name []byte) error {
+			out = append(out, [][]byte{bucketServers, bytes.Clone(name)})
+			return nil
+		})
+	}
+	return out
 }
 
 // RestoredAt returns when this store was last opened from a backup copy,

@@ -17,11 +17,17 @@ const crashChildEnv = "COSIGNER_STORE_CRASH_CHILD"
 var bucketCrash = []byte("crash")
 
 // crashChild writes pairs of records that must always agree, one pair per
-// transaction, until it is killed.
+// transaction, until it is killed: one of each pair in the default
+// server's device, the other in another server's, which share the commit.
 func crashChild() {
 	s, err := Open(context.Background(), os.Getenv(crashChildEnv), Options{})
 	if err != nil {
 		fmt.Println("open:", err)
+		os.Exit(2)
+	}
+	far, err := s.Server("far")
+	if err != nil {
+		fmt.Println("server:", err)
 		os.Exit(2)
 	}
 	for i := uint64(1); ; i++ {
@@ -30,7 +36,7 @@ func crashChild() {
 			if err := s.putTx(tx, [][]byte{bucketCrash}, []byte("a"), v); err != nil {
 				return err
 			}
-			return s.putTx(tx, [][]byte{bucketCrash}, []byte("b"), v)
+			return s.putTx(tx, far.path(bucketCrash), []byte("b"), v)
 		})
 		if err != nil {
 			fmt.Println("write:", err)
@@ -71,8 +77,12 @@ func TestAKilledWriterLeavesAConsistentStore(t *testing.T) {
 		cmd.Wait()
 
 		s := openStore(t, path, Options{})
+		far, err := s.Server("far")
+		if err != nil {
+			t.Fatal(err)
+		}
 		a, errA := s.get(t.Context(), [][]byte{bucketCrash}, []byte("a"))
-		b, errB := s.get(t.Context(), [][]byte{bucketCrash}, []byte("b"))
+		b, errB := far.get(t.Context(), far.path(bucketCrash), []byte("b"))
 		s.Close()
 		if errA != nil || errB != nil || len(a) != 8 || string(a) != string(b) {
 			t.Fatalf("round %d: after the kill a=%x (%v) b=%x (%v)", round, a, errA, b, errB)

@@ -10,12 +10,12 @@ import (
 // the pins found.
 func (s *Store) pinned(ctx context.Context, addr string) ([]byte, error) {
 	s.mu.Lock()
-	k, ok := s.pins[addr]
+	k, ok := s.pins[s.cacheKey(addr)]
 	s.mu.Unlock()
 	if ok {
 		return k, nil
 	}
-	k, err := s.get(ctx, [][]byte{bucketIdentities}, []byte(addr))
+	k, err := s.get(ctx, s.path(bucketIdentities), []byte(addr))
 	if err != nil {
 		return nil, err
 	}
@@ -25,7 +25,7 @@ func (s *Store) pinned(ctx context.Context, addr string) ([]byte, error) {
 	// older state than the file.
 	if k != nil && txFrom(ctx) != nil {
 		s.mu.Lock()
-		s.pins[addr] = k
+		s.pins[s.cacheKey(addr)] = k
 		s.mu.Unlock()
 	}
 	return k, nil
@@ -47,7 +47,7 @@ func (s *Store) pin(ctx context.Context, addr string, key []byte, replace bool) 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	path := [][]byte{bucketIdentities}
+	path := s.path(bucketIdentities)
 	err := s.update(ctx, func(t *txn) error {
 		cur, err := s.getTx(t.tx, path, []byte(addr))
 		if err != nil {
@@ -62,7 +62,7 @@ func (s *Store) pin(ctx context.Context, addr string, key []byte, replace bool) 
 		return s.putTx(t, path, []byte(addr), key)
 	})
 	s.mu.Lock()
-	delete(s.pins, addr) // re-read on next use
+	delete(s.pins, s.cacheKey(addr)) // re-read on next use
 	s.mu.Unlock()
 	return err
 }

@@ -35,12 +35,12 @@ func (s *Store) PutInbound(ctx context.Context, key []byte, in Inbound) error {
 	v = append(v, in.Account...)
 	v = binary.BigEndian.AppendUint32(v, in.Device)
 	v = append(v, in.Body...)
-	return s.put(ctx, [][]byte{bucketInbound}, key, v)
+	return s.put(ctx, s.path(bucketInbound), key, v)
 }
 
 // GetInbound returns the message kept under key, or ok == false.
 func (s *Store) GetInbound(ctx context.Context, key []byte) (Inbound, bool, error) {
-	v, err := s.get(ctx, [][]byte{bucketInbound}, key)
+	v, err := s.get(ctx, s.path(bucketInbound), key)
 	if err != nil || v == nil {
 		return Inbound{}, false, err
 	}
@@ -61,13 +61,13 @@ func decodeInbound(v []byte) (Inbound, error) {
 // PruneInbound forgets the kept messages received before cutoff: long
 // enough ago that the server cannot be about to deliver them again.
 func (s *Store) PruneInbound(ctx context.Context, cutoff time.Time) (int, error) {
-	keys, err := s.keys(ctx, [][]byte{bucketInbound})
+	keys, err := s.keys(ctx, s.path(bucketInbound))
 	if err != nil {
 		return 0, err
 	}
 	n := 0
 	for _, k := range keys {
-		v, err := s.get(ctx, [][]byte{bucketInbound}, k)
+		v, err := s.get(ctx, s.path(bucketInbound), k)
 		if err != nil || v == nil {
 			continue
 		}
@@ -75,7 +75,7 @@ func (s *Store) PruneInbound(ctx context.Context, cutoff time.Time) (int, error)
 		if err == nil && !in.Received.Before(cutoff) {
 			continue
 		}
-		if err := s.del(ctx, [][]byte{bucketInbound}, k); err != nil {
+		if err := s.del(ctx, s.path(bucketInbound), k); err != nil {
 			return n, err
 		}
 		n++
@@ -85,5 +85,5 @@ func (s *Store) PruneInbound(ctx context.Context, cutoff time.Time) (int, error)
 
 // DeleteInbound forgets the message kept under key.
 func (s *Store) DeleteInbound(ctx context.Context, key []byte) error {
-	return s.del(ctx, [][]byte{bucketInbound}, key)
+	return s.del(ctx, s.path(bucketInbound), key)
 }

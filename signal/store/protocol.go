@@ -90,7 +90,7 @@ func (s *Store) Protocol(ctx context.Context, kind prekey.Identity) (*Protocol, 
 	return &Protocol{s: s, kind: kind, ik: ik, regID: reg}, nil
 }
 
-func (p *Protocol) path(b []byte) [][]byte { return [][]byte{[]byte(p.kind.String()), b} }
+func (p *Protocol) path(b []byte) [][]byte { return p.s.path([]byte(p.kind.String()), b) }
 
 // GetIdentityKeyPair returns the local identity key pair.
 func (p *Protocol) GetIdentityKeyPair() *identity.KeyPair { return p.ik }
@@ -289,7 +289,7 @@ func (p *Protocol) SaveKeys(ctx context.Context, k *prekey.Keys) error {
 }
 
 func (p *Protocol) cacheKey(addr *protocol.SignalAddress) string {
-	return p.kind.String() + "/" + addr.String()
+	return p.s.cacheKey(p.kind.String() + "/" + addr.String())
 }
 
 // readSession reads a record from the file: a fresh record when none.
@@ -520,7 +520,7 @@ func (p *Protocol) DeleteAllSessions(ctx context.Context) error {
 		}
 		return nil
 	})
-	prefix := p.kind.String() + "/"
+	prefix := p.s.cacheKey(p.kind.String() + "/")
 	p.s.mu.Lock()
 	for k := range p.s.sessions {
 		if strings.HasPrefix(k, prefix) {

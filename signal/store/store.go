@@ -10,7 +10,9 @@
 // during a write leaves the previous state. Live session records are kept
 // in memory and written through. A damaged file is never opened nor
 // re-created (ErrDamaged); Backup makes a consistent copy, and a store
-// opened from one resets what must not be reused (restoreReset).
+// opened from one resets what must not be reused (restoreReset). One file
+// can hold a device per Signal server (Store.Server), the default one
+// where every store kept its only one.
 package store
 
 import (
@@ -22,6 +24,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,7 +58,22 @@ type Options struct {
 
 // Store is an open store. Its methods are safe for concurrent use; see
 // Protocol for the rule on sessions.
+//
+// One file holds a device per server (Server): the default server's
+// buckets sit at the top of the file, as before servers were named, and
+// another server's under servers/<name>. The application's records (App)
+// are one set for all. Every device shares the file, its transactions and
+// its one commit order.
 type Store struct {
+	*state
+	// server names the device's server ("" for the default one); ns is
+	// the bucket path its buckets sit under (nil for the default one).
+	server string
+	ns     [][]byte
+}
+
+// state is what the devices of one file share.
+type state struct {
 	db         *bolt.DB
 	seal       *sealer
 	restored   Restored  // what Open reset (restoreReset)
@@ -105,6 +123,7 @@ var (
 	bucketHeader     = []byte("header")
 	bucketAccount    = []byte("account")
 	bucketIdentities = []byte("identities")
+	bucketServers    = []byte("servers")
 	keyFormat        = []byte("format")
 	keyKDF           = []byte("kdf")
 	keyKeyFile       = []byte("keyfile")
@@ -150,7 +169,7 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	case err != nil:
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &Store{db: db, sessions: map[string]*cachedSession{}, pins: map[string][]byte{}}
+	s := &Store{state: &state{db: db, sessions: map[string]*cachedSession{}, pins: map[string][]byte{}}}
 	if err := s.init(ctx, path, o); err != nil {
 		db.Close()
 		return nil, err
@@ -286,8 +305,43 @@ func (s *Store) create(ctx context.Context, o Options) error {
 	})
 }
 
-// Close waits for the writes already submitted, then closes the file.
-// Writes submitted afterwards fail with ErrClosed.
+// Server returns the store of the device on the named server: the same
+// file, its buckets under servers/<name>. DefaultServer (or "") is this
+// file's top-level device, the one every store had before servers were
+// named. A name is 1..64 letters, digits, '-', '_' or '.'.
+func (s *Store) Server(name string) (*Store, error) {
+	if name == "" || name == DefaultServer {
+		return &Store{state: s.state}, nil
+	}
+	if len(name) > 64 || strings.IndexFunc(name, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+	}) >= 0 {
+		return nil, fmt.Errorf("%w: server name %q", ErrInvalidArgument, name)
+	}
+	return &Store{state: s.state, server: name, ns: [][]byte{bucketServers, []byte(name)}}, nil
+}
+
+// DefaultServer names the server whose device has the file's top-level
+// buckets.
+const DefaultServer = "default"
+
+// path is the bucket path of this device's bucket b (nested ones after).
+func (s *Store) path(b ...[]byte) [][]byte {
+	return append(append([][]byte(nil), s.ns...), b...)
+}
+
+// cacheKey keys this device's in-memory records: the default server's
+// keys are what they were before servers were named.
+func (s *Store) cacheKey(k string) string {
+	if s.server == "" {
+		return k
+	}
+	return "servers/" + s.server + "/" + k
+}
+
+// Close waits for the writes already submitted, then closes the file
+// (for every server's device: they share it). Writes submitted afterwards
+// fail with ErrClosed.
 func (s *Store) Close() error {
 	s.cmu.Lock()
 	s.closed = true
