@@ -77,7 +77,7 @@ func (a *App) handleKeygen(ctx context.Context, st *keygenState, from Address, e
 }
 
 func (a *App) handleSign(ctx context.Context, st *signState, from Address, env *wire.Envelope, raw []byte) error {
-	if err := checkSender(st.key.key.Proposal.Parties, from, env.From); err != nil {
+	if err := checkSender(st.key.key.Parties, from, env.From); err != nil {
 		a.logMessage(event.In, from, env, raw, err.Error())
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
@@ -90,7 +90,7 @@ func (a *App) handleSign(ctx context.Context, st *signState, from Address, env *
 		return err
 	}
 	a.logMessage(event.In, from, env, raw, "")
-	a.send(st.key.key.Proposal.Parties, out)
+	a.send(st.key.key.Parties, out)
 	a.afterSign(ctx, st, true)
 	return nil
 }
@@ -146,7 +146,7 @@ func (a *App) openRequest(ctx context.Context, from Address, env *wire.Envelope,
 	}
 	var s *ceremony.SignSession
 	if err == nil {
-		err = checkSender(k.key.Proposal.Parties, from, env.From)
+		err = checkSender(k.key.Parties, from, env.From)
 	}
 	if err == nil {
 		s, err = ceremony.OpenSignRequest(*k.share, raw)

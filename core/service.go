@@ -192,7 +192,7 @@ func (a *App) ended(id [32]byte) result {
 	if !ok {
 		return result{err: fmt.Errorf("%w: %s", ErrUnknown, ceremony.ShortID(id))}
 	}
-	p, req, parties := st.s.Progress(), st.s.Request(), st.key.key.Proposal.Parties
+	p, req, parties := st.s.Progress(), st.s.Request(), st.key.key.Parties
 	if p.Outcome == ceremony.OutcomeSigned {
 		res := st.s.Result()
 		return result{sign: &SignResult{ID: id, KeyID: req.KeyID, GroupKey: st.key.key.Group.Key.Bytes(), Message: req.Message,

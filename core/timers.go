@@ -43,7 +43,7 @@ func (a *App) onTick(ctx context.Context) {
 			if err := a.record(ctx, id, Input{Kind: InputExpire, Time: now}); err != nil {
 				a.log.Warn("record expiry", "err", err)
 			}
-			a.send(st.key.key.Proposal.Parties, out)
+			a.send(st.key.key.Parties, out)
 			if st.s.Progress().Decision == ceremony.DecisionExpired {
 				a.publish(event.ApprovalResolved{ID: hex.EncodeToString(id[:]), Decision: "expired"})
 			}
@@ -52,7 +52,7 @@ func (a *App) onTick(ctx context.Context) {
 		}
 		if now.Sub(st.lastSend) >= a.cfg.ResendEvery {
 			st.lastSend = now
-			a.send(st.key.key.Proposal.Parties, st.s.Resend())
+			a.send(st.key.key.Parties, st.s.Resend())
 		}
 	}
 	a.forgetAnswers(now)
@@ -84,7 +84,7 @@ func (a *App) resend(id [32]byte) {
 	}
 	if st, ok := a.signs[id]; ok && !st.done {
 		st.lastSend = a.now()
-		a.send(st.key.key.Proposal.Parties, st.s.Resend())
+		a.send(st.key.key.Parties, st.s.Resend())
 	}
 }
 
