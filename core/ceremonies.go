@@ -333,6 +333,9 @@ func (a *App) decide(ctx context.Context, id [32]byte, yes bool, reason, by stri
 	if yes {
 		in = Input{Kind: InputAccept, Time: a.now(), By: by}
 	}
+	if st, ok := a.lifecycle().reshares[id]; ok {
+		return a.decideReshare(ctx, st, in, yes, reason)
+	}
 	if st, ok := a.keygens[id]; ok {
 		if st.s.Progress().State != dkg.StateCreated {
 			// Answered already (here or through another attached console),

@@ -36,7 +36,12 @@ func (a *App) handle(ctx context.Context, from Address, raw []byte, fresh bool) 
 	if st, ok := a.signs[env.Ceremony]; ok {
 		return a.handleSign(ctx, st, from, env, raw)
 	}
+	if st, ok := a.lifecycle().reshares[env.Ceremony]; ok {
+		return a.handleReshare(ctx, st, from, env, raw)
+	}
 	switch env.Kind {
+	case wire.KindReshareProposal:
+		return a.openReshare(ctx, from, env, raw)
 	case wire.KindProposal:
 		return a.openProposal(ctx, from, env, raw)
 	case wire.KindSignRequest:

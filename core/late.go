@@ -34,6 +34,8 @@ func (a *App) answerFinished(from Address, env *wire.Envelope, raw []byte) {
 		parties, final = st.s.Proposal().Parties, st.s.Final()
 	} else if st, ok := a.signs[env.Ceremony]; ok {
 		parties, final = st.key.key.Parties, st.s.Final()
+	} else if st, ok := a.lifecycle().reshares[env.Ceremony]; ok {
+		parties, final = st.s.Participants(), st.s.Final()
 	}
 	if len(final) == 0 {
 		return

@@ -253,7 +253,7 @@ func (u ruleUses) count(rule, requester string, now time.Time) int {
 // ruleOf returns by when it names an approval rule (Input.By of a rule's
 // approval), else "".
 func ruleOf(by string) string {
-	if strings.HasPrefix(by, "signing.rule[") || strings.HasPrefix(by, "keygen.rule[") {
+	if strings.HasPrefix(by, "signing.rule[") || strings.HasPrefix(by, "keygen.rule[") || strings.HasPrefix(by, "reshare.rule[") {
 		return by
 	}
 	return ""

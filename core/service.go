@@ -46,6 +46,7 @@ func (a *App) Approvals(ctx context.Context) ([]Approval, error) {
 			}
 			out = append(out, approvalOf(id, st.key.key.ID, st.prompt))
 		}
+		out = append(out, a.reshareApprovals()...)
 	})
 	slices.SortFunc(out, func(x, y Approval) int { return x.Expires.Compare(y.Expires) })
 	return out, err

@@ -55,6 +55,7 @@ func (a *App) onTick(ctx context.Context) {
 			a.send(st.key.key.Parties, st.s.Resend())
 		}
 	}
+	a.tickReshares(ctx, now)
 	a.forgetAnswers(now)
 	// Orphans past their time are dropped with a reason.
 	var keep []Orphan
@@ -86,6 +87,7 @@ func (a *App) resend(id [32]byte) {
 		st.lastSend = a.now()
 		a.send(st.key.key.Parties, st.s.Resend())
 	}
+	a.resendReshare(id)
 }
 
 // resendOpen re-sends the current messages of every open ceremony.
@@ -97,5 +99,10 @@ func (a *App) resendOpen() {
 	}
 	for id := range a.signs {
 		a.resend(id)
+	}
+	for id := range a.lifecycle().reshares {
+		if r := a.records[id]; r == nil || !r.Finished {
+			a.resend(id)
+		}
 	}
 }
