@@ -39,6 +39,9 @@ func (a *App) handle(ctx context.Context, from Address, raw []byte, fresh bool) 
 	if st, ok := a.lifecycle().reshares[env.Ceremony]; ok {
 		return a.handleReshare(ctx, st, from, env, raw)
 	}
+	if w, ok := a.lifecycle().watch()[env.Ceremony]; ok {
+		return a.handleWatch(ctx, w, from, env, raw)
+	}
 	switch env.Kind {
 	case wire.KindReshareProposal:
 		return a.openReshare(ctx, from, env, raw)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/signal-mpc/cosigner/bls"
 	"github.com/signal-mpc/cosigner/bls/dkg"
+	"github.com/signal-mpc/cosigner/bls/share"
 	"github.com/signal-mpc/cosigner/bls/tbls"
 	"github.com/signal-mpc/cosigner/bls/wire"
 	"github.com/signal-mpc/cosigner/core/ceremony"
@@ -42,6 +43,9 @@ type lifecycle struct {
 	// handedOver: keys this console no longer holds a share of (it left
 	// the group at a reshare), at the epoch that replaced its share.
 	handedOver map[[32]byte]*ceremony.Key
+	// watches: reshares this console takes no part in, waiting for their
+	// handover (handover.go).
+	watches map[[32]byte]*watchState
 }
 
 func (a *App) lifecycle() *lifecycle {
@@ -361,6 +365,11 @@ func (a *App) reshareKeys(p *dkg.ReshareProposal) ceremony.ReshareKeys {
 // openReshare takes a peer's reshare or import proposal.
 func (a *App) openReshare(ctx context.Context, from Address, env *wire.Envelope, raw []byte) error {
 	prop, _, err := ceremony.DecodeReshareProposal(raw)
+	if err == nil && a.takesNoPart(prop) {
+		// Relayed with the confirmations by a participant: its signature
+		// is the initiator's, whoever forwards it.
+		return a.openWatch(ctx, from, env, raw, prop)
+	}
 	if err == nil {
 		err = checkSender(prop.Participants(), from, env.From)
 	}
@@ -576,6 +585,28 @@ func (a *App) switchEpoch(ctx context.Context, st *reshareState, live bool) {
 	if sh != nil {
 		ek.Self, ek.Share = sh.Index, bls.ScalarBytes(&sh.Value)
 	}
+	if err := a.commitEpoch(ctx, id, key, sh, ek, live); err != nil {
+		st.err = err
+		a.finish(ctx, id, result{err: err}, nil)
+		return
+	}
+	prop := st.s.Proposal()
+	st.res = &ReshareResult{Ceremony: id, What: reshareWhat(prop), KeyID: key.ID, GroupKey: key.Group.Key.Bytes(), Epoch: key.Epoch,
+		T: key.T(), N: key.N(), HandedOver: sh == nil}
+	var told []event.Event
+	if live {
+		told = append(told, event.ReshareDone{Ceremony: ceremony.ShortID(id), What: st.res.What, KeyID: ceremony.ShortID(key.ID),
+			GroupKey: hex.EncodeToString(st.res.GroupKey), Epoch: key.Epoch, T: key.T(), N: key.N(), HandedOver: sh == nil})
+	}
+	a.handOver(st.s, res.Confirmations)
+	a.finish(ctx, id, result{reshare: st.res}, told)
+}
+
+// commitEpoch moves a key to the epoch a reshare made: the new record
+// (ek, with this console's share sh, or none) is stored and the old
+// epoch's secrets erased in one write, the old share wiped from memory,
+// and the signing requests still open at the old epoch end unsigned.
+func (a *App) commitEpoch(ctx context.Context, id [32]byte, key *ceremony.Key, sh *share.Share, ek *EpochKey, live bool) error {
 	erase := [][32]byte{id}
 	old, held := a.keys[key.ID]
 	if held && old.key.Ceremony != id {
@@ -587,17 +618,18 @@ func (a *App) switchEpoch(ctx context.Context, st *reshareState, live bool) {
 	}
 	clear(ek.Share)
 	if err != nil {
-		st.err = fmt.Errorf("core: store the key's new epoch: %w", err)
-		a.publish(event.Error{Time: a.now(), Text: st.err.Error()})
-		a.finish(ctx, id, result{err: st.err}, nil)
-		return
+		err = fmt.Errorf("core: store the key's new epoch: %w", err)
+		a.publish(event.Error{Time: a.now(), Text: err.Error()})
+		return err
 	}
 	for _, cid := range erase {
 		if r, ok := a.records[cid]; ok {
 			r.Seed, r.Inputs, r.Finished = [32]byte{}, []Input{{Kind: InputErased}}, true
 		}
 	}
-	delete(a.keygens, key.Ceremony)
+	if held {
+		delete(a.keygens, old.key.Ceremony)
+	}
 	life := a.lifecycle()
 	if sh != nil {
 		a.keys[key.ID] = &keyState{key: key, share: &ceremony.SignConfig{Key: key, Self: sh.Index, Share: sh, ConsoleKey: a.cfg.ConsoleKey}}
@@ -617,16 +649,8 @@ func (a *App) switchEpoch(ctx context.Context, st *reshareState, live bool) {
 			bls.WipeScalar(&old.share.Share.Value)
 		}
 	}
-	prop := st.s.Proposal()
-	st.res = &ReshareResult{Ceremony: id, What: reshareWhat(prop), KeyID: key.ID, GroupKey: key.Group.Key.Bytes(), Epoch: key.Epoch,
-		T: key.T(), N: key.N(), HandedOver: sh == nil}
-	var told []event.Event
-	if live {
-		told = append(told, event.ReshareDone{Ceremony: ceremony.ShortID(id), What: st.res.What, KeyID: ceremony.ShortID(key.ID),
-			GroupKey: hex.EncodeToString(st.res.GroupKey), Epoch: key.Epoch, T: key.T(), N: key.N(), HandedOver: sh == nil})
-	}
 	a.log.Info("key moved to a new epoch", "key", ceremony.ShortID(key.ID), "epoch", key.Epoch, "handed_over", sh == nil)
-	a.finish(ctx, id, result{reshare: st.res}, told)
+	return nil
 }
 
 // replayReshare rebuilds a stored reshare from its inputs.
@@ -645,6 +669,9 @@ func (a *App) replayReshare(ctx context.Context, r *CeremonyRecord) error {
 		a.publish(event.Error{Time: a.now(), Text: err.Error()})
 		a.finish(ctx, r.ID, result{err: err}, nil)
 		return nil
+	}
+	if a.takesNoPart(prop) {
+		return a.replayWatch(ctx, r, prop)
 	}
 	var s *ceremony.ReshareSession
 	if r.Own {

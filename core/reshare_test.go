@@ -129,22 +129,34 @@ func TestReshareGrowsDropsAndRefreshesAKeyThatKeepsSigning(t *testing.T) {
 		}
 	}
 
-	// 3-of-5 to 2-of-4: eve leaves, dealing her share on the way out.
-	_, err = nodes[1].app.StartReshare(ctx, ReshareRequest{KeyID: kr.KeyID, Threshold: 2, Signers: []string{"alice", "bob", "carol", "dave"},
-		Dealers: []string{"alice", "bob", "carol", "dave", "eve"}})
+	// 3-of-5 to 2-of-4: eve leaves. She is offline meanwhile; the four
+	// that stay deal (they are at least the old t), and when she is back
+	// the handover in her queue proves the new group holds the key: she
+	// erases her share.
+	eve := more[1]
+	eve.stop()
+	_, err = nodes[1].app.StartReshare(ctx, ReshareRequest{KeyID: kr.KeyID, Threshold: 2, Signers: []string{"alice", "bob", "carol", "dave"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, nd := range all[:4] {
 		waitEpoch(t, ctx, nd, kr.KeyID, 2, false)
 	}
-	gone := waitEpoch(t, ctx, more[1], kr.KeyID, 2, true)
+	eve.start(t, true)
+	gone := waitEpoch(t, ctx, eve, kr.KeyID, 2, true)
 	if gone.Self != 0 {
 		t.Fatalf("eve still holds index %d", gone.Self)
 	}
-	if _, _, _, err := more[1].app.KeyShare(ctx, kr.KeyID); !errors.Is(err, ErrNoKey) {
+	if _, _, _, err := eve.app.KeyShare(ctx, kr.KeyID); !errors.Is(err, ErrNoKey) {
 		t.Fatalf("eve can still export a share: %v", err)
 	}
+	eks, err := eve.store.(EpochKeyStore).EpochKeys(ctx)
+	if err != nil || len(eks) != 1 || eks[0].Share != nil {
+		t.Fatalf("eve's store keeps a share: %d records, %v", len(eks), err)
+	}
+	eve.stop()
+	eve.start(t, true)
+	waitEpoch(t, ctx, eve, kr.KeyID, 2, true)
 	signAndVerify(t, ctx, nodes[2], kr, "after dropping eve", 2)
 
 	// A refresh of the 2-of-4.

@@ -100,3 +100,13 @@ func TestARequestForAnotherEpochIsRefused(t *testing.T) {
 		t.Fatalf("old-epoch request opened: %v", err)
 	}
 }
+
+// FuzzDecodeReshareProposal: a received proposal envelope never panics
+// the checks that run before a console trusts it.
+func FuzzDecodeReshareProposal(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{0x08, 0x0a})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _, _ = DecodeReshareProposal(b)
+	})
+}
