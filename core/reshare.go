@@ -26,6 +26,7 @@ import (
 	"github.com/signal-mpc/cosigner/bls/wire"
 	"github.com/signal-mpc/cosigner/core/ceremony"
 	"github.com/signal-mpc/cosigner/core/event"
+	"github.com/signal-mpc/cosigner/core/keystore"
 )
 
 // Sentinel errors of the key lifecycle.
@@ -753,4 +754,17 @@ func (a *App) reshareApprovals() []Approval {
 		out = append(out, approvalOf(id, st.s.Proposal().KeyID, st.prompt))
 	}
 	return out
+}
+
+// ImportKeystore decrypts an EIP-2335 keystore holding a whole key
+// (keystore.DecryptKey: a wrong password, a corrupt or unsupported file,
+// or a key that fails KeyValidate is refused, wrapping keystore.ErrKey or
+// its other sentinels, and nothing is stored) and proposes to split it
+// (ImportKey). The decrypted key never reaches the store.
+func (a *App) ImportKeystore(ctx context.Context, keystoreJSON []byte, password string, t int) ([32]byte, error) {
+	sk, _, err := keystore.DecryptKey(keystoreJSON, password)
+	if err != nil {
+		return [32]byte{}, fmt.Errorf("key import: %w", err)
+	}
+	return a.ImportKey(ctx, sk, t)
 }

@@ -59,35 +59,37 @@ func write(t *testing.T, body string) string {
 func TestBadConfigsAreRefusedNamingTheKey(t *testing.T) {
 	t.Parallel()
 	cases := map[string]struct{ body, want string }{
-		"unknown key":        {"[server]\nurll = \"x\"\n", "server.urll"},
-		"unknown section":    {"[servre]\nurl = \"x\"\n", "servre"},
-		"threshold > n":      {"[keygen]\nthreshold = 4\nparties = 3\n", "keygen.threshold"},
-		"threshold 0":        {"[keygen]\nthreshold = 0\n", "keygen.threshold"},
-		"bad duration":       {"[signing]\nrequest_ttl = \"soon\"\n", "request_ttl"},
-		"tiny timeout":       {"[keygen]\nround_timeout = \"10ms\"\n", "keygen.round_timeout"},
-		"missing ca file":    {"[server]\nca_file = \"nope.pem\"\n", "server.ca_file"},
-		"plain http remote":  {"[server]\nurl = \"http://example.org\"\n", "server.url"},
-		"bad transport":      {"[server]\ntransport = \"h3\"\n", "server.transport"},
-		"cert without key":   {"[relay]\ntls_cert = \"c.toml\"\n", "relay.tls_cert"},
-		"bad level":          {"[log]\nlevel = \"loud\"\n", "log.level"},
-		"bad log format":     {"[log]\nformat = \"xml\"\n", "log.format"},
-		"empty signing rule": {"[[signing.rule]]\nrequester = \"a\"\n[[signing.rule]]\n", "signing.rule[1]: a rule needs"},
-		"rate-only rule":     {"[[signing.rule]]\nmax_per_hour = 3\n", "signing.rule[0]: a rule needs"},
-		"bad rule regex":     {"[[signing.rule]]\nmessage_regex = \"(\"\n", "signing.rule[0]: message_regex: "},
-		"bad rule hex":       {"[[signing.rule]]\nmessage_prefix_hex = \"0x0a\"\n", "signing.rule[0]: message_prefix_hex: "},
-		"bad rule key":       {"[[signing.rule]]\nkey = \"5eed-12\"\n", "signing.rule[0]: key: "},
-		"negative rule rate": {"[[signing.rule]]\nrequester = \"a\"\nmax_per_hour = -1\n", "signing.rule[0]: max_per_hour: "},
-		"unknown rule key":   {"[[signing.rule]]\nrequester = \"a\"\n[[signing.rule]]\nrequestor = \"b\"\n", "signing.rule[1]: unknown key requestor"},
-		"rule key type":      {"[[signing.rule]]\nmax_per_hour = \"ten\"\n", "max_per_hour"},
-		"empty keygen rule":  {"[[keygen.rule]]\nverified_parties = false\n", "keygen.rule[0]: verified_parties: "},
-		"unknown keygen key": {"[[keygen.rule]]\nverified_parties = true\nall = true\n", "keygen.rule[0]: unknown key all"},
-		"negative parties":   {"[keygen]\nparties = -1\n", "keygen.parties"},
-		"wrong type":         {"[keygen]\nthreshold = \"two\"\n", "threshold"},
-		"long grace":         {"[signing]\napproval_grace = \"1m\"\n", "signing.approval_grace"},
-		"negative queue cap": {"[relay]\nmax_queue = -1\n", "relay.max_queue"},
-		"metrics no port":    {"[metrics]\nlisten = \"127.0.0.1\"\n", "metrics.listen"},
-		"metrics empty port": {"[metrics]\nlisten = \"127.0.0.1:\"\n", "metrics.listen"},
-		"relay metrics port": {"[relay]\nmetrics_listen = \"localhost\"\n", "relay.metrics_listen"},
+		"unknown key":         {"[server]\nurll = \"x\"\n", "server.urll"},
+		"unknown section":     {"[servre]\nurl = \"x\"\n", "servre"},
+		"threshold > n":       {"[keygen]\nthreshold = 4\nparties = 3\n", "keygen.threshold"},
+		"threshold 0":         {"[keygen]\nthreshold = 0\n", "keygen.threshold"},
+		"bad duration":        {"[signing]\nrequest_ttl = \"soon\"\n", "request_ttl"},
+		"tiny timeout":        {"[keygen]\nround_timeout = \"10ms\"\n", "keygen.round_timeout"},
+		"missing ca file":     {"[server]\nca_file = \"nope.pem\"\n", "server.ca_file"},
+		"plain http remote":   {"[server]\nurl = \"http://example.org\"\n", "server.url"},
+		"bad transport":       {"[server]\ntransport = \"h3\"\n", "server.transport"},
+		"cert without key":    {"[relay]\ntls_cert = \"c.toml\"\n", "relay.tls_cert"},
+		"bad level":           {"[log]\nlevel = \"loud\"\n", "log.level"},
+		"bad log format":      {"[log]\nformat = \"xml\"\n", "log.format"},
+		"empty signing rule":  {"[[signing.rule]]\nrequester = \"a\"\n[[signing.rule]]\n", "signing.rule[1]: a rule needs"},
+		"rate-only rule":      {"[[signing.rule]]\nmax_per_hour = 3\n", "signing.rule[0]: a rule needs"},
+		"bad rule regex":      {"[[signing.rule]]\nmessage_regex = \"(\"\n", "signing.rule[0]: message_regex: "},
+		"bad rule hex":        {"[[signing.rule]]\nmessage_prefix_hex = \"0x0a\"\n", "signing.rule[0]: message_prefix_hex: "},
+		"bad rule key":        {"[[signing.rule]]\nkey = \"5eed-12\"\n", "signing.rule[0]: key: "},
+		"negative rule rate":  {"[[signing.rule]]\nrequester = \"a\"\nmax_per_hour = -1\n", "signing.rule[0]: max_per_hour: "},
+		"unknown rule key":    {"[[signing.rule]]\nrequester = \"a\"\n[[signing.rule]]\nrequestor = \"b\"\n", "signing.rule[1]: unknown key requestor"},
+		"rule key type":       {"[[signing.rule]]\nmax_per_hour = \"ten\"\n", "max_per_hour"},
+		"empty keygen rule":   {"[[keygen.rule]]\nverified_parties = false\n", "keygen.rule[0]: verified_parties: "},
+		"unknown keygen key":  {"[[keygen.rule]]\nverified_parties = true\nall = true\n", "keygen.rule[0]: unknown key all"},
+		"empty reshare rule":  {"[[reshare.rule]]\nverified_parties = false\n", "reshare.rule[0]: verified_parties: "},
+		"unknown reshare key": {"[[reshare.rule]]\nverified_parties = true\nall = true\n", "reshare.rule[0]: unknown key all"},
+		"negative parties":    {"[keygen]\nparties = -1\n", "keygen.parties"},
+		"wrong type":          {"[keygen]\nthreshold = \"two\"\n", "threshold"},
+		"long grace":          {"[signing]\napproval_grace = \"1m\"\n", "signing.approval_grace"},
+		"negative queue cap":  {"[relay]\nmax_queue = -1\n", "relay.max_queue"},
+		"metrics no port":     {"[metrics]\nlisten = \"127.0.0.1\"\n", "metrics.listen"},
+		"metrics empty port":  {"[metrics]\nlisten = \"127.0.0.1:\"\n", "metrics.listen"},
+		"relay metrics port":  {"[relay]\nmetrics_listen = \"localhost\"\n", "relay.metrics_listen"},
 	}
 	for name, c := range cases {
 		_, err := Load(write(t, c.body), "/d", "")
@@ -116,6 +118,8 @@ message_regex = "^release v"
 max_per_hour = 10
 [[signing.rule]]
 message_regex = "^hotfix"
+[[reshare.rule]]
+verified_parties = true
 `
 	c, err := Load(write(t, body), "/d", "")
 	if err != nil {
@@ -127,6 +131,9 @@ message_regex = "^hotfix"
 	}
 	if len(kr) != 1 || kr[0].Name != "keygen.rule[0]" {
 		t.Fatalf("keygen rules %+v", kr)
+	}
+	if rr := c.Reshare.Rules(); len(rr) != 1 || rr[0].Name != "reshare.rule[0]" {
+		t.Fatalf("reshare rules %+v", rr)
 	}
 	if c, err := Load(write(t, ""), "/d", ""); err != nil || len(c.Signing.Rules()) != 0 || len(c.Keygen.Rules()) != 0 {
 		t.Fatalf("no rules: %v %v %v", err, c.Signing.Rules(), c.Keygen.Rules())
