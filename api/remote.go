@@ -123,7 +123,7 @@ func (r *Remote) Keys(ctx context.Context) ([]core.KeyInfo, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: group key: %w", ErrProtocol, err)
 		}
-		out = append(out, core.KeyInfo{KeyID: id, GroupKey: gk, T: k.Threshold, N: k.Parties, Self: k.Index})
+		out = append(out, core.KeyInfo{KeyID: id, GroupKey: gk, T: k.Threshold, N: k.Parties, Self: k.Index, Epoch: k.Epoch, HandedOver: k.HandedOver})
 	}
 	return out, nil
 }

@@ -272,7 +272,11 @@ func (m *Model) signFormView() []string {
 	if len(m.keyList) > 0 {
 		var ks []string
 		for _, k := range m.keyList {
-			ks = append(ks, k.short+" "+itoa(k.t)+"-of-"+itoa(k.n))
+			s := k.short + " " + itoa(k.t) + "-of-" + itoa(k.n)
+			if k.epoch > 0 {
+				s += " epoch " + itoa(int(k.epoch))
+			}
+			ks = append(ks, s)
 		}
 		keys = "keys: " + strings.Join(ks, ", ")
 	}

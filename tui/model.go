@@ -298,6 +298,20 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		// A key disputed after it was made leaves the list.
 		return m, m.loadKeys()
+	case event.ReshareDone:
+		m.cers.reshareDone(msg)
+		if msg.HandedOver {
+			m.setNotice("key " + Clean(msg.KeyID) + " handed over: this console's share is erased")
+		} else {
+			m.setNotice("key " + Clean(msg.KeyID) + " at epoch " + itoa(int(msg.Epoch)) + ": " + itoa(msg.T) + "-of-" + itoa(msg.N))
+		}
+		return m, m.loadKeys()
+	case event.ReshareFailed:
+		m.cers.reshareFailed(msg)
+		if msg.Text != "" {
+			m.setError(msg.Text)
+		}
+		return m, nil
 	case event.SignDone:
 		if msg.Restored {
 			// History from before this run: listed, not announced.
