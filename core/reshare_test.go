@@ -17,6 +17,7 @@ import (
 	"github.com/signal-mpc/cosigner/bls/wire"
 	"github.com/signal-mpc/cosigner/core/ceremony"
 	"github.com/signal-mpc/cosigner/core/event"
+	"github.com/signal-mpc/cosigner/core/keystore"
 	"github.com/signal-mpc/cosigner/core/roster"
 )
 
@@ -368,4 +369,41 @@ func TestAnImportedKeyIsSplitAndSignsUnderItsOwnPublicKey(t *testing.T) {
 	}
 	kr := &KeygenResult{KeyID: rr.KeyID, GroupKey: pk.Bytes()}
 	signAndVerify(t, ctx, nodes[2], kr, "signed by an imported key", 2)
+}
+
+func TestAKeystoreThatDoesNotOpenIsRefusedAndNothingIsStored(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	for _, nd := range nodes {
+		nd.start(t, true)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	x, err := bls.RandomScalar(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, _ := bls.NewSecretKey(x)
+	ks, err := keystore.Encrypt(sk.Bytes(), sk.PublicKey().Bytes(), "right", keystore.Options{KDF: "pbkdf2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		keystore []byte
+		password string
+		want     error
+	}{
+		{"wrong password", ks, "wrong", keystore.ErrPassword},
+		{"not a keystore", []byte(`{"version":4}`), "right", keystore.ErrFormat},
+	}
+	for _, tt := range tests {
+		if _, err := nodes[0].app.ImportKeystore(ctx, tt.keystore, tt.password, 2); !errors.Is(err, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	recs, err := nodes[0].store.Ceremonies(ctx)
+	if err != nil || len(recs) != 0 {
+		t.Fatalf("a refused import stored %d ceremonies (%v)", len(recs), err)
+	}
 }
