@@ -295,6 +295,11 @@ func (a *App) startImport(ctx context.Context, sk *bls.SecretKey, t int) ([32]by
 // opened records a reshare this console proposed or accepted to look at,
 // then sends what it gives.
 func (a *App) opened(ctx context.Context, s *ceremony.ReshareSession, seed [32]byte, own bool, out []ceremony.Outgoing) ([32]byte, error) {
+	if own && s.Proposal().Import {
+		// The importer never resumes (it keeps no key), and its seed with
+		// any one signer's sub-share would give the whole key: not stored.
+		seed = [32]byte{}
+	}
 	rec := &CeremonyRecord{ID: s.ID(), Kind: KindReshare, Opening: s.ProposalEnvelope(), Seed: seed, KeyID: s.Proposal().KeyID, Own: own, Created: a.now()}
 	if err := a.cfg.Store.PutCeremony(ctx, rec); err != nil {
 		return [32]byte{}, fmt.Errorf("core: store reshare proposal: %w", err)

@@ -407,3 +407,35 @@ func TestAKeystoreThatDoesNotOpenIsRefusedAndNothingIsStored(t *testing.T) {
 		t.Fatalf("a refused import stored %d ceremonies (%v)", len(recs), err)
 	}
 }
+
+func TestAnImporterRestartedBeforeTheEndAbandonsTheImport(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	for _, nd := range nodes {
+		nd.start(t, false) // nobody accepts: the import waits
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	x, err := bls.RandomScalar(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, _ := bls.NewSecretKey(x)
+	id, err := nodes[0].app.ImportKey(ctx, sk, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := nodes[0]
+	alice.stop()
+	alice.start(t, false)
+	// It cannot deal again (the key is not stored): it ends here.
+	if _, err := alice.app.WaitReshare(ctx, id); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("the abandoned import is still running: %v", err)
+	}
+	recs, err := alice.store.Ceremonies(ctx)
+	// Nor was its seed stored: with any one signer's sub-share it gives
+	// the whole key.
+	if err != nil || len(recs) != 1 || !recs[0].Finished || recs[0].Seed != ([32]byte{}) {
+		t.Fatalf("records after the restart: %+v %v", recs, err)
+	}
+}

@@ -78,6 +78,13 @@ func TestARefreshedKeySignsUnderTheSameGroupKeyAtTheNextEpoch(t *testing.T) {
 	if err := bls.Verify(groupKey, msg, r.Signature); err != nil {
 		t.Fatalf("signature of the new epoch does not verify under the group key: %v", err)
 	}
+	// t-1 signers of the new epoch sign nothing.
+	b = &bus{t: t, consoles: cs}
+	startRequest(t, b, cs[0], "alone", []byte("one signer only"))
+	b.run(signRoute(t, func(_ *console, s *SignSession) ([]Outgoing, error) { return s.Decline("no") }))
+	if p := cs[0].signs[requestID("alone")].Progress(); p.Outcome != OutcomeFailed {
+		t.Fatalf("t-1 signers: %+v", p)
+	}
 }
 
 func TestARequestForAnotherEpochIsRefused(t *testing.T) {
