@@ -618,6 +618,13 @@ func (a *App) commitEpoch(ctx context.Context, id [32]byte, key *ceremony.Key, s
 	if held && old.key.Ceremony != id {
 		erase = append(erase, old.key.Ceremony)
 	}
+	// Earlier reshares of the key that failed hold seeds and sub-shares
+	// dealt from the old shares: they go too.
+	for rid, r := range a.records {
+		if r.Kind == KindReshare && r.KeyID == key.ID && rid != id && r.Finished && !erased(r) {
+			erase = append(erase, rid)
+		}
+	}
 	es, err := a.epochStore()
 	if err == nil {
 		err = es.PutEpochKey(ctx, ek, erase)

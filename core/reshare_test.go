@@ -284,6 +284,31 @@ func TestADeclinedReshareStopsWithNobodyBlamedAndTheOldGroupStillSigns(t *testin
 		waitEpoch(t, ctx, nd, kr.KeyID, 0, false)
 	}
 	signAndVerify(t, ctx, nodes[2], kr, "the old group after a declined reshare", 2)
+
+	// A refresh that goes through erases the declined one's secrets too:
+	// its seed and sub-shares were dealt from the old shares.
+	for _, nd := range nodes {
+		nd.mu.Lock()
+		nd.configure = func(c *Config) { c.ReshareRules = []*ReshareRule{{Name: ReshareRuleName(0)}} }
+		nd.mu.Unlock()
+		nd.stop()
+		nd.start(t, true)
+	}
+	if _, err := nodes[0].app.StartReshare(ctx, ReshareRequest{KeyID: kr.KeyID, Threshold: 2, Signers: []string{"alice", "bob", "carol"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range nodes {
+		waitEpoch(t, ctx, nd, kr.KeyID, 1, false)
+		recs, err := nd.store.Ceremonies(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if r.Kind == KindReshare && !erased(r) {
+				t.Fatalf("%s keeps the secrets of reshare %x: seed set %v, %d inputs", nd.name, r.ID[:4], r.Seed != ([32]byte{}), len(r.Inputs))
+			}
+		}
+	}
 }
 
 func TestConsoleRestartedMidReshareCompletesIt(t *testing.T) {
