@@ -1,10 +1,12 @@
 package tui
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/core/event"
 )
 
@@ -47,5 +49,42 @@ func TestADeclinedReshareSaysTheOldGroupKeepsTheKeyAndBlamesNobody(t *testing.T)
 	v := h.view()
 	if !strings.Contains(v, "refresh c0ffee01  failed in round accept: declined (stopped by carol); the old group keeps the key") || strings.Contains(v, "blamed") {
 		t.Fatalf("the declined refresh reads:\n%s", v)
+	}
+}
+
+func (f *fakeCore) StartReshare(_ context.Context, req core.ReshareRequest) (*core.ReshareResult, error) {
+	f.mu.Lock()
+	f.reshares = append(f.reshares, req)
+	f.mu.Unlock()
+	f.note("reshare")
+	return &core.ReshareResult{KeyID: req.KeyID, Epoch: 1, T: req.Threshold, N: len(req.Signers)}, f.err
+}
+
+func TestTheReshareFormProposesTheNewGroupForTheKeyShown(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 120, 24)
+	id := [32]byte{0x5e, 0xed, 0x12, 0x34}
+	h.send(keysMsg{keys: []core.KeyInfo{{KeyID: id, GroupKey: []byte{1}, T: 2, N: 3, Self: 1}}}, "R")
+	if v := h.view(); !strings.Contains(v, "Reshare key 5eed1234 (now 2-of-3, epoch 0)") {
+		t.Fatalf("the form is not open:\n%s", v)
+	}
+	h.send(typeText("9")...)
+	h.send("tab")
+	h.send(typeText("alice, bob, carol, dave")...)
+	h.send("enter")
+	if v := h.view(); !strings.Contains(v, "cannot exceed the 4 signers named") {
+		t.Fatalf("a threshold above the group was not refused:\n%s", v)
+	}
+	h.send("shift+tab", "backspace")
+	h.send(typeText("3")...)
+	h.run(h.send("enter"))
+	h.core.mu.Lock()
+	defer h.core.mu.Unlock()
+	if len(h.core.reshares) != 1 {
+		t.Fatalf("reshares proposed: %+v", h.core.reshares)
+	}
+	got := h.core.reshares[0]
+	if got.KeyID != id || got.Threshold != 3 || strings.Join(got.Signers, ",") != "alice,bob,carol,dave" {
+		t.Fatalf("proposed %+v", got)
 	}
 }
