@@ -29,15 +29,6 @@ import (
 	"github.com/signal-mpc/cosigner/core/keystore"
 )
 
-// Sentinel errors of the key lifecycle.
-var (
-	// ErrReshare: a reshare or import cannot be proposed as asked (names
-	// not in the roster or not verified, thresholds, dealers).
-	ErrReshare = errors.New("core: invalid reshare")
-	// ErrReshareOpen: the key already has a reshare running here.
-	ErrReshareOpen = errors.New("core: a reshare of this key is already running")
-)
-
 // lifecycle is the loop-owned state of the reshares.
 type lifecycle struct {
 	reshares map[[32]byte]*reshareState
@@ -501,7 +492,7 @@ func (a *App) reshareError(s *ceremony.ReshareSession) error {
 		return s.Err()
 	}
 	parts := s.Participants()
-	e := &KeygenError{Ceremony: s.ID(), Reason: ab.Reason, Round: ab.Round, Blamed: a.names(parts, ab.Blamed),
+	e := &KeygenError{What: reshareWhat(s.Proposal()), Ceremony: s.ID(), Reason: ab.Reason, Round: ab.Round, Blamed: a.names(parts, ab.Blamed),
 		Claimed: a.names(parts, ab.Claimed), By: a.name(partyAddr(parts, ab.By)), Remote: ab.By != s.Self(), Abort: ab,
 		Detail: nameParties(ab.Detail, func(j uint32) (string, bool) {
 			if j == 0 || int(j) > len(parts) {

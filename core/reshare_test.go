@@ -272,7 +272,8 @@ func TestADeclinedReshareStopsWithNobodyBlamedAndTheOldGroupStillSigns(t *testin
 	}
 	_, err := nodes[0].app.StartReshare(ctx, ReshareRequest{KeyID: kr.KeyID, Threshold: 3, Signers: []string{"alice", "bob", "carol"}})
 	var kerr *KeygenError
-	if !errors.As(err, &kerr) || len(kerr.Blamed) != 0 || kerr.Reason.String() != "declined" {
+	if !errors.As(err, &kerr) || len(kerr.Blamed) != 0 || kerr.Reason.String() != "declined" || !errors.Is(err, ErrDeclined) ||
+		!strings.HasPrefix(err.Error(), "reshare ") || strings.Contains(err.Error(), "blaming") {
 		t.Fatalf("declined reshare: %v (%+v)", err, kerr)
 	}
 	mu.Lock()
