@@ -112,6 +112,11 @@ func logEvent(log *slog.Logger, e event.Event) {
 	case event.KeygenFailed:
 		log.Warn("key generation failed", "ceremony", tui.Clean(e.Ceremony), "reason", tui.Clean(e.Reason), "round", tui.Clean(e.Round),
 			"by", tui.Clean(e.By), "blamed", cleanNames(e.Blamed), "claimed", cleanNames(e.Claimed))
+	case event.ReshareDone:
+		log.Info("key moved to a new epoch", "what", e.What, "key", e.KeyID, "group_key", e.GroupKey, "epoch", e.Epoch, "t", e.T, "n", e.N, "handed_over", e.HandedOver)
+	case event.ReshareFailed:
+		log.Warn("reshare failed: the old group keeps the key", "ceremony", tui.Clean(e.Ceremony), "reason", tui.Clean(e.Reason), "round", tui.Clean(e.Round),
+			"by", tui.Clean(e.By), "blamed", cleanNames(e.Blamed), "claimed", cleanNames(e.Claimed))
 	case event.SignDone:
 		if e.Restored {
 			log.Debug("signing finished before this run", "id", e.ID[:8], "signature", e.Signature, "failure", tui.Clean(e.Failure))

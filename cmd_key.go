@@ -18,14 +18,18 @@ import (
 
 var keyCommand = command{
 	name:    "key",
-	summary: "export this console's key share as an EIP-2335 keystore",
+	summary: "export this console's key share as an EIP-2335 keystore, or import a whole key to split",
 	usage: `Usage: cosigner key export --out FILE --password-file FILE [--key ID] [--kdf scrypt|pbkdf2] [global flags]
+       cosigner key import KEYSTORE --password-file F -t T [global flags]   (cosigner key import --help)
 
 Write this console's secret share of a threshold key as an EIP-2335
 keystore (the format Ethereum validator tooling reads), encrypted with the
 password in --password-file. The keystore's public key is this signer's
 public share, not the group key: one share alone signs nothing the group key
 verifies. The file is written with mode 0600 and never overwritten.
+The exported share stays valid for the key's current epoch: a later reshare
+or refresh does not erase it. Until the file is destroyed, it and t-1 other
+shares of that epoch still sign.
 
 Flags:
   --out FILE             the keystore file to create
@@ -46,7 +50,7 @@ prefix of it to sign --key), the group public key (what signatures verify
 under), t-of-n, and this signer's share index. Works offline.
 
 Flags:
-  --json   one JSON array: [{"key_id","group_public_key","threshold","parties","index"}]
+  --json   one JSON array: [{"key_id","group_public_key","threshold","parties","index","epoch","handed_over"}]
 ` + globalFlagsHelp,
 	run: runKeys,
 }
@@ -64,7 +68,7 @@ func runKeys(ctx context.Context, cmd command, args []string, sio stdio) int {
 			list := make([]map[string]any, 0, len(keys))
 			for _, k := range keys {
 				list = append(list, map[string]any{"key_id": hex.EncodeToString(k.KeyID[:]), "group_public_key": hex.EncodeToString(k.GroupKey),
-					"threshold": k.T, "parties": k.N, "index": k.Self})
+					"threshold": k.T, "parties": k.N, "index": k.Self, "epoch": k.Epoch, "handed_over": k.HandedOver})
 			}
 			return printJSON(sio, list)
 		}
@@ -73,7 +77,14 @@ func runKeys(ctx context.Context, cmd command, args []string, sio stdio) int {
 			return nil
 		}
 		for _, k := range keys {
-			fmt.Fprintf(sio.out, "%x  %d-of-%d  share %d  group key %x\n", k.KeyID[:], k.T, k.N, k.Self, k.GroupKey)
+			switch {
+			case k.HandedOver:
+				fmt.Fprintf(sio.out, "%x  %d-of-%d  handed over (no share here)  group key %x  epoch %d\n", k.KeyID[:], k.T, k.N, k.GroupKey, k.Epoch)
+			case k.Epoch > 0:
+				fmt.Fprintf(sio.out, "%x  %d-of-%d  share %d  group key %x  epoch %d\n", k.KeyID[:], k.T, k.N, k.Self, k.GroupKey, k.Epoch)
+			default:
+				fmt.Fprintf(sio.out, "%x  %d-of-%d  share %d  group key %x\n", k.KeyID[:], k.T, k.N, k.Self, k.GroupKey)
+			}
 		}
 		return nil
 	})
@@ -123,6 +134,9 @@ func runKey(ctx context.Context, cmd command, args []string, sio stdio) int {
 		fmt.Fprint(sio.out, cmd.usage)
 		return exitOK
 	}
+	if len(args) > 0 && args[0] == "import" {
+		return runKeyImport(ctx, cmd, args[1:], sio)
+	}
 	if len(args) == 0 || args[0] != "export" {
 		fmt.Fprint(sio.err, cmd.usage)
 		return exitUsage
@@ -152,6 +166,7 @@ func runKey(ctx context.Context, cmd command, args []string, sio stdio) int {
 	if *kdf != "scrypt" && *kdf != "pbkdf2" {
 		return usageError(cmd, sio, "--kdf is scrypt or pbkdf2")
 	}
+	fmt.Fprintln(sio.err, "note: the exported share stays valid for the key's current epoch; a later reshare or refresh does not erase this file: destroy it yourself")
 	cl, _, err := attached(ctx, g, sio)
 	if err != nil {
 		return fail(sio, cmd, err)

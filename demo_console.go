@@ -458,3 +458,12 @@ func (l *lateCore) Keys(ctx context.Context) ([]core.KeyInfo, error) {
 	}
 	return a.Keys(ctx)
 }
+
+// StartReshare proposes a reshare once the App exists (tui.Resharer).
+func (l *lateCore) StartReshare(ctx context.Context, req core.ReshareRequest) (*core.ReshareResult, error) {
+	a, err := l.wait(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return a.StartReshare(ctx, req)
+}

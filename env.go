@@ -154,7 +154,7 @@ func (e *env) warnAutoApprove() {
 func (e *env) consoleConfig(d *transport.Dialer, st *store.Store) consoleConfig {
 	return consoleConfig{Name: e.cfg.Device.Name, Dialer: d, Store: st, Logger: e.log,
 		AutoApprove:  e.cfg.Signing.AutoApprove,
-		SigningRules: e.cfg.Signing.Rules(), KeygenRules: e.cfg.Keygen.Rules(),
+		SigningRules: e.cfg.Signing.Rules(), KeygenRules: e.cfg.Keygen.Rules(), ReshareRules: e.cfg.Reshare.Rules(),
 		RoundTimeout: e.cfg.Keygen.RoundTimeout.Duration, RequestTTL: e.cfg.Signing.RequestTTL.Duration,
 		ResendEvery: min(e.cfg.Keygen.Resend.Duration, e.cfg.Signing.Resend.Duration),
 		Threshold:   e.cfg.Keygen.Threshold, Parties: e.cfg.Keygen.Parties, APIApprove: e.cfg.API.Approve,

@@ -109,6 +109,7 @@ func init() {
 		meCommand,
 		groupCommand,
 		keygenCommand,
+		reshareCommand,
 		signCommand,
 		keysCommand,
 		keyCommand,

@@ -244,6 +244,10 @@ func DecodeEvent(params json.RawMessage) (event.Event, error) {
 		e, err = decodeAs[event.KeygenDone](p.Event)
 	case "keygen_failed":
 		e, err = decodeAs[event.KeygenFailed](p.Event)
+	case "reshare_done":
+		e, err = decodeAs[event.ReshareDone](p.Event)
+	case "reshare_failed":
+		e, err = decodeAs[event.ReshareFailed](p.Event)
 	case "sign_done":
 		e, err = decodeAs[event.SignDone](p.Event)
 	case "error":

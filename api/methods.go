@@ -21,6 +21,11 @@ type Backend interface {
 	WaitKeygen(ctx context.Context, id [32]byte) (*core.KeygenResult, error)
 	BeginSignature(ctx context.Context, keyID [32]byte, msg []byte, description string, approve bool) ([32]byte, error)
 	WaitSignature(ctx context.Context, id [32]byte) (*core.SignResult, error)
+	// BeginReshare proposes a reshare or refresh (proposing accepts it);
+	// ImportKeystore proposes to split the key of an EIP-2335 keystore.
+	BeginReshare(ctx context.Context, req core.ReshareRequest) ([32]byte, error)
+	ImportKeystore(ctx context.Context, keystoreJSON []byte, password string, t int) ([32]byte, error)
+	WaitReshare(ctx context.Context, id [32]byte) (*core.ReshareResult, error)
 	Approvals(ctx context.Context) ([]core.Approval, error)
 	// ApproveAs and DeclineAs answer, recording who did (by).
 	ApproveAs(ctx context.Context, id [32]byte, by string) error
@@ -62,6 +67,8 @@ const (
 	MethodChallenge    = "challenge"
 	MethodBackup       = "backup"
 	MethodKeyExport    = "key.export"
+	MethodReshare      = "reshare"
+	MethodKeyImport    = "key.import"
 	MethodDeviceAdd    = "device.add"
 	MethodSubscribe    = "subscribe"
 	MethodUnsubscribe  = "unsubscribe"
@@ -123,6 +130,10 @@ type Key struct {
 	Threshold      int    `json:"threshold"`
 	Parties        int    `json:"parties"`
 	Index          uint32 `json:"index"` // this signer's share index
+	Epoch          uint32 `json:"epoch"` // 0 from a keygen or import; each reshare adds one
+	// HandedOver: a reshare moved the key to a group without this signer,
+	// which erased its share (index 0).
+	HandedOver bool `json:"handed_over,omitempty"`
 }
 
 // KeysResult answers keys.
@@ -144,6 +155,40 @@ type KeygenResult struct {
 	GroupPublicKey string `json:"group_public_key,omitempty"`
 	Threshold      int    `json:"threshold,omitempty"`
 	Parties        int    `json:"parties,omitempty"`
+}
+
+// ReshareParams proposes a reshare (or a refresh: the same signers and
+// threshold) of a key (an id prefix; empty: the only key) to the roster
+// names in signers; dealers optionally names the old signers that deal.
+type ReshareParams struct {
+	Key       string   `json:"key"`
+	Threshold int      `json:"threshold"`
+	Signers   []string `json:"signers"`
+	Dealers   []string `json:"dealers,omitempty"`
+	Wait      bool     `json:"wait"`
+}
+
+// KeyImportParams proposes to split the whole key of an EIP-2335 keystore
+// (its JSON text) into a threshold-of-n key of the roster. The co-signer
+// never stores the key; a restart before the import ends abandons it.
+type KeyImportParams struct {
+	Keystore  string `json:"keystore"`
+	Password  string `json:"password"`
+	Threshold int    `json:"threshold"`
+	Wait      bool   `json:"wait"`
+}
+
+// ReshareResult answers reshare and key.import (and wait for them): the
+// id at once, the key at its new epoch once it ended.
+type ReshareResult struct {
+	ID             string `json:"id"`
+	What           string `json:"what,omitempty"` // reshare, refresh or import
+	KeyID          string `json:"key_id,omitempty"`
+	GroupPublicKey string `json:"group_public_key,omitempty"`
+	Epoch          uint32 `json:"epoch"`
+	Threshold      int    `json:"threshold,omitempty"`
+	Parties        int    `json:"parties,omitempty"`
+	HandedOver     bool   `json:"handed_over,omitempty"`
 }
 
 // SignParams asks the group for a signature: the message as hex or as
@@ -273,6 +318,10 @@ func eventType(e event.Event) string {
 		return "keygen_done"
 	case event.KeygenFailed:
 		return "keygen_failed"
+	case event.ReshareDone:
+		return "reshare_done"
+	case event.ReshareFailed:
+		return "reshare_failed"
 	case event.SignDone:
 		return "sign_done"
 	case event.Error:

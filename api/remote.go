@@ -123,7 +123,7 @@ func (r *Remote) Keys(ctx context.Context) ([]core.KeyInfo, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: group key: %w", ErrProtocol, err)
 		}
-		out = append(out, core.KeyInfo{KeyID: id, GroupKey: gk, T: k.Threshold, N: k.Parties, Self: k.Index})
+		out = append(out, core.KeyInfo{KeyID: id, GroupKey: gk, T: k.Threshold, N: k.Parties, Self: k.Index, Epoch: k.Epoch, HandedOver: k.HandedOver})
 	}
 	return out, nil
 }
@@ -131,4 +131,26 @@ func (r *Remote) Keys(ctx context.Context) ([]core.KeyInfo, error) {
 // AnswerChallenge answers the server's challenge.
 func (r *Remote) AnswerChallenge(ctx context.Context, token, answer string) error {
 	return r.call(ctx, MethodChallenge, ChallengeParams{Token: token, Code: answer}, nil)
+}
+
+// StartReshare proposes a reshare of a key and waits for it
+// (tui.Resharer).
+func (r *Remote) StartReshare(ctx context.Context, req core.ReshareRequest) (*core.ReshareResult, error) {
+	var res ReshareResult
+	p := ReshareParams{Key: hex.EncodeToString(req.KeyID[:]), Threshold: req.Threshold, Signers: req.Signers, Dealers: req.Dealers, Wait: true}
+	if err := r.call(ctx, MethodReshare, p, &res); err != nil {
+		return nil, err
+	}
+	out := &core.ReshareResult{What: res.What, Epoch: res.Epoch, T: res.Threshold, N: res.Parties, HandedOver: res.HandedOver}
+	var err error
+	if out.Ceremony, err = core.ParseID(res.ID); err != nil {
+		return nil, fmt.Errorf("%w: reshare id: %w", ErrProtocol, err)
+	}
+	if out.KeyID, err = core.ParseID(res.KeyID); err != nil {
+		return nil, fmt.Errorf("%w: key id: %w", ErrProtocol, err)
+	}
+	if out.GroupKey, err = hex.DecodeString(res.GroupPublicKey); err != nil {
+		return nil, fmt.Errorf("%w: group key: %w", ErrProtocol, err)
+	}
+	return out, nil
 }

@@ -316,13 +316,17 @@ func (cn *conn) dispatch(ctx context.Context, req *Request) (any, *Error) {
 		out := KeysResult{Keys: []Key{}}
 		for _, k := range keys {
 			out.Keys = append(out.Keys, Key{KeyID: hex.EncodeToString(k.KeyID[:]), GroupPublicKey: hex.EncodeToString(k.GroupKey),
-				Threshold: k.T, Parties: k.N, Index: k.Self})
+				Threshold: k.T, Parties: k.N, Index: k.Self, Epoch: k.Epoch, HandedOver: k.HandedOver})
 		}
 		return out, nil
 	case MethodKeygen:
 		return cn.keygen(ctx, req.Params)
 	case MethodSign:
 		return cn.sign(ctx, req.Params)
+	case MethodReshare:
+		return cn.reshare(ctx, req.Params)
+	case MethodKeyImport:
+		return cn.keyImport(ctx, req.Params)
 	case MethodWait:
 		var p IDParams
 		if e := decodeParams(req.Params, &p); e != nil {
@@ -335,8 +339,11 @@ func (cn *conn) dispatch(ctx context.Context, req *Request) (any, *Error) {
 		if r, err := b.WaitSignature(ctx, id); !errors.Is(err, core.ErrUnknown) {
 			return signResult(id, r, err)
 		}
-		r, err := b.WaitKeygen(ctx, id)
-		return keygenResult(id, r, err)
+		if r, err := b.WaitKeygen(ctx, id); !errors.Is(err, core.ErrUnknown) {
+			return keygenResult(id, r, err)
+		}
+		r, err := b.WaitReshare(ctx, id)
+		return reshareResult(id, r, err)
 	case MethodApprovals:
 		var p struct{}
 		if e := decodeParams(req.Params, &p); e != nil {

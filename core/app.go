@@ -103,6 +103,9 @@ type Config struct {
 	// person.
 	SigningRules []*SigningRule
 	KeygenRules  []*KeygenRule
+	// ReshareRules accept reshare, refresh and import proposals
+	// (reshare_rules.go); AutoApprove does not.
+	ReshareRules []*ReshareRule
 	// SaveRoster persists the roster after AddCard or VerifyCard changed it.
 	SaveRoster func(context.Context, *roster.Roster) error
 	MaxOrphans int           // envelopes kept for unknown ceremonies (default 1024)
@@ -154,13 +157,16 @@ type App struct {
 	answered map[answerKey]time.Time
 	// uses: the recent approvals of each signing rule (max_per_hour).
 	uses ruleUses
+	// life: the reshares and handed-over keys (reshare.go).
+	life *lifecycle
 }
 
 // result is what a waiter gets when a ceremony ends.
 type result struct {
-	keygen *KeygenResult
-	sign   *SignResult
-	err    error
+	keygen  *KeygenResult
+	sign    *SignResult
+	reshare *ReshareResult
+	err     error
 }
 
 // KeygenResult is a finished key generation.
@@ -217,6 +223,11 @@ func New(cfg Config) (*App, error) {
 	for _, r := range cfg.KeygenRules {
 		if r == nil {
 			return nil, fmt.Errorf("%w: a nil keygen rule", ErrConfig)
+		}
+	}
+	for _, r := range cfg.ReshareRules {
+		if r == nil {
+			return nil, fmt.Errorf("%w: a nil reshare rule", ErrConfig)
 		}
 	}
 	if cfg.MaxOrphans <= 0 {
@@ -438,7 +449,7 @@ func (a *App) KeyShare(ctx context.Context, keyID [32]byte) (secret, public []by
 		}
 		secret = bls.ScalarBytes(&k.share.Share.Value)
 		public = pub.Bytes()
-		info = KeyInfo{KeyID: k.key.ID, GroupKey: k.key.Group.Key.Bytes(), T: k.key.T(), N: k.key.N(), Self: k.share.Self}
+		info = KeyInfo{KeyID: k.key.ID, GroupKey: k.key.Group.Key.Bytes(), T: k.key.T(), N: k.key.N(), Self: k.share.Self, Epoch: k.key.Epoch}
 	}); e != nil {
 		return nil, nil, KeyInfo{}, e
 	}
@@ -490,21 +501,26 @@ func (a *App) saveRoster(ctx context.Context) error {
 	return a.cfg.SaveRoster(ctx, a.cfg.Roster)
 }
 
-// KeyInfo describes a generated key.
+// KeyInfo describes a key at its current epoch.
 type KeyInfo struct {
 	KeyID    [32]byte
 	GroupKey []byte
 	T, N     int
 	Self     uint32
+	Epoch    uint32 // 0 from a keygen or import; each reshare adds one
+	// HandedOver: a reshare moved the key to a group without this console,
+	// which erased its share (Self is 0).
+	HandedOver bool
 }
 
-// Keys lists the generated keys.
+// Keys lists the keys, one entry each at its current epoch.
 func (a *App) Keys(ctx context.Context) ([]KeyInfo, error) {
 	var out []KeyInfo
 	err := a.do(ctx, func() {
 		for id, k := range a.keys {
-			out = append(out, KeyInfo{KeyID: id, GroupKey: k.key.Group.Key.Bytes(), T: k.key.T(), N: k.key.N(), Self: k.share.Self})
+			out = append(out, KeyInfo{KeyID: id, GroupKey: k.key.Group.Key.Bytes(), T: k.key.T(), N: k.key.N(), Self: k.share.Self, Epoch: k.key.Epoch})
 		}
+		out = append(out, a.handedOverKeys()...)
 	})
 	return out, err
 }

@@ -34,7 +34,7 @@ func ParseBy(by string) (user, sshClient, rule string) {
 // and the others' approved partials and declines as its session saw them.
 func (a *App) approvals(st *signState) []event.Approval {
 	id, p := st.s.ID(), st.s.Progress()
-	parties := st.key.key.Proposal.Parties
+	parties := st.key.key.Parties
 	self := st.key.share.Self
 	var out []event.Approval
 	for j := uint32(1); int(j) <= len(parties); j++ {

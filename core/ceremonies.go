@@ -122,7 +122,7 @@ func (a *App) afterKeygen(ctx context.Context, st *keygenState, live bool) {
 func (a *App) afterSign(ctx context.Context, st *signState, live bool) {
 	id := st.s.ID()
 	p := st.s.Progress()
-	parties := st.key.key.Proposal.Parties
+	parties := st.key.key.Parties
 	if live {
 		a.publish(event.Progress{Ceremony: ceremony.ShortID(id), Kind: "sign", Round: p.Outcome.String(), Step: len(p.Approved), Total: st.key.key.T(),
 			Got: a.names(parties, p.Approved), Waiting: a.names(parties, p.Waiting), Declined: a.names(parties, p.Declined),
@@ -290,7 +290,7 @@ func (a *App) startSign(ctx context.Context, keyID [32]byte, msg []byte, desc st
 	wait := make(chan result, 1)
 	a.waiters[id] = append(a.waiters[id], wait)
 	st.lastSend = a.now()
-	a.send(k.key.Proposal.Parties, out)
+	a.send(k.key.Parties, out)
 	if !approve {
 		a.adoptOrphans(ctx, id)
 		a.afterSign(ctx, st, true)
@@ -303,7 +303,7 @@ func (a *App) startSign(ctx context.Context, keyID [32]byte, msg []byte, desc st
 	if err != nil {
 		return [32]byte{}, nil, err
 	}
-	a.send(k.key.Proposal.Parties, own)
+	a.send(k.key.Parties, own)
 	a.adoptOrphans(ctx, id)
 	a.afterSign(ctx, st, true)
 	return id, wait, nil
@@ -332,6 +332,9 @@ func (a *App) decide(ctx context.Context, id [32]byte, yes bool, reason, by stri
 	in := Input{Kind: InputDecline, Text: reason, Time: a.now(), By: by}
 	if yes {
 		in = Input{Kind: InputAccept, Time: a.now(), By: by}
+	}
+	if st, ok := a.lifecycle().reshares[id]; ok {
+		return a.decideReshare(ctx, st, in, yes, reason)
 	}
 	if st, ok := a.keygens[id]; ok {
 		if st.s.Progress().State != dkg.StateCreated {
@@ -378,7 +381,7 @@ func (a *App) decide(ctx context.Context, id [32]byte, yes bool, reason, by stri
 		}
 		a.publish(event.ApprovalResolved{ID: hex.EncodeToString(id[:]), Decision: map[bool]string{true: "approved", false: "declined"}[yes], Rule: ruleOf(by)})
 		st.lastSend = a.now()
-		a.send(st.key.key.Proposal.Parties, out)
+		a.send(st.key.key.Parties, out)
 		a.afterSign(ctx, st, true)
 		return nil
 	}
@@ -388,7 +391,7 @@ func (a *App) decide(ctx context.Context, id [32]byte, yes bool, reason, by stri
 // signDone is the event of a signing request that has ended.
 func (a *App) signDone(st *signState) event.SignDone {
 	id, req, p := st.s.ID(), st.s.Request(), st.s.Progress()
-	parties := st.key.key.Proposal.Parties
+	parties := st.key.key.Parties
 	e := event.SignDone{ID: hex.EncodeToString(id[:]), KeyID: ceremony.ShortID(req.KeyID), Message: hex.EncodeToString(req.Message),
 		Blamed: a.names(parties, p.Blamed), Approvals: a.approvals(st)}
 	if p.Outcome == ceremony.OutcomeSigned {

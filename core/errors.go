@@ -45,11 +45,18 @@ type KeygenError struct {
 	// Detail is the engine's detail with the parties' names for their
 	// indices ("party 2" reads "bob"); empty: Abort.Detail as it is.
 	Detail string
+	// What names the ceremony: "" a keygen; "reshare", "refresh" or
+	// "import" for the key lifecycle (reshare.go).
+	What string
 }
 
 func (e *KeygenError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "keygen %s aborted in round %s by %s: %s", ceremony.ShortID(e.Ceremony), e.Round, e.By, e.Reason)
+	what := e.What
+	if what == "" {
+		what = "keygen"
+	}
+	fmt.Fprintf(&b, "%s %s aborted in round %s by %s: %s", what, ceremony.ShortID(e.Ceremony), e.Round, e.By, e.Reason)
 	if len(e.Blamed) > 0 {
 		fmt.Fprintf(&b, ", blaming %s", joinNames(e.Blamed))
 	}
@@ -186,3 +193,12 @@ func cleanText(s string) string {
 		return r
 	}, s)
 }
+
+// Sentinel errors of the key lifecycle.
+var (
+	// ErrReshare: a reshare or import cannot be proposed as asked (names
+	// not in the roster or not verified, thresholds, dealers).
+	ErrReshare = errors.New("core: invalid reshare")
+	// ErrReshareOpen: the key already has a reshare running here.
+	ErrReshareOpen = errors.New("core: a reshare of this key is already running")
+)

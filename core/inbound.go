@@ -36,7 +36,15 @@ func (a *App) handle(ctx context.Context, from Address, raw []byte, fresh bool) 
 	if st, ok := a.signs[env.Ceremony]; ok {
 		return a.handleSign(ctx, st, from, env, raw)
 	}
+	if st, ok := a.lifecycle().reshares[env.Ceremony]; ok {
+		return a.handleReshare(ctx, st, from, env, raw)
+	}
+	if w, ok := a.lifecycle().watch()[env.Ceremony]; ok {
+		return a.handleWatch(ctx, w, from, env, raw)
+	}
 	switch env.Kind {
+	case wire.KindReshareProposal:
+		return a.openReshare(ctx, from, env, raw)
 	case wire.KindProposal:
 		return a.openProposal(ctx, from, env, raw)
 	case wire.KindSignRequest:
@@ -77,7 +85,7 @@ func (a *App) handleKeygen(ctx context.Context, st *keygenState, from Address, e
 }
 
 func (a *App) handleSign(ctx context.Context, st *signState, from Address, env *wire.Envelope, raw []byte) error {
-	if err := checkSender(st.key.key.Proposal.Parties, from, env.From); err != nil {
+	if err := checkSender(st.key.key.Parties, from, env.From); err != nil {
 		a.logMessage(event.In, from, env, raw, err.Error())
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
@@ -90,7 +98,7 @@ func (a *App) handleSign(ctx context.Context, st *signState, from Address, env *
 		return err
 	}
 	a.logMessage(event.In, from, env, raw, "")
-	a.send(st.key.key.Proposal.Parties, out)
+	a.send(st.key.key.Parties, out)
 	a.afterSign(ctx, st, true)
 	return nil
 }
@@ -146,7 +154,7 @@ func (a *App) openRequest(ctx context.Context, from Address, env *wire.Envelope,
 	}
 	var s *ceremony.SignSession
 	if err == nil {
-		err = checkSender(k.key.Proposal.Parties, from, env.From)
+		err = checkSender(k.key.Parties, from, env.From)
 	}
 	if err == nil {
 		s, err = ceremony.OpenSignRequest(*k.share, raw)

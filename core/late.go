@@ -33,7 +33,9 @@ func (a *App) answerFinished(from Address, env *wire.Envelope, raw []byte) {
 	if st, ok := a.keygens[env.Ceremony]; ok {
 		parties, final = st.s.Proposal().Parties, st.s.Final()
 	} else if st, ok := a.signs[env.Ceremony]; ok {
-		parties, final = st.key.key.Proposal.Parties, st.s.Final()
+		parties, final = st.key.key.Parties, st.s.Final()
+	} else if st, ok := a.lifecycle().reshares[env.Ceremony]; ok {
+		parties, final = st.s.Participants(), st.s.Final()
 	}
 	if len(final) == 0 {
 		return

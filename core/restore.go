@@ -76,6 +76,9 @@ func (a *App) checkRestored(created time.Time) error {
 
 // restore rebuilds every stored ceremony by replaying its inputs.
 func (a *App) restore(ctx context.Context) error {
+	if err := a.restoreEpochKeys(ctx); err != nil {
+		return err
+	}
 	recs, err := a.cfg.Store.Ceremonies(ctx)
 	if err != nil {
 		return fmt.Errorf("core: load ceremonies: %w", err)
@@ -99,6 +102,9 @@ func (a *App) restore(ctx context.Context) error {
 
 func (a *App) replay(ctx context.Context, r *CeremonyRecord) error {
 	a.records[r.ID] = r
+	if erased(r) {
+		return nil // its key moved to a later epoch (keys.go)
+	}
 	if abandoned(r) {
 		// Finished, so its envelopes are refused; not rebuilt, so nothing
 		// of its state (or its seed) is ever used or answered again.
@@ -145,6 +151,10 @@ func (a *App) replay(ctx context.Context, r *CeremonyRecord) error {
 			return fmt.Errorf("%w: %s", ErrNoKey, ceremony.ShortID(r.KeyID))
 		}
 		s, err := ceremony.OpenSignRequest(*k.share, r.Opening)
+		if errors.Is(err, ceremony.ErrEpoch) {
+			// Asked at an epoch the key has left: it ended at the switch.
+			return a.endAtOldEpoch(ctx, r)
+		}
 		if err != nil {
 			return err
 		}
@@ -160,6 +170,10 @@ func (a *App) replay(ctx context.Context, r *CeremonyRecord) error {
 		}
 		a.noteRuleUses(st, r)
 		a.afterSign(ctx, st, false)
+	case KindReshare:
+		if err := a.replayReshare(ctx, r); err != nil {
+			return err
+		}
 	}
 	if !r.Finished {
 		a.resend(r.ID)

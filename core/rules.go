@@ -253,7 +253,7 @@ func (u ruleUses) count(rule, requester string, now time.Time) int {
 // ruleOf returns by when it names an approval rule (Input.By of a rule's
 // approval), else "".
 func ruleOf(by string) string {
-	if strings.HasPrefix(by, "signing.rule[") || strings.HasPrefix(by, "keygen.rule[") {
+	if strings.HasPrefix(by, "signing.rule[") || strings.HasPrefix(by, "keygen.rule[") || strings.HasPrefix(by, "reshare.rule[") {
 		return by
 	}
 	return ""
@@ -282,7 +282,7 @@ func (a *App) signByRule(ctx context.Context, st *signState) {
 		return
 	}
 	id, req, p := st.s.ID(), st.s.Request(), st.s.Progress()
-	parties := st.key.key.Proposal.Parties
+	parties := st.key.key.Parties
 	who := partyAddr(parties, p.Requester)
 	f := SignFacts{RequesterID: who.String(), KeyID: st.key.key.ID, Message: req.Message,
 		Used: func(rule, requester string) int { return a.uses.count(rule, requester, a.now()) }}
@@ -340,7 +340,7 @@ func (a *App) noteRuleUses(st *signState, r *CeremonyRecord) {
 		if in.Kind != InputAccept || !limited(a.cfg.SigningRules, in.By) || now.Sub(in.Time) >= RateWindow {
 			continue
 		}
-		who := partyAddr(st.key.key.Proposal.Parties, st.s.Progress().Requester)
+		who := partyAddr(st.key.key.Parties, st.s.Progress().Requester)
 		a.uses.add(in.By, who.String(), in.Time)
 	}
 }

@@ -46,6 +46,7 @@ func (a *App) Approvals(ctx context.Context) ([]Approval, error) {
 			}
 			out = append(out, approvalOf(id, st.key.key.ID, st.prompt))
 		}
+		out = append(out, a.reshareApprovals()...)
 	})
 	slices.SortFunc(out, func(x, y Approval) int { return x.Expires.Compare(y.Expires) })
 	return out, err
@@ -192,7 +193,7 @@ func (a *App) ended(id [32]byte) result {
 	if !ok {
 		return result{err: fmt.Errorf("%w: %s", ErrUnknown, ceremony.ShortID(id))}
 	}
-	p, req, parties := st.s.Progress(), st.s.Request(), st.key.key.Proposal.Parties
+	p, req, parties := st.s.Progress(), st.s.Request(), st.key.key.Parties
 	if p.Outcome == ceremony.OutcomeSigned {
 		res := st.s.Result()
 		return result{sign: &SignResult{ID: id, KeyID: req.KeyID, GroupKey: st.key.key.Group.Key.Bytes(), Message: req.Message,

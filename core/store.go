@@ -35,6 +35,9 @@ type CeremonyKind uint8
 const (
 	KindKeygen CeremonyKind = 1
 	KindSign   CeremonyKind = 2
+	// KindReshare: a reshare, refresh or import (reshare.go); KeyID names
+	// the key.
+	KindReshare CeremonyKind = 3
 )
 
 // CeremonyRecord is what is needed to rebuild a ceremony after a restart:
@@ -70,6 +73,10 @@ const (
 	// InputDisputed: after this keygen finished here, a peer's abort
 	// (Envelope) proved a party cheated in it: the key is not used.
 	InputDisputed InputKind = 7
+	// InputErased: the ceremony's secret parts (seed and inputs) were
+	// erased when its key moved to a later epoch (keys.go); it is the
+	// record's only input and the ceremony is never rebuilt.
+	InputErased InputKind = 8
 )
 
 // Input is one recorded input of a ceremony.
@@ -130,6 +137,7 @@ type MemoryStore struct {
 	order      [][32]byte
 	keys       []KeyRecord
 	orphans    []Orphan
+	epochKeys  map[[32]byte]*EpochKey // keys.go
 }
 
 // NewMemoryStore returns an empty MemoryStore.

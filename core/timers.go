@@ -43,7 +43,7 @@ func (a *App) onTick(ctx context.Context) {
 			if err := a.record(ctx, id, Input{Kind: InputExpire, Time: now}); err != nil {
 				a.log.Warn("record expiry", "err", err)
 			}
-			a.send(st.key.key.Proposal.Parties, out)
+			a.send(st.key.key.Parties, out)
 			if st.s.Progress().Decision == ceremony.DecisionExpired {
 				a.publish(event.ApprovalResolved{ID: hex.EncodeToString(id[:]), Decision: "expired"})
 			}
@@ -52,9 +52,10 @@ func (a *App) onTick(ctx context.Context) {
 		}
 		if now.Sub(st.lastSend) >= a.cfg.ResendEvery {
 			st.lastSend = now
-			a.send(st.key.key.Proposal.Parties, st.s.Resend())
+			a.send(st.key.key.Parties, st.s.Resend())
 		}
 	}
+	a.tickReshares(ctx, now)
 	a.forgetAnswers(now)
 	// Orphans past their time are dropped with a reason.
 	var keep []Orphan
@@ -84,8 +85,9 @@ func (a *App) resend(id [32]byte) {
 	}
 	if st, ok := a.signs[id]; ok && !st.done {
 		st.lastSend = a.now()
-		a.send(st.key.key.Proposal.Parties, st.s.Resend())
+		a.send(st.key.key.Parties, st.s.Resend())
 	}
+	a.resendReshare(id)
 }
 
 // resendOpen re-sends the current messages of every open ceremony.
@@ -97,5 +99,10 @@ func (a *App) resendOpen() {
 	}
 	for id := range a.signs {
 		a.resend(id)
+	}
+	for id := range a.lifecycle().reshares {
+		if r := a.records[id]; r == nil || !r.Finished {
+			a.resend(id)
+		}
 	}
 }

@@ -368,7 +368,7 @@ func decodeCeremony(b []byte) (*CeremonyRecord, uint64, error) {
 	if err := d.Done(); err != nil {
 		return nil, 0, fmt.Errorf("%w: ceremony record: %w", ErrCorrupt, err)
 	}
-	if (kind != uint64(KindKeygen) && kind != uint64(KindSign)) || own > 1 || finished > 1 ||
+	if (kind != uint64(KindKeygen) && kind != uint64(KindSign) && kind != uint64(KindReshare)) || own > 1 || finished > 1 ||
 		(seed != nil && (len(seed) != 32 || allZero(seed))) || (keyID != nil && (len(keyID) != 32 || allZero(keyID))) || len(opening) == 0 {
 		return nil, 0, fmt.Errorf("%w: ceremony record fields", ErrCorrupt)
 	}
@@ -402,7 +402,7 @@ func decodeInput(b []byte) (Input, error) {
 	if err := d.Done(); err != nil {
 		return Input{}, fmt.Errorf("%w: input record: %w", ErrCorrupt, err)
 	}
-	if kind < uint64(InputEnvelope) || kind > uint64(InputDisputed) {
+	if kind < uint64(InputEnvelope) || kind > uint64(InputErased) {
 		return Input{}, fmt.Errorf("%w: input kind %d", ErrCorrupt, kind)
 	}
 	in := Input{Kind: InputKind(kind), Envelope: env, Text: string(text), By: string(by)}

@@ -130,6 +130,8 @@ type Config struct {
 	// ([[signing.rule]], [[keygen.rule]]).
 	SigningRules []*core.SigningRule
 	KeygenRules  []*core.KeygenRule
+	// ReshareRules accept reshares, refreshes and imports ([[reshare.rule]]).
+	ReshareRules []*core.ReshareRule
 	// MetricsListen, if set, is where Run serves Prometheus metrics,
 	// /healthz and /readyz (metrics package); "127.0.0.1:0" picks a port
 	// (MetricsAddr).
@@ -228,7 +230,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		RestoredAt:  cfg.Store.RestoredAt(),
 		SaveRoster:  func(ctx context.Context, r *roster.Roster) error { return core.SaveRoster(ctx, c.Vault, r) },
 		// The approval rules ([[signing.rule]], [[keygen.rule]]).
-		SigningRules: cfg.SigningRules, KeygenRules: cfg.KeygenRules,
+		SigningRules: cfg.SigningRules, KeygenRules: cfg.KeygenRules, ReshareRules: cfg.ReshareRules,
 	})
 	if err != nil {
 		return nil, err

@@ -67,8 +67,8 @@ func (m *Model) approvalRequested(e event.ApprovalRequested) tea.Cmd {
 		m.queue.list = append(m.queue.list, a)
 	}
 	what := "signing request"
-	if e.Kind == "keygen" {
-		what = "keygen proposal"
+	if isProposal(e.Kind) {
+		what = e.Kind + " proposal"
 	}
 	m.setNotice(what + " from " + e.Requester + ": 3 then enter to review")
 	if m.mode == modeReview && m.review.id == e.ID {
@@ -216,8 +216,8 @@ func (m *Model) queueView(h int) []string {
 	for i, a := range m.queue.list {
 		e := a.ev
 		what := "sign  "
-		if e.Kind == "keygen" {
-			what = "keygen"
+		if isProposal(e.Kind) {
+			what = e.Kind
 		}
 		subject := summary(a)
 		row := what + " " + shortID(e.ID) + "  from " + pad(e.Requester, 8) + "  " + expiry(e.Expires, now) + "  " + subject
@@ -271,8 +271,8 @@ func (m *Model) reviewView(h int) []string {
 	label := func(s string) string { return st.Label.Render(pad(s, 12)) }
 	var body []string
 	title := "Signing request "
-	if e.Kind == "keygen" {
-		title = "Keygen proposal "
+	if isProposal(e.Kind) {
+		title = proposalTitle(e.Kind)
 	}
 	body = append(body, st.Title.Render(title+shortID(e.ID))+st.Dim.Render("  id "+e.ID))
 	body = append(body, label("requester")+st.Peer.Render(e.Requester))
@@ -280,7 +280,7 @@ func (m *Model) reviewView(h int) []string {
 		body = append(body, label("key")+e.KeyID)
 	}
 	switch {
-	case e.Kind == "keygen":
+	case isProposal(e.Kind):
 		body = append(body, label("proposal"))
 		for _, l := range a.text {
 			body = append(body, wrapIndent(l, w, "  │ ")...)
@@ -351,4 +351,23 @@ func wrapIndent(s string, w int, prefix string) []string {
 		out = append(out, prefix+l)
 	}
 	return out
+}
+
+// isProposal reports whether an approval is a ceremony proposal (a keygen,
+// reshare, refresh or import: its text says what it makes) rather than a
+// signing request.
+func isProposal(kind string) bool {
+	switch kind {
+	case "keygen", "reshare", "refresh", "import":
+		return true
+	}
+	return false
+}
+
+// proposalTitle heads a proposal's review: "Keygen proposal ".
+func proposalTitle(kind string) string {
+	if kind == "" {
+		return "Proposal "
+	}
+	return strings.ToUpper(kind[:1]) + kind[1:] + " proposal "
 }

@@ -88,6 +88,26 @@ func (c *ceremonies) keygenFailed(e event.KeygenFailed) {
 	}
 }
 
+// reshareDone ends a reshare, refresh or import: the key's new epoch.
+func (c *ceremonies) reshareDone(e event.ReshareDone) {
+	x := c.get(Clean(e.Ceremony), Clean(e.What))
+	x.done = true
+	x.result = "key " + Clean(e.KeyID) + " epoch " + itoa(int(e.Epoch)) + " " + itoa(e.T) + "-of-" + itoa(e.N)
+	if e.HandedOver {
+		x.result += ", handed over: this console's share is erased"
+	}
+}
+
+// reshareFailed ends a reshare that stopped, as keygenFailed does; the old
+// group keeps the key.
+func (c *ceremonies) reshareFailed(e event.ReshareFailed) {
+	x := c.get(Clean(e.Ceremony), "reshare")
+	kind := x.kind
+	c.keygenFailed(event.KeygenFailed{Ceremony: e.Ceremony, Reason: e.Reason, Round: e.Round, By: e.By, Blamed: e.Blamed, Claimed: e.Claimed})
+	x.kind = kind
+	x.result += "; the old group keeps the key"
+}
+
 func (c *ceremonies) signDone(e event.SignDone) {
 	x := c.get(shortID(Clean(e.ID)), "sign")
 	x.done = true
@@ -115,7 +135,8 @@ func (c *ceremonies) active() int {
 // line is the ceremony as one line of plain text:
 // "keygen 3f2a  round 2/4 deal  got alice, carol  waiting bob  9:41 left".
 func (x *ceremony) line(now time.Time) string {
-	head := pad(x.kind, 6) + " " + x.id + "  "
+	// Kinds longer than keygen (reshare, refresh) keep their whole name.
+	head := pad(x.kind, max(6, len(x.kind))) + " " + x.id + "  "
 	if x.done {
 		return head + x.result
 	}

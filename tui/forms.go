@@ -25,6 +25,9 @@ type forms struct {
 	threshold textinput.Model
 	keygenErr string
 
+	signersIn textinput.Model // the reshare form's new group
+	reshare   reshareForm
+
 	key, message, desc textinput.Model
 	hex                bool // the message is hex
 	focus              int
@@ -44,6 +47,7 @@ func newInput(placeholder string, limit int) textinput.Model {
 func newForms() forms {
 	return forms{
 		threshold: newInput("2", 3),
+		signersIn: newInput("alice, bob, carol", 2048),
 		key:       newInput("first 8 hex digits; empty: the only key", 64),
 		message:   newInput("what to sign", 64*1024),
 		desc:      newInput("what it is, for the other signers", 512),
@@ -52,7 +56,7 @@ func newForms() forms {
 
 func (f *forms) resize(w int) {
 	iw := max(w-18, 8)
-	for _, ti := range []*textinput.Model{&f.threshold, &f.key, &f.message, &f.desc} {
+	for _, ti := range []*textinput.Model{&f.threshold, &f.key, &f.message, &f.desc, &f.signersIn} {
 		ti.Width = iw
 	}
 }
@@ -272,7 +276,11 @@ func (m *Model) signFormView() []string {
 	if len(m.keyList) > 0 {
 		var ks []string
 		for _, k := range m.keyList {
-			ks = append(ks, k.short+" "+itoa(k.t)+"-of-"+itoa(k.n))
+			s := k.short + " " + itoa(k.t) + "-of-" + itoa(k.n)
+			if k.epoch > 0 {
+				s += " epoch " + itoa(int(k.epoch))
+			}
+			ks = append(ks, s)
 		}
 		keys = "keys: " + strings.Join(ks, ", ")
 	}

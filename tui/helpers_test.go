@@ -25,6 +25,7 @@ type fakeCore struct {
 	signs    []signCall
 	keys     []core.KeyInfo
 	answers  [][2]string // token, answer
+	reshares []core.ReshareRequest
 	err      error
 	called   chan string // optional: one name per call
 }

@@ -25,6 +25,7 @@ type keyMap struct {
 	Approve   key.Binding
 	Decline   key.Binding
 	Keygen    key.Binding
+	Reshare   key.Binding
 	Sign      key.Binding
 	CopyHex   key.Binding
 	CopyJSON  key.Binding
@@ -61,6 +62,7 @@ func defaultKeys() keyMap {
 		Approve:   key.NewBinding(key.WithKeys("a"), key.WithHelp("a", "approve")),
 		Decline:   key.NewBinding(key.WithKeys("d"), key.WithHelp("d", "decline")),
 		Keygen:    key.NewBinding(key.WithKeys("K"), key.WithHelp("K", "keygen…")),
+		Reshare:   key.NewBinding(key.WithKeys("R"), key.WithHelp("R", "reshare…")),
 		Sign:      key.NewBinding(key.WithKeys("s"), key.WithHelp("s", "sign…")),
 		CopyHex:   key.NewBinding(key.WithKeys("c"), key.WithHelp("c", "copy hex")),
 		CopyJSON:  key.NewBinding(key.WithKeys("C"), key.WithHelp("C", "copy json")),
@@ -99,6 +101,9 @@ func (m *Model) bindings() helpKeys {
 			key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "clear filter")), quitOnly)
 	case m.mode == modeKeygenForm:
 		return one(key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "propose")), k.Cancel, quitOnly)
+	case m.mode == modeReshareForm:
+		return one(key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "propose")),
+			key.NewBinding(key.WithKeys("tab"), key.WithHelp("tab/⇧tab", "field")), k.Cancel, quitOnly)
 	case m.mode == modeChallengeForm:
 		return one(key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "send answer")), k.Cancel, quitOnly)
 	case m.mode == modeSignForm:
@@ -140,6 +145,6 @@ func (m *Model) mainFull() [][]key.Binding {
 		{k.NextTab, k.PrevTab, k.TabLog, k.TabCer, k.TabQueue, k.TabSigs, k.TabRoster},
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Top, k.Bottom, k.Filter},
 		{k.Open, k.Back, k.Approve, k.Decline, k.CopyHex, k.CopyJSON},
-		{k.Sign, k.Keygen, k.Challenge, k.Help, k.Quit},
+		{k.Sign, k.Keygen, k.Reshare, k.Challenge, k.Help, k.Quit},
 	}
 }

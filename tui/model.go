@@ -43,6 +43,7 @@ const (
 	modeKeygenForm                // the keygen form
 	modeSignForm                  // the signing request form
 	modeChallengeForm             // answering the server's challenge
+	modeReshareForm               // the reshare form (reshare_form.go)
 )
 
 type tab int
@@ -227,7 +228,7 @@ func (m *Model) setIdentity(id Identity) {
 // filter) rather than to commands.
 func (m *Model) Typing() bool {
 	switch m.mode {
-	case modeFilter, modeKeygenForm, modeSignForm, modeChallengeForm:
+	case modeFilter, modeKeygenForm, modeSignForm, modeChallengeForm, modeReshareForm:
 		return true
 	}
 	return false
@@ -298,6 +299,20 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		}
 		// A key disputed after it was made leaves the list.
 		return m, m.loadKeys()
+	case event.ReshareDone:
+		m.cers.reshareDone(msg)
+		if msg.HandedOver {
+			m.setNotice("key " + Clean(msg.KeyID) + " handed over: this console's share is erased")
+		} else {
+			m.setNotice("key " + Clean(msg.KeyID) + " at epoch " + itoa(int(msg.Epoch)) + ": " + itoa(msg.T) + "-of-" + itoa(msg.N))
+		}
+		return m, m.loadKeys()
+	case event.ReshareFailed:
+		m.cers.reshareFailed(msg)
+		if msg.Text != "" {
+			m.setError(msg.Text)
+		}
+		return m, nil
 	case event.SignDone:
 		if msg.Restored {
 			// History from before this run: listed, not announced.
@@ -355,6 +370,8 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case decisionMsg:
 		m.decided(msg)
 		return m, nil
+	case reshareResultMsg:
+		return m, m.reshareResult(msg)
 	case keygenResultMsg:
 		if msg.err != nil {
 			m.setError("keygen: " + msg.err.Error())
@@ -403,6 +420,8 @@ func (m *Model) handleKey(msg tea.KeyMsg) tea.Cmd {
 		return m.signFormKey(msg)
 	case modeChallengeForm:
 		return m.challengeFormKey(msg)
+	case modeReshareForm:
+		return m.reshareFormKey(msg)
 	case modeReview:
 		return m.reviewKey(msg)
 	case modeSigDetail:
@@ -439,6 +458,8 @@ func (m *Model) handleKey(msg tea.KeyMsg) tea.Cmd {
 		m.tab = tabRoster
 	case key.Matches(msg, k.Keygen):
 		return m.openKeygenForm()
+	case key.Matches(msg, k.Reshare):
+		return m.openReshareForm()
 	case key.Matches(msg, k.Sign):
 		return m.openSignForm()
 	case key.Matches(msg, k.Challenge):
@@ -575,6 +596,8 @@ func (m *Model) mainView() []string {
 		body = m.signFormView()
 	case m.mode == modeChallengeForm:
 		body = m.challengeFormView()
+	case m.mode == modeReshareForm:
+		body = m.reshareFormView()
 	default:
 		switch m.tab {
 		case tabLog:

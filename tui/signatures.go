@@ -67,12 +67,16 @@ type keyItem struct {
 	short string
 	group string // hex
 	t, n  int
+	epoch uint32 // 0 from a keygen or import; a reshare adds one
 }
 
 func (m *Model) setKeys(keys []core.KeyInfo) {
 	m.keyList = m.keyList[:0]
 	for _, k := range keys {
-		m.keyList = append(m.keyList, keyItem{id: k.KeyID, short: shortHex(k.KeyID[:]), group: hex.EncodeToString(k.GroupKey), t: k.T, n: k.N})
+		if k.HandedOver {
+			continue // no share here: nothing to sign with
+		}
+		m.keyList = append(m.keyList, keyItem{id: k.KeyID, short: shortHex(k.KeyID[:]), group: hex.EncodeToString(k.GroupKey), t: k.T, n: k.N, epoch: k.Epoch})
 	}
 	// a stable order: by short id
 	for i := 1; i < len(m.keyList); i++ {

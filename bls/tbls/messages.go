@@ -41,6 +41,10 @@ type Request struct {
 	Message     []byte
 	Description string    // what the requester says the message is (shown, not trusted)
 	Expires     time.Time // whole seconds; past it, the request counts as declined
+	// Epoch binds the request to the key's shares of one epoch (a reshare
+	// moves a key to the next): a signer at another epoch refuses it.
+	// Omitted for epoch 0, so such a request encodes as before epochs.
+	Epoch uint32
 }
 
 // Encode returns the canonical encoding.
@@ -53,6 +57,7 @@ func (r *Request) Encode() ([]byte, error) {
 	e.Bytes(2, r.Message)
 	e.Bytes(3, []byte(r.Description))
 	e.Uint(4, uint64(r.Expires.Unix()))
+	e.Uint(5, uint64(r.Epoch))
 	return e.Finish()
 }
 
@@ -80,13 +85,14 @@ func DecodeRequest(b []byte) (*Request, error) {
 	msg, _ := d.Bytes(2, MaxMessageSize)
 	desc, _ := d.Bytes(3, MaxDescriptionLen)
 	exp, _ := d.Uint(4)
+	epoch, _ := d.Uint32(5)
 	if err := d.Done(); err != nil {
 		return nil, fmt.Errorf("%w: request: %w", ErrPayload, err)
 	}
 	if exp == 0 || exp > 1<<40 {
 		return nil, fmt.Errorf("%w: request expiry out of range", ErrPayload)
 	}
-	r := &Request{Message: msg, Description: string(desc), Expires: time.Unix(int64(exp), 0).UTC()}
+	r := &Request{Message: msg, Description: string(desc), Expires: time.Unix(int64(exp), 0).UTC(), Epoch: epoch}
 	copy(r.KeyID[:], key)
 	if err := r.validate(); err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/signal-mpc/cosigner/bls"
 	"github.com/signal-mpc/cosigner/bls/tbls"
+	"github.com/signal-mpc/cosigner/bls/wire"
 )
 
 func TestSigningMessagesRoundTrip(t *testing.T) {
@@ -212,5 +213,31 @@ func TestABadAuditHeadIsRefused(t *testing.T) {
 		if _, err := tbls.DecodeDecline(d); !errors.Is(err, tbls.ErrPayload) {
 			t.Errorf("decline, %s: %v", name, err)
 		}
+	}
+}
+
+func TestRequestCarriesItsEpochAndEpochZeroEncodesAsBefore(t *testing.T) {
+	t.Parallel()
+	base := tbls.Request{KeyID: [32]byte{1}, Message: []byte("m"), Expires: time.Unix(1_800_000_000, 0).UTC()}
+	plain, err := base.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e wire.Encoder
+	e.Bytes(1, base.KeyID[:])
+	e.Bytes(2, base.Message)
+	e.Uint(4, uint64(base.Expires.Unix()))
+	legacy, _ := e.Finish()
+	if !bytes.Equal(plain, legacy) {
+		t.Fatal("an epoch-0 request no longer encodes as before epochs")
+	}
+	base.Epoch = 3
+	b, err := base.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := tbls.DecodeRequest(b)
+	if err != nil || got.Epoch != 3 {
+		t.Fatalf("decoded epoch %v, %v", got, err)
 	}
 }

@@ -29,6 +29,9 @@ var (
 	ErrDecided       = errors.New("ceremony: already decided")
 	ErrConfig        = errors.New("ceremony: invalid configuration")
 	ErrRequest       = errors.New("ceremony: invalid signing request")
+	// ErrEpoch: a request for the key's shares of another epoch (before
+	// or after a reshare this console has seen end).
+	ErrEpoch = errors.New("ceremony: signing request for another epoch of the key")
 )
 
 // Decision is this party's answer to a request.
@@ -189,7 +192,7 @@ func ProposeSignRequest(cfg SignConfig, id [32]byte, req tbls.Request) (*SignSes
 	if err := cfg.check(); err != nil {
 		return nil, nil, err
 	}
-	req.KeyID = cfg.Key.ID
+	req.KeyID, req.Epoch = cfg.Key.ID, cfg.Key.Epoch
 	payload, err := req.Encode()
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrRequest, err)
@@ -221,6 +224,9 @@ func OpenSignRequest(cfg SignConfig, raw []byte) (*SignSession, error) {
 	}
 	if req.KeyID != cfg.Key.ID {
 		return nil, fmt.Errorf("%w: for key %s, not %s", ErrRequest, ShortID(req.KeyID), ShortID(cfg.Key.ID))
+	}
+	if req.Epoch != cfg.Key.Epoch {
+		return nil, fmt.Errorf("%w: key %s at epoch %d, this console signs at epoch %d", ErrEpoch, ShortID(req.KeyID), req.Epoch, cfg.Key.Epoch)
 	}
 	return newSession(cfg, env.Ceremony, req, raw, env.From), nil
 }
@@ -375,6 +381,18 @@ func (s *SignSession) Tick(now time.Time) ([]Outgoing, error) {
 		s.reason = fmt.Sprintf("expired with %d of %d partial signatures", len(s.partials), s.cfg.Key.T())
 	}
 	return out, nil
+}
+
+// Retire ends a request still collecting, unsigned, because its key moved
+// to another epoch (a reshare ended): its partials are of shares that are
+// being erased and could never combine with the new ones. It sends
+// nothing; the others retire it when they see the reshare end.
+func (s *SignSession) Retire(reason string) bool {
+	if s.outcome != OutcomeCollecting {
+		return false
+	}
+	s.outcome, s.reason = OutcomeFailed, reason
+	return true
 }
 
 // Resend returns this party's last answer (and, for the requester, the

@@ -58,7 +58,21 @@ type Config struct {
 	Relay   Relay   `toml:"relay"`
 	API     API     `toml:"api"`
 	Metrics Metrics `toml:"metrics"`
+	Reshare Reshare `toml:"reshare"`
 }
+
+// Reshare holds the approval rules of reshares, refreshes and imports.
+// signing.auto_approve never covers them.
+type Reshare struct {
+	// Rule ([[reshare.rule]]) lists when a proposal is accepted without
+	// asking.
+	Rule []KeygenRule `toml:"rule"`
+
+	compiled []*core.ReshareRule
+}
+
+// Rules returns the [[reshare.rule]] list compiled by Validate.
+func (r *Reshare) Rules() []*core.ReshareRule { return r.compiled }
 
 // Metrics is the console's and the daemon's Prometheus listener. The
 // relay has its own (relay.metrics_listen), so that one file can serve a
@@ -191,6 +205,7 @@ func (s *Signing) Rules() []*core.SigningRule { return s.compiled }
 var ruleKeys = map[string][]string{
 	"signing.rule": {"requester", "key", "message_prefix_hex", "message_regex", "max_per_hour"},
 	"keygen.rule":  {"verified_parties"},
+	"reshare.rule": {"verified_parties"},
 }
 
 // checkRuleKeys refuses an unknown key in a rule table, naming the rule
@@ -204,11 +219,14 @@ func checkRuleKeys(text string) error {
 		Keygen struct {
 			Rule []map[string]any `toml:"rule"`
 		} `toml:"keygen"`
+		Reshare struct {
+			Rule []map[string]any `toml:"rule"`
+		} `toml:"reshare"`
 	}
 	if _, err := toml.Decode(text, &raw); err != nil {
 		return err
 	}
-	for table, rules := range map[string][]map[string]any{"signing.rule": raw.Signing.Rule, "keygen.rule": raw.Keygen.Rule} {
+	for table, rules := range map[string][]map[string]any{"signing.rule": raw.Signing.Rule, "keygen.rule": raw.Keygen.Rule, "reshare.rule": raw.Reshare.Rule} {
 		for i, r := range rules {
 			for k := range r {
 				if !slices.Contains(ruleKeys[table], k) {
@@ -443,7 +461,15 @@ func (c *Config) Validate() error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	c.Signing.compiled, c.Keygen.compiled = signing, keygen
+	rspecs := make([]core.ReshareRuleSpec, len(c.Reshare.Rule))
+	for i, r := range c.Reshare.Rule {
+		rspecs[i] = core.ReshareRuleSpec{VerifiedParties: r.VerifiedParties}
+	}
+	reshare, err := core.CompileReshareRules(rspecs)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	c.Signing.compiled, c.Keygen.compiled, c.Reshare.compiled = signing, keygen, reshare
 	return nil
 }
 

@@ -82,6 +82,8 @@ func TestBadConfigsAreRefusedNamingTheKey(t *testing.T) {
 		"rule key type":                {"[[signing.rule]]\nmax_per_hour = \"ten\"\n", "max_per_hour"},
 		"empty keygen rule":            {"[[keygen.rule]]\nverified_parties = false\n", "keygen.rule[0]: verified_parties: "},
 		"unknown keygen key":           {"[[keygen.rule]]\nverified_parties = true\nall = true\n", "keygen.rule[0]: unknown key all"},
+		"empty reshare rule":           {"[[reshare.rule]]\nverified_parties = false\n", "reshare.rule[0]: verified_parties: "},
+		"unknown reshare key":          {"[[reshare.rule]]\nverified_parties = true\nall = true\n", "reshare.rule[0]: unknown key all"},
 		"negative parties":             {"[keygen]\nparties = -1\n", "keygen.parties"},
 		"wrong type":                   {"[keygen]\nthreshold = \"two\"\n", "threshold"},
 		"long grace":                   {"[signing]\napproval_grace = \"1m\"\n", "signing.approval_grace"},
@@ -130,6 +132,8 @@ message_regex = "^release v"
 max_per_hour = 10
 [[signing.rule]]
 message_regex = "^hotfix"
+[[reshare.rule]]
+verified_parties = true
 `
 	c, err := Load(write(t, body), "/d", "")
 	if err != nil {
@@ -141,6 +145,9 @@ message_regex = "^hotfix"
 	}
 	if len(kr) != 1 || kr[0].Name != "keygen.rule[0]" {
 		t.Fatalf("keygen rules %+v", kr)
+	}
+	if rr := c.Reshare.Rules(); len(rr) != 1 || rr[0].Name != "reshare.rule[0]" {
+		t.Fatalf("reshare rules %+v", rr)
 	}
 	if c, err := Load(write(t, ""), "/d", ""); err != nil || len(c.Signing.Rules()) != 0 || len(c.Keygen.Rules()) != 0 {
 		t.Fatalf("no rules: %v %v %v", err, c.Signing.Rules(), c.Keygen.Rules())

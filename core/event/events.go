@@ -199,3 +199,34 @@ type Connection struct {
 }
 
 func (Connection) Must() bool { return false }
+
+// ReshareDone reports a finished reshare, refresh or import: the key (same
+// id, same group key) is now held by a new group at Epoch. HandedOver: this
+// console holds no share of the new epoch (it left the group) and erased
+// its old one.
+type ReshareDone struct {
+	Ceremony   string `json:"ceremony"`
+	What       string `json:"what"` // "reshare", "refresh" or "import"
+	KeyID      string `json:"key_id"`
+	GroupKey   string `json:"group_key"`
+	Epoch      uint32 `json:"epoch"`
+	T          int    `json:"t"`
+	N          int    `json:"n"`
+	HandedOver bool   `json:"handed_over,omitempty"`
+}
+
+func (ReshareDone) Must() bool { return true }
+
+// ReshareFailed reports a reshare, refresh or import that stopped: the old
+// group keeps the key as it was. Its fields read as KeygenFailed's.
+type ReshareFailed struct {
+	Ceremony string   `json:"ceremony"`
+	Reason   string   `json:"reason"`
+	Round    string   `json:"round"`
+	By       string   `json:"by"`
+	Blamed   []string `json:"blamed"`
+	Claimed  []string `json:"claimed"`
+	Text     string   `json:"text"`
+}
+
+func (ReshareFailed) Must() bool { return true }
