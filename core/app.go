@@ -154,6 +154,8 @@ type App struct {
 	answered map[answerKey]time.Time
 	// uses: the recent approvals of each signing rule (max_per_hour).
 	uses ruleUses
+	// recent: the ended signings still in memory, oldest first (history.go).
+	recent []recentEnd
 }
 
 // result is what a waiter gets when a ceremony ends.

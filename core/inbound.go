@@ -36,6 +36,17 @@ func (a *App) handle(ctx context.Context, from Address, raw []byte, fresh bool) 
 	if st, ok := a.signs[env.Ceremony]; ok {
 		return a.handleSign(ctx, st, from, env, raw)
 	}
+	// A ceremony that has left memory: its replayed request must not open
+	// it again, nor its late messages wait as orphans.
+	e, err := a.endedRecord(ctx, env.Ceremony)
+	if err != nil {
+		return err
+	}
+	if e != nil {
+		a.logMessage(event.In, from, env, raw, "ceremony finished")
+		a.answerEnded(from, env, raw, e)
+		return fmt.Errorf("%w: ceremony %s is finished", ErrRejected, ceremony.ShortID(env.Ceremony))
+	}
 	switch env.Kind {
 	case wire.KindProposal:
 		return a.openProposal(ctx, from, env, raw)

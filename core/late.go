@@ -35,6 +35,12 @@ func (a *App) answerFinished(from Address, env *wire.Envelope, raw []byte) {
 	} else if st, ok := a.signs[env.Ceremony]; ok {
 		parties, final = st.key.key.Proposal.Parties, st.s.Final()
 	}
+	a.answerWith(from, env, raw, parties, final)
+}
+
+// answerWith answers a peer of a finished ceremony with final, at most
+// once per resend interval.
+func (a *App) answerWith(from Address, env *wire.Envelope, raw []byte, parties []dkg.Party, final []ceremony.Outgoing) {
 	if len(final) == 0 {
 		return
 	}

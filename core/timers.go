@@ -56,6 +56,7 @@ func (a *App) onTick(ctx context.Context) {
 		}
 	}
 	a.forgetAnswers(now)
+	a.evictEnded(now)
 	// Orphans past their time are dropped with a reason.
 	var keep []Orphan
 	var drop [][]byte
