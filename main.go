@@ -112,6 +112,7 @@ func init() {
 		signCommand,
 		keysCommand,
 		keyCommand,
+		auditCommand,
 		backupCommand,
 		challengeCommand,
 		verifyCommand,

@@ -29,6 +29,7 @@ type fakeBackend struct {
 	pending  []core.Approval
 	approved map[[32]byte]bool
 	by       string // who the last approval came from
+	audit    func(since time.Time) ([]core.AuditEntry, core.AuditHead, error)
 }
 
 func newFake() *fakeBackend {
@@ -109,6 +110,12 @@ func (f *fakeBackend) DeclineAs(_ context.Context, id [32]byte, reason, by strin
 	return nil
 }
 func (f *fakeBackend) Signatures(context.Context, int) ([]event.SignDone, error) { return nil, nil }
+func (f *fakeBackend) Audit(_ context.Context, since time.Time) ([]core.AuditEntry, core.AuditHead, error) {
+	if f.audit == nil {
+		return nil, core.AuditHead{}, nil
+	}
+	return f.audit(since)
+}
 func (f *fakeBackend) AnswerChallenge(context.Context, string, string) error {
 	f.change("challenge")
 	return nil

@@ -103,7 +103,7 @@ type Ended struct {
 	Message       []byte // sign; a keygen holds what it was to make in Description
 	Description   string
 	Created       time.Time
-	Ended         time.Time
+	EndedAt       time.Time
 	Signature     []byte   // sign: the BLS signature
 	Signers       []uint32 // sign: the parties combined; keygen: the parties
 	Approved      []uint32 // parties whose approval (partial) this console saw
@@ -191,7 +191,7 @@ func (e *Ended) body() ([]byte, error) {
 	}
 	w.Bytes(12, []byte(e.Description))
 	w.Uint(13, uint64(e.Created.UnixNano()))
-	w.Uint(14, uint64(e.Ended.UnixNano()))
+	w.Uint(14, uint64(e.EndedAt.UnixNano()))
 	w.Bytes(15, e.Signature)
 	w.Bytes(16, encodeParties(sortedParties(e.Signers)))
 	w.Bytes(17, encodeParties(sortedParties(e.Approved)))
@@ -311,7 +311,7 @@ func DecodeEnded(b []byte) (*Ended, error) {
 	copy(e.Prev[:], prev)
 	copy(e.ID[:], id)
 	copy(e.KeyID[:], keyID)
-	e.Created, e.Ended = time.Unix(0, int64(created)), time.Unix(0, int64(ended))
+	e.Created, e.EndedAt = time.Unix(0, int64(created)), time.Unix(0, int64(ended))
 	for _, f := range []struct {
 		b   []byte
 		dst *[]uint32

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -84,19 +85,19 @@ func clip(s string, n int) string {
 // endedOf builds the ended record of a ceremony whose session ended (or
 // that was abandoned at a restore); nil when it cannot say.
 func (a *App) endedOf(id [32]byte, rec *CeremonyRecord, converted bool) *Ended {
-	e := &Ended{Kind: rec.Kind, ID: id, Created: rec.Created, Ended: a.now(), Decision: decisionOf(rec), Converted: converted}
+	e := &Ended{Kind: rec.Kind, ID: id, Created: rec.Created, EndedAt: a.now(), Decision: decisionOf(rec), Converted: converted}
 	if converted {
 		// Ended when its last input came (the record says no more).
-		e.Ended = rec.Created
+		e.EndedAt = rec.Created
 		for _, in := range rec.Inputs {
-			if in.Time.After(e.Ended) {
-				e.Ended = in.Time
+			if in.Time.After(e.EndedAt) {
+				e.EndedAt = in.Time
 			}
 		}
 	}
 	if abandoned(rec) {
 		e.Outcome, e.Reason, e.Converted = EndAbandoned, restoredText, false
-		e.Ended = rec.Inputs[len(rec.Inputs)-1].Time
+		e.EndedAt = rec.Inputs[len(rec.Inputs)-1].Time
 		if env, err := wire.Decode(rec.Opening); err == nil {
 			e.Requester = env.From
 			if rec.Kind == KindSign {
@@ -301,11 +302,106 @@ func (a *App) convertFinished(ctx context.Context, recs []*CeremonyRecord) error
 	return nil
 }
 
-// Audit returns this console's audit trail from since on (every
-// entry when zero), verified from its first entry: numbering, hash chain
-// and seals; and its head. A trail that does not verify is an error
-// wrapping ErrAuditBroken that names the first bad entry.
-func (a *App) Audit(ctx context.Context, since time.Time) ([]*Ended, AuditHead, error) {
+// AuditAnswer is one signer's answer in an audit entry.
+type AuditAnswer struct {
+	Signer   string // roster name (or "party N" when the key is gone)
+	Decision string // "approved" or "declined" ("accepted" for a keygen)
+	// By is who gave this console's own answer (Input.By): an API
+	// caller's "socket uid=.. user=.. pid=.." (and the SSH client it
+	// claimed), a rule's name, or "" for its screen or command. Empty for
+	// the other signers: they say it in their own trails.
+	By string
+}
+
+// AuditEntry is an ended record with its parties named.
+type AuditEntry struct {
+	*Ended
+	Requester string // the requester's name now (RequesterName is the name when it ended)
+	Signers   []string
+	Blamed    []string
+	Answers   []AuditAnswer // this console's first, then the others' as seen here
+}
+
+// ParseBy reads who answered out of an Input.By: the user and the SSH
+// client an API caller's record names (fields "user=NAME" and
+// "ssh_client=ADDR", a value possibly double-quoted), and the rule when an
+// approval rule or signing.auto_approve answered.
+func ParseBy(by string) (user, sshClient, rule string) {
+	if strings.HasPrefix(by, "signing.rule[") || strings.HasPrefix(by, "keygen.rule[") || by == "signing.auto_approve" {
+		return "", "", by
+	}
+	for rest := strings.TrimSpace(by); rest != ""; rest = strings.TrimLeft(rest, " ") {
+		field := rest
+		key, val, ok := strings.Cut(rest, "=")
+		if ok && !strings.Contains(key, " ") && strings.HasPrefix(val, `"`) {
+			q, err := strconv.QuotedPrefix(val)
+			if err == nil {
+				uq, _ := strconv.Unquote(q)
+				field, rest = key+"="+uq, val[len(q):]
+			} else {
+				field, rest = rest, ""
+			}
+		} else if i := strings.IndexByte(rest, ' '); i >= 0 {
+			field, rest = rest[:i], rest[i:]
+		} else {
+			rest = ""
+		}
+		if v, ok := strings.CutPrefix(field, "user="); ok {
+			user = v
+		} else if v, ok := strings.CutPrefix(field, "ssh_client="); ok {
+			sshClient = v
+		}
+	}
+	return user, sshClient, ""
+}
+
+// auditEntry names the parties of e (loop).
+func (a *App) auditEntry(e *Ended) AuditEntry {
+	key := a.keyOf(e.KeyID)
+	var parties []uint32
+	self := uint32(0)
+	if key != nil {
+		self, _ = key.Proposal.IndexOf(a.self.Account, a.self.Device)
+		parties = allIndices(key.N())
+	}
+	out := AuditEntry{Ended: e, Signers: a.partyNames(key, e.Signers), Blamed: a.partyNames(key, e.Blamed)}
+	if e.Requester != 0 {
+		out.Requester = e.RequesterName
+		if key != nil {
+			out.Requester = a.partyNames(key, []uint32{e.Requester})[0]
+		}
+	}
+	yes, no := "approved", "declined"
+	if e.Kind == KindKeygen {
+		yes = "accepted"
+	}
+	if d := e.Decision; d != nil {
+		ans := AuditAnswer{Signer: a.name(a.self), Decision: no, By: d.By}
+		if d.Accept {
+			ans.Decision = yes
+		}
+		out.Answers = append(out.Answers, ans)
+	}
+	for _, j := range parties {
+		if j == self {
+			continue
+		}
+		switch {
+		case slices.Contains(e.Approved, j):
+			out.Answers = append(out.Answers, AuditAnswer{Signer: a.partyNames(key, []uint32{j})[0], Decision: yes})
+		case slices.Contains(e.Declined, j):
+			out.Answers = append(out.Answers, AuditAnswer{Signer: a.partyNames(key, []uint32{j})[0], Decision: no})
+		}
+	}
+	return out
+}
+
+// Audit returns this console's audit trail from since on (every entry
+// when zero), verified from its first entry (numbering, hash chain,
+// seals), with its parties named, and its head. A trail that does not
+// verify is an error wrapping ErrAuditBroken that names the first bad
+// entry.
+func (a *App) Audit(ctx context.Context, since time.Time) ([]AuditEntry, AuditHead, error) {
 	// Once the App runs (its start may convert records); read beside the
 	// loop, not in it: a long trail must not hold it up.
 	if err := a.do(ctx, func() {}); err != nil {
@@ -320,7 +416,13 @@ func (a *App) Audit(ctx context.Context, since time.Time) ([]*Ended, AuditHead, 
 		return nil, head, err
 	}
 	if !since.IsZero() {
-		entries = slices.DeleteFunc(entries, func(e *Ended) bool { return e.Ended.Before(since) })
+		entries = slices.DeleteFunc(entries, func(e *Ended) bool { return e.EndedAt.Before(since) })
 	}
-	return entries, head, nil
+	out := make([]AuditEntry, 0, len(entries))
+	err = a.do(ctx, func() {
+		for _, e := range entries {
+			out = append(out, a.auditEntry(e))
+		}
+	})
+	return out, head, err
 }

@@ -306,7 +306,10 @@ func TestTheAuditTrailChainsEveryEndingAndSaysWhoAnswered(t *testing.T) {
 		!slices.Contains(s2.Declined, 2) || !slices.Contains(s2.Declined, 3) {
 		t.Fatalf("declined entry %+v (decision %+v)", s2, s2.Decision)
 	}
-	if since, _, err := bob.app.Audit(ctx, s2.Ended); err != nil || len(since) != 1 || since[0].ID != declined {
+	if fmt.Sprint(s1.Answers) != fmt.Sprintf("[{bob approved %s} {alice approved }]", who) || s1.Requester != "alice" {
+		t.Fatalf("answers %v, requester %q", s1.Answers, s1.Requester)
+	}
+	if since, _, err := bob.app.Audit(ctx, s2.EndedAt); err != nil || len(since) != 1 || since[0].ID != declined {
 		t.Fatalf("since the last ending: %d entries, %v", len(since), err)
 	}
 
@@ -332,7 +335,7 @@ func auditChain(t *testing.T, ctx context.Context, key ed25519.PrivateKey, n int
 	s := NewMemoryStore()
 	for i := range n {
 		e := &Ended{Kind: KindSign, ID: [32]byte{byte(i + 1)}, KeyID: [32]byte{9}, Outcome: EndSigned, Message: []byte{byte(i)},
-			Created: time.Unix(int64(100+i), 0), Ended: time.Unix(int64(101+i), 0), Signers: []uint32{1, 3}, Decision: &Decision{Accept: true, By: "signing.rule[0]"}}
+			Created: time.Unix(int64(100+i), 0), EndedAt: time.Unix(int64(101+i), 0), Signers: []uint32{1, 3}, Decision: &Decision{Accept: true, By: "signing.rule[0]"}}
 		if err := s.FinishCeremony(ctx, e.ID, e, key); err != nil {
 			t.Fatal(err)
 		}
@@ -395,7 +398,7 @@ func TestAnEndingThatCannotBeStoredLeavesTheFullRecordAndIsWrittenOnce(t *testin
 	if err := s.PutCeremony(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	end := &Ended{Kind: KindSign, ID: r.ID, KeyID: r.KeyID, Outcome: EndSigned, Created: r.Created, Ended: time.Unix(60, 0)}
+	end := &Ended{Kind: KindSign, ID: r.ID, KeyID: r.KeyID, Outcome: EndSigned, Created: r.Created, EndedAt: time.Unix(60, 0)}
 	v.mu.Lock()
 	v.fail = errors.New("disk full")
 	v.mu.Unlock()
@@ -503,7 +506,7 @@ func TestAStoreOfTheOlderFormatIsConvertedOnceInCreationOrder(t *testing.T) {
 func FuzzDecodeEnded(f *testing.F) {
 	_, key, _ := ed25519.GenerateKey(nil)
 	for _, e := range []*Ended{
-		{Kind: KindSign, ID: [32]byte{1}, KeyID: [32]byte{2}, Outcome: EndSigned, Message: []byte("m"), Created: time.Unix(1, 0), Ended: time.Unix(2, 0),
+		{Kind: KindSign, ID: [32]byte{1}, KeyID: [32]byte{2}, Outcome: EndSigned, Message: []byte("m"), Created: time.Unix(1, 0), EndedAt: time.Unix(2, 0),
 			Signature: []byte{7, 7}, Signers: []uint32{1, 2}, Approved: []uint32{1, 2}, Decision: &Decision{Accept: true, By: "socket uid=1", Time: time.Unix(1, 5)},
 			Final: [][]byte{[]byte("result")}, PeerHeads: []PeerHead{{Signer: "bob", Count: 3, Hash: [32]byte{4}}}},
 		{Kind: KindKeygen, ID: [32]byte{3}, Outcome: EndAborted, Reason: "timeout", Created: time.Unix(1, 0), Converted: true,
@@ -535,4 +538,23 @@ func FuzzDecodeEnded(f *testing.F) {
 		}
 		_, _ = decodeRuleUse(b)
 	})
+}
+
+func TestParseByFindsTheUserTheSSHClientAndTheRule(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ by, user, ssh, rule string }{
+		{"", "", "", ""},
+		{"socket uid=1000 user=ops pid=4242", "ops", "", ""},
+		{"socket uid=1000 user=ops pid=4242 ssh_client=10.0.0.7:52100", "ops", "10.0.0.7:52100", ""},
+		{`socket uid=1000 user=ops pid=4242 ssh_client="10.0.0.7 52100 22"`, "ops", "10.0.0.7 52100 22", ""},
+		{`socket user=ops ssh_client="unterminated`, "ops", `"unterminated`, ""}, // kept as it is
+		{"signing.rule[0]", "", "", "signing.rule[0]"},
+		{"keygen.rule[1]", "", "", "keygen.rule[1]"},
+		{"signing.auto_approve", "", "", "signing.auto_approve"},
+	} {
+		user, ssh, rule := ParseBy(tc.by)
+		if user != tc.user || ssh != tc.ssh || rule != tc.rule {
+			t.Errorf("ParseBy(%q) = %q, %q, %q; want %q, %q, %q", tc.by, user, ssh, rule, tc.user, tc.ssh, tc.rule)
+		}
+	}
 }

@@ -181,7 +181,7 @@ func TestVaultStoreKeepsRecordsAcrossReopen(t *testing.T) {
 	s2 := &CeremonyRecord{ID: [32]byte{2}, Kind: KindSign, Opening: []byte("request"), KeyID: [32]byte{3}, Created: time.Unix(50, 0)}
 	s.PutCeremony(ctx, s2)
 	_, key, _ := ed25519.GenerateKey(nil)
-	s.FinishCeremony(ctx, s2.ID, &Ended{Kind: KindSign, ID: s2.ID, KeyID: s2.KeyID, Outcome: EndExpired, Created: s2.Created, Ended: time.Unix(60, 0)}, key)
+	s.FinishCeremony(ctx, s2.ID, &Ended{Kind: KindSign, ID: s2.ID, KeyID: s2.KeyID, Outcome: EndExpired, Created: s2.Created, EndedAt: time.Unix(60, 0)}, key)
 	if err := s.Durable()(ctx); err != nil {
 		t.Fatal(err)
 	}
