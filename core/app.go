@@ -121,7 +121,7 @@ type App struct {
 	self Address
 	cmds chan func() // run on the loop goroutine
 	// Loop-owned: the send lanes (see enqueue), and their goroutines.
-	lanes  map[lane]chan outbound
+	lanes  map[lane]chan *outbound
 	laneWG sync.WaitGroup
 
 	mu        sync.Mutex
@@ -232,7 +232,7 @@ func New(cfg Config) (*App, error) {
 		log:      cfg.Logger,
 		self:     Address{cfg.Me.Account, cfg.Me.Device},
 		cmds:     make(chan func()),
-		lanes:    map[lane]chan outbound{},
+		lanes:    map[lane]chan *outbound{},
 		fatal:    make(chan error, 1),
 		stopped:  make(chan struct{}),
 		announce: make(chan announcement, announceBacklog),

@@ -23,9 +23,10 @@ import (
 
 // maxRecent bounds the ended signings kept in memory. Late messages are
 // common right after a signing ends (the partial of the signer that was
-// not needed), so an ended signing stays a little (up to ResendEvery) to
-// answer them from memory; after that the store answers.
-const maxRecent = 64
+// not needed), so an ended signing stays a little (up to ResendEvery, and
+// while it is among the newest few) to answer them from memory; after that
+// the store answers.
+const maxRecent = 16
 
 // recentEnd is an ended signing still in memory.
 type recentEnd struct {
