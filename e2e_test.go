@@ -509,8 +509,19 @@ func TestCommandsOnASelfHostedRelay(t *testing.T) {
 	if code := run(ctx, []string{"verify", "--pubkey", sr.GroupKey, "--signature", sr.Signature, "--hex", sr.Message}, nil, &vout, &verr); code != 0 {
 		t.Fatalf("verify: %s", verr.String())
 	}
+	// Bob's trail through his running console's socket (once the signing
+	// has ended there too), alice's from her store.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out, errs, code := cli(people[1], "audit", "--json")
+		if code == 0 && strings.Contains(out, `"outcome":"signed"`) || time.Now().After(deadline) {
+			checkAuditCommand(t, out, errs, code)
+			break
+		}
+	}
 	stopConsoles()
 	checkHeadlessLogs(t, bgErr[1].String(), bgErr[2].String())
+	out, errs, code = cli(people[0], "audit", "--json")
+	checkAuditCommand(t, out, errs, code)
 	// Alice exports her share as an EIP-2335 keystore; it decrypts to a
 	// scalar whose public key is her public share.
 	dir := t.TempDir()

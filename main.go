@@ -113,6 +113,7 @@ func init() {
 		signCommand,
 		keysCommand,
 		keyCommand,
+		auditCommand,
 		backupCommand,
 		challengeCommand,
 		verifyCommand,

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"time"
 
@@ -31,6 +32,8 @@ type Backend interface {
 	ApproveAs(ctx context.Context, id [32]byte, by string) error
 	DeclineAs(ctx context.Context, id [32]byte, reason, by string) error
 	Signatures(ctx context.Context, limit int) ([]event.SignDone, error)
+	// Audit is the verified audit trail from since on, and its head.
+	Audit(ctx context.Context, since time.Time) ([]core.AuditEntry, core.AuditHead, error)
 	AnswerChallenge(ctx context.Context, token, answer string) error
 	// Backup writes a copy of the store to path (absolute).
 	Backup(ctx context.Context, path string, replace bool) error
@@ -64,6 +67,7 @@ const (
 	MethodApprove      = "approve"
 	MethodDecline      = "decline"
 	MethodSignatures   = "signatures"
+	MethodAudit        = "audit"
 	MethodChallenge    = "challenge"
 	MethodBackup       = "backup"
 	MethodKeyExport    = "key.export"
@@ -248,6 +252,109 @@ type SignaturesParams struct {
 // SignaturesResult answers signatures.
 type SignaturesResult struct {
 	Signatures []event.SignDone `json:"signatures"`
+}
+
+// AuditParams asks for the audit trail's entries that ended at or after
+// since (zero: all).
+type AuditParams struct {
+	Since time.Time `json:"since,omitzero"`
+}
+
+// AuditApproval is one signer's answer in an audit entry. User and
+// SSHClient are what the API caller's record says (its peer credentials,
+// and the SSH client it claimed); Rule names the approval rule (or
+// signing.auto_approve) that answered. Empty for the other signers.
+type AuditApproval struct {
+	Signer    string `json:"signer"`
+	Decision  string `json:"decision"`
+	User      string `json:"user"`
+	SSHClient string `json:"ssh_client"`
+	Rule      string `json:"rule"`
+	By        string `json:"by"` // as recorded
+}
+
+// AuditPeerHead is another signer's audit head as it reported it.
+type AuditPeerHead struct {
+	Signer string `json:"signer"`
+	Count  uint64 `json:"count"`
+	Hash   string `json:"hash"`
+}
+
+// AuditEntry is one ended ceremony in the audit trail.
+type AuditEntry struct {
+	Seq         uint64          `json:"seq"`
+	Hash        string          `json:"hash"`
+	Prev        string          `json:"prev"`
+	Kind        string          `json:"kind"` // "sign" or "keygen"
+	ID          string          `json:"id"`
+	KeyID       string          `json:"key_id"`
+	Outcome     string          `json:"outcome"`
+	Reason      string          `json:"reason"`
+	Requester   string          `json:"requester"`
+	RequesterAt string          `json:"requester_at_the_time"`
+	Message     string          `json:"message_hex"`
+	SHA256      string          `json:"sha256"`
+	Description string          `json:"description"`
+	Created     time.Time       `json:"created"`
+	Ended       time.Time       `json:"ended"`
+	Signature   string          `json:"signature"`
+	Signers     []string        `json:"signers"`
+	Blamed      []string        `json:"blamed"`
+	Approvals   []AuditApproval `json:"approvals"`
+	PeerHeads   []AuditPeerHead `json:"peer_heads"`
+	Converted   bool            `json:"converted"`
+}
+
+// AuditHead is the trail's head: its count of entries and the hash of its
+// last entry. Keep it elsewhere: only against it is a cut-off tail or a
+// rolled-back store found.
+type AuditHead struct {
+	Count uint64 `json:"count"`
+	Hash  string `json:"hash"`
+}
+
+// AuditResult answers audit: the entries, verified, and the head.
+type AuditResult struct {
+	Entries []AuditEntry `json:"entries"`
+	Head    AuditHead    `json:"head"`
+}
+
+// AuditResultOf is the API's form of a verified trail.
+func AuditResultOf(entries []core.AuditEntry, head core.AuditHead) AuditResult {
+	out := AuditResult{Entries: []AuditEntry{}, Head: AuditHead{Count: head.Count}}
+	if head.Count > 0 {
+		out.Head.Hash = hex.EncodeToString(head.Hash[:])
+	}
+	for _, e := range entries {
+		kind := "sign"
+		if e.Kind == core.KindKeygen {
+			kind = "keygen"
+		}
+		ae := AuditEntry{Seq: e.Seq, Hash: hex.EncodeToString(e.Hash[:]), Kind: kind, ID: hex.EncodeToString(e.ID[:]),
+			Outcome: e.Outcome.String(), Reason: e.Reason, Requester: e.Requester, RequesterAt: e.RequesterName,
+			Message: hex.EncodeToString(e.Message), Description: e.Description, Created: e.Created, Ended: e.EndedAt,
+			Signature: hex.EncodeToString(e.Signature), Signers: nonNil(e.Signers), Blamed: nonNil(e.Blamed),
+			Approvals: []AuditApproval{}, PeerHeads: []AuditPeerHead{}, Converted: e.Converted}
+		if e.Prev != ([32]byte{}) {
+			ae.Prev = hex.EncodeToString(e.Prev[:])
+		}
+		if e.KeyID != ([32]byte{}) {
+			ae.KeyID = hex.EncodeToString(e.KeyID[:])
+		}
+		if len(e.Message) > 0 {
+			sum := e.MessageSHA256()
+			ae.SHA256 = hex.EncodeToString(sum[:])
+		}
+		for _, a := range e.Answers {
+			user, ssh, rule := core.ParseBy(a.By)
+			ae.Approvals = append(ae.Approvals, AuditApproval{Signer: a.Signer, Decision: a.Decision, User: user, SSHClient: ssh, Rule: rule, By: a.By})
+		}
+		for _, h := range e.PeerHeads {
+			ae.PeerHeads = append(ae.PeerHeads, AuditPeerHead{Signer: h.Signer, Count: h.Count, Hash: hex.EncodeToString(h.Hash[:])})
+		}
+		out.Entries = append(out.Entries, ae)
+	}
+	return out
 }
 
 // BackupParams asks for a copy of the store at path (absolute, on the

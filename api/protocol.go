@@ -38,6 +38,7 @@ const (
 	CodeFailed     = -32005 // the ceremony failed: declined, expired, blamed (data says which)
 	CodeStopped    = -32006 // the co-signer is stopping or its store failed
 	CodeRefused    = -32007 // refused as the roster or the protocol says (a changed card, a bad threshold)
+	CodeBroken     = -32008 // the audit trail does not verify (data: {"seq"} of the first bad entry)
 )
 
 // Request is one JSON-RPC 2.0 request. An absent ID makes it a

@@ -381,6 +381,16 @@ func (cn *conn) dispatch(ctx context.Context, req *Request) (any, *Error) {
 			list = []event.SignDone{}
 		}
 		return SignaturesResult{Signatures: list}, nil
+	case MethodAudit:
+		var p AuditParams
+		if e := decodeParams(req.Params, &p); e != nil {
+			return nil, e
+		}
+		entries, head, err := b.Audit(ctx, p.Since)
+		if err != nil {
+			return nil, errorOf(err)
+		}
+		return AuditResultOf(entries, head), nil
 	case MethodChallenge:
 		var p ChallengeParams
 		if e := decodeParams(req.Params, &p); e != nil {
@@ -692,6 +702,13 @@ func errorOf(err error) *Error {
 	case errors.As(err, &se):
 		d, _ := json.Marshal(FailureData{Declined: len(se.Declined) > 0, Expired: se.Expired, Blamed: se.Blamed})
 		return &Error{Code: CodeFailed, Message: err.Error(), Data: d}
+	case errors.Is(err, core.ErrAuditBroken):
+		var ae *core.AuditError
+		var d json.RawMessage
+		if errors.As(err, &ae) {
+			d, _ = json.Marshal(map[string]uint64{"seq": ae.Seq})
+		}
+		return &Error{Code: CodeBroken, Message: err.Error(), Data: d}
 	case errors.Is(err, core.ErrUnknown):
 		return &Error{Code: CodeUnknown, Message: err.Error()}
 	case errors.Is(err, core.ErrEnded):

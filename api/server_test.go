@@ -30,6 +30,7 @@ type fakeBackend struct {
 	approved map[[32]byte]bool
 	by       string           // who the last approval came from
 	sigs     []event.SignDone // the signatures history
+	audit    func(since time.Time) ([]core.AuditEntry, core.AuditHead, error)
 }
 
 func newFake() *fakeBackend {
@@ -113,6 +114,12 @@ func (f *fakeBackend) DeclineAs(_ context.Context, id [32]byte, reason, by strin
 	return nil
 }
 func (f *fakeBackend) Signatures(context.Context, int) ([]event.SignDone, error) { return f.sigs, nil }
+func (f *fakeBackend) Audit(_ context.Context, since time.Time) ([]core.AuditEntry, core.AuditHead, error) {
+	if f.audit == nil {
+		return nil, core.AuditHead{}, nil
+	}
+	return f.audit(since)
+}
 func (f *fakeBackend) AnswerChallenge(context.Context, string, string) error {
 	f.change("challenge")
 	return nil

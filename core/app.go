@@ -124,7 +124,7 @@ type App struct {
 	self Address
 	cmds chan func() // run on the loop goroutine
 	// Loop-owned: the send lanes (see enqueue), and their goroutines.
-	lanes  map[lane]chan outbound
+	lanes  map[lane]chan *outbound
 	laneWG sync.WaitGroup
 
 	mu        sync.Mutex
@@ -159,6 +159,8 @@ type App struct {
 	uses ruleUses
 	// life: the reshares and handed-over keys (reshare.go).
 	life *lifecycle
+	// recent: the ended signings still in memory, oldest first (history.go).
+	recent []recentEnd
 }
 
 // result is what a waiter gets when a ceremony ends.
@@ -241,7 +243,7 @@ func New(cfg Config) (*App, error) {
 		log:      cfg.Logger,
 		self:     Address{cfg.Me.Account, cfg.Me.Device},
 		cmds:     make(chan func()),
-		lanes:    map[lane]chan outbound{},
+		lanes:    map[lane]chan *outbound{},
 		fatal:    make(chan error, 1),
 		stopped:  make(chan struct{}),
 		announce: make(chan announcement, announceBacklog),

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -188,16 +189,32 @@ func (a *App) afterSign(ctx context.Context, st *signState, live bool) {
 // announced, nor printed by a command, that a restart would not show again.
 // When the store fails instead, the waiters get its error and nothing is
 // announced.
+//
+// Its ended record (history.go) is written when it first ends here, not
+// when a restart replays its end; a signing then leaves memory a little
+// after its record is durable (evictEnded).
 func (a *App) finish(ctx context.Context, id [32]byte, r result, told []event.Event) {
-	if rec, ok := a.records[id]; ok && !rec.Finished {
+	var durable *atomic.Bool
+	// A reshare that went through was marked finished already, by the
+	// write that switched its key's epoch (commitEpoch); its ended record
+	// is still to be written (FinishCeremony writes one at most once).
+	if rec, ok := a.records[id]; ok && (!rec.Finished || rec.Kind == KindReshare) {
 		rec.Finished = true
-		if err := a.cfg.Store.FinishCeremony(ctx, id); err != nil {
-			a.log.Warn("finish ceremony", "err", err)
+		if end := a.endedOf(id, rec, false); end != nil {
+			if end.Reason == "" && r.err != nil && end.Outcome != EndSigned && end.Outcome != EndGenerated && end.Outcome != EndReshared {
+				end.Reason = clip(r.err.Error(), maxEndedReason)
+			}
+			if err := a.cfg.Store.FinishCeremony(ctx, id, end, a.cfg.ConsoleKey); err != nil {
+				a.log.Warn("finish ceremony", "err", err)
+			}
+		}
+		if rec.Kind == KindSign {
+			durable = a.keepRecent(id)
 		}
 	}
 	waiters := a.waiters[id]
 	delete(a.waiters, id)
-	if len(waiters) == 0 && len(told) == 0 {
+	if len(waiters) == 0 && len(told) == 0 && durable == nil {
 		return
 	}
 	what := "signing request"
@@ -210,6 +227,9 @@ func (a *App) finish(ctx context.Context, id [32]byte, r result, told []event.Ev
 				w <- result{err: fmt.Errorf("%s %s ended, but its record could not be stored: %w", what, ceremony.ShortID(id), err)}
 			}
 			return
+		}
+		if durable != nil {
+			durable.Store(true)
 		}
 		for _, e := range told {
 			a.publish(e)
@@ -384,6 +404,16 @@ func (a *App) decide(ctx context.Context, id [32]byte, yes bool, reason, by stri
 		a.send(st.key.key.Parties, out)
 		a.afterSign(ctx, st, true)
 		return nil
+	}
+	e, err := a.endedRecord(ctx, id)
+	if err != nil {
+		return err
+	}
+	if e != nil {
+		if e.Kind == KindKeygen {
+			return fmt.Errorf("%w: keygen %s was already answered", ceremony.ErrDecided, ceremony.ShortID(id))
+		}
+		return fmt.Errorf("%w: request %s", ErrEnded, ceremony.ShortID(id))
 	}
 	return fmt.Errorf("%w: %s", ErrUnknown, ceremony.ShortID(id))
 }

@@ -42,6 +42,17 @@ func (a *App) handle(ctx context.Context, from Address, raw []byte, fresh bool) 
 	if w, ok := a.lifecycle().watch()[env.Ceremony]; ok {
 		return a.handleWatch(ctx, w, from, env, raw)
 	}
+	// A ceremony that has left memory: its replayed request must not open
+	// it again, nor its late messages wait as orphans.
+	e, err := a.endedRecord(ctx, env.Ceremony)
+	if err != nil {
+		return err
+	}
+	if e != nil {
+		a.logMessage(event.In, from, env, raw, "ceremony finished")
+		a.answerEnded(from, env, raw, e)
+		return fmt.Errorf("%w: ceremony %s is finished", ErrRejected, ceremony.ShortID(env.Ceremony))
+	}
 	switch env.Kind {
 	case wire.KindReshareProposal:
 		return a.openReshare(ctx, from, env, raw)

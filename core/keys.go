@@ -15,6 +15,7 @@ import (
 	"github.com/signal-mpc/cosigner/bls"
 	"github.com/signal-mpc/cosigner/bls/dkg"
 	"github.com/signal-mpc/cosigner/bls/share"
+	"github.com/signal-mpc/cosigner/bls/tbls"
 	"github.com/signal-mpc/cosigner/bls/wire"
 	"github.com/signal-mpc/cosigner/core/ceremony"
 )
@@ -169,47 +170,6 @@ func decodeEpochKey(b []byte) (*EpochKey, error) {
 	return k, nil
 }
 
-func cloneEpochKey(k *EpochKey) *EpochKey {
-	c := *k
-	c.Proposal = slices.Clone(k.Proposal)
-	c.Share = slices.Clone(k.Share)
-	c.Confirmations = make([][]byte, len(k.Confirmations))
-	for i, x := range k.Confirmations {
-		c.Confirmations[i] = slices.Clone(x)
-	}
-	return &c
-}
-
-// PutEpochKey implements EpochKeyStore.
-func (m *MemoryStore) PutEpochKey(_ context.Context, k *EpochKey, erase [][32]byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.epochKeys == nil {
-		m.epochKeys = map[[32]byte]*EpochKey{}
-	}
-	m.epochKeys[k.KeyID] = cloneEpochKey(k)
-	for _, id := range erase {
-		if r, ok := m.ceremonies[id]; ok {
-			r.Seed = [32]byte{}
-			r.Inputs = []Input{{Kind: InputErased}}
-			r.Finished = true
-		}
-	}
-	return nil
-}
-
-// EpochKeys implements EpochKeyStore.
-func (m *MemoryStore) EpochKeys(context.Context) ([]*EpochKey, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []*EpochKey
-	for _, k := range m.epochKeys {
-		out = append(out, cloneEpochKey(k))
-	}
-	slices.SortFunc(out, func(a, b *EpochKey) int { return a.Created.Compare(b.Created) })
-	return out, nil
-}
-
 const bucketEpochKeys = "core.epochkeys"
 
 // PutEpochKey implements EpochKeyStore: one transaction stores the key and
@@ -289,7 +249,15 @@ func (a *App) handedOverKeys() []KeyInfo {
 func (a *App) endAtOldEpoch(ctx context.Context, r *CeremonyRecord) error {
 	if !r.Finished {
 		r.Finished = true
-		if err := a.cfg.Store.FinishCeremony(ctx, r.ID); err != nil {
+		e := &Ended{Kind: KindSign, ID: r.ID, KeyID: r.KeyID, Created: r.Created, EndedAt: a.now(), Decision: decisionOf(r),
+			Outcome: EndFailed, Reason: "its key moved to a new epoch before it was signed"}
+		if env, err := wire.Decode(r.Opening); err == nil {
+			e.Requester = env.From
+			if req, err := tbls.DecodeRequest(env.Payload); err == nil {
+				e.Message, e.Description = req.Message, req.Description
+			}
+		}
+		if err := a.cfg.Store.FinishCeremony(ctx, r.ID, e, a.cfg.ConsoleKey); err != nil {
 			return err
 		}
 	}

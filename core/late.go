@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"crypto/ed25519"
+	"slices"
 	"time"
 
 	"github.com/signal-mpc/cosigner/bls/dkg"
@@ -37,6 +38,12 @@ func (a *App) answerFinished(from Address, env *wire.Envelope, raw []byte) {
 	} else if st, ok := a.lifecycle().reshares[env.Ceremony]; ok {
 		parties, final = st.s.Participants(), st.s.Final()
 	}
+	a.answerWith(from, env, raw, parties, final)
+}
+
+// answerWith answers a peer of a finished ceremony with final, at most
+// once per resend interval.
+func (a *App) answerWith(from Address, env *wire.Envelope, raw []byte, parties []dkg.Party, final []ceremony.Outgoing) {
 	if len(final) == 0 {
 		return
 	}
@@ -58,6 +65,9 @@ func (a *App) answerFinished(from Address, env *wire.Envelope, raw []byte) {
 	if a.answered == nil {
 		a.answered = map[answerKey]time.Time{}
 	}
+	if len(a.answered) >= maxAnswered {
+		a.forgetOldestAnswers()
+	}
 	a.answered[k] = a.now()
 	for _, o := range final {
 		if o.To != 0 && o.To != env.From {
@@ -67,6 +77,32 @@ func (a *App) answerFinished(from Address, env *wire.Envelope, raw []byte) {
 		if a.enqueue(outbound{to: from, ceremony: env.Ceremony, env: o.Envelope}) {
 			a.logMessage(event.Out, from, out, o.Envelope, "answer to a peer still waiting")
 		}
+	}
+}
+
+// maxAnswered bounds the answers remembered (the resend interval may be
+// long, and each signing's unneeded partial brings one): past it the older
+// half is forgotten, which at worst answers a peer once more.
+const maxAnswered = 1024
+
+// forgetOldestAnswers drops the older half of the answers remembered.
+func (a *App) forgetOldestAnswers() {
+	times := make([]time.Time, 0, len(a.answered))
+	for _, at := range a.answered {
+		times = append(times, at)
+	}
+	slices.SortFunc(times, time.Time.Compare)
+	cut := times[len(times)/2]
+	for k, at := range a.answered {
+		if at.Before(cut) {
+			delete(a.answered, k)
+		}
+	}
+	for k := range a.answered { // many at one instant
+		if len(a.answered) <= maxAnswered/2 {
+			break
+		}
+		delete(a.answered, k)
 	}
 }
 

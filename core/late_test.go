@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"sync"
 	"sync/atomic"
@@ -189,5 +190,38 @@ func TestFinishedSigningAnswersAPeerStillWaiting(t *testing.T) {
 			}
 			return
 		}
+	}
+}
+
+func TestTheAnswersRememberedStayBounded(t *testing.T) {
+	t.Parallel()
+	base := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		name string
+		at   func(i int) time.Time
+	}{
+		{"answered over time", func(i int) time.Time { return base.Add(time.Duration(i) * time.Millisecond) }},
+		{"answered at one instant", func(int) time.Time { return base }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			a := &App{answered: map[answerKey]time.Time{}}
+			key := func(i int) answerKey {
+				var c [32]byte
+				binary.BigEndian.PutUint32(c[:], uint32(i))
+				return answerKey{ceremony: c, party: 2}
+			}
+			for i := range maxAnswered {
+				a.answered[key(i)] = tc.at(i)
+			}
+			newest := key(maxAnswered - 1)
+			a.forgetOldestAnswers()
+			if n := len(a.answered); n > maxAnswered/2 || n == 0 {
+				t.Fatalf("%d answers remembered after forgetting, want 1..%d", n, maxAnswered/2)
+			}
+			if _, ok := a.answered[newest]; !ok && tc.at(0) != tc.at(1) {
+				t.Fatal("the newest answer was forgotten")
+			}
+		})
 	}
 }

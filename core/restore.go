@@ -74,10 +74,23 @@ func (a *App) checkRestored(created time.Time) error {
 	return errBeforeRestore
 }
 
-// restore rebuilds every stored ceremony by replaying its inputs.
+// restore rebuilds the stored ceremonies that are not history (keygens,
+// open signings) by replaying their inputs; ended signings are read from
+// their ended records when needed, never replayed.
 func (a *App) restore(ctx context.Context) error {
 	if err := a.restoreEpochKeys(ctx); err != nil {
 		return err
+	}
+	// max_per_hour counts of the ended signings; the replayed ones add
+	// their own (noteRuleUses).
+	uses, err := a.cfg.Store.RuleUses(ctx, a.now().Add(-RateWindow))
+	if err != nil {
+		return fmt.Errorf("core: load rule uses: %w", err)
+	}
+	for _, u := range uses {
+		if limited(a.cfg.SigningRules, u.Rule) {
+			a.uses.add(u.Rule, u.Requester, u.Time)
+		}
 	}
 	recs, err := a.cfg.Store.Ceremonies(ctx)
 	if err != nil {
@@ -91,7 +104,12 @@ func (a *App) restore(ctx context.Context) error {
 			a.publish(event.Error{Time: a.now(), Text: fmt.Sprintf("cannot restore ceremony %s: %v", ceremony.ShortID(r.ID), err)})
 		}
 	}
-	a.publishHistory()
+	if err := a.convertFinished(ctx, recs); err != nil {
+		return err
+	}
+	if err := a.publishHistory(ctx); err != nil {
+		return err
+	}
 	orphans, err := a.cfg.Store.Orphans(ctx)
 	if err != nil {
 		return fmt.Errorf("core: load orphans: %w", err)
@@ -217,9 +235,14 @@ const maxRestoredResults = 500
 
 // publishHistory tells the console about the signing requests that ended
 // before this run, oldest first, as restored history.
-func (a *App) publishHistory() {
-	for _, ev := range a.history(maxRestoredResults) {
+func (a *App) publishHistory(ctx context.Context) error {
+	evs, err := a.history(ctx, maxRestoredResults)
+	if err != nil {
+		return err
+	}
+	for _, ev := range evs {
 		ev.Restored = true
 		a.publish(ev)
 	}
+	return nil
 }

@@ -16,22 +16,42 @@ import (
 // ceremony id.
 func ruleInputs(t *testing.T, ctx context.Context, nd *node, id [32]byte) []string {
 	t.Helper()
-	recs, err := nd.store.Ceremonies(ctx)
+	var by []string
+	for _, d := range recordedAccepts(t, ctx, nd.store, id) {
+		by = append(by, d.By)
+	}
+	return by
+}
+
+// recordedAccepts lists the accepts recorded in a store for ceremony id:
+// the inputs of its full record while it is open, the ended record's
+// decision once it has ended.
+func recordedAccepts(t *testing.T, ctx context.Context, s Store, id [32]byte) []Decision {
+	t.Helper()
+	recs, err := s.Ceremonies(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var by []string
 	for _, r := range recs {
 		if r.ID != id {
 			continue
 		}
+		var out []Decision
 		for _, in := range r.Inputs {
 			if in.Kind == InputAccept {
-				by = append(by, in.By)
+				out = append(out, Decision{Accept: true, By: in.By, Time: in.Time})
 			}
 		}
+		return out
 	}
-	return by
+	e, err := s.Ended(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e == nil || e.Decision == nil || !e.Decision.Accept {
+		return nil
+	}
+	return []Decision{*e.Decision}
 }
 
 // waitPending waits until id waits in nd's approval queue (asked, not

@@ -57,7 +57,7 @@ func (a *App) enqueue(o outbound) bool {
 	}
 	a.pending.Add(1) // before the lane can take it
 	select {
-	case ch <- o:
+	case ch <- &o:
 		return true
 	default:
 		a.pending.Add(-1)
@@ -66,14 +66,15 @@ func (a *App) enqueue(o outbound) bool {
 }
 
 // laneOf returns o's lane, started if needed; nil when not running.
-func (a *App) laneOf(o outbound) chan outbound {
+func (a *App) laneOf(o outbound) chan *outbound {
 	if a.runCtx == nil {
 		return nil
 	}
 	l := lane{o.to, o.ceremony[0] % sendLanes}
 	ch, ok := a.lanes[l]
 	if !ok { // bounded by the roster: only parties are sent to
-		ch = make(chan outbound, laneCapacity)
+		// Pointers: a lane's buffer is allocated whole, for every peer.
+		ch = make(chan *outbound, laneCapacity)
 		a.lanes[l] = ch
 		ctx := a.runCtx
 		a.laneWG.Add(1)
@@ -98,7 +99,7 @@ func envCeremony(env *wire.Envelope) [32]byte {
 // durable. A failed send is tried again a few times with growing waits;
 // open ceremonies also re-send their current round periodically, which
 // covers a peer that lost a message for good.
-func (a *App) peerSender(ctx context.Context, in <-chan outbound) {
+func (a *App) peerSender(ctx context.Context, in <-chan *outbound) {
 	type retry struct {
 		o       outbound
 		attempt int
@@ -159,7 +160,7 @@ func (a *App) peerSender(ctx context.Context, in <-chan outbound) {
 		case <-ctx.Done():
 			return
 		case o := <-in:
-			try(o, 0)
+			try(*o, 0)
 		case <-timer.C:
 			due := retries
 			retries = nil

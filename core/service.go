@@ -61,35 +61,11 @@ func approvalOf(id, keyID [32]byte, p event.ApprovalRequested) Approval {
 // limit of the newest (all when limit <= 0).
 func (a *App) Signatures(ctx context.Context, limit int) ([]event.SignDone, error) {
 	var out []event.SignDone
-	err := a.do(ctx, func() { out = a.history(limit) })
+	var err error
+	if e := a.do(ctx, func() { out, err = a.history(ctx, limit) }); e != nil {
+		return nil, e
+	}
 	return out, err
-}
-
-// history is the ended signing requests as events, oldest first (loop).
-func (a *App) history(limit int) []event.SignDone {
-	type ended struct {
-		st *signState
-		at time.Time
-	}
-	var list []ended
-	for id, st := range a.signs {
-		r := a.records[id]
-		if r == nil || !r.Finished || st.s.Progress().Outcome == ceremony.OutcomeCollecting {
-			continue
-		}
-		list = append(list, ended{st, r.Created})
-	}
-	slices.SortFunc(list, func(x, y ended) int { return x.at.Compare(y.at) })
-	if limit > 0 && len(list) > limit {
-		list = list[len(list)-limit:]
-	}
-	out := make([]event.SignDone, 0, len(list))
-	for _, e := range list {
-		ev := a.signDone(e.st)
-		ev.Time = e.at
-		out = append(out, ev)
-	}
-	return out
 }
 
 // BeginKeygen proposes a t-of-n key generation with the whole roster and
@@ -145,7 +121,20 @@ func (a *App) wait(ctx context.Context, id [32]byte, kind CeremonyKind) (result,
 	var err error
 	if e := a.do(ctx, func() {
 		rec := a.records[id]
-		if rec == nil || rec.Kind != kind {
+		if rec == nil {
+			// Ended and left memory: its ended record answers, durable.
+			var e *Ended
+			if e, err = a.endedRecord(ctx, id); err != nil {
+				return
+			}
+			if e == nil || e.Kind != kind {
+				err = fmt.Errorf("%w: %s", ErrUnknown, ceremony.ShortID(id))
+				return
+			}
+			wait <- a.resultOf(e)
+			return
+		}
+		if rec.Kind != kind {
 			err = fmt.Errorf("%w: %s", ErrUnknown, ceremony.ShortID(id))
 			return
 		}

@@ -150,22 +150,11 @@ func TestWhoAnsweredIsRecordedWithTheRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	bob.stop()
-	recs, err := bob.store.Ceremonies(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range recs {
-		if r.ID != id {
-			continue
+	for _, in := range recordedAccepts(t, ctx, bob.store, id) {
+		if in.By != who || in.Time.IsZero() {
+			t.Fatalf("the approval is recorded as by %q at %v", in.By, in.Time)
 		}
-		for _, in := range r.Inputs {
-			if in.Kind == InputAccept {
-				if in.By != who || in.Time.IsZero() {
-					t.Fatalf("the approval is recorded as by %q at %v", in.By, in.Time)
-				}
-				return
-			}
-		}
+		return
 	}
 	t.Fatal("bob's approval is not in his record of the request")
 }

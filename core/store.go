@@ -2,8 +2,10 @@ package core
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -120,8 +122,25 @@ type Store interface {
 	Durable() func(ctx context.Context) error
 	PutCeremony(ctx context.Context, r *CeremonyRecord) error
 	AppendInput(ctx context.Context, id [32]byte, in Input) error
-	FinishCeremony(ctx context.Context, id [32]byte) error
+	// FinishCeremony records that a ceremony ended: end (sealed with key
+	// as the next audit entry) and, for a signing, the removal of its full
+	// record and inputs, in one write; at most once per ceremony.
+	FinishCeremony(ctx context.Context, id [32]byte, end *Ended, key ed25519.PrivateKey) error
+	// Ceremonies returns what must be rebuilt at start: every keygen, and
+	// every signing without an ended record (open ones, and finished ones
+	// of an older format, converted at start).
 	Ceremonies(ctx context.Context) ([]*CeremonyRecord, error)
+	// Ended returns a ceremony's ended record (nil when none) from what is
+	// durable, without waiting for the writes under way.
+	Ended(ctx context.Context, id [32]byte) (*Ended, error)
+	// History returns the newest limit ended signings (all when limit <=
+	// 0), oldest first.
+	History(ctx context.Context, limit int) ([]*Ended, error)
+	// RuleUses returns the signing rules' approvals since a time.
+	RuleUses(ctx context.Context, since time.Time) ([]RuleUse, error)
+	// Audit returns the audit trail and its head, unverified.
+	Audit(ctx context.Context) ([]*Ended, AuditHead, error)
+	AuditHead(ctx context.Context) (AuditHead, error)
 	PutKey(ctx context.Context, k KeyRecord) error
 	Keys(ctx context.Context) ([]KeyRecord, error)
 	PutOrphan(ctx context.Context, o Orphan) error
@@ -129,114 +148,138 @@ type Store interface {
 	Orphans(ctx context.Context) ([]Orphan, error)
 }
 
-// MemoryStore is a Store in memory, for tests and the demo's throwaway
-// consoles. It loses everything when the process ends.
-type MemoryStore struct {
-	mu         sync.Mutex
-	ceremonies map[[32]byte]*CeremonyRecord
-	order      [][32]byte
-	keys       []KeyRecord
-	orphans    []Orphan
-	epochKeys  map[[32]byte]*EpochKey // keys.go
-}
+// MemoryStore is a Store in memory, for tests and throwaway consoles. It
+// loses everything when the process ends.
+type MemoryStore struct{ *VaultStore }
 
 // NewMemoryStore returns an empty MemoryStore.
-func NewMemoryStore() *MemoryStore {
-	return &MemoryStore{ceremonies: map[[32]byte]*CeremonyRecord{}}
+func NewMemoryStore() *MemoryStore { return &MemoryStore{NewVaultStore(newMemoryVault())} }
+
+// memoryVault is a Vault in memory: one transaction at a time, each
+// applied whole or not at all.
+type memoryVault struct {
+	mu   sync.Mutex
+	data map[string]map[string][]byte
 }
 
-// Durable returns at once: a MemoryStore's writes are done when they return.
-func (m *MemoryStore) Durable() func(ctx context.Context) error {
-	return func(context.Context) error { return nil }
+func newMemoryVault() *memoryVault { return &memoryVault{data: map[string]map[string][]byte{}} }
+
+// memoryTx writes into a copy-on-write overlay of the touched buckets.
+type memoryTx struct {
+	v       *memoryVault
+	written map[string]map[string][]byte // nil value: deleted
 }
 
-func cloneRecord(r *CeremonyRecord) *CeremonyRecord {
-	c := *r
-	c.Opening = slices.Clone(r.Opening)
-	c.Inputs = slices.Clone(r.Inputs)
-	return &c
-}
-
-func (m *MemoryStore) PutCeremony(_ context.Context, r *CeremonyRecord) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.ceremonies[r.ID]; !ok {
-		m.order = append(m.order, r.ID)
+func (t *memoryTx) Get(b string, k []byte) ([]byte, error) {
+	if w, ok := t.written[b][string(k)]; ok {
+		return slices.Clone(w), nil
 	}
-	m.ceremonies[r.ID] = cloneRecord(r)
+	return slices.Clone(t.v.data[b][string(k)]), nil
+}
+
+func (t *memoryTx) Put(b string, k, v []byte) error {
+	if t.written == nil {
+		return errors.New("core: write in a read transaction")
+	}
+	if t.written[b] == nil {
+		t.written[b] = map[string][]byte{}
+	}
+	t.written[b][string(k)] = slices.Clone(v)
+	if v == nil {
+		t.written[b][string(k)] = []byte{}
+	}
 	return nil
 }
 
-func (m *MemoryStore) AppendInput(_ context.Context, id [32]byte, in Input) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, ok := m.ceremonies[id]
-	if !ok {
-		return ErrNotFound
+func (t *memoryTx) Delete(b string, k []byte) error {
+	if t.written == nil {
+		return errors.New("core: write in a read transaction")
 	}
-	in.Envelope = slices.Clone(in.Envelope)
-	r.Inputs = append(r.Inputs, in)
+	if t.written[b] == nil {
+		t.written[b] = map[string][]byte{}
+	}
+	t.written[b][string(k)] = nil
 	return nil
 }
 
-func (m *MemoryStore) FinishCeremony(_ context.Context, id [32]byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, ok := m.ceremonies[id]
-	if !ok {
-		return ErrNotFound
-	}
-	r.Finished = true
-	return nil
-}
-
-func (m *MemoryStore) Ceremonies(context.Context) ([]*CeremonyRecord, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]*CeremonyRecord, 0, len(m.order))
-	for _, id := range m.order {
-		out = append(out, cloneRecord(m.ceremonies[id]))
-	}
-	return out, nil
-}
-
-func (m *MemoryStore) PutKey(_ context.Context, k KeyRecord) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, x := range m.keys {
-		if x.KeyID == k.KeyID {
-			return nil
+func (t *memoryTx) keys(b string) []string {
+	var keys []string
+	for k := range t.v.data[b] {
+		if w, ok := t.written[b][k]; !ok || w != nil {
+			keys = append(keys, k)
 		}
 	}
-	m.keys = append(m.keys, k)
+	for k, w := range t.written[b] {
+		if _, ok := t.v.data[b][k]; !ok && w != nil {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func (t *memoryTx) Scan(b string, prefix []byte, fn func(k, v []byte) error) error {
+	for _, k := range t.keys(b) {
+		if !strings.HasPrefix(k, string(prefix)) {
+			continue
+		}
+		v, _ := t.Get(b, []byte(k))
+		if err := fn([]byte(k), v); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
-func (m *MemoryStore) Keys(context.Context) ([]KeyRecord, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Clone(m.keys), nil
-}
-
-func (m *MemoryStore) PutOrphan(_ context.Context, o Orphan) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	o.Envelope = slices.Clone(o.Envelope)
-	m.orphans = append(m.orphans, o)
+func (t *memoryTx) Range(b string, start []byte, fn func(k, v []byte) error) error {
+	for _, k := range t.keys(b) {
+		if k < string(start) {
+			continue
+		}
+		v, _ := t.Get(b, []byte(k))
+		if err := fn([]byte(k), v); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
-func (m *MemoryStore) DeleteOrphans(_ context.Context, envs [][]byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.orphans = slices.DeleteFunc(m.orphans, func(o Orphan) bool {
-		return slices.ContainsFunc(envs, func(e []byte) bool { return string(e) == string(o.Envelope) })
-	})
+func (v *memoryVault) Update(_ context.Context, fn func(VaultTx) error) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	tx := &memoryTx{v: v, written: map[string]map[string][]byte{}}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	for b, kv := range tx.written {
+		if v.data[b] == nil {
+			v.data[b] = map[string][]byte{}
+		}
+		for k, val := range kv {
+			if val == nil {
+				delete(v.data[b], k)
+			} else {
+				v.data[b][k] = val
+			}
+		}
+	}
 	return nil
 }
 
-func (m *MemoryStore) Orphans(context.Context) ([]Orphan, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return slices.Clone(m.orphans), nil
+func (v *memoryVault) Submit(ctx context.Context, fn func(VaultTx) error) Pending {
+	return donePending{v.Update(ctx, fn)}
 }
+
+func (v *memoryVault) View(_ context.Context, fn func(VaultTx) error) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return fn(&memoryTx{v: v})
+}
+
+// donePending is a transaction that has completed.
+type donePending struct{ err error }
+
+var closedDone = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (donePending) Done() <-chan struct{}        { return closedDone }
+func (p donePending) Wait(context.Context) error { return p.err }

@@ -2,10 +2,12 @@ package core
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +48,10 @@ type VaultTx interface {
 	Delete(bucket string, key []byte) error
 	// Scan calls fn for every key with the prefix, in key order.
 	Scan(bucket string, prefix []byte, fn func(key, value []byte) error) error
+	// Range calls fn for every key from start on, in key order: reads of
+	// the newest records of an index start near its end, not at its
+	// beginning.
+	Range(bucket string, start []byte, fn func(key, value []byte) error) error
 }
 
 const (
@@ -53,7 +59,16 @@ const (
 	bucketInputs     = "core.inputs"
 	bucketKeys       = "core.keys"
 	bucketOrphans    = "core.orphans"
-	maxRecord        = 1 << 20
+	// Ended records (ended.go): by sequence number (the audit trail), a
+	// ceremony's sequence number by its id, the signings' sequence numbers
+	// in order (the history), the rule approvals by time (max_per_hour),
+	// and the head.
+	bucketEnded    = "core.ended"
+	bucketEndedID  = "core.ended.id"
+	bucketHistory  = "core.history"
+	bucketRuleUses = "core.ruleuses"
+	bucketAudit    = "core.audit"
+	maxRecord      = 1 << 20
 )
 
 // VaultStore is the Store of a console: core's records in a Vault. Its
@@ -170,22 +185,192 @@ func (s *VaultStore) AppendInput(ctx context.Context, id [32]byte, in Input) err
 	})
 }
 
-func (s *VaultStore) FinishCeremony(ctx context.Context, id [32]byte) error {
-	return s.submit(ctx, func(tx VaultTx) error {
-		b, err := tx.Get(bucketCeremonies, id[:])
-		if err != nil {
-			return err
-		}
-		if b == nil {
-			return fmt.Errorf("%w: ceremony %x", ErrNotFound, id[:4])
-		}
+// FinishCeremony records that ceremony id ended, in one transaction: its
+// ended record, sealed with key as the next entry of the audit trail, and,
+// for a signing, the removal of its full record and inputs (a keygen's
+// record stays, marked finished: its key is rebuilt from it). A ceremony
+// that has an ended record already is left as it is: at most one per
+// ceremony, also across a crash and a replay.
+func (s *VaultStore) FinishCeremony(ctx context.Context, id [32]byte, end *Ended, key ed25519.PrivateKey) error {
+	e := *end // sealed on the store's goroutine: a copy of its own
+	var use *RuleUse
+	if e.Kind == KindSign && e.Decision != nil && e.Decision.Accept && strings.HasPrefix(e.Decision.By, "signing.rule[") && end.useBy != "" {
+		use = &RuleUse{Rule: e.Decision.By, Requester: end.useBy, Time: e.Decision.Time}
+	}
+	return s.submit(ctx, func(tx VaultTx) error { return finishTx(tx, id, &e, key, use) })
+}
+
+func finishTx(tx VaultTx, id [32]byte, e *Ended, key ed25519.PrivateKey, use *RuleUse) error {
+	if b, err := tx.Get(bucketEndedID, id[:]); err != nil || b != nil {
+		return err
+	}
+	b, err := tx.Get(bucketCeremonies, id[:])
+	if err != nil {
+		return err
+	}
+	if b != nil {
 		r, next, err := decodeCeremony(b)
 		if err != nil {
 			return err
 		}
-		r.Finished = true
-		return tx.Put(bucketCeremonies, id[:], encodeCeremony(r, next))
+		if r.Kind == KindSign {
+			if err := deleteCeremony(tx, id); err != nil {
+				return err
+			}
+		} else if !r.Finished {
+			r.Finished = true
+			if err := tx.Put(bucketCeremonies, id[:], encodeCeremony(r, next)); err != nil {
+				return err
+			}
+		}
+	}
+	head, err := readHead(tx)
+	if err != nil {
+		return err
+	}
+	enc, err := e.seal(head, key)
+	if err != nil {
+		return err
+	}
+	if err := tx.Put(bucketEnded, seqKey(e.Seq), enc); err != nil {
+		return err
+	}
+	if err := tx.Put(bucketEndedID, id[:], seqKey(e.Seq)); err != nil {
+		return err
+	}
+	head.Count, head.Hash = e.Seq, e.Hash
+	if e.Kind == KindSign {
+		head.Signs++
+		if err := tx.Put(bucketHistory, seqKey(head.Signs), seqKey(e.Seq)); err != nil {
+			return err
+		}
+	}
+	if use != nil {
+		if err := tx.Put(bucketRuleUses, useKey(use.Time, id), encodeRuleUse(*use)); err != nil {
+			return err
+		}
+	}
+	return tx.Put(bucketAudit, []byte("head"), encodeHead(head))
+}
+
+// deleteCeremony removes a ceremony's record and inputs.
+func deleteCeremony(tx VaultTx, id [32]byte) error {
+	var keys [][]byte
+	if err := tx.Scan(bucketInputs, id[:], func(k, _ []byte) error { keys = append(keys, k); return nil }); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := tx.Delete(bucketInputs, k); err != nil {
+			return err
+		}
+	}
+	return tx.Delete(bucketCeremonies, id[:])
+}
+
+func readHead(tx VaultTx) (AuditHead, error) {
+	b, err := tx.Get(bucketAudit, []byte("head"))
+	if err != nil || b == nil {
+		return AuditHead{}, err
+	}
+	return decodeHead(b)
+}
+
+func readEnded(tx VaultTx, seq []byte) (*Ended, error) {
+	b, err := tx.Get(bucketEnded, seq)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		return nil, fmt.Errorf("%w: ended record %x is missing", ErrCorrupt, seq)
+	}
+	return DecodeEnded(b)
+}
+
+// Ended returns the ended record of ceremony id, nil when it has none. It
+// reads what is durable now without waiting for writes under way: the App
+// keeps a ceremony in memory until its ended record is durable.
+func (s *VaultStore) Ended(ctx context.Context, id [32]byte) (*Ended, error) {
+	var out *Ended
+	err := s.v.View(ctx, func(tx VaultTx) error {
+		seq, err := tx.Get(bucketEndedID, id[:])
+		if err != nil || seq == nil {
+			return err
+		}
+		out, err = readEnded(tx, seq)
+		return err
 	})
+	return out, err
+}
+
+// History returns the newest limit ended signings (all when limit <= 0),
+// oldest first.
+func (s *VaultStore) History(ctx context.Context, limit int) ([]*Ended, error) {
+	var out []*Ended
+	err := s.read(ctx, func(tx VaultTx) error {
+		head, err := readHead(tx)
+		if err != nil {
+			return err
+		}
+		from := uint64(1)
+		if limit > 0 && head.Signs > uint64(limit) {
+			from = head.Signs - uint64(limit) + 1
+		}
+		return tx.Range(bucketHistory, seqKey(from), func(_, seq []byte) error {
+			e, err := readEnded(tx, seq)
+			if err == nil {
+				out = append(out, e)
+			}
+			return err
+		})
+	})
+	return out, err
+}
+
+// RuleUses returns the approvals the signing rules gave since since.
+func (s *VaultStore) RuleUses(ctx context.Context, since time.Time) ([]RuleUse, error) {
+	var out []RuleUse
+	err := s.read(ctx, func(tx VaultTx) error {
+		return tx.Range(bucketRuleUses, useKey(since, [32]byte{}), func(_, v []byte) error {
+			u, err := decodeRuleUse(v)
+			if err == nil {
+				out = append(out, u)
+			}
+			return err
+		})
+	})
+	return out, err
+}
+
+// AuditHead returns the head of the audit trail.
+func (s *VaultStore) AuditHead(ctx context.Context) (AuditHead, error) {
+	var h AuditHead
+	err := s.read(ctx, func(tx VaultTx) error {
+		var err error
+		h, err = readHead(tx)
+		return err
+	})
+	return h, err
+}
+
+// Audit returns the whole audit trail, in order, and its head, unverified
+// (VerifyAudit).
+func (s *VaultStore) Audit(ctx context.Context) ([]*Ended, AuditHead, error) {
+	var out []*Ended
+	var h AuditHead
+	err := s.read(ctx, func(tx VaultTx) error {
+		var err error
+		if h, err = readHead(tx); err != nil {
+			return err
+		}
+		return tx.Scan(bucketEnded, nil, func(_, v []byte) error {
+			e, err := DecodeEnded(v)
+			if err == nil {
+				out = append(out, e)
+			}
+			return err
+		})
+	})
+	return out, h, err
 }
 
 // read waits for the writes made so far, then reads what is durable.

@@ -90,3 +90,23 @@ func (s *Store) AppView(ctx context.Context, fn func(tx *AppTx) error) error {
 	}
 	return s.view(ctx, func(tx *bolt.Tx) error { return fn(&AppTx{s: s, tx: tx}) })
 }
+
+// Range calls fn for every key from start on, in key order, with the
+// decrypted value.
+func (t *AppTx) Range(bucket string, start []byte, fn func(key, value []byte) error) error {
+	b, err := bucketPath(t.tx, false, appPath(bucket))
+	if err != nil || b == nil {
+		return err
+	}
+	c := b.Cursor()
+	for k, _ := c.Seek(start); k != nil; k, _ = c.Next() {
+		v, err := t.s.getTx(t.tx, appPath(bucket), k)
+		if err != nil {
+			return err
+		}
+		if err := fn(bytes.Clone(k), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
