@@ -539,4 +539,3 @@ func FuzzDecodeEnded(f *testing.F) {
 		_, _ = decodeRuleUse(b)
 	})
 }
-
