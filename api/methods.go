@@ -282,16 +282,19 @@ type AuditPeerHead struct {
 
 // AuditEntry is one ended ceremony in the audit trail.
 type AuditEntry struct {
-	Seq         uint64          `json:"seq"`
-	Hash        string          `json:"hash"`
-	Prev        string          `json:"prev"`
-	Kind        string          `json:"kind"` // "sign" or "keygen"
-	ID          string          `json:"id"`
-	KeyID       string          `json:"key_id"`
-	Outcome     string          `json:"outcome"`
-	Reason      string          `json:"reason"`
-	Requester   string          `json:"requester"`
-	RequesterAt string          `json:"requester_at_the_time"`
+	Seq         uint64 `json:"seq"`
+	Hash        string `json:"hash"`
+	Prev        string `json:"prev"`
+	Kind        string `json:"kind"` // "sign", "keygen" or "reshare"
+	ID          string `json:"id"`
+	KeyID       string `json:"key_id"`
+	Outcome     string `json:"outcome"`
+	Reason      string `json:"reason"`
+	Requester   string `json:"requester"`
+	RequesterAt string `json:"requester_at_the_time"`
+	// AskedBy is who asked through this signer's socket, when it asked
+	// (its By: user=…, ssh_client=…).
+	AskedBy     string          `json:"asked_by"`
 	Message     string          `json:"message_hex"`
 	SHA256      string          `json:"sha256"`
 	Description string          `json:"description"`
@@ -327,11 +330,14 @@ func AuditResultOf(entries []core.AuditEntry, head core.AuditHead) AuditResult {
 	}
 	for _, e := range entries {
 		kind := "sign"
-		if e.Kind == core.KindKeygen {
+		switch e.Kind {
+		case core.KindKeygen:
 			kind = "keygen"
+		case core.KindReshare:
+			kind = "reshare"
 		}
 		ae := AuditEntry{Seq: e.Seq, Hash: hex.EncodeToString(e.Hash[:]), Kind: kind, ID: hex.EncodeToString(e.ID[:]),
-			Outcome: e.Outcome.String(), Reason: e.Reason, Requester: e.Requester, RequesterAt: e.RequesterName,
+			Outcome: e.Outcome.String(), Reason: e.Reason, Requester: e.Requester, RequesterAt: e.RequesterName, AskedBy: e.AskedBy,
 			Message: hex.EncodeToString(e.Message), Description: e.Description, Created: e.Created, Ended: e.EndedAt,
 			Signature: hex.EncodeToString(e.Signature), Signers: nonNil(e.Signers), Blamed: nonNil(e.Blamed),
 			Approvals: []AuditApproval{}, PeerHeads: []AuditPeerHead{}, Converted: e.Converted}

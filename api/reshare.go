@@ -29,7 +29,7 @@ func (cn *conn) reshare(ctx context.Context, params json.RawMessage) (any, *Erro
 	if e != nil {
 		return nil, e
 	}
-	id, err := cn.s.backend.BeginReshare(ctx, core.ReshareRequest{KeyID: keyID, Threshold: p.Threshold, Signers: p.Signers, Dealers: p.Dealers})
+	id, err := cn.s.backend.BeginReshare(core.WithCaller(ctx, cn.by()), core.ReshareRequest{KeyID: keyID, Threshold: p.Threshold, Signers: p.Signers, Dealers: p.Dealers})
 	if err != nil {
 		return nil, errorOf(err)
 	}

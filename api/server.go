@@ -514,7 +514,7 @@ func (cn *conn) keygen(ctx context.Context, params json.RawMessage) (any, *Error
 	}
 	// Proposing accepts for this signer, except through a socket that may
 	// not approve: the proposal then waits in this signer's queue too.
-	id, err := cn.s.backend.BeginKeygen(ctx, p.Threshold, cn.s.approve)
+	id, err := cn.s.backend.BeginKeygen(core.WithCaller(ctx, cn.by()), p.Threshold, cn.s.approve)
 	if err != nil {
 		return nil, errorOf(err)
 	}
@@ -560,7 +560,7 @@ func (cn *conn) sign(ctx context.Context, params json.RawMessage) (any, *Error) 
 	if e != nil {
 		return nil, e
 	}
-	id, err := cn.s.backend.BeginSignature(ctx, keyID, msg, p.Description, cn.s.approve)
+	id, err := cn.s.backend.BeginSignature(core.WithCaller(ctx, cn.by()), keyID, msg, p.Description, cn.s.approve)
 	if err != nil {
 		return nil, errorOf(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/signal-mpc/cosigner/bls"
+	"github.com/signal-mpc/cosigner/bls/tbls"
 	"github.com/signal-mpc/cosigner/bls/wire"
 	"github.com/signal-mpc/cosigner/core/ceremony"
 	"github.com/signal-mpc/cosigner/core/event"
@@ -159,6 +160,8 @@ type App struct {
 	uses ruleUses
 	// life: the reshares and handed-over keys (reshare.go).
 	life *lifecycle
+	// head: this console's audit head as last read (heads.go).
+	head tbls.Head
 	// recent: the ended signings still in memory, oldest first (history.go).
 	recent []recentEnd
 }

@@ -266,7 +266,7 @@ func (a *App) startKeygen(ctx context.Context, t int, approve bool) ([32]byte, c
 	}
 	// Own: accepted by proposing; a proposal that waits for this human is
 	// restored like a peer's.
-	rec := &CeremonyRecord{ID: s.ID(), Kind: KindKeygen, Opening: s.ProposalEnvelope(), Seed: seed, Own: approve, Created: a.now()}
+	rec := &CeremonyRecord{ID: s.ID(), Kind: KindKeygen, Opening: s.ProposalEnvelope(), Seed: seed, Own: approve, Created: a.now(), By: callerOf(ctx)}
 	if err := a.cfg.Store.PutCeremony(ctx, rec); err != nil {
 		return [32]byte{}, nil, fmt.Errorf("core: store proposal: %w", err)
 	}
@@ -293,14 +293,15 @@ func (a *App) startSign(ctx context.Context, keyID [32]byte, msg []byte, desc st
 	var id [32]byte
 	rand.Read(id[:])
 	req := tbls.Request{Message: msg, Description: desc, Expires: a.now().Add(a.cfg.RequestTTL).Truncate(time.Second)}
-	s, out, err := ceremony.ProposeSignRequest(*k.share, id, req)
+	s, out, err := ceremony.ProposeSignRequest(a.signConfig(k, nil), id, req)
 	if err != nil {
 		return [32]byte{}, nil, err
 	}
 	// Own marks a request this human approved by asking; one that waits
 	// for an answer is restored like a peer's (OpenSignRequest gives the
 	// same session for this console's own envelope).
-	rec := &CeremonyRecord{ID: id, Kind: KindSign, Opening: s.RequestEnvelope(), KeyID: k.key.ID, Own: approve, Created: a.now()}
+	rec := &CeremonyRecord{ID: id, Kind: KindSign, Opening: s.RequestEnvelope(), KeyID: k.key.ID, Own: approve, Created: a.now(),
+		Head: s.OwnHead(), By: callerOf(ctx)}
 	if err := a.cfg.Store.PutCeremony(ctx, rec); err != nil {
 		return [32]byte{}, nil, fmt.Errorf("core: store request: %w", err)
 	}

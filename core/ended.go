@@ -118,6 +118,9 @@ type Ended struct {
 	// Names[j-1]): the key's signers may change at a reshare, and an
 	// auditor reads who they were then.
 	Names []string
+	// AskedBy is who asked through this console's socket API (Input.By),
+	// when this console asked.
+	AskedBy string
 
 	Seal []byte   // Ed25519 by the console key over AuditContext and the rest
 	Hash [32]byte // SHA-256 of the whole encoding (not encoded)
@@ -240,6 +243,7 @@ func (e *Ended) body() ([]byte, error) {
 		names[i] = []byte(n)
 	}
 	w.Repeated(24, names)
+	w.Bytes(25, []byte(e.AskedBy))
 	return w.Finish()
 }
 
@@ -252,12 +256,20 @@ func (e *Ended) seal(head AuditHead, key ed25519.PrivateKey) ([]byte, error) {
 		return nil, fmt.Errorf("core: encode ended record: %w", err)
 	}
 	e.Seal = ed25519.Sign(key, append([]byte(AuditContext), body...))
-	var w wire.Encoder
-	w.Bytes(25, e.Seal)
-	tail, _ := w.Finish()
-	full := append(body, tail...)
+	full := append(body, sealField(e.Seal)...)
 	e.Hash = sha256.Sum256(full)
 	return full, nil
+}
+
+// fieldSeal is the seal's field: the last, after the body it signs.
+const fieldSeal = 26
+
+// sealField encodes the seal as the field that ends a record.
+func sealField(seal []byte) []byte {
+	var w wire.Encoder
+	w.Bytes(fieldSeal, seal)
+	b, _ := w.Finish()
+	return b
 }
 
 // DecodeEnded reads an ended record strictly (one encoding per value,
@@ -291,7 +303,8 @@ func DecodeEnded(b []byte) (*Ended, error) {
 	heads, _ := d.Repeated(22, maxPeerHeads, 256)
 	converted, _ := d.Uint(23)
 	names, _ := d.Repeated(24, maxPartyList, maxSignerName)
-	seal, _ := d.Bytes(25, ed25519.SignatureSize)
+	asked, _ := d.Bytes(25, maxBy)
+	seal, _ := d.Bytes(fieldSeal, ed25519.SignatureSize)
 	if err := d.Done(); err != nil {
 		return nil, fmt.Errorf("%w: ended record: %w", ErrCorrupt, err)
 	}
@@ -326,6 +339,7 @@ func DecodeEnded(b []byte) (*Ended, error) {
 	for _, n := range names {
 		e.Names = append(e.Names, string(n))
 	}
+	e.AskedBy = string(asked)
 	for _, f := range []struct {
 		b   []byte
 		dst *[]uint32
@@ -385,10 +399,7 @@ func VerifyAudit(entries []*Ended, head AuditHead, pub ed25519.PublicKey) error 
 		if !ed25519.Verify(pub, append([]byte(AuditContext), body...), e.Seal) {
 			return &AuditError{Seq: e.Seq, Reason: "its signature does not verify"}
 		}
-		var w wire.Encoder
-		w.Bytes(25, e.Seal)
-		tail, _ := w.Finish()
-		if sha256.Sum256(append(body, tail...)) != e.Hash {
+		if sha256.Sum256(append(body, sealField(e.Seal)...)) != e.Hash {
 			return &AuditError{Seq: e.Seq, Reason: "its hash does not match its contents"}
 		}
 		prev = e.Hash

@@ -63,7 +63,7 @@ func (a *App) evictEnded(now time.Time) {
 func decisionOf(rec *CeremonyRecord) *Decision {
 	var d *Decision
 	if rec.Own {
-		d = &Decision{Accept: true, Time: rec.Created}
+		d = &Decision{Accept: true, Time: rec.Created, By: rec.By}
 	}
 	for _, in := range rec.Inputs {
 		switch in.Kind {
@@ -86,7 +86,7 @@ func clip(s string, n int) string {
 // endedOf builds the ended record of a ceremony whose session ended (or
 // that was abandoned at a restore); nil when it cannot say.
 func (a *App) endedOf(id [32]byte, rec *CeremonyRecord, converted bool) *Ended {
-	e := &Ended{Kind: rec.Kind, ID: id, Created: rec.Created, EndedAt: a.now(), Decision: decisionOf(rec), Converted: converted}
+	e := &Ended{Kind: rec.Kind, ID: id, Created: rec.Created, EndedAt: a.now(), Decision: decisionOf(rec), Converted: converted, AskedBy: rec.By}
 	if converted {
 		// Ended when its last input came (the record says no more).
 		e.EndedAt = rec.Created
@@ -152,6 +152,7 @@ func (a *App) endedOf(id [32]byte, rec *CeremonyRecord, converted bool) *Ended {
 	}
 	req, p, parties := st.s.Request(), st.s.Progress(), st.key.key.Parties
 	e.Names = a.allNames(parties)
+	e.PeerHeads = a.peerHeads(st)
 	who := partyAddr(parties, p.Requester)
 	e.KeyID, e.Requester, e.RequesterName = req.KeyID, p.Requester, clip(a.cfg.Roster.NameOf(who.Account, who.Device), maxSignerName)
 	e.Message, e.Description, e.Reason = req.Message, req.Description, clip(p.Reason, maxEndedReason)

@@ -168,13 +168,13 @@ func (a *App) openRequest(ctx context.Context, from Address, env *wire.Envelope,
 		err = checkSender(k.key.Parties, from, env.From)
 	}
 	if err == nil {
-		s, err = ceremony.OpenSignRequest(*k.share, raw)
+		s, err = ceremony.OpenSignRequest(a.signConfig(k, nil), raw)
 	}
 	if err != nil {
 		a.logMessage(event.In, from, env, raw, err.Error())
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
-	rec := &CeremonyRecord{ID: s.ID(), Kind: KindSign, Opening: raw, KeyID: k.key.ID, Created: a.now()}
+	rec := &CeremonyRecord{ID: s.ID(), Kind: KindSign, Opening: raw, KeyID: k.key.ID, Created: a.now(), Head: s.OwnHead()}
 	if err := a.cfg.Store.PutCeremony(ctx, rec); err != nil {
 		return fmt.Errorf("core: store request: %w", err)
 	}

@@ -291,7 +291,7 @@ func (a *App) opened(ctx context.Context, s *ceremony.ReshareSession, seed [32]b
 		// any one signer's sub-share would give the whole key: not stored.
 		seed = [32]byte{}
 	}
-	rec := &CeremonyRecord{ID: s.ID(), Kind: KindReshare, Opening: s.ProposalEnvelope(), Seed: seed, KeyID: s.Proposal().KeyID, Own: own, Created: a.now()}
+	rec := &CeremonyRecord{ID: s.ID(), Kind: KindReshare, Opening: s.ProposalEnvelope(), Seed: seed, KeyID: s.Proposal().KeyID, Own: own, Created: a.now(), By: callerOf(ctx)}
 	if err := a.cfg.Store.PutCeremony(ctx, rec); err != nil {
 		return [32]byte{}, fmt.Errorf("core: store reshare proposal: %w", err)
 	}

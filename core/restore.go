@@ -78,6 +78,7 @@ func (a *App) checkRestored(created time.Time) error {
 // open signings) by replaying their inputs; ended signings are read from
 // their ended records when needed, never replayed.
 func (a *App) restore(ctx context.Context) error {
+	a.refreshHead(ctx)
 	if err := a.restoreEpochKeys(ctx); err != nil {
 		return err
 	}
@@ -168,7 +169,7 @@ func (a *App) replay(ctx context.Context, r *CeremonyRecord) error {
 		if !ok {
 			return fmt.Errorf("%w: %s", ErrNoKey, ceremony.ShortID(r.KeyID))
 		}
-		s, err := ceremony.OpenSignRequest(*k.share, r.Opening)
+		s, err := ceremony.OpenSignRequest(a.signConfig(k, &r.Head), r.Opening)
 		if errors.Is(err, ceremony.ErrEpoch) {
 			// Asked at an epoch the key has left: it ended at the switch.
 			return a.endAtOldEpoch(ctx, r)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/signal-mpc/cosigner/bls/tbls"
 )
 
 // Sentinel errors of stores.
@@ -56,6 +58,13 @@ type CeremonyRecord struct {
 	Created  time.Time
 	Inputs   []Input
 	Finished bool
+	// Head is the audit head this console's answer carries (sign): read
+	// when the request opened here, kept so that a replayed answer is the
+	// same bytes (ceremony.SignConfig.Head).
+	Head tbls.Head
+	// By is who asked, when this console asked through the socket API
+	// (see Input.By); empty for its own screen or command and for peers'.
+	By string
 }
 
 // InputKind is the kind of one recorded input.

@@ -57,6 +57,7 @@ func (a *App) onTick(ctx context.Context) {
 	}
 	a.tickReshares(ctx, now)
 	a.forgetAnswers(now)
+	a.refreshHead(ctx)
 	a.evictEnded(now)
 	// Orphans past their time are dropped with a reason.
 	var keep []Orphan

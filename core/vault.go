@@ -532,6 +532,11 @@ func encodeCeremony(r *CeremonyRecord, next uint64) []byte {
 	e.Uint(7, uint64(r.Created.UnixNano()))
 	e.Uint(8, boolUint(r.Finished))
 	e.Uint(9, next)
+	if r.Head.Count != 0 {
+		e.Uint(10, r.Head.Count)
+		e.Bytes(11, r.Head.Hash[:])
+	}
+	e.Bytes(12, []byte(r.By))
 	b, _ := e.Finish() // fields are in order: no error
 	return b
 }
@@ -550,8 +555,14 @@ func decodeCeremony(b []byte) (*CeremonyRecord, uint64, error) {
 	created, _ := d.Uint(7)
 	finished, _ := d.Uint(8)
 	next, _ := d.Uint(9)
+	headCount, _ := d.Uint(10)
+	headHash, _ := d.Bytes(11, 32)
+	by, _ := d.Bytes(12, maxBy)
 	if err := d.Done(); err != nil {
 		return nil, 0, fmt.Errorf("%w: ceremony record: %w", ErrCorrupt, err)
+	}
+	if (headCount == 0) != (headHash == nil) || (headHash != nil && len(headHash) != 32) {
+		return nil, 0, fmt.Errorf("%w: ceremony record: audit head", ErrCorrupt)
 	}
 	if (kind != uint64(KindKeygen) && kind != uint64(KindSign) && kind != uint64(KindReshare)) || own > 1 || finished > 1 ||
 		(seed != nil && (len(seed) != 32 || allZero(seed))) || (keyID != nil && (len(keyID) != 32 || allZero(keyID))) || len(opening) == 0 {
@@ -561,6 +572,8 @@ func decodeCeremony(b []byte) (*CeremonyRecord, uint64, error) {
 	copy(r.ID[:], id)
 	copy(r.Seed[:], seed)
 	copy(r.KeyID[:], keyID)
+	r.Head.Count, r.By = headCount, string(by)
+	copy(r.Head.Hash[:], headHash)
 	return r, next, nil
 }
 

@@ -1,0 +1,76 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/signal-mpc/cosigner/bls/tbls"
+)
+
+// The signers' answers carry their audit heads, and the requester's ended
+// record keeps them: each head names an entry that is in that signer's
+// own trail, at that position, with that hash.
+func TestAnswersCarryHeadsThatNameEntriesOfThePeersTrails(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	for _, nd := range nodes {
+		nd.start(t, true)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	kr := keygenAll(t, ctx, nodes)
+	byName := map[string]*node{"bob": nodes[1], "carol": nodes[2]}
+	checked := 0
+	// A head is read once a second: sign until answers carry one.
+	for i := 0; checked == 0; i++ {
+		if ctx.Err() != nil {
+			t.Fatal("no answer ever carried an audit head")
+		}
+		if _, err := nodes[0].app.RequestSignature(ctx, kr.KeyID, []byte(fmt.Sprint("m", i)), ""); err != nil {
+			t.Fatal(err)
+		}
+		entries, _, err := nodes[0].app.Audit(ctx, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := entries[len(entries)-1]
+		for _, h := range last.PeerHeads {
+			peer, ok := byName[h.Signer]
+			if !ok {
+				t.Fatalf("a head from %q, not a peer", h.Signer)
+			}
+			theirs, _, err := peer.app.Audit(ctx, time.Time{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h.Count == 0 || h.Count > uint64(len(theirs)) || theirs[h.Count-1].Hash != h.Hash || theirs[h.Count-1].Seq != h.Count {
+				t.Fatalf("%s's head %d %x is not entry %d of its trail", h.Signer, h.Count, h.Hash[:4], h.Count)
+			}
+			checked++
+		}
+		if checked == 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+// A request's head is kept with it: the record read back carries it, so a
+// restart replays the same answer.
+func TestARequestKeepsTheHeadItsAnswerCarries(t *testing.T) {
+	t.Parallel()
+	r := &CeremonyRecord{ID: [32]byte{1}, Kind: KindSign, Opening: []byte{1}, KeyID: [32]byte{2}, Created: time.Unix(5, 0), By: "socket uid=1 user=ops pid=2"}
+	r.Head.Count, r.Head.Hash = 7, [32]byte{9}
+	got, _, err := decodeCeremony(encodeCeremony(r, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Head != r.Head || got.By != r.By {
+		t.Fatalf("read back head %+v by %q, want %+v %q", got.Head, got.By, r.Head, r.By)
+	}
+	r.Head = tbls.Head{} // none: encoded as before heads existed
+	if got, _, err := decodeCeremony(encodeCeremony(r, 0)); err != nil || got.Head != r.Head {
+		t.Fatalf("no head: %+v %v", got, err)
+	}
+}
