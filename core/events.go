@@ -45,7 +45,7 @@ func partyAddr(parties []dkg.Party, j uint32) Address {
 	if j == 0 || int(j) > len(parties) {
 		return Address{}
 	}
-	return Address{parties[j-1].Account, parties[j-1].Device}
+	return Address{Account: parties[j-1].Account, Device: parties[j-1].Device}
 }
 
 func allIndices(n int) []uint32 {

@@ -38,7 +38,7 @@ func (a *App) answerFinished(from Address, env *wire.Envelope, raw []byte) {
 	if len(final) == 0 {
 		return
 	}
-	if checkSender(parties, from, env.From) != nil {
+	if a.checkSender(parties, from, env.From) != nil {
 		return
 	}
 	k := answerKey{env.Ceremony, env.From}
@@ -57,13 +57,16 @@ func (a *App) answerFinished(from Address, env *wire.Envelope, raw []byte) {
 		a.answered = map[answerKey]time.Time{}
 	}
 	a.answered[k] = a.now()
+	// To the party, not to the server the re-send came through: the
+	// Messenger sends through every server the two share.
+	to := partyAddr(parties, env.From)
 	for _, o := range final {
 		if o.To != 0 && o.To != env.From {
 			continue
 		}
 		out, _ := wire.Decode(o.Envelope)
-		if a.enqueue(outbound{to: from, ceremony: env.Ceremony, env: o.Envelope}) {
-			a.logMessage(event.Out, from, out, o.Envelope, "answer to a peer still waiting")
+		if a.enqueue(outbound{to: to, ceremony: env.Ceremony, env: o.Envelope}) {
+			a.logMessage(event.Out, to, out, o.Envelope, "answer to a peer still waiting")
 		}
 	}
 }
