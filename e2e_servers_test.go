@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/signal-mpc/cosigner/bls"
+	"github.com/signal-mpc/cosigner/core"
+	"github.com/signal-mpc/cosigner/core/event"
+	"github.com/signal-mpc/cosigner/node"
+	"github.com/signal-mpc/cosigner/signal/device"
+	"github.com/signal-mpc/cosigner/signal/store"
+)
+
+// serverName is the store's name for the device on the i-th relay of a
+// test: the first is the default (the file's top-level device, as a
+// console made before servers were named has).
+func serverName(i int) string {
+	if i == 0 {
+		return store.DefaultServer
+	}
+	return fmt.Sprintf("relay%d", i)
+}
+
+// newMultiSigner links a console to an account of its own on each relay
+// (through the provisioning flow, the test playing each phone), all in
+// one store.
+func newMultiSigner(t *testing.T, name string, relays ...*testRelay) *signer {
+	t.Helper()
+	ctx := t.Context()
+	s := &signer{name: name, path: filepath.Join(t.TempDir(), name+".db")}
+	st, err := store.Open(ctx, s.path, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for i, r := range relays {
+		p, err := device.RegisterPrimary(ctx, r.dialer, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, err := st.Server(serverName(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		scanned := make(chan error, 1)
+		if _, err := device.Link(ctx, device.LinkConfig{Dialer: r.dialer, Store: sub, Name: name, PreKeys: 5,
+			OnURL: func(url string, _ time.Time) { go func() { scanned <- p.ApproveLink(ctx, r.dialer, url, nil) }() },
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-scanned; err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+// onServers makes the signer's console use every relay (in the order its
+// store's devices were made on them).
+func (s *signer) onServers(relays ...*testRelay) {
+	s.tune = func(c *consoleConfig) {
+		c.Servers = nil
+		for i, r := range relays {
+			c.Servers = append(c.Servers, node.Server{Name: serverName(i), Dialer: r.dialer})
+		}
+		c.LagAfter = 2 * time.Second
+	}
+}
+
+// handledOnce follows a console's log and fails the test if one envelope
+// (by its digest) is handled twice: a copy through a second server, or a
+// copy delivered again after a relay restart, must be dropped.
+type handledOnce struct {
+	mu      sync.Mutex
+	handled map[string]int
+	copies  int // copies through a second server, dropped
+}
+
+func watchHandled(ctx context.Context, s *signer) *handledOnce {
+	h := &handledOnce{handled: map[string]int{}}
+	sub := s.con.Bus.Subscribe(1 << 14)
+	go func() {
+		defer sub.Close()
+		for {
+			e, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			m, ok := e.(event.Message)
+			if !ok || m.Direction != event.In {
+				continue
+			}
+			h.mu.Lock()
+			switch m.Note {
+			case "":
+				h.handled[m.Digest+" "+m.Ceremony+" "+m.Kind]++
+			case "copy through a second server: dropped":
+				h.copies++
+			}
+			h.mu.Unlock()
+		}
+	}()
+	return h
+}
+
+func (h *handledOnce) check(t *testing.T, who string) int {
+	t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, n := range h.handled {
+		if n > 1 {
+			t.Errorf("%s handled %s %d times", who, k, n)
+		}
+	}
+	return h.copies
+}
+
+// takeDown stops a restartable relay: connections to it fail from now on.
+func (r *testRelay) takeDown() {
+	r.proxy.To("")
+	r.Stop()
+}
+
+// Three consoles on two relays. One relay stops in the middle of the key
+// generation, and (after it came back) the other in the middle of a
+// signing: both complete through the relay still up. Once the stopped
+// relay runs again, it delivers what it kept, and no console handles any
+// envelope twice.
+func TestTwoRelaysCeremoniesCompleteWhenOneStops(t *testing.T) {
+	t.Parallel()
+	a := startRestartableRelay(t, t.TempDir())
+	b := startRestartableRelay(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
+	defer cancel()
+	var signers []*signer
+	var watch []*handledOnce
+	for _, n := range []string{"alice", "bob", "carol"} {
+		s := newMultiSigner(t, n, a, b)
+		s.onServers(a, b)
+		s.start(t, a, true)
+		signers = append(signers, s)
+		watch = append(watch, watchHandled(ctx, s))
+	}
+	introduce(t, signers...)
+	for _, s := range signers {
+		if n := len(s.con.Card.Addresses); n != 2 {
+			t.Fatalf("%s's card lists %d addresses, want one per relay", s.name, n)
+		}
+	}
+
+	// Relay b stops once the keygen has begun.
+	type keygen struct {
+		kr  *core.KeygenResult
+		err error
+	}
+	kdone := make(chan keygen, 1)
+	go func() {
+		kr, err := signers[0].con.App.StartKeygen(ctx, 2)
+		kdone <- keygen{kr, err}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	b.takeDown()
+	k := <-kdone
+	if k.err != nil {
+		t.Fatal(k.err)
+	}
+	for _, s := range signers {
+		waitKey(t, ctx, s, k.kr.KeyID)
+	}
+	b.restart(t)
+
+	// Relay a stops while bob's signing request is out.
+	msg := []byte("through whichever relay is up")
+	type signing struct {
+		sr  *core.SignResult
+		err error
+	}
+	sdone := make(chan signing, 1)
+	go func() {
+		sr, err := signers[1].con.App.RequestSignature(ctx, k.kr.KeyID, msg, "")
+		sdone <- signing{sr, err}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	a.takeDown()
+	sg := <-sdone
+	if sg.err != nil {
+		t.Fatal(sg.err)
+	}
+	if err := bls.VerifyBytes(k.kr.GroupKey, msg, sg.sr.Signature); err != nil {
+		t.Fatal(err)
+	}
+	// Relay a comes back with what it kept: copies, all dropped.
+	a.restart(t)
+	copies := 0
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		copies = 0
+		for i, s := range signers {
+			copies += watch[i].check(t, s.name)
+		}
+		if copies > 0 && signers[1].con.Connection().State == "connected" {
+			break
+		}
+	}
+	if copies == 0 {
+		t.Fatal("no console saw a copy through the second relay")
+	}
+	for _, s := range signers {
+		if err := s.con.App.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, s := range signers {
+		watch[i].check(t, s.name)
+	}
+}
