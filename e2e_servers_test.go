@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/signal-mpc/cosigner/bls"
+	"github.com/signal-mpc/cosigner/bls/wire"
 	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/core/event"
 	"github.com/signal-mpc/cosigner/node"
@@ -122,8 +123,21 @@ func (h *handledOnce) check(t *testing.T, who string) int {
 
 // takeDown stops a restartable relay: connections to it fail from now on.
 func (r *testRelay) takeDown() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.down = true
 	r.proxy.To("")
 	r.Stop()
+}
+
+// proxyTarget is "" while the relay is down (takeDown), else "up".
+func (r *testRelay) proxyTarget() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.down {
+		return ""
+	}
+	return "up"
 }
 
 // Three consoles on two relays. One relay stops in the middle of the key
@@ -137,11 +151,28 @@ func TestTwoRelaysCeremoniesCompleteWhenOneStops(t *testing.T) {
 	b := startRestartableRelay(t, t.TempDir())
 	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
 	defer cancel()
+	// Bob takes relay b down just before his first keygen message leaves;
+	// carol takes relay a down just before her partial signature leaves.
+	var downB, downA sync.Once
 	var signers []*signer
 	var watch []*handledOnce
 	for _, n := range []string{"alice", "bob", "carol"} {
 		s := newMultiSigner(t, n, a, b)
 		s.onServers(a, b)
+		switch n {
+		case "bob":
+			s.observe = func(_ core.Address, env []byte) {
+				if e, err := wire.Decode(env); err == nil && e.Kind != wire.KindProposal && e.Kind != wire.KindSignRequest {
+					downB.Do(b.takeDown)
+				}
+			}
+		case "carol":
+			s.observe = func(_ core.Address, env []byte) {
+				if e, err := wire.Decode(env); err == nil && e.Kind == wire.KindPartial {
+					downA.Do(a.takeDown)
+				}
+			}
+		}
 		s.start(t, a, true)
 		signers = append(signers, s)
 		watch = append(watch, watchHandled(ctx, s))
@@ -153,49 +184,31 @@ func TestTwoRelaysCeremoniesCompleteWhenOneStops(t *testing.T) {
 		}
 	}
 
-	// Relay b stops once the keygen has begun.
-	type keygen struct {
-		kr  *core.KeygenResult
-		err error
-	}
-	kdone := make(chan keygen, 1)
-	go func() {
-		kr, err := signers[0].con.App.StartKeygen(ctx, 2)
-		kdone <- keygen{kr, err}
-	}()
-	time.Sleep(50 * time.Millisecond)
-	b.takeDown()
-	k := <-kdone
-	if k.err != nil {
-		t.Fatal(k.err)
-	}
-	for _, s := range signers {
-		waitKey(t, ctx, s, k.kr.KeyID)
-	}
-	b.restart(t)
-
-	// Relay a stops while bob's signing request is out.
-	msg := []byte("through whichever relay is up")
-	type signing struct {
-		sr  *core.SignResult
-		err error
-	}
-	sdone := make(chan signing, 1)
-	go func() {
-		sr, err := signers[1].con.App.RequestSignature(ctx, k.kr.KeyID, msg, "")
-		sdone <- signing{sr, err}
-	}()
-	time.Sleep(50 * time.Millisecond)
-	a.takeDown()
-	sg := <-sdone
-	if sg.err != nil {
-		t.Fatal(sg.err)
-	}
-	if err := bls.VerifyBytes(k.kr.GroupKey, msg, sg.sr.Signature); err != nil {
+	kr, err := signers[0].con.App.StartKeygen(ctx, 2)
+	if err != nil {
 		t.Fatal(err)
 	}
+	for _, s := range signers {
+		waitKey(t, ctx, s, kr.KeyID)
+	}
+	if b.proxyTarget() != "" {
+		t.Fatal("relay b was not stopped during the keygen")
+	}
+	b.restartUp(t)
+
+	msg := []byte("through whichever relay is up")
+	sr, err := signers[1].con.App.RequestSignature(ctx, kr.KeyID, msg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bls.VerifyBytes(kr.GroupKey, msg, sr.Signature); err != nil {
+		t.Fatal(err)
+	}
+	if a.proxyTarget() != "" {
+		t.Fatal("relay a was not stopped during the signing")
+	}
 	// Relay a comes back with what it kept: copies, all dropped.
-	a.restart(t)
+	a.restartUp(t)
 	copies := 0
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		copies = 0
@@ -217,4 +230,54 @@ func TestTwoRelaysCeremoniesCompleteWhenOneStops(t *testing.T) {
 	for i, s := range signers {
 		watch[i].check(t, s.name)
 	}
+}
+
+// A group where one signer uses one relay only and the others two: every
+// message between the two goes through both, to and from carol through
+// the one she shares with them, and a key made and used by all three
+// works; with the second relay down, nothing changes for carol.
+func TestOneSignerOnOneRelayTheOthersOnTwo(t *testing.T) {
+	t.Parallel()
+	a := startRestartableRelay(t, t.TempDir())
+	b := startRestartableRelay(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	alice := newMultiSigner(t, "alice", a, b)
+	alice.onServers(a, b)
+	bob := newMultiSigner(t, "bob", b, a) // his first server is b
+	bob.onServers(b, a)
+	carol := newMultiSigner(t, "carol", a)
+	carol.onServers(a)
+	signers := []*signer{alice, bob, carol}
+	for _, s := range signers {
+		s.start(t, a, true)
+	}
+	introduce(t, signers...)
+	kr, err := carol.con.App.StartKeygen(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range signers {
+		waitKey(t, ctx, s, kr.KeyID)
+	}
+	b.takeDown()
+	for i, s := range signers {
+		msg := fmt.Appendf(nil, "request %d", i)
+		sr, err := s.con.App.RequestSignature(ctx, kr.KeyID, msg, "")
+		if err != nil {
+			t.Fatalf("%s's request: %v", s.name, err)
+		}
+		if err := bls.VerifyBytes(kr.GroupKey, msg, sr.Signature); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// restartUp is restart after takeDown.
+func (r *testRelay) restartUp(t *testing.T) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.restart(t)
+	r.down = false
 }

@@ -48,16 +48,28 @@ func (v Vault) View(ctx context.Context, fn func(core.VaultTx) error) error {
 }
 
 // Messenger sends core's envelopes through the Signal device.
-type Messenger struct{ Device *device.Device }
+type Messenger struct {
+	Device *device.Device
+	// Route, if set, is the peer's address on this device's server (a
+	// party's address in a ceremony may be on another).
+	Route func(core.Address) device.Address
+}
+
+func (m Messenger) addr(to core.Address) device.Address {
+	if m.Route != nil {
+		return m.Route(to)
+	}
+	return device.Address{Account: to.Account, Device: to.Device}
+}
 
 func (m Messenger) Send(ctx context.Context, to core.Address, env []byte) error {
-	return m.Device.Send(ctx, device.Address{Account: to.Account, Device: to.Device}, env)
+	return m.Device.Send(ctx, m.addr(to), env)
 }
 
 // Prepare starts the encryption when core queues the envelope, so that it
 // shares a commit with core's record of its cause.
 func (m Messenger) Prepare(ctx context.Context, to core.Address, env []byte) core.Prepared {
-	if p := m.Device.Prepare(ctx, device.Address{Account: to.Account, Device: to.Device}, env); p != nil {
+	if p := m.Device.Prepare(ctx, m.addr(to), env); p != nil {
 		return prepared{p}
 	}
 	return nil
@@ -79,7 +91,7 @@ func (prepared) PreparedSend() {}
 // SendAfter lets the device wait for core's records after its own commit
 // (same store, same commit order): one commit per send, not two.
 func (m Messenger) SendAfter(ctx context.Context, to core.Address, env []byte, durable func(context.Context) error) error {
-	return m.Device.SendAfter(ctx, device.Address{Account: to.Account, Device: to.Device}, env, durable)
+	return m.Device.SendAfter(ctx, m.addr(to), env, durable)
 }
 
 var _ core.Challenger = Messenger{}
@@ -285,9 +297,10 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 	c.Device = c.links[0].dev
-	var out core.Messenger = Messenger{c.Device}
+	fan := &fanout{links: c.links, book: c.book, log: c.logger()}
+	var out core.Messenger = Messenger{Device: c.Device, Route: func(to core.Address) device.Address { return fan.routes(to)[0].to }}
 	if len(c.links) > 1 {
-		out = &fanout{links: c.links, book: c.book, log: c.logger()}
+		out = fan
 	}
 	if cfg.Outbound != nil {
 		out = cfg.Outbound(out)
