@@ -177,6 +177,7 @@ type Node struct {
 
 	links          []*link // a device per server with an account, configuration order
 	stoppedDevices atomic.Int32
+	connMu         sync.Mutex // orders the console's connection events
 	book           *book
 	lag            *lagTracker
 }
@@ -282,9 +283,22 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			OnStatus: func(s transport.Status) {
 				st := event.Connection{State: s.State.String(), RetryAt: s.RetryAt, Detail: s.Err, Server: l.name}
 				l.conn.Store(&st)
-				all := c.aggregate()
-				c.conn.Store(&all)
-				c.Bus.Publish(st)
+				if len(c.links) == 1 {
+					st.Server = "" // one server: the console's connection, as ever
+					c.conn.Store(&st)
+					c.Bus.Publish(st)
+				} else {
+					// Each server's, then the console's as a whole
+					// (connected while any server is).
+					c.Bus.Publish(st)
+					c.connMu.Lock()
+					all := c.aggregate()
+					if prev := c.conn.Load(); *prev != all {
+						c.conn.Store(&all)
+						c.Bus.Publish(all)
+					}
+					c.connMu.Unlock()
+				}
 				// Once per drop: the statuses between two drops carry 0.
 				if prev := lastElsewhere.Swap(int64(s.Elsewhere)); s.Elsewhere > 0 && int64(s.Elsewhere) != prev {
 					c.Bus.Publish(event.Error{Time: time.Now(), Text: c.serverText(l, elsewhereText(s))})
@@ -594,7 +608,7 @@ func (c *Node) Identity() roster.Card { return c.Card }
 
 // Connection is the server connection's last status (api.Backend):
 // connected when any server is.
-func (c *Node) Connection() event.Connection { return c.aggregate() }
+func (c *Node) Connection() event.Connection { return *c.conn.Load() }
 
 // Subscribe follows the node's events (api.Backend).
 func (c *Node) Subscribe(backlog int) *event.Subscription { return c.Bus.Subscribe(backlog) }

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/signal-mpc/cosigner/api"
 	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/core/event"
 	"github.com/signal-mpc/cosigner/core/roster"
@@ -287,21 +288,14 @@ var (
 	_ core.Challenger       = (*fanout)(nil)
 )
 
-// ServerStatus is one server's connection as the node last saw it.
-type ServerStatus struct {
-	Name       string
-	URL        string
-	Connection event.Connection
-	// Lagging names the peers this server has delivered nothing from for
-	// a while, while another server has.
-	Lagging []string
-}
-
-// Servers is each server's status, in configuration order.
-func (c *Node) Servers() []ServerStatus {
-	out := make([]ServerStatus, 0, len(c.links))
+// Servers is each server's status, in configuration order (api's
+// status).
+func (c *Node) Servers() []api.ServerState {
+	out := make([]api.ServerState, 0, len(c.links))
 	for _, l := range c.links {
-		out = append(out, ServerStatus{Name: l.name, URL: l.url, Connection: *l.conn.Load(), Lagging: c.lag.lagging(l.url)})
+		conn := *l.conn.Load()
+		conn.Server = ""
+		out = append(out, api.ServerState{Name: l.name, URL: l.url, Connection: conn, Lagging: c.lag.lagging(l.url)})
 	}
 	return out
 }
@@ -330,13 +324,13 @@ func (c *Node) ServerStatus() transport.Status {
 }
 
 // aggregate is the one connection the status bar and `status` headline:
-// connected when any server is.
+// connected when any server is, else the first server's.
 func (c *Node) aggregate() event.Connection {
 	var first *event.Connection
 	for _, l := range c.links {
 		st := l.conn.Load()
 		if st.State == "connected" {
-			return *st
+			return event.Connection{State: st.State}
 		}
 		if first == nil {
 			first = st
@@ -345,7 +339,12 @@ func (c *Node) aggregate() event.Connection {
 	if first == nil {
 		return event.Connection{State: "connecting"}
 	}
-	return *first
+	all := *first
+	if all.Detail != "" {
+		all.Detail = c.serverText(c.links[0], all.Detail)
+	}
+	all.Server = ""
+	return all
 }
 
 // lagTracker remembers when each server last delivered something from
