@@ -152,7 +152,8 @@ func TestTwoRelaysCeremoniesCompleteWhenOneStops(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
 	defer cancel()
 	// Bob takes relay b down just before his first keygen message leaves;
-	// carol takes relay a down just before her partial signature leaves.
+	// alice or carol, whichever is first, takes relay a down just before
+	// her partial signature leaves.
 	var downB, downA sync.Once
 	var signers []*signer
 	var watch []*handledOnce
@@ -166,7 +167,7 @@ func TestTwoRelaysCeremoniesCompleteWhenOneStops(t *testing.T) {
 					downB.Do(b.takeDown)
 				}
 			}
-		case "carol":
+		case "alice", "carol":
 			s.observe = func(_ core.Address, env []byte) {
 				if e, err := wire.Decode(env); err == nil && e.Kind == wire.KindPartial {
 					downA.Do(a.takeDown)

@@ -15,7 +15,7 @@ import (
 func (a *App) publish(e event.Event) { a.cfg.Bus.Publish(e) }
 
 func (a *App) logMessage(dir event.Direction, peer Address, env *wire.Envelope, raw []byte, note string) {
-	m := event.Message{Time: a.now(), Direction: dir, Peer: a.name(peer), Size: len(raw), Note: note}
+	m := event.Message{Time: a.now(), Direction: dir, Peer: a.name(peer), Size: len(raw), Note: note, Server: peer.Server}
 	sum := sha256.Sum256(raw)
 	m.Digest = hex.EncodeToString(sum[:4])
 	if env != nil {

@@ -475,3 +475,15 @@ func TestEachServerShowsInTheStatusBar(t *testing.T) {
 		t.Fatalf("status bar %q still says lagging", bar)
 	}
 }
+
+// The log names the server an incoming message came through.
+func TestTheLogNamesTheServerAMessageCameThrough(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 160, 24)
+	h.send(event.Message{Time: t0, Direction: event.In, Peer: "bob", Ceremony: "aabbccdd", Kind: "partial", Digest: "0102",
+		Server: "https://relay.example:8443"})
+	view := ansi.Strip(strings.Join(h.m.logView(10), "\n"))
+	if !strings.Contains(view, "via relay.example:8443") {
+		t.Fatalf("log view does not name the server:\n%s", view)
+	}
+}

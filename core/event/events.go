@@ -48,6 +48,10 @@ type Message struct {
 	Size      int       `json:"size"`
 	Digest    string    `json:"digest"` // short hex of SHA-256 of the envelope
 	Note      string    `json:"note"`   // why it was dropped, if it was
+	// Server is the canonical URL of the server an incoming message came
+	// through ("" when not said, and on what this console sends: it goes
+	// through every server it shares with the peer).
+	Server string `json:"server,omitempty"`
 }
 
 func (Message) Must() bool { return false }
