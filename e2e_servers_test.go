@@ -12,6 +12,7 @@ import (
 	"github.com/signal-mpc/cosigner/bls/wire"
 	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/core/event"
+	"github.com/signal-mpc/cosigner/core/roster"
 	"github.com/signal-mpc/cosigner/node"
 	"github.com/signal-mpc/cosigner/signal/device"
 	"github.com/signal-mpc/cosigner/signal/store"
@@ -281,4 +282,150 @@ func (r *testRelay) restartUp(t *testing.T) {
 	defer r.mu.Unlock()
 	r.restart(t)
 	r.down = false
+}
+
+// behind puts a misbehaving server in front of r: consoles given the
+// result reach r only through it (all of them, so that their cards name
+// the same server).
+func behind(t *testing.T, r *testRelay) (*testRelay, *misbehaving) {
+	t.Helper()
+	m := newMisbehaving(t, r.URL())
+	return &testRelay{Relay: r.Relay, srv: r.srv, dialer: dialerTo(t, m.URL()), dir: r.dir}, m
+}
+
+// Relay b answers 200 to every message alice sends and drops it. The
+// group keeps signing through relay a, and bob's console names relay b
+// lagging for alice (an event, and its status), while b still delivers
+// from carol.
+func TestARelayThatDropsOneSignerIsNamedLaggingForHer(t *testing.T) {
+	t.Parallel()
+	a := startTestRelay(t, t.TempDir())
+	b, bad := behind(t, startTestRelay(t, t.TempDir()))
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	var signers []*signer
+	for _, n := range []string{"alice", "bob", "carol"} {
+		s := newMultiSigner(t, n, a, b)
+		s.onServers(a, b)
+		s.start(t, a, true)
+		signers = append(signers, s)
+	}
+	alice, bob := signers[0], signers[1]
+	introduce(t, signers...)
+	bad.dropSendsOf(alice.con.Card.Addresses[1].Account)
+	sub := bob.con.Bus.Subscribe(1 << 12)
+	defer sub.Close()
+	kr, err := bob.con.App.StartKeygen(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range signers {
+		waitKey(t, ctx, s, kr.KeyID)
+	}
+	lagging := make(chan event.ServerLagging, 1)
+	go func() {
+		for {
+			e, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			if l, ok := e.(event.ServerLagging); ok && l.Lagging {
+				lagging <- l
+				return
+			}
+		}
+	}()
+	for i := 0; ; i++ {
+		msg := fmt.Appendf(nil, "alice's request %d", i)
+		sr, err := alice.con.App.RequestSignature(ctx, kr.KeyID, msg, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bls.VerifyBytes(kr.GroupKey, msg, sr.Signature); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case l := <-lagging:
+			if l.Server != serverName(1) || l.Peer != "alice" {
+				t.Fatalf("lagging: %+v, want relay b (%s) for alice", l, serverName(1))
+			}
+			st := bob.con.Servers()
+			if len(st) != 2 || fmt.Sprint(st[1].Lagging) != "[alice]" || len(st[0].Lagging) != 0 {
+				t.Fatalf("bob's servers: %+v", st)
+			}
+			return
+		case <-time.After(300 * time.Millisecond):
+		case <-ctx.Done():
+			t.Fatal("bob never named relay b lagging for alice")
+		}
+	}
+}
+
+// Relay b holds every message it delivers for 5 s. A signing completes
+// on what relay a delivers: every message the requester handles came
+// through a, and b's copies, coming later, are dropped.
+func TestASlowRelayDoesNotSlowASigning(t *testing.T) {
+	t.Parallel()
+	a := startTestRelay(t, t.TempDir())
+	b, slow := behind(t, startTestRelay(t, t.TempDir()))
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	var signers []*signer
+	for _, n := range []string{"alice", "bob", "carol"} {
+		s := newMultiSigner(t, n, a, b)
+		s.onServers(a, b)
+		s.start(t, a, true)
+		signers = append(signers, s)
+	}
+	introduce(t, signers...)
+	slow.holdDeliveries(5 * time.Second)
+	kr, err := signers[0].con.App.StartKeygen(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range signers {
+		waitKey(t, ctx, s, kr.KeyID)
+	}
+	bob := signers[1]
+	sub := bob.con.Bus.Subscribe(1 << 12)
+	defer sub.Close()
+	msg := []byte("fast path")
+	sr, err := bob.con.App.RequestSignature(ctx, kr.KeyID, msg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bls.VerifyBytes(kr.GroupKey, msg, sr.Signature); err != nil {
+		t.Fatal(err)
+	}
+	fast, err := roster.CanonicalServer(a.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	slowURL, err := roster.CanonicalServer(slow.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := fmt.Sprintf("%x", sr.ID[:4])
+	handled, copies := 0, 0
+	for copies == 0 {
+		e, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatalf("no copy of the signing came through the slow relay (%d handled)", handled)
+		}
+		m, ok := e.(event.Message)
+		if !ok || m.Direction != event.In || m.Ceremony != short {
+			continue
+		}
+		switch {
+		case m.Note == "" && m.Server != fast:
+			t.Fatalf("bob handled a %s from %s through %s, not the fast relay", m.Kind, m.Peer, m.Server)
+		case m.Note == "":
+			handled++
+		case m.Server == slowURL && m.Note == "copy through a second server: dropped":
+			copies++
+		}
+	}
+	if handled == 0 {
+		t.Fatal("bob handled nothing of the signing")
+	}
 }

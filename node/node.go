@@ -251,7 +251,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if lagAfter <= 0 {
 		lagAfter = time.Minute
 	}
-	c.lag = &lagTracker{after: lagAfter, start: time.Now(), last: map[string]map[string]time.Time{},
+	c.lag = &lagTracker{after: lagAfter, last: map[string]map[string]time.Time{}, first: map[string]time.Time{},
 		named: map[string]bool{}, urls: urls, share: c.shares}
 	var appMu sync.Mutex
 	var app *core.App

@@ -352,9 +352,9 @@ func (c *Node) aggregate() event.Connection {
 // delivered from it more than lagAfter later.
 type lagTracker struct {
 	after time.Duration
-	start time.Time
 	mu    sync.Mutex
 	last  map[string]map[string]time.Time // peer -> server -> last delivery
+	first map[string]time.Time            // peer -> first delivery through any server
 	named map[string]bool                 // "server peer" already reported
 	urls  []string                        // the servers
 	share func(peer, server string) bool  // the peer has an address there
@@ -365,6 +365,7 @@ func (t *lagTracker) saw(peer, server string, at time.Time) {
 	defer t.mu.Unlock()
 	if t.last[peer] == nil {
 		t.last[peer] = map[string]time.Time{}
+		t.first[peer] = at
 	}
 	t.last[peer][server] = at
 }
@@ -385,7 +386,10 @@ func (t *lagTracker) check(now time.Time) (lagging, recovered [][2]string) {
 			}
 			last := by[s]
 			if last.IsZero() {
-				last = t.start
+				// Never through s: counted from the peer's first
+				// message, so that the other server's copy of that
+				// one has time to come.
+				last = t.first[peer]
 			}
 			k := s + " " + peer
 			lag := newest.Sub(last) > t.after && now.Sub(last) > t.after
