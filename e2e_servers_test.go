@@ -1,14 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/signal-mpc/cosigner/bls"
+	"github.com/signal-mpc/cosigner/bls/dkg"
 	"github.com/signal-mpc/cosigner/bls/wire"
 	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/core/event"
@@ -427,5 +432,76 @@ func TestASlowRelayDoesNotSlowASigning(t *testing.T) {
 	}
 	if handled == 0 {
 		t.Fatal("bob handled nothing of the signing")
+	}
+}
+
+// Bob sends alice one echo through relay a and a different one, validly
+// signed, through relay b: not a copy but equivocation. Alice's keygen
+// aborts blaming bob, with the two envelopes as evidence.
+func TestDifferentMessagesThroughTwoRelaysAreEquivocation(t *testing.T) {
+	t.Parallel()
+	a := startTestRelay(t, t.TempDir())
+	b := startTestRelay(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	var aliceOnB atomic.Pointer[string]
+	var signers []*signer
+	for _, n := range []string{"alice", "bob", "carol"} {
+		s := newMultiSigner(t, n, a, b)
+		s.onServers(a, b)
+		if n == "bob" {
+			key := func() ed25519.PrivateKey {
+				st, err := store.Open(ctx, s.path, store.Options{NoSync: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer st.Close()
+				k, err := core.ConsoleKey(ctx, coreVault{Store: st})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return k
+			}()
+			tune := s.tune
+			s.tune = func(c *consoleConfig) {
+				tune(c)
+				c.PerServer = func(server string, to device.Address, msg []byte) []byte {
+					if p := aliceOnB.Load(); server != serverName(1) || p == nil || to.Account != *p {
+						return msg
+					}
+					envs, err := wire.Unbundle(msg)
+					if err != nil {
+						return msg
+					}
+					for i, raw := range envs {
+						if e, err := wire.Decode(raw); err == nil && e.Kind == wire.KindEcho {
+							if twin, err := resealed(e, key); err == nil {
+								envs[i] = twin
+							}
+						}
+					}
+					return wire.Pack(envs)[0]
+				}
+			}
+		}
+		s.start(t, a, true)
+		signers = append(signers, s)
+	}
+	alice, bob := signers[0], signers[1]
+	introduce(t, signers...)
+	acct := alice.con.Card.Addresses[1].Account
+	aliceOnB.Store(&acct)
+	_, err := alice.con.App.StartKeygen(ctx, 2)
+	var ke *core.KeygenError
+	if !errors.As(err, &ke) || ke.Reason != dkg.ReasonEquivocation || fmt.Sprint(ke.Blamed) != "[bob]" || ke.Remote {
+		t.Fatalf("alice's keygen ended with %v; want her own abort for bob's equivocation", err)
+	}
+	if len(ke.Abort.Evidence) != 2 || bytes.Equal(ke.Abort.Evidence[0], ke.Abort.Evidence[1]) {
+		t.Fatalf("evidence: %d envelopes", len(ke.Abort.Evidence))
+	}
+	for _, raw := range ke.Abort.Evidence {
+		if _, err := wire.Open(raw, func(uint32) (ed25519.PublicKey, bool) { return bob.con.Card.ConsoleKey, true }); err != nil {
+			t.Fatalf("evidence does not open under bob's key: %v", err)
+		}
 	}
 }

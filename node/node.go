@@ -129,6 +129,10 @@ type Config struct {
 	// Outbound, if set, wraps what core sends through (tests use it to
 	// make a console cheat).
 	Outbound func(core.Messenger) core.Messenger
+	// PerServer, if set, rewrites what goes through one server (its local
+	// name) on a console on several: tests use it to make a console send
+	// different messages through different servers.
+	PerServer func(server string, to device.Address, msg []byte) []byte
 	// Socket, if set, is where Run serves the API (api.Listen: the store's
 	// lock is held, so a socket file there is stale). APIApprove: callers
 	// may approve and decline (api.approve).
@@ -317,7 +321,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 	c.Device = c.links[0].dev
-	fan := &fanout{links: c.links, book: c.book, log: c.logger()}
+	fan := &fanout{links: c.links, book: c.book, log: c.logger(), rewrite: cfg.PerServer}
 	var out core.Messenger = Messenger{Device: c.Device, Route: func(to core.Address) device.Address { return fan.routes(to)[0].to }}
 	if len(c.links) > 1 {
 		out = fan

@@ -206,9 +206,10 @@ func (b *book) name(server, account string, dev uint32) string {
 // reached: core re-sends the round until the peer's next message shows it
 // was.
 type fanout struct {
-	links []*link
-	book  *book
-	log   *slog.Logger
+	links   []*link
+	book    *book
+	log     *slog.Logger
+	rewrite func(server string, to device.Address, msg []byte) []byte // Config.PerServer
 }
 
 type route struct {
@@ -251,7 +252,11 @@ func (f *fanout) SendAfter(ctx context.Context, to core.Address, env []byte, dur
 	rs := f.routes(to)
 	done := make(chan error, len(rs))
 	for _, r := range rs {
-		r.l.submit(sendJob{to: r.to, env: env, done: done})
+		msg := env
+		if f.rewrite != nil {
+			msg = f.rewrite(r.l.name, r.to, env)
+		}
+		r.l.submit(sendJob{to: r.to, env: msg, done: done})
 	}
 	var errs []error
 	for range rs {
