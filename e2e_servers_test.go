@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -503,5 +506,95 @@ func TestDifferentMessagesThroughTwoRelaysAreEquivocation(t *testing.T) {
 		if _, err := wire.Open(raw, func(uint32) (ed25519.PublicKey, bool) { return bob.con.Card.ConsoleKey, true }); err != nil {
 			t.Fatalf("evidence does not open under bob's key: %v", err)
 		}
+	}
+}
+
+// The commands on two relays: each console registers on both (register,
+// then register --server backup, which refuses a second account there),
+// hands out a card with both addresses, and the group makes a key; with
+// the first relay down, sign still reaches the second and completes.
+func TestCommandsOnTwoRelays(t *testing.T) {
+	t.Parallel()
+	a := startRestartableRelay(t, t.TempDir())
+	b := startTestRelay(t, t.TempDir())
+	ctx, cancel := context.WithTimeout(t.Context(), 120*time.Second)
+	defer cancel()
+	type who struct{ name, cfg, data string }
+	var people []who
+	for _, n := range []string{"alice", "bob", "carol"} {
+		dir := t.TempDir()
+		cfg := filepath.Join(dir, "config.toml")
+		body := fmt.Sprintf("[[servers]]\nname = \"home\"\nurl = %q\n\n[[servers]]\nname = \"backup\"\nurl = %q\n\n"+
+			"[device]\nname = %q\n[keygen]\nresend = \"2s\"\n[signing]\nresend = \"2s\"\nauto_approve = %v\n",
+			a.proxy.URL(), b.URL(), n, n != "alice")
+		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		people = append(people, who{n, cfg, filepath.Join(dir, "data")})
+	}
+	cli := func(p who, args ...string) (string, string, int) {
+		var out, errb bytes.Buffer
+		code := run(ctx, append(args, "--config", p.cfg, "--data", p.data), nil, &out, &errb)
+		return out.String(), errb.String(), code
+	}
+	var cards []string
+	for _, p := range people {
+		for _, args := range [][]string{{"register"}, {"register", "--server", "backup"}} {
+			if out, errs, code := cli(p, args...); code != 0 {
+				t.Fatalf("%s %v: %d %s %s", p.name, args, code, out, errs)
+			}
+		}
+		if _, errs, code := cli(p, "register", "--server", "backup"); code == 0 || !strings.Contains(errs, "already has an account on server backup") {
+			t.Fatalf("%s registered twice on backup: %d %s", p.name, code, errs)
+		}
+		out, errs, code := cli(p, "me", "--json")
+		if code != 0 {
+			t.Fatalf("%s me: %s", p.name, errs)
+		}
+		c, err := roster.ParseCard([]byte(strings.TrimSpace(out)))
+		if err != nil || len(c.Addresses) != 2 || !c.Signed() {
+			t.Fatalf("%s's card %s: %v", p.name, out, err)
+		}
+		cards = append(cards, strings.TrimSpace(out))
+	}
+	for i, p := range people {
+		for j, c := range cards {
+			if i != j {
+				if out, errs, code := cli(p, "group", "add", c, "--verified"); code != 0 {
+					t.Fatalf("%s group add: %s %s", p.name, out, errs)
+				}
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	bgCtx, stopBg := context.WithCancel(ctx)
+	defer func() { stopBg(); wg.Wait() }()
+	for _, p := range people[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out, errb bytes.Buffer
+			run(bgCtx, []string{"--headless", "--config", p.cfg, "--data", p.data}, nil, &out, &errb)
+		}()
+	}
+	if _, errs, code := cli(people[0], "keygen", "-t", "2"); code != 0 {
+		t.Fatalf("keygen: %d %s", code, errs)
+	}
+	a.takeDown()
+	out, errs, code := cli(people[0], "sign", "--message", "with the home relay down", "--connect-timeout", "30s")
+	if code != 0 {
+		t.Fatalf("sign with the first relay down: %d %s", code, errs)
+	}
+	var sr struct {
+		GroupKey  string `json:"group_public_key"`
+		Message   string `json:"message_hex"`
+		Signature string `json:"signature"`
+	}
+	if err := json.Unmarshal([]byte(out), &sr); err != nil {
+		t.Fatalf("sign printed %q (%v)", out, err)
+	}
+	var vout, verr bytes.Buffer
+	if code := run(ctx, []string{"verify", "--pubkey", sr.GroupKey, "--signature", sr.Signature, "--hex", sr.Message}, nil, &vout, &verr); code != 0 {
+		t.Fatalf("verify: %s", verr.String())
 	}
 }
