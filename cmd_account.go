@@ -250,7 +250,9 @@ var meCommand = command{
 Print this console's card: its Signal account and device, Signal identity
 key, console key (which signs its MPC messages) and the fingerprint humans
 compare. Give the JSON card to the other signers ('cosigner group add').
-The card's name is the configuration's device.name.
+The card's name is the configuration's device.name. On several servers, the
+card lists one address per server and is signed by the console key; its
+fingerprint is the console key's, so adding a server needs no new comparison.
 
 Flags:
   --json   print the card as JSON
@@ -271,6 +273,11 @@ func runMe(ctx context.Context, cmd command, args []string, sio stdio) int {
 			return printJSON(sio, c)
 		}
 		fmt.Fprintf(sio.out, "name         %s\naccount      %s\ndevice       %d\nfingerprint  %s\n", c.Name, c.Account, c.Device, c.Fingerprint())
+		if len(c.Addresses) > 1 {
+			for _, a := range c.Addresses {
+				fmt.Fprintf(sio.out, "server       %s  %s.%d\n", a.Server, a.Account, a.Device)
+			}
+		}
 		return nil
 	})
 	if err != nil {

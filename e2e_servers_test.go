@@ -556,6 +556,10 @@ func TestCommandsOnTwoRelays(t *testing.T) {
 			t.Fatalf("%s's card %s: %v", p.name, out, err)
 		}
 		cards = append(cards, strings.TrimSpace(out))
+		// For humans: one line per server.
+		if out, _, _ := cli(p, "me"); strings.Count(out, "server ") != 2 || !strings.Contains(out, c.Addresses[1].Server+"  "+c.Addresses[1].Account) {
+			t.Fatalf("%s's me:\n%s", p.name, out)
+		}
 	}
 	for i, p := range people {
 		for j, c := range cards {
