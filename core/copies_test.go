@@ -165,3 +165,55 @@ func TestSenderIsTheConsoleKeyOfAnyAddressOnItsCard(t *testing.T) {
 		}
 	}
 }
+
+// A partial that overtakes its request is kept for later, once: its copy
+// through a second server is not kept again, nor, after a restart, a copy
+// through a third.
+func TestACopyOfAKeptEnvelopeIsNotKeptAgain(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob")
+	alice, bob := nodes[0], nodes[1]
+	alice.start(t, true)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	raw, err := wire.Seal(&wire.Envelope{Version: wire.Version, Kind: wire.KindPartial, Ceremony: [32]byte{9}, Round: 1, From: 2, To: 1,
+		Payload: []byte{1, 2, 3}}, bob.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	via := func(server string) Address { a := bob.addr; a.Server = server; return a }
+	for i, step := range []struct {
+		server  string
+		restart bool
+		note    string
+	}{
+		{"https://a.example", false, "unknown ceremony: kept for later"},
+		{"https://b.example", false, "copy through a second server: dropped"},
+		{"https://c.example", true, "copy through a second server: dropped"},
+	} {
+		if step.restart {
+			alice.stop()
+			alice.start(t, true)
+		}
+		sub := alice.bus.Subscribe(0)
+		if err := alice.app.Deliver(ctx, via(step.server), raw); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		for {
+			e, err := sub.Next(ctx)
+			if err != nil {
+				t.Fatalf("step %d: no log line for the envelope", i)
+			}
+			if m, ok := e.(event.Message); ok && m.Direction == event.In {
+				if m.Note != step.note {
+					t.Fatalf("step %d (through %s): %q, want %q", i, step.server, m.Note, step.note)
+				}
+				break
+			}
+		}
+		sub.Close()
+		if os, err := alice.store.Orphans(ctx); err != nil || len(os) != 1 {
+			t.Fatalf("step %d: %d envelopes kept (%v)", i, len(os), err)
+		}
+	}
+}
