@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,15 +39,18 @@ func withStore(ctx context.Context, g globalFlags, sio stdio, fn func(e *env, st
 var registerCommand = command{
 	name:    "register",
 	summary: "create an account on a self-hosted relay with this console as its first device",
-	usage: `Usage: cosigner register [--token-file FILE] [global flags]
+	usage: `Usage: cosigner register [--token-file FILE] [--server NAME] [global flags]
 
 On a self-hosted relay (cosigner relay), create a Signal-compatible account
 whose first device is this console: no phone needed. The relay must allow it:
 an operator-issued registration token, or open registration on loopback.
 The console can then approve other consoles' link requests (add-device).
+With several [[servers]], --server names the one to register on (default:
+the first); each server's account, keys and sessions are its own.
 
 Flags:
   --token-file FILE   file holding the relay operator's registration token
+  --server NAME       the [[servers]] block to register on (default: the first)
 ` + globalFlagsHelp,
 	run: runRegister,
 }
@@ -58,6 +60,7 @@ func runRegister(ctx context.Context, cmd command, args []string, sio stdio) int
 	fs := newFlagSet(cmd.name, sio.err)
 	g.register(fs)
 	tokenFile := fs.String("token-file", "", "registration token file")
+	server := fs.String("server", "", "server name")
 	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
 		return code
 	}
@@ -69,15 +72,15 @@ func runRegister(ctx context.Context, cmd command, args []string, sio stdio) int
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	err := withStore(ctx, g, sio, func(e *env, st *store.Store) error {
-		if ok, err := linked(ctx, st); err != nil || ok {
-			return errors.Join(err, errors.New("this console already has an account"))
-		}
-		d, err := e.dialer()
+	err := withStore(ctx, g, sio, func(e *env, all *store.Store) error {
+		srv, st, err := e.serverStore(all, *server)
 		if err != nil {
 			return err
 		}
-		acct, err := device.Register(ctx, d, st, token, e.cfg.Device.Name, nil)
+		if ok, err := linked(ctx, st); err != nil || ok {
+			return errors.Join(err, fmt.Errorf("this console already has an account on server %s", srv.Name))
+		}
+		acct, err := device.Register(ctx, srv.Dialer, st, token, e.cfg.Device.Name, nil)
 		if err != nil {
 			return err
 		}
@@ -92,7 +95,7 @@ func runRegister(ctx context.Context, cmd command, args []string, sio stdio) int
 var linkCommand = command{
 	name:    "link",
 	summary: "link this console to a Signal account as an extra device (QR code)",
-	usage: `Usage: cosigner link [--name NAME] [global flags]
+	usage: `Usage: cosigner link [--name NAME] [--server NAME] [global flags]
 
 Show a QR code (and the sgnl://linkdevice URL) to scan with the account's
 phone (Signal > Settings > Linked devices), or to give to 'cosigner
@@ -102,8 +105,12 @@ every 90 seconds. Once linked, the console registers its keys.
 The URL is printed on its own line on stdout each time it changes; when
 linked, a JSON line {"account": ..., "device": ...} follows.
 
+With several [[servers]], --server names the one to link on (default: the
+first): run it once per server, each with that server's account.
+
 Flags:
-  --name NAME   device name shown in the account's device list (default: device.name)
+  --name NAME     device name shown in the account's device list (default: device.name)
+  --server NAME   the [[servers]] block to link on (default: the first)
 ` + globalFlagsHelp,
 	run: runLink,
 }
@@ -113,18 +120,20 @@ func runLink(ctx context.Context, cmd command, args []string, sio stdio) int {
 	fs := newFlagSet(cmd.name, sio.err)
 	g.register(fs)
 	name := fs.String("name", "", "device name")
+	server := fs.String("server", "", "server name")
 	if code, ok := parseFlags(fs, cmd, args, sio); !ok {
 		return code
 	}
 	showQR := !g.headless && isTerminal(sio.out)
-	err := withStore(ctx, g, sio, func(e *env, st *store.Store) error {
-		if ok, err := linked(ctx, st); err != nil || ok {
-			return errors.Join(err, errors.New("this console is already linked"))
-		}
-		d, err := e.dialer()
+	err := withStore(ctx, g, sio, func(e *env, all *store.Store) error {
+		srv, st, err := e.serverStore(all, *server)
 		if err != nil {
 			return err
 		}
+		if ok, err := linked(ctx, st); err != nil || ok {
+			return errors.Join(err, fmt.Errorf("this console is already linked on server %s", srv.Name))
+		}
+		d := srv.Dialer
 		n := *name
 		if n == "" {
 			n = e.cfg.Device.Name
@@ -200,22 +209,37 @@ func runAddDevice(ctx context.Context, cmd command, args []string, sio stdio) in
 	return exitOK
 }
 
-// ownCard builds this console's card from the store.
+// ownCard builds this console's signed card from the store: one address
+// per configured server it has an account on.
 func ownCard(ctx context.Context, e *env, st *store.Store) (roster.Card, error) {
-	acct, err := st.Account(ctx)
-	if errors.Is(err, store.ErrNotFound) {
-		return roster.Card{}, errors.New("this console is not linked yet: run cosigner link (or register)")
+	var addrs []roster.Address
+	for _, s := range e.cfg.Servers() {
+		sub, err := st.Server(s.Name)
+		if err != nil {
+			return roster.Card{}, err
+		}
+		acct, err := sub.Account(ctx)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return roster.Card{}, err
+		}
+		u, err := roster.CanonicalServer(s.URL)
+		if err != nil {
+			return roster.Card{}, fmt.Errorf("server %s: %w", s.Name, err)
+		}
+		addrs = append(addrs, roster.Address{Server: u, Account: acct.ACI, Device: acct.DeviceID,
+			IdentityKey: acct.ACIIdentity.PublicKey().Serialize()})
 	}
-	if err != nil {
-		return roster.Card{}, err
+	if len(addrs) == 0 {
+		return roster.Card{}, errors.New("this console is not linked yet: run cosigner link (or register)")
 	}
 	key, err := core.ConsoleKey(ctx, coreVault{Store: st})
 	if err != nil {
 		return roster.Card{}, err
 	}
-	c := roster.Card{Name: e.cfg.Device.Name, Account: acct.ACI, Device: acct.DeviceID,
-		IdentityKey: acct.ACIIdentity.PublicKey().Serialize(), ConsoleKey: key.Public().(ed25519.PublicKey)}
-	return c, c.Validate()
+	return core.OwnCard(ctx, coreVault{Store: st}, e.cfg.Device.Name, key, addrs)
 }
 
 var meCommand = command{
@@ -226,7 +250,9 @@ var meCommand = command{
 Print this console's card: its Signal account and device, Signal identity
 key, console key (which signs its MPC messages) and the fingerprint humans
 compare. Give the JSON card to the other signers ('cosigner group add').
-The card's name is the configuration's device.name.
+The card's name is the configuration's device.name. On several servers, the
+card lists one address per server and is signed by the console key; its
+fingerprint is the console key's, so adding a server needs no new comparison.
 
 Flags:
   --json   print the card as JSON
@@ -247,6 +273,11 @@ func runMe(ctx context.Context, cmd command, args []string, sio stdio) int {
 			return printJSON(sio, c)
 		}
 		fmt.Fprintf(sio.out, "name         %s\naccount      %s\ndevice       %d\nfingerprint  %s\n", c.Name, c.Account, c.Device, c.Fingerprint())
+		if len(c.Addresses) > 1 {
+			for _, a := range c.Addresses {
+				fmt.Fprintf(sio.out, "server       %s  %s.%d\n", a.Server, a.Account, a.Device)
+			}
+		}
 		return nil
 	})
 	if err != nil {

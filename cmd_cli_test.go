@@ -163,8 +163,10 @@ func TestHelpAndUsage(t *testing.T) {
 		{"keygen -t 0 is a usage error", []string{"keygen", "-t", "0"}, 2, []string{""}, []string{"-t is how many signatures are needed"}},
 		{"a configuration without server.url names the file", []string{"link", "--config", "testdata/empty.toml", "--data", "DATADIR"}, 1,
 			[]string{""}, []string{"set server.url in testdata/empty.toml"}},
-		{"a configuration with several servers is refused, not cut to one", []string{"link", "--config", "testdata/two-servers.toml", "--data", "DATADIR"}, 1,
-			[]string{""}, []string{"several servers: not wired yet", "testdata/two-servers.toml"}},
+		{"link --server names a configured server", []string{"link", "--server", "nowhere", "--config", "testdata/two-servers.toml", "--data", "DATADIR"}, 1,
+			[]string{""}, []string{`no server named "nowhere"`, "testdata/two-servers.toml", "home, backup"}},
+		{"register --server names a configured server", []string{"register", "--server", "nowhere", "--config", "testdata/two-servers.toml", "--data", "DATADIR"}, 1,
+			[]string{""}, []string{`no server named "nowhere"`, "home, backup"}},
 		{"an absent configuration file says how to start one", []string{"link", "--config", "testdata/absent.toml", "--data", "DATADIR"}, 1,
 			[]string{""}, []string{"absent.toml", "start from config.example.toml"}},
 	}
@@ -317,7 +319,7 @@ func TestAnInterruptedKeygenSaysItGoesOnWithTheConsole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	card, err := ownCard(t.Context(), &env{cfg: &config.Config{Device: config.Device{Name: "bob"}}}, st)
+	card, err := ownCard(t.Context(), &env{cfg: &config.Config{Server: config.Server{URL: c.relay.srv.URL()}, Device: config.Device{Name: "bob"}}}, st)
 	st.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -468,7 +470,7 @@ func TestAHeadlessCommandGivesUpOnACopiedDataFolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	card, err := ownCard(t.Context(), &env{cfg: &config.Config{Device: config.Device{Name: "bob"}}}, st)
+	card, err := ownCard(t.Context(), &env{cfg: &config.Config{Server: config.Server{URL: c.relay.srv.URL()}, Device: config.Device{Name: "bob"}}}, st)
 	st.Close()
 	if err != nil {
 		t.Fatal(err)

@@ -199,7 +199,15 @@ func runConsoleTUI(ctx context.Context, g globalFlags, sio stdio) error {
 	if err != nil {
 		return err
 	}
-	isLinked, err := linked(ctx, st)
+	isLinked, err := e.linked(ctx, st)
+	if err != nil {
+		return err
+	}
+	first, err := e.server("")
+	if err != nil {
+		return err
+	}
+	linkStore, err := st.Server(first.Name)
 	if err != nil {
 		return err
 	}
@@ -214,7 +222,7 @@ func runConsoleTUI(ctx context.Context, g globalFlags, sio stdio) error {
 	go func() {
 		runErr <- func() error {
 			if !isLinked {
-				_, err := device.Link(ctx, device.LinkConfig{Dialer: d, Store: st, Name: e.cfg.Device.Name,
+				_, err := device.Link(ctx, device.LinkConfig{Dialer: d, Store: linkStore, Name: e.cfg.Device.Name,
 					OnURL:  func(url string, exp time.Time) { p.Send(tui.LinkURL{URL: url, Expires: exp}) },
 					OnStep: func(s string) { p.Send(tui.LinkStep{Text: s}) },
 				})

@@ -60,7 +60,7 @@ func runDaemon(ctx context.Context, cmd command, args []string, sio stdio) int {
 		return usageError(cmd, sio, "cosigner daemon takes no arguments")
 	}
 	err := withStore(ctx, g, sio, func(e *env, st *store.Store) error {
-		isLinked, err := linked(ctx, st)
+		isLinked, err := e.linked(ctx, st)
 		if err != nil {
 			return err
 		}

@@ -67,7 +67,7 @@ func waitOnline(ctx context.Context, c *console, d time.Duration) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		st := c.Device.Status()
+		st := c.ServerStatus()
 		switch {
 		case st.State == transport.StateConnected:
 			return nil
@@ -92,7 +92,7 @@ func offlineAtDeadline(c *console, err error) error {
 	if !errors.Is(err, core.ErrExpired) && !errors.Is(err, errGaveUp) {
 		return err
 	}
-	if st := c.Device.Status(); st.State != transport.StateConnected {
+	if st := c.ServerStatus(); st.State != transport.StateConnected {
 		return fmt.Errorf("%w; %w%s", err, errNoConnection, lastError(st))
 	}
 	return err

@@ -884,8 +884,12 @@ func TestSubstitutedConsoleKeyInACardIsBlockedAndRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub := bob.con.Card
-	sub.ConsoleKey = mallory.Public().(ed25519.PublicKey)
+	// Bob's addresses under mallory's key (a signed card: its console key
+	// signs it).
+	sub, err := roster.SignCard(bob.name, bob.con.Card.Serial, mallory, bob.con.Card.Addrs())
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Claimed verified or not, the changed card waits for a human.
 	for _, verified := range []bool{false, true} {
 		if err := carol.con.App.AddCard(ctx, sub, verified); !errors.Is(err, roster.ErrKeyChanged) {

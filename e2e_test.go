@@ -37,6 +37,8 @@ type testRelay struct {
 	dialer *transport.Dialer
 	proxy  *relaytest.Proxy // startRestartableRelay only
 	dir    string
+	mu     sync.Mutex // takeDown and restartUp (e2e_servers_test.go)
+	down   bool
 }
 
 func startTestRelay(t *testing.T, dir string) *testRelay { return startTestRelayTB(t, dir) }

@@ -13,11 +13,13 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/signal-mpc/cosigner/api"
 	"github.com/signal-mpc/cosigner/core"
 	"github.com/signal-mpc/cosigner/core/config"
+	"github.com/signal-mpc/cosigner/node"
 	"github.com/signal-mpc/cosigner/signal/liblog"
 	"github.com/signal-mpc/cosigner/signal/store"
 	"github.com/signal-mpc/cosigner/signal/transport"
@@ -152,7 +154,8 @@ func (e *env) warnAutoApprove() {
 // consoleConfig is the co-signer's configuration from the file's
 // settings, over the given server and store.
 func (e *env) consoleConfig(d *transport.Dialer, st *store.Store) consoleConfig {
-	return consoleConfig{Name: e.cfg.Device.Name, Dialer: d, Store: st, Logger: e.log,
+	servers, _ := e.servers() // d is the first: its errors were seen
+	return consoleConfig{Name: e.cfg.Device.Name, Dialer: d, Servers: servers, Store: st, Logger: e.log,
 		AutoApprove:  e.cfg.Signing.AutoApprove,
 		SigningRules: e.cfg.Signing.Rules(), KeygenRules: e.cfg.Keygen.Rules(), ReshareRules: e.cfg.Reshare.Rules(),
 		RoundTimeout: e.cfg.Keygen.RoundTimeout.Duration, RequestTTL: e.cfg.Signing.RequestTTL.Duration,
@@ -210,35 +213,93 @@ func (e *env) socketGroup() (int, error) {
 	return gid, nil
 }
 
-// dialer is the transport to the configured server.
+// dialer is the transport to the first configured server.
 func (e *env) dialer() (*transport.Dialer, error) {
-	switch servers := e.cfg.Servers(); {
-	case len(servers) > 1:
-		// The list is read and checked, but nothing yet runs a device
-		// per server: refuse rather than quietly use the first.
-		return nil, fmt.Errorf("several servers: not wired yet: %s configures %d [[servers]]; keep one until a later version", e.file, len(servers))
-	case e.cfg.Server.URL == "" && e.file == "":
-		return nil, fmt.Errorf("no server: there is no configuration file at %s (searched without --config): "+
-			"copy config.example.toml there (or anywhere, and give --config PATH) and set server.url", e.searched)
-	case e.cfg.Server.URL == "":
-		return nil, fmt.Errorf("no server: set server.url in %s (see config.example.toml)", e.file)
-	}
-	mode, err := transport.ParseMode(e.cfg.Server.Transport)
+	servers, err := e.servers()
 	if err != nil {
 		return nil, err
 	}
-	var pool *x509.CertPool
-	if e.cfg.Server.CAFile != "" {
-		pem, err := os.ReadFile(e.cfg.Server.CAFile)
+	return servers[0].Dialer, nil
+}
+
+// servers are the transports to the configured servers, in file order.
+func (e *env) servers() ([]node.Server, error) {
+	if len(e.cfg.ServerBlocks) == 0 {
+		switch {
+		case e.cfg.Server.URL == "" && e.file == "":
+			return nil, fmt.Errorf("no server: there is no configuration file at %s (searched without --config): "+
+				"copy config.example.toml there (or anywhere, and give --config PATH) and set server.url", e.searched)
+		case e.cfg.Server.URL == "":
+			return nil, fmt.Errorf("no server: set server.url in %s (see config.example.toml)", e.file)
+		}
+	}
+	var out []node.Server
+	for i, s := range e.cfg.Servers() {
+		key := "server."
+		if len(e.cfg.ServerBlocks) > 0 {
+			key = fmt.Sprintf("servers[%d].", i)
+		}
+		d, err := dialerFor(s, key)
 		if err != nil {
-			return nil, fmt.Errorf("server.ca_file: %w", err)
+			return nil, err
+		}
+		out = append(out, node.Server{Name: s.Name, Dialer: d})
+	}
+	return out, nil
+}
+
+// server is the configured server named name ("": the first).
+func (e *env) server(name string) (node.Server, error) {
+	servers, err := e.servers()
+	if err != nil {
+		return node.Server{}, err
+	}
+	if name == "" {
+		return servers[0], nil
+	}
+	var names []string
+	for _, s := range servers {
+		if s.Name == name {
+			return s, nil
+		}
+		names = append(names, s.Name)
+	}
+	return node.Server{}, fmt.Errorf("%w: no server named %q in %s (there are: %s)", core.ErrConfig, name, e.file, strings.Join(names, ", "))
+}
+
+// serverStore is the configured server named name ("": the first) and
+// its device's store in st.
+func (e *env) serverStore(st *store.Store, name string) (node.Server, *store.Store, error) {
+	srv, err := e.server(name)
+	if err != nil {
+		return node.Server{}, nil, err
+	}
+	sub, err := st.Server(srv.Name)
+	if err != nil {
+		return node.Server{}, nil, err
+	}
+	return srv, sub, nil
+}
+
+// dialerFor is the transport to one configured server; key prefixes the
+// configuration keys its errors name.
+func dialerFor(s config.NamedServer, key string) (*transport.Dialer, error) {
+	mode, err := transport.ParseMode(s.Transport)
+	if err != nil {
+		return nil, fmt.Errorf("%stransport: %w", key, err)
+	}
+	var pool *x509.CertPool
+	if s.CAFile != "" {
+		pem, err := os.ReadFile(s.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%sca_file: %w", key, err)
 		}
 		pool = x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("server.ca_file: %s holds no PEM certificate", e.cfg.Server.CAFile)
+			return nil, fmt.Errorf("%sca_file: %s holds no PEM certificate", key, s.CAFile)
 		}
 	}
-	return transport.NewDialer(transport.Config{URL: e.cfg.Server.URL, RootCAs: pool, Mode: mode})
+	return transport.NewDialer(transport.Config{URL: s.URL, RootCAs: pool, Mode: mode})
 }
 
 // openStore opens the device store: keyed by the passphrase in the
@@ -276,7 +337,22 @@ func (e *env) openStore(ctx context.Context) (*store.Store, error) {
 	return st, nil
 }
 
-// linked reports whether the store holds an account.
+// linked reports whether the store holds an account on any configured
+// server.
+func (e *env) linked(ctx context.Context, st *store.Store) (bool, error) {
+	for _, s := range e.cfg.Servers() {
+		sub, err := st.Server(s.Name)
+		if err != nil {
+			return false, err
+		}
+		if ok, err := linked(ctx, sub); err != nil || ok {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+// linked reports whether the store (one server's device) holds an account.
 func linked(ctx context.Context, st *store.Store) (bool, error) {
 	_, err := st.Account(ctx)
 	if errors.Is(err, store.ErrNotFound) {

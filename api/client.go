@@ -258,6 +258,8 @@ func DecodeEvent(params json.RawMessage) (event.Event, error) {
 		e, err = decodeAs[event.ChallengeAnswered](p.Event)
 	case "connection":
 		e, err = decodeAs[event.Connection](p.Event)
+	case "server_lagging":
+		e, err = decodeAs[event.ServerLagging](p.Event)
 	default:
 		return nil, fmt.Errorf("%w: unknown event type %q", ErrProtocol, p.Type)
 	}

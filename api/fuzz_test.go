@@ -49,3 +49,26 @@ func FuzzServerLine(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeEvent: an event notification from the socket never panics the
+// attached console, and what it accepts is an event of the type it names.
+func FuzzDecodeEvent(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"server_lagging","event":{"server":"backup","peer":"bob","lagging":true}}`,
+		`{"type":"connection","event":{"state":"connected","server":"home"}}`,
+		`{"type":"message","event":{"direction":"in","peer":"bob","server":"https://relay.example"}}`,
+		`{"type":"nope","event":{}}`, `{"type":"error","event":null}`, `{`, `null`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		e, err := DecodeEvent(b)
+		if err != nil {
+			return
+		}
+		var p EventParams
+		if json.Unmarshal(b, &p) != nil || eventType(e) != p.Type {
+			t.Fatalf("%q decoded as %T", b, e)
+		}
+	})
+}

@@ -92,6 +92,24 @@ type StatusResult struct {
 	Approvals  int              `json:"approvals"`
 	// CanApprove: this socket may approve and decline (api.approve).
 	CanApprove bool `json:"can_approve"`
+	// Servers is each server's state, for a console on several (the
+	// Connection above is then connected while any one is).
+	Servers []ServerState `json:"servers,omitempty"`
+}
+
+// ServerState is one server of a console on several.
+type ServerState struct {
+	Name       string           `json:"name"` // the local label ([[servers]] name)
+	URL        string           `json:"url"`  // canonical
+	Connection event.Connection `json:"connection"`
+	// Lagging names the peers this server has delivered nothing from for
+	// a while, while another server has.
+	Lagging []string `json:"lagging,omitempty"`
+}
+
+// ServersBackend is a Backend on several servers.
+type ServersBackend interface {
+	Servers() []ServerState
 }
 
 // MeResult answers me: this signer's card, as cosigner me --json prints it.
@@ -445,6 +463,8 @@ func eventType(e event.Event) string {
 		return "challenge_answered"
 	case event.Connection:
 		return "connection"
+	case event.ServerLagging:
+		return "server_lagging"
 	}
 	return ""
 }

@@ -500,8 +500,14 @@ func (cn *conn) status(ctx context.Context) (any, *Error) {
 		return nil, errorOf(err)
 	}
 	me := b.Identity()
-	return StatusResult{APIVersion: Version, Name: me.Name, Account: me.Account, Device: me.Device, Connection: b.Connection(),
-		Keys: len(keys), Approvals: len(approvals), CanApprove: cn.s.approve}, nil
+	res := StatusResult{APIVersion: Version, Name: me.Name, Account: me.Account, Device: me.Device, Connection: b.Connection(),
+		Keys: len(keys), Approvals: len(approvals), CanApprove: cn.s.approve}
+	if sb, ok := b.(ServersBackend); ok {
+		if list := sb.Servers(); len(list) > 1 {
+			res.Servers = list
+		}
+	}
+	return res, nil
 }
 
 func (cn *conn) keygen(ctx context.Context, params json.RawMessage) (any, *Error) {

@@ -513,3 +513,55 @@ func TestASocketSharedWithAGroupLetsItsMembersIn(t *testing.T) {
 		t.Fatalf("a user outside the group: %v %s", err, out)
 	}
 }
+
+// serversFake is a backend on several servers.
+type serversFake struct {
+	*fakeBackend
+	servers []ServerState
+}
+
+func (f serversFake) Servers() []ServerState { return f.servers }
+
+// status lists each server of a console on several, with the peers it
+// lags for, and a lagging notification reaches a subscriber as such.
+func TestStatusListsEachServerAndItsLaggingPeers(t *testing.T) {
+	t.Parallel()
+	f := serversFake{newFake(), []ServerState{
+		{Name: "home", URL: "https://relay.example", Connection: event.Connection{State: "connected"}},
+		{Name: "backup", URL: "https://other.example", Connection: event.Connection{State: "reconnecting"}, Lagging: []string{"bob"}}}}
+	dir, err := os.MkdirTemp("", "api") // short: socket paths are limited to about 100 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, SocketName)
+	ln, err := Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { NewServer(f, true, nil).Serve(ctx, ln); close(done) }()
+	defer func() { cancel(); <-done }()
+	c, err := Dial(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var st StatusResult
+	if err := c.Call(ctx, MethodStatus, nil, &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Servers) != 2 || st.Servers[1].Name != "backup" || st.Servers[1].Connection.State != "reconnecting" ||
+		fmt.Sprint(st.Servers[1].Lagging) != "[bob]" || len(st.Servers[0].Lagging) != 0 {
+		t.Fatalf("servers %+v", st.Servers)
+	}
+	want := event.ServerLagging{Server: "backup", Peer: "bob", Lagging: true}
+	b, _ := json.Marshal(want)
+	p, _ := json.Marshal(EventParams{Type: eventType(want), Event: b})
+	e, err := DecodeEvent(p)
+	if err != nil || e != want {
+		t.Fatalf("the lagging event came back as %#v (%v)", e, err)
+	}
+}

@@ -41,13 +41,22 @@ var (
 	ErrEnded = errors.New("core: the request has already ended")
 )
 
-// Address is a Signal device: an account and a device id.
+// Address is a Signal device: an account and a device id. On what a peer
+// sent, Server is the canonical URL of the server it came through ("":
+// not said); core sends to a party's address and the Messenger picks the
+// servers.
 type Address struct {
 	Account string
 	Device  uint32
+	Server  string
 }
 
-func (a Address) String() string { return fmt.Sprintf("%s.%d", a.Account, a.Device) }
+func (a Address) String() string {
+	if a.Server != "" {
+		return fmt.Sprintf("%s.%d via %s", a.Account, a.Device, a.Server)
+	}
+	return fmt.Sprintf("%s.%d", a.Account, a.Device)
+}
 
 // Messenger is what core needs from the Signal device: deliver one MPC
 // envelope to one signer's console. The device encrypts it, tags it and
@@ -164,6 +173,8 @@ type App struct {
 	head tbls.Head
 	// recent: the ended signings still in memory, oldest first (history.go).
 	recent []recentEnd
+	// copies: the servers each recent envelope came through (copies.go).
+	copies map[[32]byte]*copySeen
 }
 
 // result is what a waiter gets when a ceremony ends.
@@ -244,7 +255,7 @@ func New(cfg Config) (*App, error) {
 	return &App{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		self:     Address{cfg.Me.Account, cfg.Me.Device},
+		self:     Address{Account: cfg.Me.Account, Device: cfg.Me.Device},
 		cmds:     make(chan func()),
 		lanes:    map[lane]chan *outbound{},
 		fatal:    make(chan error, 1),

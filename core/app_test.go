@@ -97,7 +97,7 @@ func newTestNet(t *testing.T, names ...string) (*testNet, []*node) {
 		k := ed25519.NewKeyFromSeed(seed[:])
 		c := roster.Card{Name: name, Account: fmt.Sprintf("%08d-aaaa-4aaa-8aaa-%012d", i+1, i+1), Device: 2,
 			IdentityKey: append([]byte{5}, seed[:]...), ConsoleKey: k.Public().(ed25519.PublicKey)}
-		nd := &node{net: n, addr: Address{c.Account, c.Device}, name: name, card: c, key: k, store: NewVaultStore(newMemVault()), wake: make(chan struct{}, 1)}
+		nd := &node{net: n, addr: Address{Account: c.Account, Device: c.Device}, name: name, card: c, key: k, store: NewVaultStore(newMemVault()), wake: make(chan struct{}, 1)}
 		n.nodes[nd.addr] = nd
 		nodes = append(nodes, nd)
 	}

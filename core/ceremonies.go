@@ -106,7 +106,7 @@ func (a *App) afterKeygen(ctx context.Context, st *keygenState, live bool) {
 		st.announced, st.asked = true, true
 		prop := st.s.Proposal()
 		st.prompt = event.ApprovalRequested{
-			ID: hex.EncodeToString(id[:]), Kind: "keygen", Requester: a.name(Address{prop.Parties[prop.Initiator-1].Account, prop.Parties[prop.Initiator-1].Device}),
+			ID: hex.EncodeToString(id[:]), Kind: "keygen", Requester: a.name(Address{Account: prop.Parties[prop.Initiator-1].Account, Device: prop.Parties[prop.Initiator-1].Device}),
 			Text:    fmt.Sprintf("generate a %d-of-%d key with %s", prop.Threshold, prop.N(), joinNames(a.names(prop.Parties, allIndices(prop.N())))),
 			Expires: a.now().Add(a.cfg.RoundTimeout),
 		}

@@ -26,7 +26,7 @@ func (a *App) lateAbort(ctx context.Context, from Address, env *wire.Envelope, r
 	if !ok || env.Kind != wire.KindAbort || !st.s.Done() || st.disputed {
 		return false, nil
 	}
-	if checkSender(st.s.Proposal().Parties, from, env.From) != nil {
+	if a.checkSender(st.s.Proposal().Parties, from, env.From) != nil {
 		return false, nil
 	}
 	ab, err := st.s.LateAbort(raw)

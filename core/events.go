@@ -15,7 +15,7 @@ import (
 func (a *App) publish(e event.Event) { a.cfg.Bus.Publish(e) }
 
 func (a *App) logMessage(dir event.Direction, peer Address, env *wire.Envelope, raw []byte, note string) {
-	m := event.Message{Time: a.now(), Direction: dir, Peer: a.name(peer), Size: len(raw), Note: note}
+	m := event.Message{Time: a.now(), Direction: dir, Peer: a.name(peer), Size: len(raw), Note: note, Server: peer.Server}
 	sum := sha256.Sum256(raw)
 	m.Digest = hex.EncodeToString(sum[:4])
 	if env != nil {
@@ -45,7 +45,7 @@ func partyAddr(parties []dkg.Party, j uint32) Address {
 	if j == 0 || int(j) > len(parties) {
 		return Address{}
 	}
-	return Address{parties[j-1].Account, parties[j-1].Device}
+	return Address{Account: parties[j-1].Account, Device: parties[j-1].Device}
 }
 
 func allIndices(n int) []uint32 {

@@ -12,6 +12,7 @@ import (
 	"github.com/signal-mpc/cosigner/bls/wire"
 	"github.com/signal-mpc/cosigner/core/ceremony"
 	"github.com/signal-mpc/cosigner/core/event"
+	"github.com/signal-mpc/cosigner/core/roster"
 )
 
 // handle routes one envelope from a peer. stored envelopes are persisted
@@ -21,6 +22,11 @@ func (a *App) handle(ctx context.Context, from Address, raw []byte, fresh bool) 
 	if err != nil {
 		a.logMessage(event.In, from, nil, raw, "malformed: "+err.Error())
 		return fmt.Errorf("%w: %w", ErrRejected, err)
+	}
+	if fresh && a.crossCopy(from, raw) {
+		// Handled when its first copy came: no answer, no orphan.
+		a.logMessage(event.In, from, env, raw, "copy through a second server: dropped")
+		return nil
 	}
 	if r, ok := a.records[env.Ceremony]; ok && r.Finished {
 		if taken, err := a.lateAbort(ctx, from, env, raw); err != nil || taken {
@@ -64,20 +70,38 @@ func (a *App) handle(ctx context.Context, from Address, raw []byte, fresh bool) 
 	return a.keepOrphan(ctx, from, env, raw, fresh)
 }
 
-// checkSender binds the Signal sender to the party index in the envelope.
-func checkSender(parties []dkg.Party, from Address, idx uint32) error {
+// checkSender binds the Signal sender to the party index in the envelope:
+// the party is its console key, and any address on its pinned card (on
+// the server the envelope came through) is the party, so keys made before
+// a signer added a server work over the new one too.
+func (a *App) checkSender(parties []dkg.Party, from Address, idx uint32) error {
 	if idx == 0 || int(idx) > len(parties) {
 		return fmt.Errorf("%w: party %d", ErrNotSigner, idx)
 	}
 	p := parties[idx-1]
-	if p.Account != from.Account || p.Device != from.Device {
-		return fmt.Errorf("%w: party %d is not %s", ErrNotSigner, idx, from)
+	if from.Server == "" && p.Account == from.Account && p.Device == from.Device {
+		return nil // the address the ceremony was made with, on the one server
 	}
-	return nil
+	if m, ok := a.member(from); ok && m.Card.ConsoleKey.Equal(p.ConsoleKey) {
+		return nil
+	}
+	return fmt.Errorf("%w: party %d is not %s", ErrNotSigner, idx, from)
+}
+
+// member is the roster member that holds from's address: on its server
+// when from names one, else on any.
+func (a *App) member(from Address) (*roster.Member, bool) {
+	if from.Server != "" {
+		return a.cfg.Roster.ByAddress(from.Server, from.Account, from.Device)
+	}
+	if n := a.cfg.Roster.NameOf(from.Account, from.Device); n != "" {
+		return a.cfg.Roster.Lookup(n)
+	}
+	return nil, false
 }
 
 func (a *App) handleKeygen(ctx context.Context, st *keygenState, from Address, env *wire.Envelope, raw []byte) error {
-	if err := checkSender(st.s.Proposal().Parties, from, env.From); err != nil {
+	if err := a.checkSender(st.s.Proposal().Parties, from, env.From); err != nil {
 		a.logMessage(event.In, from, env, raw, err.Error())
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
@@ -96,7 +120,7 @@ func (a *App) handleKeygen(ctx context.Context, st *keygenState, from Address, e
 }
 
 func (a *App) handleSign(ctx context.Context, st *signState, from Address, env *wire.Envelope, raw []byte) error {
-	if err := checkSender(st.key.key.Parties, from, env.From); err != nil {
+	if err := a.checkSender(st.key.key.Parties, from, env.From); err != nil {
 		a.logMessage(event.In, from, env, raw, err.Error())
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
@@ -127,7 +151,7 @@ func (a *App) record(ctx context.Context, id [32]byte, in Input) error {
 func (a *App) openProposal(ctx context.Context, from Address, env *wire.Envelope, raw []byte) error {
 	s, err := ceremony.OpenKeygenProposal(raw, a.cfg.ConsoleKey, a.seed(), a.cfg.Roster.Trust)
 	if err == nil {
-		err = checkSender(s.Proposal().Parties, from, env.From)
+		err = a.checkSender(s.Proposal().Parties, from, env.From)
 	}
 	if err == nil {
 		err = a.checkRestored(s.Proposal().Created)
@@ -165,7 +189,7 @@ func (a *App) openRequest(ctx context.Context, from Address, env *wire.Envelope,
 	}
 	var s *ceremony.SignSession
 	if err == nil {
-		err = checkSender(k.key.Parties, from, env.From)
+		err = a.checkSender(k.key.Parties, from, env.From)
 	}
 	if err == nil {
 		s, err = ceremony.OpenSignRequest(a.signConfig(k, nil), raw)

@@ -47,7 +47,7 @@ func (a *App) answerWith(from Address, env *wire.Envelope, raw []byte, parties [
 	if len(final) == 0 {
 		return
 	}
-	if checkSender(parties, from, env.From) != nil {
+	if a.checkSender(parties, from, env.From) != nil {
 		return
 	}
 	k := answerKey{env.Ceremony, env.From}
@@ -69,13 +69,16 @@ func (a *App) answerWith(from Address, env *wire.Envelope, raw []byte, parties [
 		a.forgetOldestAnswers()
 	}
 	a.answered[k] = a.now()
+	// To the party, not to the server the re-send came through: the
+	// Messenger sends through every server the two share.
+	to := partyAddr(parties, env.From)
 	for _, o := range final {
 		if o.To != 0 && o.To != env.From {
 			continue
 		}
 		out, _ := wire.Decode(o.Envelope)
-		if a.enqueue(outbound{to: from, ceremony: env.Ceremony, env: o.Envelope}) {
-			a.logMessage(event.Out, from, out, o.Envelope, "answer to a peer still waiting")
+		if a.enqueue(outbound{to: to, ceremony: env.Ceremony, env: o.Envelope}) {
+			a.logMessage(event.Out, to, out, o.Envelope, "answer to a peer still waiting")
 		}
 	}
 }

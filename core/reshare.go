@@ -257,7 +257,7 @@ func (a *App) startImport(ctx context.Context, sk *bls.SecretKey, t int) ([32]by
 	for _, p := range parties {
 		if !a.isSelf(p) && a.verifiedName(p) == "" {
 			sk.Wipe()
-			return [32]byte{}, fmt.Errorf("%w: %s's card is not verified", ErrReshare, a.name(Address{p.Account, p.Device}))
+			return [32]byte{}, fmt.Errorf("%w: %s's card is not verified", ErrReshare, a.name(Address{Account: p.Account, Device: p.Device}))
 		}
 	}
 	pk := sk.PublicKey()
@@ -326,7 +326,7 @@ func (a *App) reshareTrust(p *dkg.ReshareProposal) error {
 	}
 	for j, q := range parts {
 		if j < p.N() && !a.isSelf(q) && a.verifiedName(q) == "" {
-			return fmt.Errorf("%w: %s's card is not verified", ErrReshare, a.name(Address{q.Account, q.Device}))
+			return fmt.Errorf("%w: %s's card is not verified", ErrReshare, a.name(Address{Account: q.Account, Device: q.Device}))
 		}
 	}
 	k, held := a.keys[p.KeyID]
@@ -368,7 +368,7 @@ func (a *App) openReshare(ctx context.Context, from Address, env *wire.Envelope,
 		return a.openWatch(ctx, from, env, raw, prop)
 	}
 	if err == nil {
-		err = checkSender(prop.Participants(), from, env.From)
+		err = a.checkSender(prop.Participants(), from, env.From)
 	}
 	if err == nil && a.reshareOpen(prop.KeyID) {
 		err = fmt.Errorf("%w: %s", ErrReshareOpen, ceremony.ShortID(prop.KeyID))
@@ -392,7 +392,7 @@ func (a *App) openReshare(ctx context.Context, from Address, env *wire.Envelope,
 
 func (a *App) handleReshare(ctx context.Context, st *reshareState, from Address, env *wire.Envelope, raw []byte) error {
 	parts := st.s.Participants()
-	if err := checkSender(parts, from, env.From); err != nil {
+	if err := a.checkSender(parts, from, env.From); err != nil {
 		a.logMessage(event.In, from, env, raw, err.Error())
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}

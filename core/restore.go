@@ -116,6 +116,20 @@ func (a *App) restore(ctx context.Context) error {
 		return fmt.Errorf("core: load orphans: %w", err)
 	}
 	a.orphans = orphans
+	// What was handled before the restart is known by its bytes, not by
+	// the server that brought it: a copy through another server that comes
+	// only now is not handled twice.
+	for _, r := range recs {
+		a.seenBefore(r.Opening)
+		for _, in := range r.Inputs {
+			if in.Kind == InputEnvelope {
+				a.seenBefore(in.Envelope)
+			}
+		}
+	}
+	for _, o := range orphans {
+		a.seenBefore(o.Envelope)
+	}
 	return nil
 }
 

@@ -204,7 +204,7 @@ func (a *App) send(parties []dkg.Party, out []ceremony.Outgoing) {
 		env, _ := wire.Decode(o.Envelope)
 		for i, p := range parties {
 			idx := uint32(i + 1)
-			to := Address{p.Account, p.Device}
+			to := Address{Account: p.Account, Device: p.Device}
 			if to == a.self || (o.To != 0 && o.To != idx) {
 				continue
 			}

@@ -502,7 +502,7 @@ func decodeOrphan(v []byte) (Orphan, error) {
 	if err := d.Done(); err != nil {
 		return Orphan{}, fmt.Errorf("%w: orphan: %w", ErrCorrupt, err)
 	}
-	return Orphan{From: Address{string(acct), dev}, Envelope: env, Received: time.Unix(0, int64(at))}, nil
+	return Orphan{From: Address{Account: string(acct), Device: dev}, Envelope: env, Received: time.Unix(0, int64(at))}, nil
 }
 
 func orphanKey(env []byte) []byte {

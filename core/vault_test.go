@@ -216,7 +216,7 @@ func TestVaultStoreKeepsRecordsAcrossReopen(t *testing.T) {
 	if len(keys) != 1 || keys[0].KeyID != [32]byte{4} || keys[0].Ceremony != r.ID {
 		t.Fatalf("keys %+v", keys)
 	}
-	o := Orphan{From: Address{"acct", 3}, Envelope: []byte("early partial"), Received: time.Unix(0, 42)}
+	o := Orphan{From: Address{Account: "acct", Device: 3}, Envelope: []byte("early partial"), Received: time.Unix(0, 42)}
 	s.PutOrphan(ctx, o)
 	os, _ := s.Orphans(ctx)
 	if len(os) != 1 || os[0].From != o.From || !bytes.Equal(os[0].Envelope, o.Envelope) {

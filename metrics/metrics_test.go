@@ -86,24 +86,37 @@ func TestNodeCountsWhatTheBusReports(t *testing.T) {
 	m.observe(event.KeygenDone{Ceremony: "12121212"})
 	m.observe(event.Connection{State: "reconnecting"})
 	m.observe(event.Connection{State: "connected"})
+	// A console on several servers: each one's state and reconnects on
+	// their own, and the server a message came through.
+	m.observe(event.Connection{State: "connected", Server: "home"})
+	m.observe(event.Connection{State: "reconnecting", Server: "home"})
+	m.observe(event.Connection{State: "connected", Server: "backup"})
+	m.observe(event.Message{Direction: event.In, Kind: "partial", Server: "https://relay.example"})
+	m.observe(event.Message{Direction: event.In, Kind: "partial", Server: "https://relay.example", Note: "copy through a second server: dropped"})
 
 	checks := []struct {
 		name string
 		got  float64
 		want float64
 	}{
-		{"messages out", testutil.ToFloat64(m.messages.WithLabelValues("out", "deal")), 1},
-		{"messages in", testutil.ToFloat64(m.messages.WithLabelValues("in", "deal")), 1},
-		{"dropped in", testutil.ToFloat64(m.dropped.WithLabelValues("in", "deal")), 1},
-		{"odd kind bounded", testutil.ToFloat64(m.messages.WithLabelValues("in", "other")), 1},
+		{"messages out", testutil.ToFloat64(m.messages.WithLabelValues("out", "deal", "")), 1},
+		{"messages in", testutil.ToFloat64(m.messages.WithLabelValues("in", "deal", "")), 1},
+		{"dropped in", testutil.ToFloat64(m.dropped.WithLabelValues("in", "deal", "")), 1},
+		{"odd kind bounded", testutil.ToFloat64(m.messages.WithLabelValues("in", "other", "")), 1},
+		{"in through a server", testutil.ToFloat64(m.messages.WithLabelValues("in", "partial", "https://relay.example")), 1},
+		{"copy dropped, by server", testutil.ToFloat64(m.dropped.WithLabelValues("in", "partial", "https://relay.example")), 1},
 		{"approvals pending", testutil.ToFloat64(m.pending), 1},
 		{"sign ok", testutil.ToFloat64(m.ceremonies.WithLabelValues("sign", "ok")), 1},
 		{"sign failed", testutil.ToFloat64(m.ceremonies.WithLabelValues("sign", "failed")), 1},
 		{"keygen ok", testutil.ToFloat64(m.ceremonies.WithLabelValues("keygen", "ok")), 1},
 		{"keygen failed", testutil.ToFloat64(m.ceremonies.WithLabelValues("keygen", "failed")), 1},
-		{"reconnects", testutil.ToFloat64(m.reconnects), 1},
-		{"connected", testutil.ToFloat64(m.conn.WithLabelValues("connected")), 1},
-		{"not reconnecting", testutil.ToFloat64(m.conn.WithLabelValues("reconnecting")), 0},
+		{"reconnects", testutil.ToFloat64(m.reconnects.WithLabelValues("")), 1},
+		{"connected", testutil.ToFloat64(m.conn.WithLabelValues("", "connected")), 1},
+		{"not reconnecting", testutil.ToFloat64(m.conn.WithLabelValues("", "reconnecting")), 0},
+		{"one server's reconnects", testutil.ToFloat64(m.reconnects.WithLabelValues("home")), 1},
+		{"one server reconnecting", testutil.ToFloat64(m.conn.WithLabelValues("home", "reconnecting")), 1},
+		{"the other connected", testutil.ToFloat64(m.conn.WithLabelValues("backup", "connected")), 1},
+		{"the other never reconnected", testutil.ToFloat64(m.reconnects.WithLabelValues("backup")), 0},
 		{"sign latencies", float64(testutil.CollectAndCount(m.signLatency)), 1},
 	}
 	for _, c := range checks {

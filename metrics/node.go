@@ -21,15 +21,15 @@ type Node struct {
 	signLatency  prometheus.Histogram
 	roundLatency *prometheus.HistogramVec
 	conn         *prometheus.GaugeVec
-	reconnects   prometheus.Counter
+	reconnects   *prometheus.CounterVec
 	commit       prometheus.Histogram
 
 	// Owned by Run's goroutine.
 	approvals map[string]struct{}  // open approval ids
 	started   map[string]time.Time // ceremony short id -> first progress seen
 	rounds    map[string]roundMark // ceremony short id -> its current round
-	state     string               // last connection state
-	wasUp     bool                 // connected at least once
+	state     map[string]string    // server -> last connection state ("": the console's)
+	wasUp     map[string]bool      // server -> connected at least once
 	now       func() time.Time
 }
 
@@ -59,9 +59,9 @@ func NewNode(reg prometheus.Registerer, src NodeSources) *Node {
 	const sub = "node"
 	m := &Node{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: sub, Name: "mpc_messages_total",
-			Help: "MPC messages in and out, by direction and wire kind."}, []string{"direction", "kind"}),
+			Help: "MPC messages in and out, by direction, wire kind and the server (canonical URL) an incoming one came through."}, []string{"direction", "kind", "server"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: sub, Name: "mpc_messages_dropped_total",
-			Help: "MPC messages dropped (duplicates, replays, late or invalid), by direction and wire kind."}, []string{"direction", "kind"}),
+			Help: "MPC messages dropped (duplicates, copies through a second server, replays, late or invalid), by direction, wire kind and server."}, []string{"direction", "kind", "server"}),
 		ceremonies: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: sub, Name: "ceremonies_total",
 			Help: "Ceremonies ended, by kind (keygen, sign) and outcome (ok, failed)."}, []string{"kind", "outcome"}),
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: sub, Name: "approvals_pending",
@@ -71,14 +71,16 @@ func NewNode(reg prometheus.Registerer, src NodeSources) *Node {
 		roundLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: sub, Name: "round_seconds",
 			Help: "Time a ceremony spent in one round, by kind.", Buckets: humanBuckets}, []string{"kind"}),
 		conn: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Subsystem: sub, Name: "connection_state",
-			Help: "1 for the server connection's current state, 0 for the others."}, []string{"state"}),
-		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Subsystem: sub, Name: "reconnects_total",
-			Help: "Times the connection to the server was lost after being up."}),
+			Help: "1 for the server connection's current state, 0 for the others; by server (its local name; empty: the console as a whole, connected while any server is)."}, []string{"server", "state"}),
+		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Subsystem: sub, Name: "reconnects_total",
+			Help: "Times the connection to a server was lost after being up, by server (empty: the console as a whole)."}, []string{"server"}),
 		commit: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Subsystem: sub, Name: "store_commit_seconds",
 			Help: "Duration of one commit of the encrypted store.", Buckets: commitBuckets}),
 		approvals: map[string]struct{}{},
 		started:   map[string]time.Time{},
 		rounds:    map[string]roundMark{},
+		state:     map[string]string{},
+		wasUp:     map[string]bool{},
 		now:       time.Now,
 	}
 	reg.MustRegister(m.messages, m.dropped, m.ceremonies, m.pending, m.signLatency, m.roundLatency, m.conn, m.reconnects, m.commit)
@@ -92,9 +94,10 @@ func NewNode(reg prometheus.Registerer, src NodeSources) *Node {
 			func() float64 { return float64(src.EventsDropped()) }))
 	}
 	for _, s := range connStates {
-		m.conn.WithLabelValues(s)
+		m.conn.WithLabelValues("", s)
 	}
-	m.setState("connecting")
+	m.reconnects.WithLabelValues("")
+	m.setState("", "connecting")
 	return m
 }
 
@@ -122,10 +125,10 @@ func (m *Node) observe(ev event.Event) {
 	switch e := ev.(type) {
 	case event.Message:
 		if e.Note != "" {
-			m.dropped.WithLabelValues(e.Direction.String(), kindLabel(e.Kind)).Inc()
+			m.dropped.WithLabelValues(e.Direction.String(), kindLabel(e.Kind), e.Server).Inc()
 			return
 		}
-		m.messages.WithLabelValues(e.Direction.String(), kindLabel(e.Kind)).Inc()
+		m.messages.WithLabelValues(e.Direction.String(), kindLabel(e.Kind), e.Server).Inc()
 	case event.Progress:
 		m.progress(e)
 	case event.ApprovalRequested:
@@ -155,7 +158,7 @@ func (m *Node) observe(ev event.Event) {
 		}
 		m.forget(short)
 	case event.Connection:
-		m.setState(e.State)
+		m.setState(e.Server, e.State)
 	}
 }
 
@@ -195,23 +198,23 @@ func (m *Node) forget(short string) {
 	delete(m.rounds, short)
 }
 
-func (m *Node) setState(state string) {
+func (m *Node) setState(server, state string) {
 	if state == "" {
 		return
 	}
-	if m.wasUp && m.state == "connected" && state != "connected" {
-		m.reconnects.Inc()
+	if m.wasUp[server] && m.state[server] == "connected" && state != "connected" {
+		m.reconnects.WithLabelValues(server).Inc()
 	}
 	if state == "connected" {
-		m.wasUp = true
+		m.wasUp[server] = true
 	}
-	m.state = state
+	m.state[server] = state
 	for _, s := range connStates {
 		v := 0.0
 		if s == state {
 			v = 1
 		}
-		m.conn.WithLabelValues(s).Set(v)
+		m.conn.WithLabelValues(server, s).Set(v)
 	}
 }
 

@@ -48,16 +48,28 @@ func (v Vault) View(ctx context.Context, fn func(core.VaultTx) error) error {
 }
 
 // Messenger sends core's envelopes through the Signal device.
-type Messenger struct{ Device *device.Device }
+type Messenger struct {
+	Device *device.Device
+	// Route, if set, is the peer's address on this device's server (a
+	// party's address in a ceremony may be on another).
+	Route func(core.Address) device.Address
+}
+
+func (m Messenger) addr(to core.Address) device.Address {
+	if m.Route != nil {
+		return m.Route(to)
+	}
+	return device.Address{Account: to.Account, Device: to.Device}
+}
 
 func (m Messenger) Send(ctx context.Context, to core.Address, env []byte) error {
-	return m.Device.Send(ctx, device.Address{Account: to.Account, Device: to.Device}, env)
+	return m.Device.Send(ctx, m.addr(to), env)
 }
 
 // Prepare starts the encryption when core queues the envelope, so that it
 // shares a commit with core's record of its cause.
 func (m Messenger) Prepare(ctx context.Context, to core.Address, env []byte) core.Prepared {
-	if p := m.Device.Prepare(ctx, device.Address{Account: to.Account, Device: to.Device}, env); p != nil {
+	if p := m.Device.Prepare(ctx, m.addr(to), env); p != nil {
 		return prepared{p}
 	}
 	return nil
@@ -79,7 +91,7 @@ func (prepared) PreparedSend() {}
 // SendAfter lets the device wait for core's records after its own commit
 // (same store, same commit order): one commit per send, not two.
 func (m Messenger) SendAfter(ctx context.Context, to core.Address, env []byte, durable func(context.Context) error) error {
-	return m.Device.SendAfter(ctx, device.Address{Account: to.Account, Device: to.Device}, env, durable)
+	return m.Device.SendAfter(ctx, m.addr(to), env, durable)
 }
 
 var _ core.Challenger = Messenger{}
@@ -91,8 +103,15 @@ func (m Messenger) AnswerChallenge(ctx context.Context, token, answer string) er
 
 // Config is what a running co-signer needs.
 type Config struct {
-	Name         string // this signer's name in the roster
-	Dialer       *transport.Dialer
+	Name   string            // this signer's name in the roster
+	Dialer *transport.Dialer // the one server, when Servers is empty
+	// Servers are the configured servers, in file order; the node runs a
+	// device on each one its store has an account on.
+	Servers []Server
+	// LagAfter is how long a server may deliver nothing from a peer while
+	// another server does before it is named lagging for that peer
+	// (default a minute).
+	LagAfter     time.Duration
 	Store        *store.Store // opened, linked
 	Logger       *slog.Logger
 	AutoApprove  bool
@@ -110,6 +129,10 @@ type Config struct {
 	// Outbound, if set, wraps what core sends through (tests use it to
 	// make a console cheat).
 	Outbound func(core.Messenger) core.Messenger
+	// PerServer, if set, rewrites what goes through one server (its local
+	// name) on a console on several: tests use it to make a console send
+	// different messages through different servers.
+	PerServer func(server string, to device.Address, msg []byte) []byte
 	// Socket, if set, is where Run serves the API (api.Listen: the store's
 	// lock is held, so a socket file there is stale). APIApprove: callers
 	// may approve and decline (api.approve).
@@ -157,68 +180,154 @@ type Node struct {
 	metricsAddr atomic.Pointer[string] // where metrics are served, once they are
 	engineUp    atomic.Bool            // core's engine is running (readiness)
 	metricsSub  atomic.Pointer[event.Subscription]
+
+	links          []*link // a device per server with an account, configuration order
+	stoppedDevices atomic.Int32
+	connMu         sync.Mutex // orders the console's connection events
+	book           *book
+	lag            *lagTracker
 }
 
-// Open wires a linked store into a device and a core App. It starts
-// nothing.
+// Open wires a linked store into a device per server that has an account
+// and a core App. It starts nothing.
 func Open(ctx context.Context, cfg Config) (*Node, error) {
-	acct, err := cfg.Store.Account(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("this console is not linked yet (run cosigner link): %w", err)
-	}
 	c := &Node{cfg: cfg, Bus: &event.Bus{}, Vault: Vault{cfg.Store}}
 	c.conn.Store(&event.Connection{State: "connecting"})
+	servers := cfg.servers()
+	for _, s := range servers {
+		sub, err := cfg.Store.Server(s.Name)
+		if err != nil {
+			return nil, err
+		}
+		acct, err := sub.Account(ctx)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // configured, not linked or registered there (yet)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("server %s: %w", s.Name, err)
+		}
+		u, err := s.url()
+		if err != nil {
+			return nil, fmt.Errorf("server %s: %w", s.Name, err)
+		}
+		l := &link{name: s.Name, url: u, st: sub, acct: acct, queues: map[device.Address]chan sendJob{}}
+		l.conn.Store(&event.Connection{State: "connecting", Server: s.Name})
+		c.links = append(c.links, l)
+	}
+	if len(c.links) == 0 {
+		return nil, fmt.Errorf("this console is not linked yet (run cosigner link): %w", store.ErrNotFound)
+	}
+	var err error
 	if c.key, err = core.ConsoleKey(ctx, c.Vault); err != nil {
 		return nil, err
 	}
-	c.Card = roster.Card{Name: cfg.Name, Account: acct.ACI, Device: acct.DeviceID,
-		IdentityKey: acct.ACIIdentity.PublicKey().Serialize(), ConsoleKey: c.key.Public().(ed25519.PublicKey)}
-	if err := c.Card.Validate(); err != nil {
+	addrs := make([]roster.Address, 0, len(c.links))
+	for _, l := range c.links {
+		addrs = append(addrs, roster.Address{Server: l.url, Account: l.acct.ACI, Device: l.acct.DeviceID,
+			IdentityKey: l.acct.ACIIdentity.PublicKey().Serialize()})
+	}
+	if c.Card, err = core.OwnCard(ctx, c.Vault, cfg.Name, c.key, addrs); err != nil {
 		return nil, err
 	}
 	if c.rost, err = core.LoadRoster(ctx, c.Vault); err != nil {
 		return nil, err
 	}
+	// Version 1 cards were exchanged when every console had one server:
+	// the one whose device has the file's top-level buckets.
+	legacy := c.links[0].url
+	for _, l := range c.links {
+		if l.name == store.DefaultServer {
+			legacy = l.url
+		}
+	}
+	c.rost.SetLegacyServer(legacy)
 	if err := c.rost.Add(c.Card, true); err != nil && !errors.Is(err, roster.ErrNameTaken) {
 		return nil, fmt.Errorf("own card: %w", err)
 	}
 	if err := core.SaveRoster(ctx, c.Vault, c.rost); err != nil {
 		return nil, err
 	}
+	c.book = &book{legacy: legacy}
+	c.book.update(c.rost)
+	var urls []string
+	for _, l := range c.links {
+		urls = append(urls, l.url)
+	}
+	lagAfter := cfg.LagAfter
+	if lagAfter <= 0 {
+		lagAfter = time.Minute
+	}
+	c.lag = &lagTracker{after: lagAfter, last: map[string]map[string]time.Time{}, first: map[string]time.Time{},
+		named: map[string]bool{}, urls: urls, share: c.shares}
 	var appMu sync.Mutex
 	var app *core.App
-	var lastElsewhere atomic.Int64 // Status.Elsewhere of the last status
-	c.Device, err = device.New(ctx, device.Config{
-		Dialer: cfg.Dialer, Store: cfg.Store, Logger: cfg.Logger,
-		Deliver: func(ctx context.Context, from device.Address, body []byte) error {
-			appMu.Lock()
-			a := app
-			appMu.Unlock()
-			err := a.Deliver(ctx, core.Address{Account: from.Account, Device: from.Device}, body)
-			if errors.Is(err, core.ErrStoreFailed) {
-				// Not recorded: the envelope must stay on the server.
-				return fmt.Errorf("%w: %w", device.ErrNotHandled, err)
-			}
-			return err
-		},
-		OnDrop: func(from device.Address, err error) {
-			c.Bus.Publish(event.Error{Time: time.Now(), Text: fmt.Sprintf("dropped a message from %s: %v", from, err)})
-		},
-		OnStatus: func(s transport.Status) {
-			st := event.Connection{State: s.State.String(), RetryAt: s.RetryAt, Detail: s.Err}
-			c.conn.Store(&st)
-			c.Bus.Publish(st)
-			// Once per drop: the statuses between two drops carry 0.
-			if prev := lastElsewhere.Swap(int64(s.Elsewhere)); s.Elsewhere > 0 && int64(s.Elsewhere) != prev {
-				c.Bus.Publish(event.Error{Time: time.Now(), Text: elsewhereText(s)})
-			}
-		},
-		MaxElsewhere: cfg.MaxElsewhere,
-	})
-	if err != nil {
-		return nil, err
+	for _, l := range c.links {
+		var lastElsewhere atomic.Int64 // Status.Elsewhere of the last status
+		logger := cfg.Logger
+		if logger != nil && len(c.links) > 1 {
+			logger = logger.With("server", l.name)
+		}
+		l.dev, err = device.New(ctx, device.Config{
+			Dialer: c.dialerOf(l.name), Store: l.st, Logger: logger,
+			Deliver: func(ctx context.Context, from device.Address, body []byte) error {
+				appMu.Lock()
+				a := app
+				appMu.Unlock()
+				if peer := c.book.name(l.url, from.Account, from.Device); peer != "" {
+					c.lag.saw(peer, l.url, time.Now())
+				}
+				// With one server, core hears no server named: it works
+				// as it always has (no copies to tell apart).
+				via := ""
+				if len(c.links) > 1 {
+					via = l.url
+				}
+				err := a.Deliver(ctx, core.Address{Account: from.Account, Device: from.Device, Server: via}, body)
+				if errors.Is(err, core.ErrStoreFailed) {
+					// Not recorded: the envelope must stay on the server.
+					return fmt.Errorf("%w: %w", device.ErrNotHandled, err)
+				}
+				return err
+			},
+			OnDrop: func(from device.Address, err error) {
+				c.Bus.Publish(event.Error{Time: time.Now(), Text: fmt.Sprintf("dropped a message from %s through %s: %v", from, l.name, err)})
+			},
+			OnStatus: func(s transport.Status) {
+				st := event.Connection{State: s.State.String(), RetryAt: s.RetryAt, Detail: s.Err, Server: l.name}
+				l.conn.Store(&st)
+				if len(c.links) == 1 {
+					st.Server = "" // one server: the console's connection, as ever
+					c.conn.Store(&st)
+					c.Bus.Publish(st)
+				} else {
+					// Each server's, then the console's as a whole
+					// (connected while any server is).
+					c.Bus.Publish(st)
+					c.connMu.Lock()
+					all := c.aggregate()
+					if prev := c.conn.Load(); *prev != all {
+						c.conn.Store(&all)
+						c.Bus.Publish(all)
+					}
+					c.connMu.Unlock()
+				}
+				// Once per drop: the statuses between two drops carry 0.
+				if prev := lastElsewhere.Swap(int64(s.Elsewhere)); s.Elsewhere > 0 && int64(s.Elsewhere) != prev {
+					c.Bus.Publish(event.Error{Time: time.Now(), Text: c.serverText(l, elsewhereText(s))})
+				}
+			},
+			MaxElsewhere: cfg.MaxElsewhere,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("server %s: %w", l.name, err)
+		}
 	}
-	var out core.Messenger = Messenger{c.Device}
+	c.Device = c.links[0].dev
+	fan := &fanout{links: c.links, book: c.book, log: c.logger(), rewrite: cfg.PerServer}
+	var out core.Messenger = Messenger{Device: c.Device, Route: func(to core.Address) device.Address { return fan.routes(to)[0].to }}
+	if len(c.links) > 1 {
+		out = fan
+	}
 	if cfg.Outbound != nil {
 		out = cfg.Outbound(out)
 	}
@@ -228,7 +337,10 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		RoundTimeout: cfg.RoundTimeout, RequestTTL: cfg.RequestTTL, ResendEvery: cfg.ResendEvery,
 		AutoApprove: cfg.AutoApprove,
 		RestoredAt:  cfg.Store.RestoredAt(),
-		SaveRoster:  func(ctx context.Context, r *roster.Roster) error { return core.SaveRoster(ctx, c.Vault, r) },
+		SaveRoster: func(ctx context.Context, r *roster.Roster) error {
+			c.book.update(r)
+			return core.SaveRoster(ctx, c.Vault, r)
+		},
 		// The approval rules ([[signing.rule]], [[keygen.rule]]).
 		SigningRules: cfg.SigningRules, KeygenRules: cfg.KeygenRules, ReshareRules: cfg.ReshareRules,
 	})
@@ -242,7 +354,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.MetricsListen != "" {
 		c.registry = metrics.NewRegistry()
 		c.metrics = metrics.NewNode(c.registry, metrics.NodeSources{
-			Untagged: func() uint64 { return c.Device.Stats().Untagged },
+			Untagged: func() uint64 { return c.untagged() },
 			EventsDropped: func() uint64 {
 				if sub := c.metricsSub.Load(); sub != nil {
 					return sub.Dropped()
@@ -252,6 +364,45 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		})
 	}
 	return c, nil
+}
+
+// dialerOf is the transport to the named server.
+func (c *Node) dialerOf(name string) *transport.Dialer {
+	for _, s := range c.cfg.servers() {
+		if s.Name == name {
+			return s.Dialer
+		}
+	}
+	return c.cfg.Dialer
+}
+
+// shares reports whether the peer has an address on server.
+func (c *Node) shares(peer, server string) bool {
+	c.book.mu.RLock()
+	defer c.book.mu.RUnlock()
+	for k, n := range c.book.names {
+		if n == peer && len(k) > len(server) && k[:len(server)] == server && k[len(server)] == ' ' {
+			return true
+		}
+	}
+	return false
+}
+
+// serverText names the server in a message when there are several.
+func (c *Node) serverText(l *link, text string) string {
+	if len(c.links) == 1 {
+		return text
+	}
+	return fmt.Sprintf("server %s: %s", l.name, text)
+}
+
+// untagged is the non-MPC Signal traffic all devices dropped unread.
+func (c *Node) untagged() uint64 {
+	var n uint64
+	for _, l := range c.links {
+		n += l.dev.Stats().Untagged
+	}
+	return n
 }
 
 // elsewhereText tells the human that another console uses this device.
@@ -311,7 +462,17 @@ func (c *Node) Run(ctx context.Context) error {
 		defer c.engineUp.Store(false)
 		errs <- c.App.Run(ctx)
 	}()
-	go func() { errs <- c.Device.Run(ctx) }()
+	for _, l := range c.links {
+		l.start(ctx)
+		defer l.stop()
+		running++
+		go func() { errs <- c.runDevice(ctx, l) }()
+	}
+	running-- // the devices are counted above
+	if len(c.links) > 1 {
+		running++
+		go func() { errs <- c.watchLag(ctx) }()
+	}
 	if ln != nil {
 		running++
 		go func() { errs <- api.NewServer(c, c.cfg.APIApprove, c.logger()).Serve(ctx, ln) }()
@@ -323,6 +484,52 @@ func (c *Node) Run(ctx context.Context) error {
 		all = append(all, <-errs)
 	}
 	return errors.Join(all...)
+}
+
+// runDevice runs one server's device. With several servers, one that
+// fails for good (a device dropped for another console, an account the
+// server refuses) is reported and the others go on; the node stops only
+// when no device runs.
+func (c *Node) runDevice(ctx context.Context, l *link) error {
+	err := l.dev.Run(ctx)
+	if ctx.Err() != nil || len(c.links) == 1 {
+		return err
+	}
+	c.Bus.Publish(event.Error{Time: time.Now(), Text: c.serverText(l, fmt.Sprintf("stopped: %v", err))})
+	c.logger().Error("server device stopped", "server", l.name, "err", err)
+	if c.stoppedDevices.Add(1) < int32(len(c.links)) {
+		<-ctx.Done()
+		return nil
+	}
+	return err
+}
+
+// watchLag names a server lagging for a peer (event and status) when it
+// delivered nothing from the peer for LagAfter while another server did,
+// and says when it delivers again.
+func (c *Node) watchLag(ctx context.Context) error {
+	t := time.NewTicker(max(c.lag.after/4, 50*time.Millisecond))
+	defer t.Stop()
+	names := map[string]string{}
+	for _, l := range c.links {
+		names[l.url] = l.name
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		lagging, recovered := c.lag.check(time.Now())
+		for _, p := range lagging {
+			c.logger().Warn("a server delivers nothing from a peer while another does", "server", names[p[0]], "peer", p[1])
+			c.Bus.Publish(event.ServerLagging{Time: time.Now(), Server: names[p[0]], Peer: p[1], Lagging: true})
+		}
+		for _, p := range recovered {
+			c.logger().Info("a lagging server delivers from the peer again", "server", names[p[0]], "peer", p[1])
+			c.Bus.Publish(event.ServerLagging{Time: time.Now(), Server: names[p[0]], Peer: p[1]})
+		}
+	}
 }
 
 // serveMetrics follows the bus for the metrics and serves them on ln
@@ -352,7 +559,7 @@ func (c *Node) ready() error {
 	if !c.engineUp.Load() {
 		return errors.New("the engine is not running")
 	}
-	if st := c.conn.Load(); st.State != "connected" {
+	if st := c.aggregate(); st.State != "connected" {
 		return fmt.Errorf("the server connection is %s", st.State)
 	}
 	return nil
@@ -411,7 +618,8 @@ func sameFile(a, b string) bool {
 // Identity is this signer's own card (api.Backend).
 func (c *Node) Identity() roster.Card { return c.Card }
 
-// Connection is the server connection's last status (api.Backend).
+// Connection is the server connection's last status (api.Backend):
+// connected when any server is.
 func (c *Node) Connection() event.Connection { return *c.conn.Load() }
 
 // Subscribe follows the node's events (api.Backend).
@@ -429,7 +637,7 @@ func (c *Node) reportUntagged(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if n := c.Device.Stats().Untagged; n != last {
+		if n := c.untagged(); n != last {
 			last = n
 			c.Bus.Publish(event.Untagged{Total: n})
 		}
@@ -473,9 +681,15 @@ func (c *Node) ExportKey(ctx context.Context, keyID [32]byte, path, password, kd
 // account's primary device, for self-hosted accounts this console
 // registered.
 func (c *Node) AddDevice(ctx context.Context, url string) error {
-	p, err := device.PrimaryFromStore(ctx, c.cfg.Store)
-	if err != nil {
-		return err
+	// The primary of the first server this console registered on.
+	var errs []error
+	for _, l := range c.links {
+		p, err := device.PrimaryFromStore(ctx, l.st)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("server %s: %w", l.name, err))
+			continue
+		}
+		return p.ApproveLink(ctx, c.dialerOf(l.name), url, nil)
 	}
-	return p.ApproveLink(ctx, c.cfg.Dialer, url, nil)
+	return errors.Join(errs...)
 }

@@ -444,3 +444,46 @@ func TestAConnectionComplaintGoesWhenTheConnectionIsBack(t *testing.T) {
 		t.Fatalf("notice %+v: the later error was replaced", h.m.notice)
 	}
 }
+
+// A console on several servers shows each one's state in the status bar
+// beside the console's own, a server lagging for a peer by name, and its
+// one server's events never flip the console's own state.
+func TestEachServerShowsInTheStatusBar(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 160, 24)
+	h.send(event.Connection{State: "connected"},
+		event.Connection{State: "connected", Server: "home"},
+		event.Connection{State: "reconnecting", Server: "backup", Detail: "refused"})
+	bar := ansi.Strip(h.m.statusBar())
+	for _, want := range []string{"● connected", "● home", "◌ backup"} {
+		if !strings.Contains(bar, want) {
+			t.Fatalf("status bar %q lacks %q", bar, want)
+		}
+	}
+	if h.m.notice.err {
+		t.Fatalf("one server reconnecting while another is up is not an error: %+v", h.m.notice)
+	}
+	h.send(event.ServerLagging{Time: t0, Server: "home", Peer: "bob", Lagging: true})
+	if bar := ansi.Strip(h.m.statusBar()); !strings.Contains(bar, "home lagging for bob") {
+		t.Fatalf("status bar %q does not name home lagging for bob", bar)
+	}
+	if !strings.Contains(h.m.notice.text, "home") || !strings.Contains(h.m.notice.text, "bob") {
+		t.Fatalf("notice %+v", h.m.notice)
+	}
+	h.send(event.ServerLagging{Time: t0, Server: "home", Peer: "bob"})
+	if bar := ansi.Strip(h.m.statusBar()); strings.Contains(bar, "lagging") {
+		t.Fatalf("status bar %q still says lagging", bar)
+	}
+}
+
+// The log names the server an incoming message came through.
+func TestTheLogNamesTheServerAMessageCameThrough(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 160, 24)
+	h.send(event.Message{Time: t0, Direction: event.In, Peer: "bob", Ceremony: "aabbccdd", Kind: "partial", Digest: "0102",
+		Server: "https://relay.example:8443"})
+	view := ansi.Strip(strings.Join(h.m.logView(10), "\n"))
+	if !strings.Contains(view, "via relay.example:8443") {
+		t.Fatalf("log view does not name the server:\n%s", view)
+	}
+}

@@ -149,10 +149,22 @@ func plainMessage(m event.Message) string {
 	}
 	s := m.Time.Format("15:04:05") + " " + dir + " " + pad(m.Peer, 10) + " " + pad(m.Ceremony, 8) + " r" + pad(itoa(int(m.Round)), 2) +
 		" " + pad(m.Kind, 10) + " " + pad(size(m.Size), 5) + " " + m.Digest
+	if m.Server != "" {
+		s += " via " + serverHost(m.Server)
+	}
 	if m.Note != "" {
 		s += " " + m.Note
 	}
 	return s
+}
+
+// serverHost is a server's URL as a log line shows it: its host (and
+// port), the scheme being https but on loopback.
+func serverHost(u string) string {
+	for _, p := range []string{"https://", "http://", "wss://", "ws://"} {
+		u = strings.TrimPrefix(u, p)
+	}
+	return Clean(u)
 }
 
 func (m *Model) logView(h int) []string {
@@ -202,6 +214,9 @@ func (m *Model) renderLogEntry(e *logEntry) string {
 	}
 	s := t + " " + dir + " " + st.Peer.Render(pad(msg.Peer, 10)) + " " + pad(msg.Ceremony, 8) + " r" + pad(itoa(int(msg.Round)), 2) +
 		" " + pad(msg.Kind, 10) + " " + pad(size(msg.Size), 5) + " " + st.Digest.Render(msg.Digest)
+	if msg.Server != "" {
+		s += " " + st.Dim.Render("via "+serverHost(msg.Server))
+	}
 	if msg.Note != "" {
 		s += " " + st.Note.Render(msg.Note)
 	}

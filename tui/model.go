@@ -138,6 +138,7 @@ type Model struct {
 
 	id         Identity
 	conn       event.Connection
+	servers    []serverState // each server's, when there are several
 	link       linkState
 	mpc        logState
 	cers       ceremonies
@@ -345,7 +346,14 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case challengeResultMsg:
 		m.challengeResult(msg)
 		return m, nil
+	case event.ServerLagging:
+		m.serverLagging(msg)
+		return m, nil
 	case event.Connection:
+		if msg.Server != "" {
+			m.serverConnection(msg)
+			return m, nil
+		}
 		prev := m.conn.State
 		m.conn = event.Connection{State: Clean(msg.State), RetryAt: msg.RetryAt, Detail: Clean(msg.Detail)}
 		switch {

@@ -13,6 +13,9 @@ func (m *Model) statusBar() string {
 	sep := st.Status.Render(" │ ")
 	var parts []string
 	parts = append(parts, m.connState())
+	if s := m.serversState(); s != "" {
+		parts = append(parts, s)
+	}
 	if m.challenge.token != "" {
 		parts = append(parts, st.Reconnect.Render("server challenge: ! to answer"))
 	}

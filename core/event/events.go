@@ -48,6 +48,10 @@ type Message struct {
 	Size      int       `json:"size"`
 	Digest    string    `json:"digest"` // short hex of SHA-256 of the envelope
 	Note      string    `json:"note"`   // why it was dropped, if it was
+	// Server is the canonical URL of the server an incoming message came
+	// through ("" when not said, and on what this console sends: it goes
+	// through every server it shares with the peer).
+	Server string `json:"server,omitempty"`
 }
 
 func (Message) Must() bool { return false }
@@ -191,11 +195,14 @@ type ChallengeAnswered struct {
 
 func (ChallengeAnswered) Must() bool { return true }
 
-// Connection is the Signal connection's state.
+// Connection is the Signal connection's state: one server's (Server, its
+// local name) or, without a server, the console's as a whole (connected
+// when any server is).
 type Connection struct {
 	State   string    `json:"state"` // connected, connecting, reconnecting, stopped
 	RetryAt time.Time `json:"retry_at,omitzero"`
 	Detail  string    `json:"detail"`
+	Server  string    `json:"server,omitempty"`
 }
 
 func (Connection) Must() bool { return false }
@@ -230,3 +237,15 @@ type ReshareFailed struct {
 }
 
 func (ReshareFailed) Must() bool { return true }
+
+// ServerLagging: Server (its local name) has delivered nothing from Peer
+// for a while although another server has (Lagging), or it delivers from
+// the peer again (!Lagging).
+type ServerLagging struct {
+	Time    time.Time `json:"time,omitzero"`
+	Server  string    `json:"server"`
+	Peer    string    `json:"peer"`
+	Lagging bool      `json:"lagging"`
+}
+
+func (ServerLagging) Must() bool { return true }
