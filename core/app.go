@@ -174,7 +174,7 @@ type App struct {
 	// recent: the ended signings still in memory, oldest first (history.go).
 	recent []recentEnd
 	// copies: the servers each recent envelope came through (copies.go).
-	copies map[[32]byte]*copySeen
+	copies copyLog
 }
 
 // result is what a waiter gets when a ceremony ends.

@@ -14,15 +14,42 @@ import (
 )
 
 // copyTTL is how long the servers an envelope came through are kept:
-// longer than any ceremony waits for a late copy to matter.
-const copyTTL = 2 * time.Hour
+// a copy comes through the other servers within seconds or minutes; a
+// later one is handled as the same bytes again (the ceremony's engine or
+// its finished record drops it).
+const copyTTL = 30 * time.Minute
 
-// maxCopies bounds the entries kept (oldest pruned first).
-const maxCopies = 1 << 16
+// maxCopies bounds the entries kept, oldest dropped first: memory stays
+// flat however long the console runs.
+const maxCopies = 4096
 
 type copySeen struct {
 	servers []string // the servers this envelope came through; none: seen before a restart
 	at      time.Time
+}
+
+// copyLog is the envelopes seen lately, in arrival order.
+type copyLog struct {
+	seen  map[[32]byte]*copySeen
+	order [][32]byte // oldest first
+}
+
+// add records k, dropping the oldest entries past copyTTL or maxCopies.
+func (l *copyLog) add(k [32]byte, c *copySeen) {
+	if l.seen == nil {
+		l.seen = map[[32]byte]*copySeen{}
+	}
+	if _, ok := l.seen[k]; !ok {
+		l.order = append(l.order, k)
+	}
+	l.seen[k] = c
+	cut := c.at.Add(-copyTTL)
+	n := 0
+	for n < len(l.order) && (len(l.order)-n > maxCopies || l.seen[l.order[n]].at.Before(cut)) {
+		delete(l.seen, l.order[n])
+		n++
+	}
+	l.order = l.order[n:] // append copies only the live part when it grows
 }
 
 // crossCopy reports whether raw, fresh from the network through from's
@@ -32,14 +59,10 @@ func (a *App) crossCopy(from Address, raw []byte) bool {
 	if from.Server == "" {
 		return false // one server, or a caller that does not say
 	}
-	if a.copies == nil {
-		a.copies = map[[32]byte]*copySeen{}
-	}
 	k := sha256.Sum256(raw)
-	c, ok := a.copies[k]
+	c, ok := a.copies.seen[k]
 	if !ok {
-		a.pruneCopies()
-		a.copies[k] = &copySeen{servers: []string{from.Server}, at: a.now()}
+		a.copies.add(k, &copySeen{servers: []string{from.Server}, at: a.now()})
 		return false
 	}
 	if slices.Contains(c.servers, from.Server) {
@@ -53,26 +76,5 @@ func (a *App) crossCopy(from Address, raw []byte) bool {
 // recorded): its first copy after the restart is dropped, whichever server
 // brings it.
 func (a *App) seenBefore(raw []byte) {
-	if a.copies == nil {
-		a.copies = map[[32]byte]*copySeen{}
-	}
-	a.copies[sha256.Sum256(raw)] = &copySeen{at: a.now()}
-}
-
-func (a *App) pruneCopies() {
-	if len(a.copies) < maxCopies {
-		return
-	}
-	cut := a.now().Add(-copyTTL)
-	for k, c := range a.copies {
-		if c.at.Before(cut) {
-			delete(a.copies, k)
-		}
-	}
-	for k := range a.copies { // still full: drop arbitrary ones
-		if len(a.copies) < maxCopies {
-			break
-		}
-		delete(a.copies, k)
-	}
+	a.copies.add(sha256.Sum256(raw), &copySeen{at: a.now()})
 }

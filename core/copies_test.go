@@ -217,3 +217,23 @@ func TestACopyOfAKeptEnvelopeIsNotKeptAgain(t *testing.T) {
 		}
 	}
 }
+
+// The copies kept are bounded in number and age, oldest dropped first.
+func TestTheCopiesKeptAreBoundedInNumberAndAge(t *testing.T) {
+	t.Parallel()
+	var l copyLog
+	start := time.Unix(1000, 0)
+	for i := range maxCopies + 10 {
+		l.add([32]byte{byte(i), byte(i >> 8), 1}, &copySeen{at: start})
+	}
+	if len(l.seen) != maxCopies || len(l.order) != maxCopies {
+		t.Fatalf("%d kept (%d in order), want %d", len(l.seen), len(l.order), maxCopies)
+	}
+	if _, ok := l.seen[[32]byte{0, 0, 1}]; ok {
+		t.Fatal("the oldest entry is still kept")
+	}
+	l.add([32]byte{9, 9, 9}, &copySeen{at: start.Add(copyTTL + time.Second)})
+	if len(l.seen) != 1 || len(l.order) != 1 {
+		t.Fatalf("%d kept after every other entry aged out, want 1", len(l.seen))
+	}
+}
