@@ -50,10 +50,11 @@ const (
 	EndGenerated EndOutcome = 6 // keygen: the key was made
 	EndAborted   EndOutcome = 7 // keygen, reshare: it stopped without a key
 	EndReshared  EndOutcome = 8 // reshare, refresh, import: the key moved to its next epoch (or was handed over)
+	EndErased    EndOutcome = 9 // converted after its secrets were erased at a reshare: the outcome was not kept
 )
 
 var outcomeNames = map[EndOutcome]string{EndSigned: "signed", EndDeclined: "declined", EndExpired: "expired", EndFailed: "failed",
-	EndAbandoned: "restored-abandoned", EndGenerated: "generated", EndAborted: "aborted", EndReshared: "reshared"}
+	EndAbandoned: "restored-abandoned", EndGenerated: "generated", EndAborted: "aborted", EndReshared: "reshared", EndErased: "erased"}
 
 func (o EndOutcome) String() string {
 	if s, ok := outcomeNames[o]; ok {

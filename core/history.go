@@ -99,14 +99,7 @@ func (a *App) endedOf(id [32]byte, rec *CeremonyRecord, converted bool) *Ended {
 	if abandoned(rec) {
 		e.Outcome, e.Reason, e.Converted = EndAbandoned, restoredText, false
 		e.EndedAt = rec.Inputs[len(rec.Inputs)-1].Time
-		if env, err := wire.Decode(rec.Opening); err == nil {
-			e.Requester = env.From
-			if rec.Kind == KindSign {
-				if req, err := tbls.DecodeRequest(env.Payload); err == nil {
-					e.KeyID, e.Message, e.Description = req.KeyID, req.Message, req.Description
-				}
-			}
-		}
+		fromOpening(e, rec)
 		return e
 	}
 	if st, ok := a.lifecycle().reshares[id]; ok {
@@ -118,6 +111,9 @@ func (a *App) endedOf(id [32]byte, rec *CeremonyRecord, converted bool) *Ended {
 		a.endedReshare(e, w.prop, w.prop.Participants(), w.done, nil)
 		e.Description += " (handed over: this console is not in the new group)"
 		return e
+	}
+	if converted && rec.Finished && (rec.Kind != KindSign && erased(rec) || rec.Kind == KindKeygen && a.keygens[id] == nil) {
+		return endedUnbuilt(e, rec)
 	}
 	if rec.Kind == KindReshare {
 		// Not running here (it could not be resumed): what its proposal says.
@@ -148,6 +144,9 @@ func (a *App) endedOf(id [32]byte, rec *CeremonyRecord, converted bool) *Ended {
 	}
 	st, ok := a.signs[id]
 	if !ok {
+		if converted && rec.Finished {
+			return endedUnbuilt(e, rec)
+		}
 		return nil
 	}
 	req, p, parties := st.s.Request(), st.s.Progress(), st.key.key.Parties
@@ -175,6 +174,37 @@ func (a *App) endedOf(id [32]byte, rec *CeremonyRecord, converted bool) *Ended {
 	}
 	if d := e.Decision; d != nil && d.Accept && strings.HasPrefix(d.By, "signing.rule[") {
 		e.useBy = who.String()
+	}
+	return e
+}
+
+// fromOpening fills what a record's opening envelope says (who asked; a
+// signing's key and message).
+func fromOpening(e *Ended, rec *CeremonyRecord) {
+	env, err := wire.Decode(rec.Opening)
+	if err != nil {
+		return
+	}
+	e.Requester = env.From
+	if rec.Kind == KindSign {
+		if req, err := tbls.DecodeRequest(env.Payload); err == nil {
+			e.KeyID, e.Message, e.Description = req.KeyID, req.Message, req.Description
+		}
+	}
+}
+
+// endedUnbuilt is the ended record of a finished ceremony whose session is
+// not rebuilt (its key is gone or at a later epoch, or its secrets were
+// erased at a reshare): what its record itself says, so that it still
+// enters the trail and leaves the start-up replay.
+func endedUnbuilt(e *Ended, rec *CeremonyRecord) *Ended {
+	fromOpening(e, rec)
+	if rec.Kind != KindSign {
+		e.KeyID = rec.KeyID
+	}
+	e.Outcome, e.Reason = EndFailed, "not rebuilt when converted: its key is gone or at a later epoch; the outcome was not kept"
+	if erased(rec) {
+		e.Outcome, e.Reason = EndErased, "its secrets were erased at a reshare of its key; the outcome was not kept"
 	}
 	return e
 }

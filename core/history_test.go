@@ -536,3 +536,32 @@ func FuzzDecodeEnded(f *testing.F) {
 		_, _ = decodeRuleUse(b)
 	})
 }
+
+// A finished signing of the older format whose key cannot rebuild it (gone,
+// or at a later epoch) still enters the trail when converted, from what its
+// record says, and leaves the start-up replay.
+func TestAFinishedSigningThatCannotBeRebuiltIsStillConverted(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	alice := nodes[0]
+	vs := alice.store.(*VaultStore)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	rec := &CeremonyRecord{ID: [32]byte{7}, Kind: KindSign, Opening: []byte("an opening of a key this console no longer has"),
+		KeyID: [32]byte{9}, Own: true, Created: time.Unix(100, 0), Finished: true}
+	if err := vs.PutCeremony(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	alice.start(t, true)
+	entries, _, err := alice.app.Audit(ctx, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].ID != rec.ID || entries[0].Outcome != EndFailed || !entries[0].Converted {
+		t.Fatalf("converted trail %+v", entries)
+	}
+	alice.stop()
+	if recs, _ := vs.Ceremonies(ctx); len(recs) != 0 {
+		t.Fatalf("%d records still replayed at start", len(recs))
+	}
+}
