@@ -61,16 +61,15 @@ func (a *App) approvals(st *signState) []event.Approval {
 }
 
 // answeredBy is the By of this console's recorded answer to a ceremony
-// ("" when it answered on its own screen, by asking, or not at all).
+// ("" when it answered on its own screen or not at all; who asked, when
+// asking was its approval).
 func (a *App) answeredBy(id [32]byte) string {
 	rec, ok := a.records[id]
 	if !ok {
 		return ""
 	}
-	for _, in := range slices.Backward(rec.Inputs) {
-		if in.Kind == InputAccept || in.Kind == InputDecline {
-			return in.By
-		}
+	if d := decisionOf(rec); d != nil {
+		return d.By
 	}
 	return ""
 }

@@ -2,11 +2,13 @@ package core
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/signal-mpc/cosigner/bls/tbls"
+	"github.com/signal-mpc/cosigner/core/event"
 )
 
 // The signers' answers carry their audit heads, and the requester's ended
@@ -72,5 +74,43 @@ func TestARequestKeepsTheHeadItsAnswerCarries(t *testing.T) {
 	r.Head = tbls.Head{} // none: encoded as before heads existed
 	if got, _, err := decodeCeremony(encodeCeremony(r, 0)); err != nil || got.Head != r.Head {
 		t.Fatalf("no head: %+v %v", got, err)
+	}
+}
+
+// The signature history, read back from the ended records, says who
+// answered and how this console's answer was given.
+func TestTheHistorySaysWhoAnswered(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	for _, nd := range nodes {
+		nd.start(t, true)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	kr := keygenAll(t, ctx, nodes)
+	sr, err := nodes[0].app.RequestSignature(ctx, kr.KeyID, []byte("history"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := nodes[1]
+	// Bob's answer came from the auto_approve setting; wait for his end.
+	var hist []event.SignDone
+	for len(hist) == 0 || hist[len(hist)-1].ID != hex.EncodeToString(sr.ID[:]) {
+		if ctx.Err() != nil {
+			t.Fatalf("bob's history never showed the signing: %+v", hist)
+		}
+		time.Sleep(20 * time.Millisecond)
+		if hist, err = bob.app.Signatures(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var own *event.Approval
+	for i, ap := range hist[len(hist)-1].Approvals {
+		if ap.Signer == "bob" {
+			own = &hist[len(hist)-1].Approvals[i]
+		}
+	}
+	if own == nil || own.Decision != "approved" || own.Rule != "signing.auto_approve" {
+		t.Fatalf("bob's own answer in his history: %+v", hist[len(hist)-1].Approvals)
 	}
 }

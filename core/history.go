@@ -315,6 +315,11 @@ func (a *App) signDoneOf(e *Ended) event.SignDone {
 	} else {
 		ev.Failure = e.Reason
 	}
+	for _, ans := range a.auditEntry(e).Answers {
+		ap := event.Approval{Signer: ans.Signer, Decision: ans.Decision}
+		ap.User, ap.SSHClient, ap.Rule = ParseBy(ans.By)
+		ev.Approvals = append(ev.Approvals, ap)
+	}
 	return ev
 }
 
