@@ -11,6 +11,7 @@ import (
 	"github.com/signal-mpc/cosigner/bls"
 	"github.com/signal-mpc/cosigner/bls/share"
 	"github.com/signal-mpc/cosigner/bls/wire"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // The signing protocol's payloads. Each rides in a signed wire.Envelope
@@ -115,24 +116,30 @@ type Head struct {
 
 // encodeHead adds a head as fields 2 (count) and 3 (hash) of a partial or
 // decline: both absent for the zero Head, both present otherwise.
-func encodeHead(e *wire.Encoder, h Head) error {
+func encodeHead(e *wire.Encoder, h Head) error { return encodeHeadAt(e, h, 2) }
+
+// encodeHeadAt is encodeHead as fields n and n+1.
+func encodeHeadAt(e *wire.Encoder, h Head, n protowire.Number) error {
 	if h.Count == 0 {
 		if h.Hash != ([32]byte{}) {
 			return fmt.Errorf("%w: an audit head hash without a count", ErrPayload)
 		}
-		e.Uint(2, 0)
-		e.Bytes(3, nil)
+		e.Uint(n, 0)
+		e.Bytes(n+1, nil)
 		return nil
 	}
-	e.Uint(2, h.Count)
-	e.Bytes(3, h.Hash[:])
+	e.Uint(n, h.Count)
+	e.Bytes(n+1, h.Hash[:])
 	return nil
 }
 
 // decodeHead reads what encodeHead wrote; an error is left in d.
-func decodeHead(d *wire.Decoder) (Head, bool) {
-	count, _ := d.Uint(2)
-	hash, _ := d.Bytes(3, 32)
+func decodeHead(d *wire.Decoder) (Head, bool) { return decodeHeadAt(d, 2) }
+
+// decodeHeadAt reads what encodeHeadAt wrote at n.
+func decodeHeadAt(d *wire.Decoder, n protowire.Number) (Head, bool) {
+	count, _ := d.Uint(n)
+	hash, _ := d.Bytes(n+1, 32)
 	var h Head
 	if count == 0 && hash == nil {
 		return h, true
@@ -233,6 +240,10 @@ type SignResult struct {
 	Signature *bls.Signature
 	Signers   []uint32 // ascending party indices
 	Blamed    []uint32 // ascending; parties whose partials were bad
+	// Head is the requester's audit head (fields 4 and 5, absent for the
+	// zero Head, which builds before heads require): its own partial is
+	// never sent, so the result carries it to the others.
+	Head Head
 }
 
 // Encode returns the canonical encoding.
@@ -246,6 +257,9 @@ func (m *SignResult) Encode() ([]byte, error) {
 	e.Bytes(1, m.Signature.Bytes())
 	e.Bytes(2, packIndices(m.Signers))
 	e.Bytes(3, packIndices(m.Blamed))
+	if err := encodeHeadAt(&e, m.Head, 4); err != nil {
+		return nil, err
+	}
 	return e.Finish()
 }
 
@@ -256,14 +270,18 @@ func DecodeSignResult(b []byte) (*SignResult, error) {
 	sig, _ := d.Fixed(1, bls.G2Size)
 	signers, _ := d.Bytes(2, share.MaxParties)
 	blamed, _ := d.Bytes(3, share.MaxParties)
+	head, headOK := decodeHeadAt(d, 4)
 	if err := d.Done(); err != nil {
 		return nil, fmt.Errorf("%w: result: %w", ErrPayload, err)
+	}
+	if !headOK {
+		return nil, fmt.Errorf("%w: result: an audit head needs both its count and its 32-byte hash", ErrPayload)
 	}
 	s, err := bls.SignatureFromBytes(sig)
 	if err != nil {
 		return nil, fmt.Errorf("%w: result: %w", ErrPayload, err)
 	}
-	m := &SignResult{Signature: s, Signers: unpackIndices(signers), Blamed: unpackIndices(blamed)}
+	m := &SignResult{Signature: s, Signers: unpackIndices(signers), Blamed: unpackIndices(blamed), Head: head}
 	if len(m.Signers) == 0 || !strictlyAscending(m.Signers) || !strictlyAscending(m.Blamed) {
 		return nil, fmt.Errorf("%w: result: party lists must be non-empty and ascend within 1..%d", ErrPayload, share.MaxParties)
 	}

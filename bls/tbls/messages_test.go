@@ -116,6 +116,8 @@ func FuzzDecodeSigningMessages(f *testing.F) {
 	f.Add(partHead)
 	decHead, _ := (&tbls.Decline{Reason: "no", Head: head}).Encode()
 	f.Add(decHead)
+	resHead, _ := (&tbls.SignResult{Signature: sig, Signers: []uint32{1, 3}, Head: head}).Encode()
+	f.Add(resHead)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := tbls.DecodeRequest(b); err == nil {
 			if again, err := r.Encode(); err != nil || !bytes.Equal(again, b) {
@@ -178,6 +180,26 @@ func TestAnswersCarryTheAuditHead(t *testing.T) {
 		gd, err := tbls.DecodeDecline(d)
 		if err != nil || gd.Head != h || gd.Reason != "no" {
 			t.Fatalf("%+v: decline round trip gave %+v, %v", h, gd, err)
+		}
+		// The requester's head rides in its result (its partial is never sent).
+		sig, err := bls.SignatureFromBytes(p.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		without, err := (&tbls.SignResult{Signature: sig, Signers: []uint32{1, 2}}).Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := (&tbls.SignResult{Signature: sig, Signers: []uint32{1, 2}, Head: h}).Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (h == tbls.Head{}) != bytes.Equal(r, without) {
+			t.Fatalf("%+v: result encoded with a head %x, without %x", h, r, without)
+		}
+		gr, err := tbls.DecodeSignResult(r)
+		if err != nil || gr.Head != h || !gr.Signature.Equal(sig) {
+			t.Fatalf("%+v: result round trip gave %+v, %v", h, gr, err)
 		}
 	}
 }

@@ -561,7 +561,7 @@ func (s *SignSession) tryCombine() []Outgoing {
 	if s.requester != s.cfg.Self {
 		return nil
 	}
-	payload, err := (&tbls.SignResult{Signature: res.Signature, Signers: res.Signers, Blamed: res.Blamed}).Encode()
+	payload, err := (&tbls.SignResult{Signature: res.Signature, Signers: res.Signers, Blamed: res.Blamed, Head: s.head}).Encode()
 	if err != nil {
 		return nil
 	}
@@ -629,6 +629,7 @@ func (s *SignSession) handleResult(key wire.DedupKey, env *wire.Envelope, raw []
 		// The same signature this console combined and verified itself:
 		// BLS signatures are unique, so there is nothing more to check.
 		s.seen[key] = received{env, raw}
+		s.noteHead(env.From, m.Head)
 		return nil
 	}
 	// Checked with the hash this session already holds: Verify(X, m, sig).
@@ -638,6 +639,7 @@ func (s *SignSession) handleResult(key wire.DedupKey, env *wire.Envelope, raw []
 		return nil
 	}
 	s.seen[key] = received{env, raw}
+	s.noteHead(env.From, m.Head)
 	if s.outcome == OutcomeCollecting {
 		s.result = &tbls.Result{Signature: m.Signature, Signers: m.Signers, Blamed: m.Blamed}
 		s.outcome = OutcomeSigned

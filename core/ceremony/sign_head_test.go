@@ -52,8 +52,8 @@ func TestAnswersCarryTheSignersAuditHeads(t *testing.T) {
 	})
 	want := map[uint32]map[uint32]tbls.Head{
 		1: {2: heads[2], 3: heads[3]},
-		2: {3: heads[3]},
-		3: {},
+		2: {1: heads[1], 3: heads[3]}, // the requester's from its result
+		3: {1: heads[1]},
 	}
 	for _, c := range cs {
 		s := c.signs[id]
