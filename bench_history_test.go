@@ -185,68 +185,77 @@ func fillHistory(b *testing.B, path string, n int) {
 // call answered), with 0, 1,000 and 100,000 ended signings in its store.
 // The history beyond the first real signing is filled by fillHistory.
 func BenchmarkStartup(b *testing.B) {
-	for _, past := range []int{0, 1000, 100000} {
-		b.Run(fmt.Sprintf("past=%d", past), func(b *testing.B) {
-			r, signers := benchGroupRelay(b, 3, false)
-			ctx := context.Background()
-			kr, err := signers[0].con.App.StartKeygen(ctx, 2)
+	// daemon: the daemon and the one-shot commands (cosigner sign), which
+	// publish no past results; console: the console's screen, which shows
+	// the newest 500.
+	for _, mode := range []string{"daemon", "console"} {
+		for _, past := range []int{0, 1000, 100000} {
+			benchStartup(b, mode, past)
+		}
+	}
+}
+
+func benchStartup(b *testing.B, mode string, past int) {
+	b.Run(fmt.Sprintf("%s/past=%d", mode, past), func(b *testing.B) {
+		r, signers := benchGroupRelay(b, 3, false)
+		ctx := context.Background()
+		kr, err := signers[0].con.App.StartKeygen(ctx, 2)
+		if err != nil {
+			b.Fatal(err)
+		}
+		waitKeyB(b, signers[1], kr.KeyID)
+		waitKeyB(b, signers[2], kr.KeyID)
+		s := signers[0]
+		if past > 0 {
+			if _, err := s.con.App.RequestSignature(ctx, kr.KeyID, []byte("a real one"), ""); err != nil {
+				b.Fatal(err)
+			}
+		}
+		s.stop()
+		if past > 1 {
+			fillHistory(b, s.path, past-1)
+		}
+		var took, opened []time.Duration
+		for b.Loop() {
+			start := time.Now()
+			st, err := store.Open(ctx, s.path, store.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
-			waitKeyB(b, signers[1], kr.KeyID)
-			waitKeyB(b, signers[2], kr.KeyID)
-			s := signers[0]
-			if past > 0 {
-				if _, err := s.con.App.RequestSignature(ctx, kr.KeyID, []byte("a real one"), ""); err != nil {
-					b.Fatal(err)
-				}
+			opened = append(opened, time.Since(start))
+			con, err := openConsole(ctx, consoleConfig{Name: s.name, Dialer: r.dialer, Store: st, AutoApprove: true,
+				RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: time.Hour, NoHistoryAtStart: mode == "daemon"})
+			if err != nil {
+				b.Fatal(err)
 			}
-			s.stop()
-			if past > 1 {
-				fillHistory(b, s.path, past-1)
+			runCtx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- con.Run(runCtx) }()
+			if _, err := con.App.Keys(ctx); err != nil {
+				b.Fatal(err)
 			}
-			var took, opened []time.Duration
-			for b.Loop() {
-				start := time.Now()
-				st, err := store.Open(ctx, s.path, store.Options{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				opened = append(opened, time.Since(start))
-				con, err := openConsole(ctx, consoleConfig{Name: s.name, Dialer: r.dialer, Store: st, AutoApprove: true,
-					RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: time.Hour})
-				if err != nil {
-					b.Fatal(err)
-				}
-				runCtx, cancel := context.WithCancel(ctx)
-				done := make(chan error, 1)
-				go func() { done <- con.Run(runCtx) }()
-				if _, err := con.App.Keys(ctx); err != nil {
-					b.Fatal(err)
-				}
-				took = append(took, time.Since(start))
-				b.StopTimer()
-				cancel()
-				<-done
-				st.Close()
-				b.StartTimer()
-			}
-			reportMedian(b, took)
-			// The store's open (its damage check reads every page) and the
-			// rest (core's restore, the device's start) apart.
-			var app []time.Duration
-			for i := range took {
-				app = append(app, took[i]-opened[i])
-			}
-			slices.Sort(opened)
-			slices.Sort(app)
-			b.ReportMetric(float64(opened[len(opened)/2].Microseconds())/1000, "open-ms")
-			b.ReportMetric(float64(app[len(app)/2].Microseconds())/1000, "app-ms")
-			if fi, err := os.Stat(s.path); err == nil {
-				b.ReportMetric(float64(fi.Size())/(1<<20), "file-MB")
-			}
-		})
-	}
+			took = append(took, time.Since(start))
+			b.StopTimer()
+			cancel()
+			<-done
+			st.Close()
+			b.StartTimer()
+		}
+		reportMedian(b, took)
+		// The store's open (its damage check reads every page) and the
+		// rest (core's restore, the device's start) apart.
+		var app []time.Duration
+		for i := range took {
+			app = append(app, took[i]-opened[i])
+		}
+		slices.Sort(opened)
+		slices.Sort(app)
+		b.ReportMetric(float64(opened[len(opened)/2].Microseconds())/1000, "open-ms")
+		b.ReportMetric(float64(app[len(app)/2].Microseconds())/1000, "app-ms")
+		if fi, err := os.Stat(s.path); err == nil {
+			b.ReportMetric(float64(fi.Size())/(1<<20), "file-MB")
+		}
+	})
 }
 
 // BenchmarkIdleDaemonRSS builds the cosigner binary, runs `cosigner daemon`

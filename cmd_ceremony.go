@@ -44,6 +44,7 @@ func runConsoleServing(ctx context.Context, g globalFlags, sio stdio, maxElsewhe
 		}
 		cfg := e.consoleConfig(d, st)
 		cfg.MaxElsewhere = maxElsewhere
+		cfg.NoHistoryAtStart = !serve // a command's short run shows no past results
 		if serve {
 			if err := e.serveSocket(&cfg, true); err != nil {
 				return err

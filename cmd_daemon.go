@@ -72,6 +72,7 @@ func runDaemon(ctx context.Context, cmd command, args []string, sio stdio) int {
 			return err
 		}
 		cfg := e.consoleConfig(d, st)
+		cfg.NoHistoryAtStart = true // no screen: attached consoles ask for the history
 		if err := e.serveSocket(&cfg, false); err != nil {
 			return err
 		}

@@ -117,7 +117,7 @@ func withEngine(ctx context.Context, g globalFlags, sio stdio, fn func(c *consol
 		if err != nil {
 			return err
 		}
-		c, err := openConsole(ctx, consoleConfig{Name: e.cfg.Device.Name, Dialer: d, Store: st, Logger: e.log})
+		c, err := openConsole(ctx, consoleConfig{Name: e.cfg.Device.Name, Dialer: d, Store: st, Logger: e.log, NoHistoryAtStart: true})
 		if err != nil {
 			return err
 		}

@@ -120,6 +120,10 @@ type Config struct {
 	SaveRoster func(context.Context, *roster.Roster) error
 	MaxOrphans int           // envelopes kept for unknown ceremonies (default 1024)
 	OrphanTTL  time.Duration // how long they are kept (default 1 h)
+	// NoHistoryAtStart: publish no past signing results at start (a daemon
+	// or a one-shot command has no screen to show them on; an attached
+	// console asks for them). Otherwise the newest 500 are published.
+	NoHistoryAtStart bool
 	// RestoredAt is when the console's store was last restored from a
 	// backup (zero: never). Keygen proposals made before then are
 	// refused: this console may have answered them from the state it

@@ -114,3 +114,49 @@ func TestTheHistorySaysWhoAnswered(t *testing.T) {
 		t.Fatalf("bob's own answer in his history: %+v", hist[len(hist)-1].Approvals)
 	}
 }
+
+// A daemon or a one-shot command publishes no past results at start (it
+// has no screen; an attached console asks for them), and still lists
+// them when asked.
+func TestNoHistoryAtStartPublishesNoPastResultsButListsThem(t *testing.T) {
+	t.Parallel()
+	_, nodes := newTestNet(t, "alice", "bob", "carol")
+	for _, nd := range nodes {
+		nd.start(t, true)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	kr := keygenAll(t, ctx, nodes)
+	sr, err := nodes[0].app.RequestSignature(ctx, kr.KeyID, []byte("past"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := nodes[0]
+	for _, quiet := range []bool{false, true} {
+		alice.stop()
+		var sub *event.Subscription
+		alice.onBus = func(b *event.Bus) { sub = b.Subscribe(0) }
+		alice.configure = func(c *Config) { c.NoHistoryAtStart = quiet }
+		alice.start(t, true)
+		wait, stop := context.WithTimeout(ctx, 300*time.Millisecond)
+		published := 0
+		for {
+			e, err := sub.Next(wait)
+			if err != nil {
+				break
+			}
+			if d, ok := e.(event.SignDone); ok && d.Restored {
+				published++
+			}
+		}
+		stop()
+		sub.Close()
+		if want := map[bool]int{false: 1, true: 0}[quiet]; published != want {
+			t.Fatalf("NoHistoryAtStart %v: %d past results published, want %d", quiet, published, want)
+		}
+		hist, err := alice.app.Signatures(ctx, 0)
+		if err != nil || len(hist) != 1 || hist[0].ID != hex.EncodeToString(sr.ID[:]) {
+			t.Fatalf("NoHistoryAtStart %v: listed %+v, %v", quiet, hist, err)
+		}
+	}
+}

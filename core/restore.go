@@ -108,8 +108,10 @@ func (a *App) restore(ctx context.Context) error {
 	if err := a.convertFinished(ctx, recs); err != nil {
 		return err
 	}
-	if err := a.publishHistory(ctx); err != nil {
-		return err
+	if !a.cfg.NoHistoryAtStart {
+		if err := a.publishHistory(ctx); err != nil {
+			return err
+		}
 	}
 	orphans, err := a.cfg.Store.Orphans(ctx)
 	if err != nil {

@@ -123,6 +123,9 @@ type Config struct {
 	// the server dropped it for another console with the same device; 0:
 	// it keeps reconnecting, with a growing wait.
 	MaxElsewhere int
+	// NoHistoryAtStart: no past signing results are published at start
+	// (a daemon or a one-shot command; see core.Config).
+	NoHistoryAtStart bool
 	// Threshold and Parties are the keygen defaults (keygen.threshold,
 	// keygen.parties; 0 parties: the whole roster).
 	Threshold, Parties int
@@ -336,7 +339,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		Store: core.NewVaultStore(c.Vault), Bus: c.Bus, Logger: cfg.Logger,
 		RoundTimeout: cfg.RoundTimeout, RequestTTL: cfg.RequestTTL, ResendEvery: cfg.ResendEvery,
 		AutoApprove: cfg.AutoApprove,
-		RestoredAt:  cfg.Store.RestoredAt(),
+		RestoredAt:  cfg.Store.RestoredAt(), NoHistoryAtStart: cfg.NoHistoryAtStart,
 		SaveRoster: func(ctx context.Context, r *roster.Roster) error {
 			c.book.update(r)
 			return core.SaveRoster(ctx, c.Vault, r)

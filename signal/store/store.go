@@ -344,10 +344,16 @@ func (s *Store) cacheKey(k string) string {
 // fail with ErrClosed.
 func (s *Store) Close() error {
 	s.cmu.Lock()
+	again := s.closed
 	s.closed = true
 	s.cmu.Unlock()
+	if again {
+		return nil // as bbolt's Close: closing twice is no error
+	}
 	s.leaders.Wait()
-	return s.db.Close()
+	// Clean: the next open reads the freelist and skips the page walk
+	// (boltfile.CloseClean), so a start does not grow with the history.
+	return boltfile.CloseClean(s.db)
 }
 
 // update runs fn in a write transaction and waits until it is durable: all

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -32,8 +33,14 @@ func Open(path string, mode os.FileMode, o bolt.Options) (*bolt.DB, error) {
 		if !errors.Is(err, fs.ErrExist) {
 			return db, err
 		}
-		// It exists (or appeared since): check it, then open it.
-		switch err := check(path, o.Timeout); {
+		// It exists (or appeared since): check it, then open it. A file
+		// left by CloseClean and unchanged since needs only its header
+		// checked (clean.go).
+		clean, err := takeMarker(path)
+		if err == nil {
+			err = check(path, o.Timeout, !clean)
+		}
+		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			continue // removed since: create it after all
 		case err != nil:
@@ -77,8 +84,12 @@ func openGuarded(path string, mode os.FileMode, o bolt.Options, create int) (db 
 	return db, err
 }
 
-// check checks the existing file at path (see Open) under a shared lock.
-func check(path string, timeout time.Duration) error {
+// fullChecks counts the full checks made (for tests).
+var fullChecks atomic.Int64
+
+// check checks the existing file at path (see Open) under a shared lock:
+// its header, and unless it is known clean (full false), every page.
+func check(path string, timeout time.Duration, full bool) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -94,6 +105,10 @@ func check(path string, timeout time.Duration) error {
 	if err := CheckHeader(f, fi.Size()); err != nil {
 		return err
 	}
+	if !full {
+		return nil
+	}
+	fullChecks.Add(1)
 	// A second shared lock from this process: bbolt's read-only open.
 	db, err := bolt.Open(path, 0, &bolt.Options{ReadOnly: true, Timeout: timeout})
 	if err != nil {

@@ -250,7 +250,7 @@ func BenchmarkCheck(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "x.db")
 	writeFile(b, path, 4<<20, testOptions)
 	for b.Loop() {
-		if err := check(path, 0); err != nil {
+		if err := check(path, 0, true); err != nil {
 			b.Fatal(err)
 		}
 	}
