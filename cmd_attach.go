@@ -104,7 +104,7 @@ func feedAttached(ctx context.Context, c *api.Client, send func(tea.Msg)) error 
 	}
 	send(r)
 	var sigs api.SignaturesResult
-	if err := c.Call(ctx, api.MethodSignatures, api.SignaturesParams{Limit: 500}, &sigs); err != nil {
+	if err := c.Call(ctx, api.MethodSignatures, api.SignaturesParams{Limit: screenHistory}, &sigs); err != nil {
 		return err
 	}
 	for _, s := range sigs.Signatures {

@@ -44,7 +44,9 @@ func runConsoleServing(ctx context.Context, g globalFlags, sio stdio, maxElsewhe
 		}
 		cfg := e.consoleConfig(d, st)
 		cfg.MaxElsewhere = maxElsewhere
-		cfg.NoHistoryAtStart = !serve // a command's short run shows no past results
+		// A command's short run shows no past results; the headless console
+		// logs them only at debug level, and an attached console asks.
+		cfg.NoHistoryAtStart = true
 		if serve {
 			if err := e.serveSocket(&cfg, true); err != nil {
 				return err

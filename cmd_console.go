@@ -159,8 +159,20 @@ func feedConsole(ctx context.Context, c *console, server string, send func(tea.M
 	if r, err := screenRoster(ctx, c); err == nil {
 		send(r)
 	}
+	// The history is asked for once the console runs, as an attached
+	// console does: the start does not wait for it (NoHistoryAtStart), and
+	// the screen merges what it gets twice by id.
+	if sigs, err := c.App.Signatures(ctx, screenHistory); err == nil {
+		for _, s := range sigs {
+			s.Restored = true
+			send(s)
+		}
+	}
 	return <-done
 }
+
+// screenHistory is how many past signing results the screen shows.
+const screenHistory = 500
 
 // screenRoster is the console's roster as the screen shows it.
 func screenRoster(ctx context.Context, c *console) (tui.Roster, error) {
@@ -231,6 +243,7 @@ func runConsoleTUI(ctx context.Context, g globalFlags, sio stdio) error {
 				}
 			}
 			cfg := e.consoleConfig(d, st)
+			cfg.NoHistoryAtStart = true // feedConsole asks for it once the console runs
 			if err := e.serveSocket(&cfg, true); err != nil {
 				return err
 			}

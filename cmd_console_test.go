@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"testing"
 	"time"
 
@@ -57,5 +58,58 @@ func TestTheConsoleScreenIsFedAndTheConsoleConnects(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the console did not stop")
+	}
+}
+
+// The screen gets the past results once the console runs: its start does
+// not read them (NoHistoryAtStart), feedConsole asks for them after.
+func TestTheConsoleScreenGetsThePastResultsOnceItRuns(t *testing.T) {
+	t.Parallel()
+	r := startTestRelay(t, t.TempDir())
+	signers := threeSigners(t, r, true)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	kr, err := signers[0].con.App.StartKeygen(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr, err := signers[0].con.App.RequestSignature(ctx, kr.KeyID, []byte("past"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := signers[0]
+	alice.stop()
+	st, err := store.Open(ctx, alice.path, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c, err := openConsole(ctx, consoleConfig{Name: alice.name, Dialer: r.dialer, Store: st, NoHistoryAtStart: true,
+		RoundTimeout: time.Minute, RequestTTL: time.Minute, ResendEvery: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	msgs := make(chan tea.Msg, 1024)
+	done := make(chan error, 1)
+	go func() { done <- feedConsole(runCtx, c, r.URL(), func(m tea.Msg) { msgs <- m }) }()
+	want := hex.EncodeToString(sr.ID[:])
+	for {
+		select {
+		case m := <-msgs:
+			if d, ok := m.(event.SignDone); ok && d.ID == want {
+				if !d.Restored || d.Signature == "" {
+					t.Fatalf("the past signing reached the screen as %+v", d)
+				}
+				stop()
+				<-done
+				return
+			}
+		case err := <-done:
+			t.Fatalf("the console stopped: %v", err)
+		case <-ctx.Done():
+			t.Fatal("the screen never got the past signing")
+		}
 	}
 }
