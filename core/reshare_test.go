@@ -276,9 +276,16 @@ func TestADeclinedReshareStopsWithNobodyBlamedAndTheOldGroupStillSigns(t *testin
 		!strings.HasPrefix(err.Error(), "reshare ") || strings.Contains(err.Error(), "blaming") {
 		t.Fatalf("declined reshare: %v (%+v)", err, kerr)
 	}
+	// Carol was asked (she declined). Bob may not have been: the abort can
+	// reach him before the proposal, which then opens already ended.
 	mu.Lock()
-	if len(asked) != 2 || asked[0].Kind != "reshare" {
+	if len(asked) == 0 || len(asked) > 2 {
 		t.Fatalf("approval prompts %+v", asked)
+	}
+	for _, ar := range asked {
+		if ar.Kind != "reshare" {
+			t.Fatalf("approval prompts %+v", asked)
+		}
 	}
 	mu.Unlock()
 	for _, nd := range nodes {
