@@ -3,6 +3,8 @@
 package atomicfile
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -38,12 +40,7 @@ func Write(path string, data []byte) (err error) {
 	if err = os.Rename(tmp, path); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return SyncDir(dir)
 }
 
 // Create makes path from a temporary file in the same folder (mode 0600)
@@ -81,6 +78,21 @@ func Create(path string, replace bool, fill func(tmp string) error) (err error) 
 	if err != nil {
 		return err
 	}
+	return SyncDir(dir)
+}
+
+// Remove removes path, if it is there, and syncs its folder so that the
+// removal survives a crash.
+func Remove(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
+}
+
+// SyncDir fsyncs the folder dir: what was renamed, linked or removed in it
+// survives a crash.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

@@ -20,10 +20,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
-	"strings"
 	"syscall"
 
+	"github.com/signal-mpc/cosigner/signal/internal/atomicfile"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -53,7 +52,7 @@ func CloseClean(db *bolt.DB) error {
 	if err != nil {
 		return nil
 	}
-	return writeMarker(path, id)
+	return atomicfile.Write(path+markerSuffix, []byte(id)) // a torn marker never matches
 }
 
 // fileID is what the marker records of the file at path.
@@ -83,23 +82,6 @@ func fileID(path string) (string, error) {
 		m0.txid, m0.root, m0.freelist, m0.pgid, m1.txid, m1.root, m1.freelist, m1.pgid), nil
 }
 
-// writeMarker writes the marker atomically: a torn one never matches.
-func writeMarker(path, id string) error {
-	tmp := path + markerSuffix + ".tmp"
-	if err := os.WriteFile(tmp, []byte(id), 0o600); err != nil {
-		return err
-	}
-	if err := syncFile(tmp); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path+markerSuffix); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
 // takeMarker removes the marker of the file at path, durably, and reports
 // whether the file still matches it. It is gone before bbolt opens the
 // file for writing, so that only a clean close makes the next one again.
@@ -108,33 +90,12 @@ func takeMarker(path string) (bool, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
-	if rerr := os.Remove(path + markerSuffix); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+	if rerr := atomicfile.Remove(path + markerSuffix); rerr != nil {
 		return false, fmt.Errorf("remove %s: %w", path+markerSuffix, rerr)
-	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
-		return false, err
 	}
 	if err != nil {
 		return false, nil // unreadable: check the file
 	}
 	id, err := fileID(path)
-	return err == nil && strings.HasPrefix(id, "boltfile-clean-v1 ") && id == string(b), nil
-}
-
-func syncFile(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return err == nil && id == string(b), nil
 }
