@@ -466,7 +466,7 @@ func (e *Engine) remoteAbort(rec received) error {
 	}
 	if a.misbehaviour() {
 		// Adopted only as far as the evidence proves it here (evidence.go).
-		a.Blamed = e.provenBlame(rec.env.From, m)
+		a.Blamed = provenBlame(e, rec.env.From, m)
 		for _, j := range m.Blamed {
 			if !slices.Contains(a.Blamed, j) {
 				a.Claimed = append(a.Claimed, j)

@@ -2,6 +2,7 @@ package dkg
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"fmt"
 	"slices"
 
@@ -18,17 +19,31 @@ import (
 // console never saw, a key confirmation before this console derived the
 // key) stays the other party's claim (AbortError.Claimed).
 
+// evidenceChecks is what checking an abort's evidence needs from an
+// engine, the keygen's or the reshare's: the checks it runs on the same
+// messages when it receives them.
+type evidenceChecks interface {
+	Ceremony() [32]byte
+	consoleKey(j uint32) (ed25519.PublicKey, bool)
+	isDeal(env *wire.Envelope, dealer uint32) bool
+	dealFails(dealer uint32, deal *wire.Envelope) bool
+	complaintsProven(by, dealer uint32, ev []*wire.Envelope) bool
+	justificationFails(dealer uint32, just, deal *wire.Envelope) bool
+	confirmationFails(j uint32, env *wire.Envelope) bool
+	confirmKind() wire.Kind
+}
+
 // provenBlame returns the parties among m.Blamed whose misbehaviour m's
-// evidence proves, checked as this console would check the same messages
-// had it received them; by is the aborting party.
-func (e *Engine) provenBlame(by uint32, m *abort) []uint32 {
+// evidence proves, checked as c would check the same messages had it
+// received them; by is the aborting party.
+func provenBlame(c evidenceChecks, by uint32, m *abort) []uint32 {
 	if len(m.Blamed) != 1 {
-		// Every evidence-carrying abort of this engine names one culprit
+		// Every evidence-carrying abort of these engines names one culprit
 		// (an inconsistent echo may name several: not provable here).
 		return nil
 	}
 	culprit := m.Blamed[0]
-	ev := e.openEvidence(m.Evidence)
+	ev := openEvidence(c, m.Evidence)
 	if ev == nil {
 		return nil
 	}
@@ -37,16 +52,16 @@ func (e *Engine) provenBlame(by uint32, m *abort) []uint32 {
 	case ReasonEquivocation:
 		ok = len(ev) == 2 && ev[0].From == culprit && wire.Equivocation(ev[0], ev[1])
 	case ReasonInvalidDeal:
-		ok = len(ev) == 1 && e.isDeal(ev[0], culprit) && e.dealFails(culprit, ev[0])
+		ok = len(ev) == 1 && c.isDeal(ev[0], culprit) && c.dealFails(culprit, ev[0])
 	case ReasonComplaints:
-		ok = e.complaintsProven(by, culprit, ev)
+		ok = c.complaintsProven(by, culprit, ev)
 	case ReasonBadJustification:
 		ok = len(ev) == 2 && ev[0].Kind == wire.KindJustification && ev[0].From == culprit &&
 			Round(ev[0].Round) == RoundJustify && ev[0].To == 0 &&
-			e.isDeal(ev[1], culprit) && e.justificationFails(culprit, ev[0], ev[1])
+			c.isDeal(ev[1], culprit) && c.justificationFails(culprit, ev[0], ev[1])
 	case ReasonBadConfirmation:
-		ok = len(ev) == 1 && ev[0].Kind == wire.KindConfirm && ev[0].From == culprit &&
-			Round(ev[0].Round) == RoundConfirm && ev[0].To == 0 && e.confirmationFails(culprit, ev[0])
+		ok = len(ev) == 1 && ev[0].Kind == c.confirmKind() && ev[0].From == culprit &&
+			Round(ev[0].Round) == RoundConfirm && ev[0].To == 0 && c.confirmationFails(culprit, ev[0])
 	}
 	if !ok {
 		return nil
@@ -54,22 +69,25 @@ func (e *Engine) provenBlame(by uint32, m *abort) []uint32 {
 	return []uint32{culprit}
 }
 
-// openEvidence opens every envelope under the roster's console keys and
-// checks that it belongs to this ceremony; nil if any does not.
-func (e *Engine) openEvidence(raws [][]byte) []*wire.Envelope {
+// openEvidence opens every envelope under the parties' console keys and
+// checks that it belongs to c's ceremony; nil if any does not.
+func openEvidence(c evidenceChecks, raws [][]byte) []*wire.Envelope {
 	if len(raws) == 0 {
 		return nil
 	}
 	out := make([]*wire.Envelope, 0, len(raws))
 	for _, raw := range raws {
-		env, err := wire.Open(raw, e.prop.consoleKey)
-		if err != nil || env.Ceremony != e.id {
+		env, err := wire.Open(raw, c.consoleKey)
+		if err != nil || env.Ceremony != c.Ceremony() {
 			return nil
 		}
 		out = append(out, env)
 	}
 	return out
 }
+
+func (e *Engine) consoleKey(j uint32) (ed25519.PublicKey, bool) { return e.prop.consoleKey(j) }
+func (e *Engine) confirmKind() wire.Kind                        { return wire.KindConfirm }
 
 func (e *Engine) isDeal(env *wire.Envelope, dealer uint32) bool {
 	return env.Kind == wire.KindDeal && env.From == dealer && env.To == 0 && Round(env.Round) == RoundDeal
@@ -159,20 +177,26 @@ func (e *Engine) justificationFails(dealer uint32, just, deal *wire.Envelope) bo
 // abort without proof (a timeout, a decline, a bare claim) returns nil: it
 // changes nothing here.
 func (e *Engine) LateAbort(raw []byte) (*AbortError, error) {
-	if e.state != StateDone {
-		return nil, fmt.Errorf("%w: a late abort of a ceremony in state %s", ErrUnexpected, e.state)
+	return lateAbort(e, e.state, e.self, e.n, raw)
+}
+
+// lateAbort is LateAbort for either engine: c in state, self its party
+// index, n its number of parties.
+func lateAbort(c evidenceChecks, state State, self uint32, n int, raw []byte) (*AbortError, error) {
+	if state != StateDone {
+		return nil, fmt.Errorf("%w: a late abort of a ceremony in state %s", ErrUnexpected, state)
 	}
-	env, err := wire.Open(raw, e.prop.consoleKey)
+	env, err := wire.Open(raw, c.consoleKey)
 	if err != nil {
 		return nil, fmt.Errorf("dkg: %w", err)
 	}
-	if env.Ceremony != e.id {
+	if env.Ceremony != c.Ceremony() {
 		return nil, ErrWrongCeremony
 	}
-	if env.Kind != wire.KindAbort || env.To != 0 || env.From == e.self {
+	if env.Kind != wire.KindAbort || env.To != 0 || env.From == self {
 		return nil, fmt.Errorf("%w: %s from party %d is not a peer's abort", ErrUnexpected, env.Kind, env.From)
 	}
-	m, err := decodeAbort(env.Payload, e.n)
+	m, err := decodeAbort(env.Payload, n)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +205,7 @@ func (e *Engine) LateAbort(raw []byte) (*AbortError, error) {
 	if !a.misbehaviour() {
 		return nil, nil
 	}
-	if a.Blamed = e.provenBlame(env.From, m); len(a.Blamed) == 0 {
+	if a.Blamed = provenBlame(c, env.From, m); len(a.Blamed) == 0 {
 		return nil, nil
 	}
 	return a, nil

@@ -483,7 +483,7 @@ func (e *ReshareEngine) remoteAbort(rec received) error {
 		Detail: fmt.Sprintf("party %d aborted: %s", rec.env.From, m.Detail), Evidence: m.Evidence,
 	}
 	if a.misbehaviour() {
-		a.Blamed = e.provenBlame(rec.env.From, m)
+		a.Blamed = provenBlame(e, rec.env.From, m)
 		for _, j := range m.Blamed {
 			if !slices.Contains(a.Blamed, j) {
 				a.Claimed = append(a.Claimed, j)
@@ -931,7 +931,7 @@ func (e *ReshareEngine) afterReveal() []Outgoing {
 		for k, theirs := range m.Deals {
 			dealer := e.dealers[k]
 			env, err := wire.Open(theirs, consoleKeyOf(e.parts))
-			if err != nil || !e.isDealEnvelope(env, dealer) {
+			if err != nil || !e.isDeal(env, dealer) {
 				return e.fail(ReasonInconsistentEcho, []uint32{j}, fmt.Sprintf("party %d relayed an invalid deal for party %d", j, dealer), rec.raw)
 			}
 			ours, _ := wire.Decode(mine[k])
@@ -958,7 +958,7 @@ func (e *ReshareEngine) afterReveal() []Outgoing {
 	return e.complaintsStep(echoes)
 }
 
-func (e *ReshareEngine) isDealEnvelope(env *wire.Envelope, dealer uint32) bool {
+func (e *ReshareEngine) isDeal(env *wire.Envelope, dealer uint32) bool {
 	return env.Ceremony == e.id && env.Kind == wire.KindReshareDeal && env.From == dealer && env.To == 0 && Round(env.Round) == RoundDeal
 }
 

@@ -492,7 +492,7 @@ func TestADealerWithAWrongConstantTermIsDisqualifiedWithEvidence(t *testing.T) {
 		// the roster can check.
 		var a *AbortError
 		errors.As(p.engine.Err(), &a)
-		ev := p.engine.openEvidence(a.Evidence)
+		ev := openEvidence(p.engine, a.Evidence)
 		if len(ev) != 1 || ev[0].From != cheat || ev[0].Kind != wire.KindReshareDeal || !p.engine.dealFails(cheat, ev[0]) {
 			t.Fatalf("participant %d: evidence %v does not prove the bad deal", p.idx, ev)
 		}
